@@ -8,7 +8,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_module() { # name dir outdir ldflags pkgs...
   local name="$1" dir="$2" out="$3" ldflags="$4"; shift 4
   if [[ -f "$out/.complete" ]]; then log "$name: cached in $out"; return; fi
-  log "$name: building from Go modules (cold build: many minutes on 2 cores; Kubernetes alone takes 15-30)"
+  log "$name: building from Go modules (cold: several minutes on 2 cores; output follows when done)"
   mkdir -p "$out"
   local started=$SECONDS
   ( cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$out/" "$@" ) \

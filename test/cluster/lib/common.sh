@@ -34,3 +34,9 @@ API_SERVER="https://$HOST_SIDE_IP:$API_PORT"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+
+PAUSE_IMAGE="ktctl.local/pause:1"
+COREDNS_IMAGE="ktctl.local/coredns:$COREDNS_VERSION"
+ECHO_IMAGE="ktctl.local/echo:1"
+TOOLBOX_IMAGE="ktctl.local/toolbox:1"
+POD_BRIDGE="ktctl-cni0"

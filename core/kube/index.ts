@@ -1,0 +1,64 @@
+// Kube access for ktctl: kubeconfig resolved as kubectl resolves it, client-node's typed APIs and raw
+// requests over Bun's fetch (the only HTTPS path that honours the kubeconfig's TLS under Bun and in a
+// compiled binary), watches, and port-forward streams.
+
+import {
+  AppsV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  ResponseContext,
+  ServerConfiguration,
+  createConfiguration,
+  wrapHttpLibrary,
+  type RequestContext,
+} from "@kubernetes/client-node";
+import type { Kube } from "../plugin-api.ts";
+import { loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
+import { openPortForward } from "./portforward.ts";
+import { createTransport, requestJson, type Transport } from "./transport.ts";
+import { watchCollection } from "./watch.ts";
+
+export { KubeApiError, describeRequest, toKtctlError } from "./errors.ts";
+export { loadKubeconfig, type KubeconfigOptions, type ResolvedKubeconfig } from "./kubeconfig.ts";
+export { waitForObject, waitForPod, imageFailure, isPodReady, podSummary, type WaitOptions, type ObjectWaitOptions } from "./wait.ts";
+
+/** Resolves kubeconfig, context and namespace like kubectl and returns a client bound to them. */
+export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
+  const { kc, context, namespace, server } = loadKubeconfig(opts);
+  const transport = createTransport(kc, server);
+  const configuration = createConfiguration({
+    baseServer: new ServerConfiguration(server, {}),
+    httpApi: wrapHttpLibrary({ send: (request) => sendTyped(transport, request) }),
+    authMethods: {},
+  });
+  return {
+    kc,
+    context,
+    namespace,
+    server,
+    core: new CoreV1Api(configuration),
+    apps: new AppsV1Api(configuration),
+    coordination: new CoordinationV1Api(configuration),
+    request: (method, path, body, contentType) => requestJson(transport, method, path, body, contentType),
+    watch: (path, query, onEvent, signal) => watchCollection(transport, path, query, onEvent, signal),
+    portForward: (ns, pod, port) => openPortForward(transport, ns, pod, port),
+  };
+}
+
+/** client-node's typed APIs call this instead of undici; failures arrive as KtctlErrors. */
+async function sendTyped(transport: Transport, request: RequestContext): Promise<ResponseContext> {
+  const response = await transport.fetch(request.getUrl(), {
+    method: request.getHttpMethod(),
+    headers: request.getHeaders(),
+    body: request.getBody() as RequestInit["body"],
+    signal: request.getSignal(),
+  });
+  const data = Buffer.from(await response.arrayBuffer());
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => (headers[name] = value));
+  return new ResponseContext(response.status, headers, {
+    text: async () => data.toString("utf8"),
+    binary: async () => data,
+    stream: () => null,
+  });
+}

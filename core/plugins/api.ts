@@ -1,0 +1,70 @@
+// The PluginApi object handed to every plugin. Heavy parts (kube client, sessions, shadow) are
+// imported on first use so that `ktctl --help` and every command that does not need the cluster
+// start without loading them.
+
+import { defineCommand } from "citty";
+import type { ConsolaInstance } from "consola";
+import type { EffectiveConfig } from "../config/load.ts";
+import { ExitCode, KtctlError } from "../errors.ts";
+import { argsFor, globalOptions, GLOBAL_SCOPE } from "../options.ts";
+import { PLUGIN_API_VERSION, type GlobalOptions, type Kube, type PluginApi, type SessionsApi } from "../plugin-api.ts";
+import { parsePorts } from "../ports.ts";
+import type { SessionHost } from "../session/index.ts";
+import { createUndoRegistry } from "../session/undo.ts";
+import { VERSION } from "../../build/version.ts";
+
+export interface PluginApiDeps {
+  config: EffectiveConfig;
+  logger: ConsolaInstance;
+}
+
+/** The plugins' API, and what only the core uses: the session machinery itself (for the watchdog). */
+export interface HostApi {
+  api: PluginApi;
+  sessionHost(): Promise<SessionHost>;
+}
+
+async function kube(global: GlobalOptions): Promise<Kube> {
+  const { connectKube } = await import("../kube/index.ts");
+  return connectKube({ kubeconfig: global.kubeconfig, context: global.context, namespace: global.namespace });
+}
+
+export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
+  // One undo registry per process, made now: plugins register their undo kinds in setup(), before
+  // any session exists; the session machinery that uses it loads on first use.
+  const registry = createUndoRegistry();
+  let host: Promise<SessionHost> | undefined;
+  let loadedHost: SessionHost | undefined;
+  const sessionHost = () =>
+    (host ??= import("../session/index.ts").then((m) => (loadedHost = m.createSessionHost({ logger, registry }))));
+
+  const sessions: SessionsApi = {
+    list: async (k, options) => (await sessionHost()).sessions.list(k, options),
+    planClean: async (k, options) => (await sessionHost()).sessions.planClean(k, options),
+    executePlan: async (plan, k) => (await sessionHost()).sessions.executePlan(plan, k),
+    renderPlan: (plan) => {
+      // A plan only comes from planClean, which has loaded the session machinery already.
+      if (!loadedHost) throw new KtctlError("renderPlan needs a plan made by sessions.planClean", ExitCode.failure);
+      return loadedHost.sessions.renderPlan(plan);
+    },
+    registerUndoKind: (kind, definition) => registry.register(kind, definition),
+  };
+
+  const api: PluginApi = {
+    version: VERSION,
+    apiVersion: PLUGIN_API_VERSION,
+    defineCommand,
+    globalArgs: argsFor(GLOBAL_SCOPE, config.defaultsFor(GLOBAL_SCOPE)),
+    logger,
+    errors: { KtctlError, ExitCode },
+    config: { get: (key) => config.get(key), all: () => config.all() },
+    globalOptions: (args) => globalOptions(args),
+    kube,
+    startSession: async (options) => (await sessionHost()).startSession(await kube(options.global), options),
+    sessions,
+    startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
+    forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
+    parsePorts: (spec) => parsePorts(spec),
+  };
+  return { api, sessionHost };
+}

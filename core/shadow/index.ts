@@ -1,0 +1,112 @@
+// Starting a session's shadow: the pod (a journaled step, so it is always removed), the wait for
+// it to run (image problems reported at once), and the tunnel over the API server's port-forward.
+// When the pod disappears mid-session (deleted, evicted) the tunnel's reconnect makes a new one.
+
+import type { Duplex } from "node:stream";
+import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
+import { waitForPod } from "../kube/wait.ts";
+import type { Kube, Session, Shadow, ShadowOptions } from "../plugin-api.ts";
+import type { ConsolaInstance } from "consola";
+import { objectName } from "../session/labels.ts";
+import { createSessionKeyPair } from "../tunnel/keys.ts";
+import { createTunnel } from "../tunnel/client.ts";
+import { SHADOW_TUNNEL_PORT } from "../tunnel/protocol.ts";
+import { shadowPodSpec } from "./pod-spec.ts";
+
+const isStarted = (pod: any) =>
+  !pod.metadata?.deletionTimestamp &&
+  Boolean(pod.status?.podIP) &&
+  (pod.status?.containerStatuses ?? []).some((c: any) => c.name === "shadow" && c.state?.running);
+
+export async function startShadow(session: Session, options: ShadowOptions, context: { logger: ConsolaInstance }): Promise<Shadow> {
+  const { kube, namespace } = session;
+  const { logger } = context;
+  const global = session.global;
+  const keys = createSessionKeyPair(`ktctl-${session.id}`);
+  const creationTimeoutMs = (global.podCreationTimeout ?? 60) * 1000;
+  let generation = 0;
+  let current: { name: string; ip: string } | undefined;
+
+  /** Creates the shadow pod as a journaled step and waits until its process runs. */
+  const createPod = async (): Promise<{ name: string; ip: string }> => {
+    const name = objectName(session.id, generation === 0 ? options.role : `${options.role}-${generation}`);
+    generation++;
+    const spec = shadowPodSpec({
+      name,
+      namespace,
+      sessionId: session.id,
+      sessionLabels: session.labels,
+      publicKey: keys.publicKey,
+      global,
+      options,
+    });
+    await session.step(
+      {
+        kind: "delete-object",
+        describe: `delete shadow pod ${namespace}/${name}`,
+        undo: { apiVersion: "v1", kind: "Pod", namespace, name },
+      },
+      () => kube.request("POST", `/api/v1/namespaces/${namespace}/pods`, spec),
+    );
+    const pod = await waitForPod(kube, namespace, name, isStarted, {
+      timeoutMs: creationTimeoutMs,
+      onProgress: (summary) => logger.debug(`shadow ${name}: ${summary}`),
+    });
+    return { name, ip: pod.status!.podIP! };
+  };
+
+  /** The current shadow pod if it is still there and running, else a new one. */
+  const ensurePod = async (): Promise<{ name: string; ip: string }> => {
+    if (current) {
+      const pod = await kube
+        .request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${current.name}`)
+        .catch((error) => {
+          if (isKtctlError(error) && error.exitCode === ExitCode.notFound) return undefined;
+          throw error;
+        });
+      if (pod && isStarted(pod)) return current;
+      if (pod && !pod.metadata?.deletionTimestamp && pod.status?.phase !== "Failed" && pod.status?.phase !== "Succeeded") {
+        // Still there but restarting its container: wait for it rather than doubling up.
+        const again = await waitForPod(kube, namespace, current.name, isStarted, { timeoutMs: creationTimeoutMs });
+        return (current = { name: current.name, ip: again.status!.podIP! });
+      }
+      logger.warn(`shadow pod ${current.name} is gone; starting a new one`);
+    }
+    current = await createPod();
+    return current;
+  };
+
+  const connect = async (): Promise<Duplex> => {
+    const pod = await ensurePod();
+    return kube.portForward(namespace, pod.name, SHADOW_TUNNEL_PORT);
+  };
+
+  const first = await ensurePod();
+  const tunnel = await createTunnel({
+    connect,
+    privateKey: keys.privateKey,
+    logger,
+    connectTimeoutMs: (global.portForwardTimeout ?? 10) * 1000,
+  }).catch((error) => {
+    if (isKtctlError(error)) throw error;
+    throw new KtctlError(`cannot open the tunnel to shadow pod ${namespace}/${first.name}: ${error?.message ?? error}`, ExitCode.unreachable);
+  });
+  tunnel.onStateChange((state, detail) => {
+    if (state === "reconnecting") logger.warn(`tunnel to the shadow lost${detail ? ` (${detail})` : ""}; reconnecting`);
+    else if (state === "connected") logger.debug("tunnel connected");
+  });
+  // The tunnel goes first when the session ends, so no stream races the pod's deletion.
+  void session.ended.then(() => tunnel.close());
+
+  return {
+    get podName() {
+      return current!.name;
+    },
+    get podIP() {
+      return current!.ip;
+    },
+    tunnel,
+  };
+}
+
+export type { Kube };

@@ -1,0 +1,88 @@
+// The shadow pod as ktctl creates it: pure data from the session and the global flags, so the
+// spec is unit-tested and identical wherever it is made (first start, or a replacement after the
+// pod was deleted mid-session).
+
+import { parseKeyValueList, parsePodQuota } from "../options.ts";
+import type { GlobalOptions, ShadowOptions } from "../plugin-api.ts";
+import { LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
+import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../tunnel/protocol.ts";
+import { DEFAULT_SHADOW_IMAGE } from "../version.ts";
+
+/** The uid the shadow image runs as; the tunnel role needs no privilege at all. */
+export const SHADOW_UID = 65532;
+
+export interface ShadowPodInput {
+  name: string;
+  namespace: string;
+  sessionId: string;
+  sessionLabels: Record<string, string>;
+  publicKey: string;
+  global: GlobalOptions;
+  options: ShadowOptions;
+}
+
+// Small by default: the tunnel is I/O bound, and a developer's namespace quota is often tight.
+const DEFAULT_REQUESTS = { cpu: "10m", memory: "48Mi" };
+const DEFAULT_LIMITS = { memory: "512Mi" };
+
+export function shadowPodSpec(input: ShadowPodInput): any {
+  const { global, options } = input;
+  const quota = global.podQuota ? parsePodQuota(global.podQuota) : undefined;
+  const resources = quota
+    ? { requests: { ...quota }, limits: { ...quota } }
+    : { requests: DEFAULT_REQUESTS, limits: DEFAULT_LIMITS };
+  const roles = ["tunnel", ...(options.roles ?? []).filter((r) => r !== "tunnel")];
+  const needsApiAccess = Boolean(global.serviceAccount);
+
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: input.name,
+      namespace: input.namespace,
+      labels: {
+        ...(global.withLabel ? parseKeyValueList(global.withLabel, "withLabel", "label") : {}),
+        ...options.labels,
+        ...input.sessionLabels,
+        [LABEL_ROLE]: labelSafe(dnsSafe(options.role)),
+      },
+      annotations: global.withAnnotation ? parseKeyValueList(global.withAnnotation, "withAnnotation", "annotation") : {},
+    },
+    spec: {
+      // A shadow holds no state: stop it at once when the session ends.
+      terminationGracePeriodSeconds: 1,
+      enableServiceLinks: false,
+      automountServiceAccountToken: needsApiAccess,
+      ...(global.serviceAccount ? { serviceAccountName: global.serviceAccount } : {}),
+      ...(global.imagePullSecret ? { imagePullSecrets: [{ name: global.imagePullSecret }] } : {}),
+      ...(global.nodeSelector ? { nodeSelector: parseKeyValueList(global.nodeSelector, "nodeSelector", "label") } : {}),
+      securityContext: { runAsNonRoot: true, runAsUser: SHADOW_UID, runAsGroup: SHADOW_UID },
+      containers: [
+        {
+          name: "shadow",
+          image: global.image || DEFAULT_SHADOW_IMAGE,
+          imagePullPolicy: "IfNotPresent",
+          env: [
+            { name: SHADOW_ENV.authorizedKey, value: input.publicKey },
+            { name: SHADOW_ENV.roles, value: roles.join(",") },
+            { name: SHADOW_ENV.sessionId, value: input.sessionId },
+            ...(global.debug ? [{ name: SHADOW_ENV.logLevel, value: "debug" }] : []),
+          ],
+          ports: [
+            { name: "tunnel", containerPort: SHADOW_TUNNEL_PORT },
+            ...(options.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), containerPort: p.port })),
+          ],
+          readinessProbe: { tcpSocket: { port: SHADOW_TUNNEL_PORT }, periodSeconds: 1, failureThreshold: 3 },
+          resources,
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ["ALL"] },
+          },
+          volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+        },
+      ],
+      volumes: [{ name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "16Mi" } }],
+    },
+  };
+}

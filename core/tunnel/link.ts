@@ -1,0 +1,286 @@
+// One SSH connection to the shadow over one stream: handshake, version check, liveness, and
+// the channel operations the tunnel needs. A Link never comes back once lost; client.ts makes
+// a new one.
+
+import type { Duplex } from "node:stream";
+import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
+import { ExitCode, KtctlError } from "../errors.ts";
+import { ControlClient } from "./control-client.ts";
+import {
+  CONTROL_SUBSYSTEM,
+  MAX_STREAM_REF,
+  REMOTE_LISTEN_ADDRESS,
+  SSH_USERNAME,
+  STREAM_ORIGIN_ADDRESS,
+  TUNNEL_PROTOCOL_VERSION,
+  type StreamFailure,
+} from "./protocol.ts";
+import type { Splice } from "./splice.ts";
+
+export interface LinkTiming {
+  /** Bound on the SSH handshake plus the control hello. */
+  handshakeTimeoutMs: number;
+  /** With nothing received for this long, provoke traffic (a ping). */
+  livenessIntervalMs: number;
+  /** With nothing received for this long, the link is dead. */
+  deadAfterMs: number;
+  /** Bound on one control request or global request (listen/unlisten). */
+  requestTimeoutMs: number;
+}
+
+export interface ShadowInfo {
+  version: string;
+  protocol: number;
+  roles: string[];
+  session: string;
+  hostname: string;
+}
+
+export interface LinkOptions {
+  sock: Duplex;
+  privateKey: string | Buffer;
+  /** Return false to refuse the shadow's host key (raw SSH key blob). */
+  hostKeyCheck?: (hostKey: Buffer) => boolean;
+  clientVersion: string;
+  timing: LinkTiming;
+  /** A connection arrived at one of the shadow's remote listeners. */
+  onIncoming(details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void;
+}
+
+/** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
+export class PermanentLinkError extends Error {
+  constructor(readonly failure: KtctlError) {
+    super(failure.message);
+    this.name = "PermanentLinkError";
+  }
+}
+
+/** The shadow could not open a stream; `reason` says why, as seen from inside the cluster. */
+export class StreamOpenError extends KtctlError {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly reason: StreamFailure | "link-lost",
+    detail: string,
+  ) {
+    super(`cannot reach ${host}:${port} from the cluster: ${detail}`, ExitCode.unreachable);
+  }
+}
+
+export class Link {
+  readonly lost: Promise<string>;
+  private lostReason: string | undefined;
+  private markLost!: (reason: string) => void;
+  private readonly splices = new Set<Splice>();
+  private readonly streams = new Set<ClientChannel>();
+  private nextRef = 1;
+  private liveness: ReturnType<typeof setInterval> | undefined;
+  private control: ControlClient | undefined;
+  shadow: ShadowInfo | undefined;
+
+  private constructor(
+    private readonly ssh: Client,
+    private readonly sock: Duplex,
+  ) {
+    this.lost = new Promise((resolve) => (this.markLost = resolve));
+  }
+
+  /** Handshake, authenticate, say hello. Throws PermanentLinkError when retrying is pointless. */
+  static async open(options: LinkOptions): Promise<Link> {
+    const { sock, timing } = options;
+    const ssh = new Client();
+    const link = new Link(ssh, sock);
+    let hostKeyRefused = false;
+    let lastError: Error | undefined;
+
+    ssh.on("error", (error) => (lastError = error));
+    const onGone = () => link.die(lastError ? describeError(lastError) : "connection closed");
+    ssh.on("close", onGone).on("end", onGone);
+    ssh.on("tcp connection", (details, accept, reject) => {
+      if (link.alive) options.onIncoming(details, accept, reject);
+      else reject();
+    });
+
+    try {
+      await new Promise<void>((resolve, reject) => {
+        ssh.once("ready", resolve);
+        ssh.once("error", reject);
+        link.lost.then((reason) => reject(new Error(reason)));
+        ssh.connect({
+          sock,
+          username: SSH_USERNAME,
+          privateKey: options.privateKey,
+          readyTimeout: timing.handshakeTimeoutMs,
+          keepaliveInterval: 0, // liveness below counts any traffic, not just keepalive replies
+          hostVerifier: (key: Buffer) => {
+            hostKeyRefused = options.hostKeyCheck ? !options.hostKeyCheck(key) : false;
+            return !hostKeyRefused;
+          },
+        });
+      });
+      // ssh2 reads the stream from here on; watching its traffic is how liveness is judged.
+      link.watchTraffic(timing);
+      // Aborting on the stream's own events runs before ssh2's channels report a clean end.
+      sock.once("close", () => link.die("stream closed")).once("end", () => link.die("stream ended"));
+      await link.hello(options.clientVersion, timing);
+      return link;
+    } catch (error) {
+      link.kill(describeError(error));
+      if (error instanceof PermanentLinkError) throw error;
+      if (hostKeyRefused) {
+        throw new PermanentLinkError(new KtctlError("refused the shadow's host key", ExitCode.unreachable));
+      }
+      if ((error as { level?: string }).level === "client-authentication") {
+        throw new PermanentLinkError(
+          new KtctlError(
+            "the shadow refused this session's key",
+            ExitCode.unreachable,
+            "the shadow pod belongs to another session or was started with another key",
+          ),
+        );
+      }
+      throw error;
+    }
+  }
+
+  get alive(): boolean {
+    return this.lostReason === undefined;
+  }
+
+  /** A new direct-tcpip stream to host:port, opened by the shadow inside the cluster. */
+  openStream(host: string, port: number): Promise<ClientChannel> {
+    const ref = this.nextRef;
+    this.nextRef = ref >= MAX_STREAM_REF ? 1 : ref + 1;
+    return new Promise((resolve, reject) => {
+      const failed = (error: Error) => {
+        if (!this.alive) return reject(new StreamOpenError(host, port, "link-lost", `tunnel link lost (${this.lostReason})`));
+        const note = this.control?.takeStreamFailure(ref);
+        reject(new StreamOpenError(host, port, note?.reason ?? "failed", note?.message ?? error.message));
+      };
+      try {
+        this.ssh.forwardOut(STREAM_ORIGIN_ADDRESS, ref, host, port, (error, channel) => {
+          if (error) return failed(error);
+          this.streams.add(channel);
+          channel.once("close", () => this.streams.delete(channel));
+          resolve(channel);
+        });
+      } catch (error) {
+        failed(error as Error);
+      }
+    });
+  }
+
+  listen(remotePort: number, timeoutMs: number): Promise<void> {
+    return this.globalRequest(timeoutMs, (done) => this.ssh.forwardIn(REMOTE_LISTEN_ADDRESS, remotePort, done));
+  }
+
+  unlisten(remotePort: number, timeoutMs: number): Promise<void> {
+    return this.globalRequest(timeoutMs, (done) => this.ssh.unforwardIn(REMOTE_LISTEN_ADDRESS, remotePort, done));
+  }
+
+  async resolve(name: string, timeoutMs: number): Promise<string[]> {
+    const reply = await this.requireControl().request({ type: "resolve", name }, timeoutMs);
+    return reply.addresses;
+  }
+
+  async ping(timeoutMs: number): Promise<number> {
+    const started = performance.now();
+    await this.requireControl().request({ type: "ping" }, timeoutMs);
+    return performance.now() - started;
+  }
+
+  /** Ties a spliced connection to this link: if the link dies, the connection is reset, not ended. */
+  adopt(spliced: Splice): void {
+    this.splices.add(spliced);
+    spliced.closed.then(() => this.splices.delete(spliced));
+  }
+
+  kill(reason: string): void {
+    this.die(reason);
+    this.ssh.end();
+    this.sock.destroy();
+  }
+
+  private die(reason: string): void {
+    if (this.lostReason !== undefined) return;
+    this.lostReason = reason;
+    clearInterval(this.liveness);
+    this.control?.abandon(reason);
+    for (const spliced of this.splices) spliced.abort();
+    this.splices.clear();
+    // Streams handed out by openStream would otherwise just end, which looks like a clean close.
+    const error = new Error(`tunnel link lost (${reason})`);
+    for (const channel of this.streams) if (channel.listenerCount("error") > 0) channel.emit("error", error);
+    this.streams.clear();
+    this.sock.destroy();
+    this.markLost(reason);
+  }
+
+  private watchTraffic(timing: LinkTiming): void {
+    let lastHeard = Date.now();
+    this.sock.on("data", () => (lastHeard = Date.now()));
+    this.liveness = setInterval(() => {
+      const silentMs = Date.now() - lastHeard;
+      if (silentMs >= timing.deadAfterMs) this.kill(`no traffic from the shadow for ${silentMs} ms`);
+      else if (silentMs >= timing.livenessIntervalMs) this.control?.nudge();
+    }, timing.livenessIntervalMs);
+  }
+
+  private async hello(clientVersion: string, timing: LinkTiming): Promise<void> {
+    const channel = await new Promise<ClientChannel>((resolve, reject) =>
+      this.ssh.subsys(CONTROL_SUBSYSTEM, (error, channel) => (error ? reject(error) : resolve(channel))),
+    );
+    this.control = new ControlClient(channel, (reason) => this.kill(reason));
+    const welcome = await this.control.request(
+      { type: "hello", protocol: TUNNEL_PROTOCOL_VERSION, client: clientVersion },
+      timing.handshakeTimeoutMs,
+    ).catch((error: Error & { code?: string }) => {
+      if (error.code === "protocol-mismatch") throw new PermanentLinkError(protocolMismatch(error.message));
+      throw error;
+    });
+    if (welcome.protocol !== TUNNEL_PROTOCOL_VERSION) {
+      throw new PermanentLinkError(
+        protocolMismatch(`the shadow speaks tunnel protocol ${welcome.protocol}, this ktctl speaks ${TUNNEL_PROTOCOL_VERSION}`),
+      );
+    }
+    this.shadow = {
+      version: welcome.shadow,
+      protocol: welcome.protocol,
+      roles: welcome.roles,
+      session: welcome.session,
+      hostname: welcome.hostname,
+    };
+  }
+
+  private requireControl(): ControlClient {
+    if (!this.control || !this.alive) throw new Error(`tunnel link lost (${this.lostReason ?? "not ready"})`);
+    return this.control;
+  }
+
+  private globalRequest(timeoutMs: number, send: (done: (error?: Error | null) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer from the shadow within ${timeoutMs} ms`)), timeoutMs);
+      try {
+        send((error) => {
+          clearTimeout(timer);
+          error ? reject(error) : resolve();
+        });
+      } catch (error) {
+        clearTimeout(timer);
+        reject(error);
+      }
+    });
+  }
+}
+
+function protocolMismatch(detail: string): KtctlError {
+  return new KtctlError(detail, ExitCode.image, "use a shadow image built from the same ktctl version (--image)");
+}
+
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return typeof code === "string" && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

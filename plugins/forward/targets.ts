@@ -1,0 +1,181 @@
+// What `ktctl forward` forwards to: a service, a pod or a workload's pods, resolved to an address
+// inside the cluster for EACH new connection, so the forward follows pods that are replaced.
+
+import type { Kube, PluginApi } from "../../core/plugin-api.ts";
+
+export type TargetKind = "service" | "pod" | "deployment";
+
+export interface TargetRef {
+  kind: TargetKind;
+  name: string;
+}
+
+const KIND_ALIASES: Record<string, TargetKind> = {
+  svc: "service",
+  service: "service",
+  services: "service",
+  po: "pod",
+  pod: "pod",
+  pods: "pod",
+  deploy: "deployment",
+  deployment: "deployment",
+  deployments: "deployment",
+};
+
+/** "svc/echo", "pod/x", "deployment/x", or a bare name (a service), as kubectl spells them. */
+export function parseTarget(text: string, api: Pick<PluginApi, "errors">): TargetRef {
+  const { KtctlError, ExitCode } = api.errors;
+  const [head, name, extra] = text.split("/");
+  if (extra !== undefined || head === "" || name === "")
+    throw new KtctlError(`invalid target "${text}": expected svc/NAME, pod/NAME or deployment/NAME`, ExitCode.usage);
+  if (name === undefined) return { kind: "service", name: head! };
+  const kind = KIND_ALIASES[head!.toLowerCase()];
+  if (!kind)
+    throw new KtctlError(`unsupported target kind "${head}" in "${text}": use svc, pod or deployment`, ExitCode.usage);
+  return { kind, name };
+}
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** Gives the in-cluster address for one remote port; called once per accepted connection. */
+export interface TargetResolver {
+  describe(remotePort: number): string;
+  resolve(remotePort: number): Promise<Endpoint>;
+  close(): void;
+}
+
+const isReady = (pod: any) =>
+  pod?.status?.podIP &&
+  !pod.metadata?.deletionTimestamp &&
+  (pod.status.conditions ?? []).some((c: any) => c.type === "Ready" && c.status === "True");
+
+/** Live set of a selector's ready pods, kept by a watch; connections take turns over them. */
+class ReadyPods {
+  private pods = new Map<string, any>();
+  private next = 0;
+  private abort = new AbortController();
+  private changed: (() => void)[] = [];
+
+  constructor(
+    private kube: Kube,
+    private namespace: string,
+    private query: Record<string, string>,
+    private what: string,
+    private api: Pick<PluginApi, "errors" | "logger">,
+  ) {}
+
+  async start(): Promise<void> {
+    const list = await this.kube.request<any>("GET", `/api/v1/namespaces/${this.namespace}/pods?${new URLSearchParams(this.query)}`);
+    for (const pod of list.items ?? []) this.apply("ADDED", pod);
+    void this.kube
+      .watch(`/api/v1/namespaces/${this.namespace}/pods`, this.query, (type, pod) => this.apply(type, pod), this.abort.signal)
+      .catch((error) => this.api.logger.warn(`stopped following ${this.what}: ${error?.message ?? error}`));
+  }
+
+  private apply(type: string, pod: any): void {
+    const name = pod.metadata.name;
+    if (type === "DELETED" || !isReady(pod)) this.pods.delete(name);
+    else this.pods.set(name, pod);
+    if (this.pods.size > 0) for (const wake of this.changed.splice(0)) wake();
+  }
+
+  /** A ready pod; while there is none (a rollout in progress) waits for one, up to `timeoutMs`. */
+  async pick(timeoutMs: number): Promise<any> {
+    if (this.pods.size === 0) {
+      const { KtctlError, ExitCode } = this.api.errors;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new KtctlError(`no ready pod for ${this.what}`, ExitCode.timeout)), timeoutMs);
+        this.changed.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const pods = [...this.pods.values()];
+    return pods[this.next++ % pods.length];
+  }
+
+  close(): void {
+    this.abort.abort();
+  }
+}
+
+/** Named container ports resolve per pod: the same name may be a different number after a rollout. */
+function containerPort(pod: any, port: number | string): number | undefined {
+  if (typeof port === "number") return port;
+  for (const container of pod.spec?.containers ?? [])
+    for (const p of container.ports ?? []) if (p.name === port) return p.containerPort;
+  return undefined;
+}
+
+const WAIT_FOR_POD_MS = 30_000;
+
+export async function createResolver(
+  kube: Kube,
+  namespace: string,
+  target: TargetRef,
+  remotePorts: number[],
+  api: Pick<PluginApi, "errors" | "logger">,
+): Promise<TargetResolver> {
+  const { KtctlError, ExitCode } = api.errors;
+  const label = `${target.kind}/${target.name}`;
+
+  if (target.kind === "service") {
+    const svc = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/services/${target.name}`);
+    const ports: any[] = svc.spec?.ports ?? [];
+    for (const remote of remotePorts)
+      if (!ports.some((p) => p.port === remote))
+        throw new KtctlError(
+          `service ${namespace}/${target.name} has no port ${remote}`,
+          ExitCode.usage,
+          `its ports: ${ports.map((p) => p.port).join(", ") || "none"}`,
+        );
+    const clusterIP: string | undefined = svc.spec?.clusterIP;
+    if (clusterIP && clusterIP !== "None") {
+      // kube-proxy in the cluster spreads connections over the ready pods and follows rollouts.
+      return { describe: (p) => `${label}:${p} (${clusterIP})`, resolve: async (port) => ({ host: clusterIP, port }), close() {} };
+    }
+    // Headless: no virtual IP; go to the selected pods with the port's targetPort.
+    const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+    if (!selector) throw new KtctlError(`headless service ${namespace}/${target.name} has no selector to follow`, ExitCode.usage);
+    const pods = new ReadyPods(kube, namespace, { labelSelector: selector }, label, api);
+    await pods.start();
+    return {
+      describe: (p) => `${label}:${p}`,
+      resolve: async (port) => {
+        const pod = await pods.pick(WAIT_FOR_POD_MS);
+        const targetPort = ports.find((p) => p.port === port)?.targetPort ?? port;
+        const number = containerPort(pod, targetPort);
+        if (number === undefined) throw new KtctlError(`pod ${pod.metadata.name} has no port named ${targetPort}`, ExitCode.notFound);
+        return { host: pod.status.podIP, port: number };
+      },
+      close: () => pods.close(),
+    };
+  }
+
+  if (target.kind === "pod") {
+    await kube.request("GET", `/api/v1/namespaces/${namespace}/pods/${target.name}`);
+    const pods = new ReadyPods(kube, namespace, { fieldSelector: `metadata.name=${target.name}` }, label, api);
+    await pods.start();
+    return {
+      describe: (p) => `${label}:${p}`,
+      resolve: async (port) => ({ host: (await pods.pick(WAIT_FOR_POD_MS)).status.podIP, port }),
+      close: () => pods.close(),
+    };
+  }
+
+  const deployment = await kube.request<any>("GET", `/apis/apps/v1/namespaces/${namespace}/deployments/${target.name}`);
+  const matchLabels: Record<string, string> = deployment.spec?.selector?.matchLabels ?? {};
+  const selector = Object.entries(matchLabels).map(([k, v]) => `${k}=${v}`).join(",");
+  if (!selector) throw new KtctlError(`deployment ${namespace}/${target.name} has no matchLabels selector`, ExitCode.usage);
+  const pods = new ReadyPods(kube, namespace, { labelSelector: selector }, label, api);
+  await pods.start();
+  return {
+    describe: (p) => `${label}:${p}`,
+    resolve: async (port) => ({ host: (await pods.pick(WAIT_FOR_POD_MS)).status.podIP, port }),
+    close: () => pods.close(),
+  };
+}

@@ -1,0 +1,67 @@
+// The shadow: ktctl's in-cluster agent. Reads its roles and settings from the environment
+// (names in core/tunnel/protocol.ts), starts the roles, and stops them on SIGTERM.
+
+import packageJson from "../package.json" with { type: "json" };
+import { readShadowConfig, ShadowConfigError } from "./config.ts";
+import { ControlHandlers } from "./control.ts";
+import { createShadowLog } from "./log.ts";
+import { ROLE_LOADERS, type RunningRole, type ShadowContext } from "./roles.ts";
+
+/** Upper bound on a graceful stop; Kubernetes sends SIGKILL after its own grace period anyway. */
+const STOP_TIMEOUT_MS = 5_000;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = readShadowConfig(process.env, process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof ShadowConfigError)) throw error;
+    process.stderr.write(`shadow: ${error.message}\n`);
+    process.exit(2);
+  }
+
+  const log = createShadowLog(config.logLevel);
+  const ctx: ShadowContext = { config, log, control: new ControlHandlers(), version: packageJson.version };
+  const running: { name: string; role: RunningRole }[] = [];
+  let stopping = false;
+
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("shadow.stopping", { signal });
+    setTimeout(() => {
+      log.warn("shadow.stop-timeout", { ms: STOP_TIMEOUT_MS });
+      process.exit(0);
+    }, STOP_TIMEOUT_MS).unref();
+    for (const { name, role } of running.reverse()) {
+      await role.stop().catch((error: Error) => log.warn("role.stop-failed", { role: name, error: error.message }));
+    }
+    log.info("shadow.stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+
+  log.info("shadow.starting", {
+    version: ctx.version,
+    roles: config.roles.join(","),
+    session: config.sessionId || undefined,
+    uid: process.getuid?.(),
+  });
+  for (const name of config.roles) {
+    const load = ROLE_LOADERS[name];
+    if (!load) {
+      log.error("role.unavailable", { role: name, error: "this shadow build does not include the role" });
+      process.exit(2);
+    }
+    try {
+      running.push({ name, role: await (await load())(ctx) });
+    } catch (error) {
+      log.error("role.failed", { role: name, error: (error as Error).message });
+      process.exit(1);
+    }
+  }
+  log.info("shadow.ready", { ms: Math.round(performance.now()) });
+}
+
+await main();

@@ -1,0 +1,57 @@
+// The tunnel role: the SSH endpoint the host reaches through its port-forward.
+// The port is bound before ssh2 is even loaded, so the readiness probe (and the host, which
+// starts knocking as soon as the pod runs) finds it open as early as possible; sockets that
+// arrive meanwhile wait, paused, and are handed over once the SSH server exists.
+
+import net from "node:net";
+import type { RunningRole, ShadowContext } from "./roles.ts";
+
+export async function start(ctx: ShadowContext): Promise<RunningRole> {
+  const { config, log } = ctx;
+  const early: net.Socket[] = [];
+  let hand: ((socket: net.Socket) => void) | undefined;
+
+  const listener = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on("error", () => {}); // a probe that resets must not take the shadow down
+    if (hand) hand(socket);
+    else early.push(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen({ host: config.tunnel.host, port: config.tunnel.port }, resolve);
+  });
+  listener.on("error", (error) => log.error("tunnel.listener-error", { error: error.message }));
+  const { port } = listener.address() as net.AddressInfo;
+  log.info("tunnel.listening", { host: config.tunnel.host, port });
+
+  const [{ TunnelServer }, { createHostKey, fingerprint, parseAuthorizedKey }] = await Promise.all([
+    import("./tunnel-server.ts"),
+    import("../core/tunnel/keys.ts"),
+  ]);
+  let authorizedKey;
+  try {
+    authorizedKey = parseAuthorizedKey(config.tunnel.authorizedKey);
+  } catch (error) {
+    listener.close();
+    throw new Error(`the authorized key is unusable: ${(error as Error).message}`);
+  }
+  const server = new TunnelServer({
+    authorizedKey,
+    hostKey: createHostKey(),
+    log,
+    control: ctx.control,
+    identity: { version: ctx.version, roles: config.roles, session: config.sessionId },
+  });
+  hand = (socket) => server.accept(socket);
+  for (const socket of early.splice(0)) if (!socket.destroyed) hand(socket);
+  log.info("tunnel.ready", { key: fingerprint(authorizedKey) });
+
+  return {
+    async stop() {
+      await new Promise<void>((resolve) => {
+        listener.close(() => resolve());
+        server.close();
+      });
+    },
+  };
+}

@@ -1,0 +1,132 @@
+// What every e2e test stands on: the real cluster of test/cluster, the laptop network namespace,
+// commands in pods, and event-driven waits. The cluster is started once per run by test/run (or by
+// `test/cluster/up` by hand); tests only check that it is there.
+
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+export const REPO = resolve(import.meta.dir, "../..");
+export const KUBECONFIG = process.env.KTCTL_E2E_KUBECONFIG ?? "/var/lib/ktctl-cluster/admin.kubeconfig";
+export const LAPTOP_NS = "ktctl-laptop";
+export const API_SERVER = "https://10.200.0.1:6443";
+export const DEMO_NS = "demo";
+export const DEMO2_NS = "demo2";
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  stdin?: string;
+}
+
+/** Runs a command to completion and collects its output (never throws on a non-zero exit). */
+export async function run(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  const proc = Bun.spawn(argv, {
+    env: { ...process.env, ...options.env },
+    stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: options.timeoutMs ?? 60_000,
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { code, stdout, stderr };
+}
+
+/** kubectl with the admin kubeconfig, from the host (the test's view, not the laptop's). */
+export function kubectl(args: string[], options?: RunOptions): Promise<RunResult> {
+  return run(["kubectl", "--kubeconfig", KUBECONFIG, ...args], options);
+}
+
+/** kubectl that must succeed; returns stdout. */
+export async function kubectlOk(args: string[], options?: RunOptions): Promise<string> {
+  const r = await kubectl(args, options);
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+export async function kubectlJson<T = any>(args: string[]): Promise<T> {
+  return JSON.parse(await kubectlOk([...args, "-o", "json"])) as T;
+}
+
+/** The argv prefix that runs a command inside the laptop network namespace. */
+export const inLaptop = (argv: string[]): string[] => ["ip", "netns", "exec", LAPTOP_NS, ...argv];
+
+/** Runs a command on the "laptop": it reaches the API server and nothing else of the cluster. */
+export function runInLaptop(argv: string[], options?: RunOptions): Promise<RunResult> {
+  return run(inLaptop(argv), options);
+}
+
+/** Runs a command inside a pod (default: the toolbox pod of the demo namespace). */
+export function runInPod(argv: string[], pod = "toolbox", namespace = DEMO_NS, options?: RunOptions): Promise<RunResult> {
+  return kubectl(["-n", namespace, "exec", pod, "--", ...argv], options);
+}
+
+/**
+ * Waits for `kubectl wait`-style conditions (a watch inside kubectl, not a poll).
+ * Example: waitFor(["pod/x", "--for=condition=Ready"], "demo").
+ */
+export async function waitFor(args: string[], namespace = DEMO_NS, timeoutSeconds = 60): Promise<void> {
+  await kubectlOk(["-n", namespace, "wait", ...args, `--timeout=${timeoutSeconds}s`], { timeoutMs: (timeoutSeconds + 10) * 1000 });
+}
+
+/**
+ * Retries a check until it passes, bounded by a deadline: for conditions that have no watch
+ * (a TCP answer, a file restored by another process). Each attempt is a real check of the thing.
+ */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      return await check();
+    } catch (e) {
+      lastError = e;
+    }
+    if (Date.now() > deadline) throw lastError;
+    await Bun.sleep(intervalMs);
+  }
+}
+
+/** True when the cluster of test/cluster is up; e2e files call requireCluster() in beforeAll. */
+export async function clusterIsUp(): Promise<boolean> {
+  if (!existsSync(KUBECONFIG)) return false;
+  const r = await kubectl(["get", "--raw", "/readyz"], { timeoutMs: 10_000 });
+  return r.code === 0;
+}
+
+export async function requireCluster(): Promise<void> {
+  if (!(await clusterIsUp())) {
+    throw new Error(`the test cluster is not up (no answer with ${KUBECONFIG}); run test/cluster/up first`);
+  }
+}
+
+/** Pods of an app label in a namespace, with their IPs. */
+export async function podsOf(app: string, namespace = DEMO_NS): Promise<{ name: string; ip: string }[]> {
+  const list = await kubectlJson<{ items: any[] }>(["-n", namespace, "get", "pods", "-l", `app=${app}`]);
+  return list.items
+    .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
+    .map((p) => ({ name: p.metadata.name, ip: p.status.podIP }));
+}
+
+export async function clusterIpOf(service: string, namespace = DEMO_NS): Promise<string> {
+  const svc = await kubectlJson<any>(["-n", namespace, "get", "service", service]);
+  return svc.spec.clusterIP;
+}
+
+/** A TCP connect attempt from the laptop namespace: true when something answered. */
+export async function laptopCanConnect(host: string, port: number, timeoutSeconds = 2): Promise<boolean> {
+  const r = await runInLaptop(["curl", "-s", "-o", "/dev/null", "--connect-timeout", String(timeoutSeconds), "-k", `http://${host}:${port}/`], {
+    timeoutMs: (timeoutSeconds + 5) * 1000,
+  });
+  // 7: could not connect; 28: timed out; 6: name not resolved. Anything else means a peer answered.
+  return ![6, 7, 28].includes(r.code);
+}
