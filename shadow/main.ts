@@ -1,7 +1,7 @@
 // The shadow: ktctl's in-cluster agent. Reads its roles and settings from the environment
 // (names in core/tunnel/protocol.ts), starts the roles, and stops them on SIGTERM.
 
-import packageJson from "../package.json" with { type: "json" };
+import { VERSION } from "../build/version.ts";
 import { readShadowConfig, ShadowConfigError } from "./config.ts";
 import { ControlHandlers } from "./control.ts";
 import { createShadowLog } from "./log.ts";
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   }
 
   const log = createShadowLog(config.logLevel);
-  const ctx: ShadowContext = { config, log, control: new ControlHandlers(), version: packageJson.version };
+  const ctx: ShadowContext = { config, log, control: new ControlHandlers(), version: VERSION };
   const running: { name: string; role: RunningRole }[] = [];
   let stopping = false;
 

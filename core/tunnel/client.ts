@@ -127,7 +127,7 @@ class ReconnectingTunnel implements SshTunnel {
           throw new KtctlError(
             `cannot reach the shadow through the port-forward: ${this.lastProblem}`,
             ExitCode.unreachable,
-            "check that the shadow pod is running (kubectl get pods -l ktctl.io/session) and its logs",
+            "check that the shadow pod is running, and read its log (kubectl logs <pod>)",
           );
         }
         this.log.debug(`tunnel: attempt ${attempt + 1} failed (${this.lastProblem}), retrying in ${delay} ms`);

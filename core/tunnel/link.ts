@@ -219,11 +219,12 @@ export class Link {
   private watchTraffic(timing: LinkTiming): void {
     let lastHeard = Date.now();
     this.sock.on("data", () => (lastHeard = Date.now()));
+    // Checked twice per interval so a dead link is called within half an interval of deadAfterMs.
     this.liveness = setInterval(() => {
       const silentMs = Date.now() - lastHeard;
       if (silentMs >= timing.deadAfterMs) this.kill(`no traffic from the shadow for ${silentMs} ms`);
       else if (silentMs >= timing.livenessIntervalMs) this.control?.nudge();
-    }, timing.livenessIntervalMs);
+    }, timing.livenessIntervalMs / 2);
   }
 
   private async hello(clientVersion: string, timing: LinkTiming): Promise<void> {
