@@ -4,7 +4,9 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import type { Channel } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
+import { splice } from "../tunnel/splice.ts";
 import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 
 export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {
@@ -12,9 +14,12 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
   const sockets = new Set<Socket>();
   let connections = 0;
 
-  const server: Server = createServer({ noDelay: true }, (socket) => {
+  // allowHalfOpen: a client may send its request, shut its side, and still await the answer.
+  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     connections++;
     sockets.add(socket);
+    // A client that gives up before its stream is open must not take the process down.
+    socket.on("error", () => socket.destroy());
     socket.once("close", () => sockets.delete(socket));
     void carry(socket);
   });
@@ -31,16 +36,8 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
       socket.destroy();
       return;
     }
-    const closeBoth = () => {
-      socket.destroy();
-      remote.destroy();
-    };
-    remote.once("error", closeBoth);
-    socket.once("error", closeBoth);
-    remote.once("close", () => socket.end());
-    socket.once("close", () => remote.destroy());
-    socket.pipe(remote);
-    remote.pipe(socket);
+    // The tunnel's streams are SSH channels: splice carries half-close both ways, as TCP would.
+    splice(socket, remote as Channel);
     socket.resume();
   }
 

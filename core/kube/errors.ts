@@ -44,8 +44,7 @@ export function describeRequest(method: string, pathOrUrl: string): RequestTarge
   const resource = sub.length ? `${collection}/${sub.join("/")}` : collection;
   const upper = method.toUpperCase();
   let verb: string;
-  if (sub[0] === "portforward" || sub[0] === "exec" || sub[0] === "attach") verb = "create";
-  else if (upper === "GET") verb = name ? "get" : url.searchParams.get("watch") ? "watch" : "list";
+  if (upper === "GET") verb = name ? "get" : url.searchParams.get("watch") ? "watch" : "list";
   else if (upper === "DELETE") verb = name ? "delete" : "deletecollection";
   else verb = VERB_BY_METHOD[upper] ?? upper.toLowerCase();
   return { verb, resource, namespace, name };

@@ -14,7 +14,7 @@ export const PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io";
 const DATA_CHANNEL = 0;
 const ERROR_CHANNEL = 1;
 /** The kubelet reads each message whole (and caps it at 32 MiB); moderate frames keep latency and memory flat. */
-export const MAX_FRAME_PAYLOAD = 256 * 1024;
+export const MAX_FRAME_PAYLOAD = Number(process.env.KT_FRAME ?? 256 * 1024);
 const READ_HIGH_WATER_MARK = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
@@ -66,6 +66,17 @@ export class ChannelDecoder {
   }
 }
 
+/**
+ * The kubelet's error text names network namespaces and container ids; what the user needs is the
+ * cause at its end ("connect: connection refused"), so keep the first line's last clause.
+ */
+export function summarizeForwardError(text: string): string {
+  const line = text.split("\n").find((l) => l.trim())?.trim() ?? "";
+  const refused = /dial tcp4? [^:]+:(\d+): connect: connection refused/.exec(line);
+  if (refused) return `nothing listens on port ${refused[1]} in the pod (connection refused)`;
+  return line;
+}
+
 class PortForwardStream extends Duplex {
   private readonly decoder = new ChannelDecoder();
   private errorText = "";
@@ -96,8 +107,7 @@ class PortForwardStream extends Duplex {
 
   private onClose(): void {
     if (this.errorText) {
-      const detail = this.errorText.split("\n").find((l) => l.trim())?.trim();
-      this.destroy(new KtctlError(`port-forward to ${this.label} failed: ${detail}`, ExitCode.unreachable));
+      this.destroy(new KtctlError(`port-forward to ${this.label} failed: ${summarizeForwardError(this.errorText)}`, ExitCode.unreachable));
     } else {
       this.push(null);
     }

@@ -247,6 +247,18 @@ export async function serverNow(kube: Kube, namespace: string): Promise<number> 
   return now;
 }
 
+/**
+ * Server clock minus local clock, from a server timestamp written while a request was in flight.
+ * Server timestamps are whole seconds (cut, not rounded), so the true server time lies in
+ * [stamp, stamp + 1 s): a difference that fits in that second, widened by the round trip, is no skew.
+ */
+export function skewFrom(serverStampMs: number, sentAtMs: number, receivedAtMs: number): number {
+  const low = serverStampMs - receivedAtMs;
+  const high = serverStampMs + 1000 - sentAtMs;
+  if (low <= 0 && high >= 0) return 0;
+  return Math.round((low + high) / 2);
+}
+
 /** Kubernetes MicroTime: RFC 3339 with microseconds. */
 export const microTime = (ms: number): string => new Date(ms).toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 
@@ -385,9 +397,7 @@ export class SessionLease {
   private learn(object: any, sentAt: number, receivedAt: number) {
     this.resourceVersion = object?.metadata?.resourceVersion ?? this.resourceVersion;
     const server = serverTimeOf(object);
-    if (server !== undefined && object?.metadata?.managedFields?.length) {
-      this.skewMs = server - (sentAt + receivedAt) / 2;
-    }
+    if (server !== undefined && object?.metadata?.managedFields?.length) this.skewMs = skewFrom(server, sentAt, receivedAt);
   }
 
   private enqueue<T>(work: () => Promise<T>): Promise<T> {
@@ -404,7 +414,7 @@ export class SessionLease {
       const receivedAt = Date.now();
       this.resourceVersion = created?.metadata?.resourceVersion ?? "";
       const serverCreated = parseTime(created?.metadata?.creationTimestamp);
-      if (serverCreated !== undefined) this.skewMs = serverCreated - (sentAt + receivedAt) / 2;
+      if (serverCreated !== undefined) this.skewMs = skewFrom(serverCreated, sentAt, receivedAt);
       return created;
     });
   }

@@ -57,12 +57,14 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP:
 const MAX_ID_ATTEMPTS = 3;
 const MAX_WATCHDOG_RESPAWNS = 3;
 
-export function defaultOwner(): string {
-  let user = process.env.USER || process.env.USERNAME || "";
-  try {
-    user = userInfo().username || user;
-  } catch {
-    // No passwd entry (some containers): the environment is all there is.
+export function defaultOwner(env: Record<string, string | undefined> = process.env): string {
+  let user = env.USER || env.LOGNAME || env.USERNAME || "";
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      // No passwd entry (some containers): "unknown" it is.
+    }
   }
   return `${user || "unknown"}@${hostname()}`;
 }
@@ -139,21 +141,29 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
 
   // --- watchdog ------------------------------------------------------------------------------
   let watchdog: WatchdogHandle | undefined;
+  /** Steps wait for this: resolves when the watchdog is armed, or when it is known not to be. */
+  let watchdogReady: Promise<void> = Promise.resolve();
   let closing = false;
   let respawns = 0;
   const startWatchdog = async () => {
     if (options.watchdog === false) return;
     const argv = (options.watchdog ?? watchdogArgv)(meta.id);
+    let handle: WatchdogHandle;
     try {
-      watchdog = spawnWatchdog(argv, { home, logPath: watchdogLogPath(home, meta.id) });
+      handle = spawnWatchdog(argv, { home, logPath: watchdogLogPath(home, meta.id) });
     } catch (error) {
       logger.warn(`could not start the watchdog (${errorText(error)}); if ktctl is killed, run ktctl clean`);
       return;
     }
-    meta.watchdogPid = watchdog.pid;
-    meta.watchdogPidStart = processIdentity(watchdog.pid);
-    watchdog.onExit((code) => {
-      if (closing) return;
+    watchdog = handle;
+    meta.watchdogPid = handle.pid;
+    meta.watchdogPidStart = processIdentity(handle.pid);
+    watchdogReady = handle.armed.then(
+      () => logger.debug(`watchdog ${handle.pid} armed`),
+      (error) => logger.warn(`the session watchdog is not running (${errorText(error)}); if ktctl is killed, run ktctl clean`),
+    );
+    handle.onExit((code) => {
+      if (closing || watchdog !== handle) return;
       // A watchdog that dies while the session lives leaves it unguarded against SIGKILL.
       if (respawns++ < MAX_WATCHDOG_RESPAWNS) {
         logger.warn(`the session watchdog exited (${code}); starting it again`);
@@ -206,6 +216,8 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
     if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     if (!registry.get(spec.kind)) throw new KtctlError(`no undo runner for step kind "${spec.kind}"`, ExitCode.plugin);
     JSON.stringify(spec.undo); // throws now, not in the watchdog, if the undo is not serialisable
+    await watchdogReady;
+    if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     const entry: JournalStep = {
       seq: ++seq,
       kind: spec.kind,

@@ -4,7 +4,7 @@
 // close writes "closed" first. No polling, no timers.
 
 import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
 import type { ConsolaInstance } from "consola";
 import type { GlobalOptions, Kube } from "../plugin-api.ts";
@@ -46,17 +46,27 @@ export function watchdogArgv(
 
 export interface WatchdogHandle {
   pid: number;
+  /**
+   * Resolves once the watchdog has started, found the journal and ignores terminal signals; rejects
+   * if it exits or stays silent for `armTimeoutMs`. Steps wait for it: a watchdog that cannot start
+   * is found out before anything changes.
+   */
+  armed: Promise<void>;
   /** Tells the watchdog the session closed itself, so it exits without doing anything. */
   notifyClosed(): Promise<void>;
   onExit(listener: (code: number | null) => void): void;
 }
+
+/** The file descriptor on which the watchdog reports that it is armed. */
+export const ARMED_FD = 3;
+export const ARMED_LINE = "armed";
 
 /**
  * Starts the watchdog detached: its own session and process group (no terminal SIGINT/SIGHUP reach
  * it, and it survives the parent's SIGKILL), stdout/stderr into a log file rather than the parent's
  * terminal, and nothing of it keeps the parent's event loop alive.
  */
-export function spawnWatchdog(argv: string[], options: { home: string; logPath: string }): WatchdogHandle {
+export function spawnWatchdog(argv: string[], options: { home: string; logPath: string; armTimeoutMs?: number }): WatchdogHandle {
   const [command, ...args] = argv;
   if (!command) throw new Error("empty watchdog command line");
   const log = openSync(options.logPath, "a", 0o600);
@@ -64,7 +74,7 @@ export function spawnWatchdog(argv: string[], options: { home: string; logPath: 
   try {
     child = spawn(command, args, {
       detached: true,
-      stdio: ["pipe", log, log],
+      stdio: ["pipe", log, log, "pipe"],
       env: { ...process.env, KTCTL_HOME: options.home },
       windowsHide: true,
     });
@@ -74,13 +84,38 @@ export function spawnWatchdog(argv: string[], options: { home: string; logPath: 
   if (!child.pid) throw new Error(`cannot start ${command}`);
   child.unref();
   const stdin = child.stdin!;
-  // The pipe must not keep ktctl alive, and a watchdog that died must not crash ktctl with EPIPE.
-  (stdin as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
+  // The pipes must not keep ktctl alive, and a watchdog that died must not crash ktctl with EPIPE.
+  const unref = (stream: unknown) => (stream as { _handle?: { unref?: () => void } })?._handle?.unref?.();
+  unref(stdin);
   stdin.on("error", () => undefined);
   let exited = false;
   child.on("exit", () => (exited = true));
+
+  const report = child.stdio[ARMED_FD] as NodeJS.ReadableStream & { destroy(): void };
+  unref(report);
+  const armed = new Promise<void>((resolve, reject) => {
+    let text = "";
+    const timer = setTimeout(() => settle(new Error(`it did not report ready within ${(options.armTimeoutMs ?? 15_000) / 1000}s`)), options.armTimeoutMs ?? 15_000);
+    timer.unref?.();
+    const settle = (error?: Error) => {
+      clearTimeout(timer);
+      report.removeAllListeners("data");
+      report.on("error", () => undefined);
+      report.destroy();
+      if (error) reject(error);
+      else resolve();
+    };
+    report.on("data", (chunk: Buffer | string) => {
+      text += chunk.toString();
+      if (text.split("\n").includes(ARMED_LINE)) settle();
+    });
+    report.on("end", () => settle(new Error(`it exited before it was ready (see ${options.logPath})`)));
+    report.on("error", (error: Error) => settle(error));
+  });
+  armed.catch(() => undefined);
   return {
     pid: child.pid,
+    armed,
     notifyClosed: () =>
       new Promise<void>((done) => {
         if (exited || stdin.destroyed) return done();
@@ -104,6 +139,16 @@ export interface WatchdogOptions {
 export interface WatchdogHost {
   logger: Pick<ConsolaInstance, "debug" | "info" | "warn" | "error">;
   kube(global: GlobalOptions): Promise<Kube>;
+}
+
+/** Tells the parent (through ARMED_FD, if it gave one) that the watchdog is in place. */
+function reportArmed() {
+  try {
+    writeSync(ARMED_FD, `${ARMED_LINE}\n`);
+    closeSync(ARMED_FD);
+  } catch {
+    // Started by hand, without the report pipe: nobody to tell.
+  }
 }
 
 /** Resolves on "closed" (true) or on end of input without it (false). */
@@ -178,6 +223,14 @@ export async function runWatchdog(sessionOrArgs: string | readonly string[], hos
   process.on("SIGHUP", ignore);
 
   const home = options.home ?? ktctlHome();
+  if (!(await readLocalJournal(home, sessionId))) {
+    logger.error(`watchdog: no journal of session ${sessionId} in ${home}`);
+    return (process.exitCode = 1);
+  }
+  reportArmed();
+  // Load the cluster client while waiting, so a restore after a crash does not start with it.
+  // (Only the code: credentials are resolved when needed, as they may have expired by then.)
+  void import("../kube/index.ts").catch(() => undefined);
   const closed = await waitForParent(options.input ?? process.stdin);
   const stamp = () => new Date().toISOString();
   if (closed) {

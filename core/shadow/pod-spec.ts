@@ -56,7 +56,14 @@ export function shadowPodSpec(input: ShadowPodInput): any {
       ...(global.serviceAccount ? { serviceAccountName: global.serviceAccount } : {}),
       ...(global.imagePullSecret ? { imagePullSecrets: [{ name: global.imagePullSecret }] } : {}),
       ...(global.nodeSelector ? { nodeSelector: parseKeyValueList(global.nodeSelector, "nodeSelector", "label") } : {}),
-      securityContext: { runAsNonRoot: true, runAsUser: SHADOW_UID, runAsGroup: SHADOW_UID },
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: SHADOW_UID,
+        runAsGroup: SHADOW_UID,
+        // Exchange and mesh listen on the service's own ports, often 80: allowed without any
+        // capability through this namespaced, "safe" sysctl.
+        sysctls: [{ name: "net.ipv4.ip_unprivileged_port_start", value: "0" }],
+      },
       containers: [
         {
           name: "shadow",

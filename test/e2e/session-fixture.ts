@@ -11,6 +11,7 @@ import { startSession } from "../../core/session/session.ts";
 import { WATCHDOG_COMMAND, runWatchdog } from "../../core/session/watchdog.ts";
 import { makeSteps } from "./session-steps.ts";
 
+const CLI = new URL("../../core/cli/main.ts", import.meta.url).pathname;
 const logger = createConsola({ level: process.env.KTCTL_E2E_DEBUG ? 4 : 3, formatOptions: { date: false } });
 const [command, ...rest] = process.argv.slice(2);
 
@@ -28,6 +29,8 @@ const session = await startSession(kube, {
   global: { kubeconfig, namespace },
   logger,
   leaseDurationSeconds: leaseSeconds ? Number(leaseSeconds) : undefined,
+  // KTCTL_E2E_WATCHDOG=cli: the watchdog is the real CLI's hidden command instead of this script.
+  watchdog: process.env.KTCTL_E2E_WATCHDOG === "cli" ? (id) => [process.execPath, CLI, WATCHDOG_COMMAND, id] : undefined,
 });
 
 const { created } = await makeSteps(session, kube, namespace, target, laptopFile);

@@ -2,7 +2,7 @@
 // close(); a signal; SIGKILL (the watchdog undoes); SIGKILL of process and watchdog (the Lease
 // expires by the server's clock and `clean` undoes, from another host or from this one).
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,14 +17,17 @@ import { startSession } from "../../core/session/session.ts";
 import { listSessions } from "../../core/session/status.ts";
 import { createUndoRegistry, deleteObjectStep, httpStatus } from "../../core/session/undo.ts";
 import { watchdogArgv } from "../../core/session/watchdog.ts";
-import { KUBECONFIG, LAPTOP_NS, REPO, eventually, requireCluster } from "./harness.ts";
+import { KUBECONFIG, LAPTOP_NS, REPO, eventually, requireCluster, run } from "./harness.ts";
 import { makeSteps } from "./session-steps.ts";
+
+// Every test waits on real processes and the real API server; bunfig's [test] timeout is not applied.
+setDefaultTimeout(60_000);
 
 const NS = "default";
 const FIXTURE = join(REPO, "test/e2e/session-fixture.ts");
 const ORIGINAL_DATA = { color: "blue", size: "L" };
 const ORIGINAL_FILE = "original laptop bytes\n";
-const logger = createConsola({ level: process.env.KTCTL_E2E_DEBUG ? 4 : 1 });
+const logger = createConsola({ level: process.env.KTCTL_E2E_DEBUG ? 4 : 0 });
 const registry = createUndoRegistry();
 const cmPath = `/api/v1/namespaces/${NS}/configmaps`;
 
@@ -91,11 +94,12 @@ async function leaseExists(id: string): Promise<boolean> {
 }
 
 /** Runs the fixture as the "laptop": inside the laptop network namespace when the harness has one. */
-async function startFixture(home: string, target: string, file: string, leaseSeconds?: number) {
+const asLaptop = (argv: string[]) => (existsSync(`/var/run/netns/${LAPTOP_NS}`) ? ["ip", "netns", "exec", LAPTOP_NS, ...argv] : argv);
+
+async function startFixture(home: string, target: string, file: string, leaseSeconds?: number, env: Record<string, string> = {}) {
   const argv = [process.execPath, FIXTURE, "start", KUBECONFIG, NS, target, file, ...(leaseSeconds ? [String(leaseSeconds)] : [])];
-  const laptop = existsSync(`/var/run/netns/${LAPTOP_NS}`);
-  const proc = Bun.spawn(laptop ? ["ip", "netns", "exec", LAPTOP_NS, ...argv] : argv, {
-    env: { ...process.env, KTCTL_HOME: home },
+  const proc = Bun.spawn(asLaptop(argv), {
+    env: { ...process.env, ...env, KTCTL_HOME: home },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -115,6 +119,18 @@ async function startFixture(home: string, target: string, file: string, leaseSec
   const info = JSON.parse(line.slice(6)) as { id: string; pid: number; watchdogPid: number; created: string };
   expect(info.pid).toBe(proc.pid);
   return { proc, info };
+}
+
+/**
+ * Kills the session process and its watchdog. The process is stopped first: otherwise it may see
+ * its watchdog die and start a new one (as it should) before its own SIGKILL lands.
+ */
+async function killBoth(proc: Subprocess, watchdogPid: number) {
+  proc.kill("SIGSTOP");
+  process.kill(watchdogPid, "SIGKILL");
+  proc.kill("SIGKILL");
+  await proc.exited;
+  expect(isProcessAlive(watchdogPid)).toBe(false);
 }
 
 /** The changes are really there before anything undoes them. */
@@ -234,6 +250,20 @@ describe("session killed", () => {
     await expectChanged(info.id, target, info.created, file);
     expect(isProcessAlive(info.watchdogPid)).toBe(true);
 
+    // Detached: its own session and process group, no controlling terminal, output in its log file
+    // (not in the parent's stdout/stderr), stdin a pipe (a socketpair under Bun).
+    const stat = await readFile(`/proc/${info.watchdogPid}/stat`, "utf8");
+    const [, , pgrp, sid, ttyNr] = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    expect({ pgrp, sid, ttyNr }).toEqual({ pgrp: info.watchdogPid, sid: info.watchdogPid, ttyNr: 0 });
+    const { readlink } = await import("node:fs/promises");
+    const fds = await Promise.all([0, 1, 2].map((fd) => readlink(`/proc/${info.watchdogPid}/fd/${fd}`)));
+    expect(fds[0]).toMatch(/^(pipe|socket):/);
+    expect(fds[1]).toBe(join(home, "sessions", `${info.id}.watchdog.log`));
+    expect(fds[2]).toBe(fds[1]);
+    // A terminal's Ctrl-C or hang-up must not take it down: if it died here, nothing below restores.
+    process.kill(info.watchdogPid, "SIGINT");
+    process.kill(info.watchdogPid, "SIGHUP");
+
     const killed = performance.now();
     proc.kill("SIGKILL");
     await clusterRestored(target, info.created, 20_000);
@@ -247,6 +277,54 @@ describe("session killed", () => {
     console.log(`SIGKILL -> watchdog: cluster restored after ${clusterMs.toFixed(0)} ms, everything (file, lease, journal, watchdog gone) after ${allMs.toFixed(0)} ms`);
   });
 
+  test("SIGKILL: the real CLI's hidden __watchdog command restores", async () => {
+    const { home, target, file } = await scene();
+    const { proc, info } = await startFixture(home, target, file, undefined, { KTCTL_E2E_WATCHDOG: "cli" });
+    await expectChanged(info.id, target, info.created, file);
+    const cmdline = await readFile(`/proc/${info.watchdogPid}/cmdline`, "utf8");
+    expect(cmdline.split("\0").slice(1, 4)).toEqual([join(REPO, "core/cli/main.ts"), "__watchdog", info.id]);
+    const killed = performance.now();
+    proc.kill("SIGKILL");
+    await clusterRestored(target, info.created, 20_000);
+    const clusterMs = performance.now() - killed;
+    await eventually(() => fileRestored(file), 20_000, 50);
+    await eventually(async () => expect(await leaseExists(info.id)).toBe(false), 20_000, 100);
+    await eventually(async () => expect(isProcessAlive(info.watchdogPid)).toBe(false), 20_000, 50);
+    expect(await readdir(join(home, "sessions"))).toEqual([]);
+    console.log(`SIGKILL -> CLI watchdog: cluster restored after ${clusterMs.toFixed(0)} ms`);
+  });
+
+  test("SIGKILL of process and watchdog: `ktctl status` and `ktctl clean` (CLI, on the laptop) see and restore it", async () => {
+    const { home, target, file } = await scene();
+    const { proc, info } = await startFixture(home, target, file);
+    await killBoth(proc, info.watchdogPid);
+    const ktctl = (...args: string[]) =>
+      run(asLaptop([process.execPath, join(REPO, "core/cli/main.ts"), ...args, "--kubeconfig", KUBECONFIG, "-n", NS]), { env: { KTCTL_HOME: home } });
+
+    const status = await ktctl("status", "-o", "json");
+    expect(status.code).toBe(0);
+    const listed = (JSON.parse(status.stdout) as any[]).find((s) => s.id === info.id);
+    expect(listed).toMatchObject({ mode: "e2e", state: "dead", pendingSteps: 3, seenIn: ["cluster", "local"] });
+    const table = await ktctl("status");
+    expect(table.stdout).toMatch(new RegExp(`^SESSION\\s+OWNER\\s+MODE\\s+TARGET\\s+AGE\\s+RENEWED\\s+STATE\\s+STEPS`));
+    expect(table.stdout).toMatch(new RegExp(`${info.id}\\s+\\S+\\s+e2e\\s+configmap/${target}\\s+\\S+\\s+\\S+ ago\\s+dead\\s+3`));
+
+    const dry = await ktctl("clean", "--dryRun");
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain(`session ${info.id}`);
+    expect(dry.stdout).toContain(`- undo: change configmap ${NS}/${target}`);
+    expect(dry.stdout).toContain(`- undo: change ${file} [this host]`);
+    await expectChanged(info.id, target, info.created, file);
+
+    const cleaned = await ktctl("clean");
+    expect(cleaned.code).toBe(0);
+    expect(cleaned.stdout).toContain(`session ${info.id}: cleaned`);
+    await clusterRestored(target, info.created, 5_000);
+    await fileRestored(file);
+    expect(await leaseExists(info.id)).toBe(false);
+    expect((await ktctl("status", "-o", "json")).stdout.includes(info.id)).toBe(false);
+  });
+
   test("SIGKILL of process and watchdog: the lease expires by server time, clean elsewhere restores the cluster, clean here the laptop", async () => {
     const LEASE = 6;
     const { home, target, file } = await scene();
@@ -258,9 +336,7 @@ describe("session killed", () => {
     const seen = sessions.find((s) => s.id === info.id);
     expect(seen).toMatchObject({ mode: "e2e", target: `configmap/${target}`, state: "alive", pendingSteps: 3, seenIn: ["cluster"] });
 
-    process.kill(info.watchdogPid, "SIGKILL");
-    proc.kill("SIGKILL");
-    await proc.exited;
+    await killBoth(proc, info.watchdogPid);
     const killed = performance.now();
 
     // Another host: no local journal. Right after the kill the lease is fresh: hands off.
@@ -302,14 +378,12 @@ describe("session killed", () => {
     expect(isRestored(await kube.request<any>("GET", `${cmPath}/${target}`))).toBe(true);
     expect(existsSync(journalPath(home, info.id))).toBe(false);
     console.log(`lease ${LEASE}s: clean elsewhere saw it expired ${expiredMs.toFixed(0)} ms after the kill`);
-  });
+  }, 120_000);
 
   test("SIGKILL of process and watchdog: clean on the same laptop restores at once, lease or not", async () => {
     const { home, target, file } = await scene();
     const { proc, info } = await startFixture(home, target, file);
-    process.kill(info.watchdogPid, "SIGKILL");
-    proc.kill("SIGKILL");
-    await proc.exited;
+    await killBoth(proc, info.watchdogPid);
     const dry = await planClean(kube, { namespace: NS }, { home, registry });
     const entry = dry.entries.find((e) => e.sessionId === info.id)!;
     expect(entry.actions.map((a) => a.describe)).toEqual([

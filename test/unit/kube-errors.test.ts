@@ -14,7 +14,7 @@ describe("describeRequest", () => {
     ["POST", "/apis/apps/v1/namespaces/demo/deployments", { verb: "create", resource: "deployments", namespace: "demo", name: undefined }],
     ["PATCH", "https://x:6443/apis/apps/v1/namespaces/demo/deployments/echo/scale", { verb: "patch", resource: "deployments/scale", namespace: "demo", name: "echo" }],
     ["DELETE", "/api/v1/namespaces/demo/configmaps", { verb: "deletecollection", resource: "configmaps", namespace: "demo", name: undefined }],
-    ["GET", "/api/v1/namespaces/demo/pods/p/portforward?ports=22", { verb: "create", resource: "pods/portforward", namespace: "demo", name: "p" }],
+    ["GET", "/api/v1/namespaces/demo/pods/p/portforward?ports=22", { verb: "get", resource: "pods/portforward", namespace: "demo", name: "p" }],
     ["GET", "/api/v1/namespaces/demo", { verb: "get", resource: "namespaces", namespace: undefined, name: "demo" }],
     ["GET", "/api/v1/nodes", { verb: "list", resource: "nodes", namespace: undefined, name: undefined }],
   ])("%s %s", (method, path, expected) => {
@@ -57,7 +57,7 @@ describe("API refusals", () => {
 
   test("403 without a Status body falls back to the request's path", () => {
     const e = apiErrorFrom(403, "Forbidden", "GET", "/api/v1/namespaces/demo/pods/p/portforward?ports=22", SERVER);
-    expect(e.message).toBe("forbidden: cannot create pods/portforward in namespace demo (RBAC)");
+    expect(e.message).toBe("forbidden: cannot get pods/portforward in namespace demo (RBAC)");
   });
 
   test("404 names kind and name; a missing namespace is named as such", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ChannelDecoder, encodeDataFrames } from "../../core/kube/portforward.ts";
+import { ChannelDecoder, encodeDataFrames, summarizeForwardError } from "../../core/kube/portforward.ts";
 
 const bytes = (n: number, seed = 0) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff));
 
@@ -52,5 +52,17 @@ describe("channel decoding (server -> client)", () => {
 
   test("an empty message is ignored", () => {
     expect(new ChannelDecoder().decode(Buffer.alloc(0))).toBeUndefined();
+  });
+});
+
+describe("error channel text", () => {
+  test("the kubelet's refusal is reduced to its cause", () => {
+    const kubelet =
+      'error forwarding port 9999 to pod 6610f960, uid : failed to execute portforward in network namespace "/var/run/netns/cni-65da": failed to connect to localhost:9999 inside namespace "6610f960", IPv4: dial tcp4 127.0.0.1:9999: connect: connection refused IPv6 dial tcp6: address localhost: no suitable address found';
+    expect(summarizeForwardError(kubelet)).toBe("nothing listens on port 9999 in the pod (connection refused)");
+  });
+
+  test("other errors keep their first line", () => {
+    expect(summarizeForwardError("\npod not running\nmore")).toBe("pod not running");
   });
 });

@@ -17,6 +17,7 @@ import {
   removeLocalJournal,
   serverTimeOf,
   sessionsDir,
+  skewFrom,
   writeLocalJournal,
   type Journal,
   type SessionMeta,
@@ -169,5 +170,22 @@ describe("process liveness", () => {
     if (process.platform === "linux") expect(isProcessAlive(process.pid, "1")).toBe(false);
     expect(isProcessAlive(undefined)).toBe(false);
     expect(isProcessAlive(0)).toBe(false);
+  });
+});
+
+describe("clock skew", () => {
+  test("a difference inside the timestamp's second and the round trip is no skew", () => {
+    const sent = Date.parse("2030-01-01T00:00:00.400Z");
+    // The server cut 00:00:00.6xx to 00:00:00.
+    expect(skewFrom(Date.parse("2030-01-01T00:00:00Z"), sent, sent + 50)).toBe(0);
+    expect(skewFrom(Date.parse("2030-01-01T00:00:01Z"), sent, sent + 700)).toBe(0);
+  });
+
+  test("a server an hour ahead or behind is measured to within a second", () => {
+    const sent = Date.parse("2030-01-01T00:00:00.400Z");
+    const ahead = skewFrom(Date.parse("2030-01-01T01:00:00Z"), sent, sent + 50);
+    expect(Math.abs(ahead - 3600_000)).toBeLessThan(1000);
+    const behind = skewFrom(Date.parse("2029-12-31T23:00:00Z"), sent, sent + 50);
+    expect(Math.abs(behind + 3600_000)).toBeLessThan(1000);
   });
 });

@@ -1,0 +1,232 @@
+// `ktctl exchange TARGET --expose LOCAL[:REMOTE][,...]`: every request that reaches the target's
+// service inside the cluster is served by the process on this machine's LOCAL port.
+//   selector mode: the service's selector is pointed at the shadow (the original pods keep running);
+//   scale mode: the workload goes to 0 and the shadow carries its pod labels.
+// Every change is a journaled step whose undo restores the object exactly, and the object carries
+// its own undo record, so `clean`, `recover` and the next session can restore it without a journal.
+
+import type { CommandFactory, Kube, PluginApi, Session, Shadow } from "../../core/plugin-api.ts";
+import { readEnvironment, writeEnvFile } from "./env-file.ts";
+import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "./lifecycle.ts";
+import { requireLocalListeners } from "./local.ts";
+import { ensureNotHeld } from "./ownership.ts";
+import { PortPlanError, planShadowPorts, type ShadowPortPlan } from "./ports.ts";
+import { patchObjectStep, scaleStep, shadowSelector } from "./scheme.ts";
+import { declaredContainerPorts, parseTarget, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
+import { waitForEndpoints, waitForReplicas } from "./waits.ts";
+
+type Mode = "selector" | "scale";
+
+const MERGE_PATCH = "application/merge-patch+json";
+/** Upper bound on waiting for the endpoints to show the shadow only (kube-proxy follows them). */
+const ENDPOINTS_WAIT_MS = 30_000;
+
+const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`;
+const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments/${encodeURIComponent(name)}`;
+
+const formatSelector = (selector: Record<string, string> | undefined) =>
+  Object.entries(selector ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",") || "(none)";
+
+/** The merge patch that turns selector `from` into exactly `to` (a plain merge would keep old keys). */
+export function replaceSelectorPatch(from: Record<string, string> | undefined, to: Record<string, string>): Record<string, string | null> {
+  const patch: Record<string, string | null> = {};
+  for (const key of Object.keys(from ?? {})) if (!(key in to)) patch[key] = null;
+  return Object.assign(patch, to);
+}
+
+/** Reads the target and checks it suits the mode; returns the services the session takes over. */
+async function prepareTarget(api: PluginApi, kube: Kube, namespace: string, targetText: string, mode: Mode) {
+  const { KtctlError, ExitCode } = api.errors;
+  const target = await resolveTarget(kube, namespace, parseTarget(targetText, api.errors), api.errors);
+  let services = target.services;
+  if (mode === "selector") {
+    const bare = services.filter((s) => !Object.keys(s.spec?.selector ?? {}).length);
+    if (bare.length) {
+      throw new KtctlError(
+        `service ${namespace}/${bare[0].metadata.name} has no selector (its endpoints are managed by hand): ktctl cannot point it at the shadow`,
+        ExitCode.usage,
+      );
+    }
+  } else {
+    if (target.otherWorkloads.length) {
+      throw new KtctlError(
+        `service ${namespace}/${target.ref.name} selects the pods of several deployments (${target.otherWorkloads.join(", ")}); scale mode needs one`,
+        ExitCode.usage,
+        "name it: ktctl exchange deployment/NAME --mode scale",
+      );
+    }
+    if (!target.workload) {
+      throw new KtctlError(`${target.label} is not backed by a deployment: scale mode has nothing to scale`, ExitCode.usage, "use --mode selector");
+    }
+    // The shadow carries the workload's pod labels, so it takes over EVERY service selecting them.
+    const labels = podTemplateLabels(target.workload);
+    const all = ((await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`)).items ?? []) as any[];
+    const names = all.filter((s) => s.spec?.type !== "ExternalName" && selects(s.spec?.selector, labels)).map((s) => s.metadata.name as string);
+    const extra = names.filter((n) => !services.some((s) => s.metadata.name === n));
+    if (extra.length) {
+      api.logger.warn(`scale mode also takes over service(s) ${extra.join(", ")}: they select the same pods`);
+      services = [...services, ...(await Promise.all(extra.map((n) => kube.request<any>("GET", servicePath(namespace, n)))))];
+    }
+  }
+  return { target, services };
+}
+
+function planPorts(api: PluginApi, target: ResolvedTarget, services: any[], mappings: { local: number; remote: number }[]): ShadowPortPlan {
+  try {
+    return planShadowPorts(
+      services.map((s) => ({ name: s.metadata.name, ports: s.spec?.ports ?? [] })),
+      mappings,
+      declaredContainerPorts(target),
+    );
+  } catch (error) {
+    if (error instanceof PortPlanError) throw new api.errors.KtctlError(error.message, api.errors.ExitCode.usage, error.hint);
+    throw error;
+  }
+}
+
+const exchange: CommandFactory = (api) =>
+  api.defineCommand({
+    meta: {
+      name: "exchange",
+      description: "Serve a service's in-cluster traffic from this machine (TARGET: NAME, svc/NAME, deployment/NAME or pod/NAME)",
+    },
+    args: {
+      ...api.globalArgs,
+      target: { type: "positional", description: "NAME, svc/NAME, deployment/NAME or pod/NAME", required: true },
+      expose: { type: "string", description: "LOCAL[:REMOTE],... : REMOTE is a port of the service, LOCAL a port on this machine", required: true },
+      mode: { type: "enum", options: ["selector", "scale"], default: "selector", description: "selector: point the service at the shadow; scale: scale the workload to 0" },
+      recoverWaitTime: { type: "string", default: "120", description: "Scale mode: seconds to wait for the original replicas to be ready again on exit" },
+      localHost: { type: "string", default: "127.0.0.1", description: "Address of the local process" },
+      waitLocal: { type: "boolean", default: false, description: "Wait until something listens on the LOCAL ports instead of failing" },
+      waitLocalTime: { type: "string", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
+      envFile: { type: "string", description: "Write the target container's environment to this file (dotenv; JSON for *.json)" },
+      container: { type: "string", description: "Container whose environment --envFile writes (default: the one serving the exposed ports)" },
+    },
+    async run({ args }) {
+      const { KtctlError, ExitCode } = api.errors;
+      const global = api.globalOptions(args);
+      const mode = String(args.mode) as Mode;
+      const recoverWaitSeconds = Number(args.recoverWaitTime);
+      const waitLocalSeconds = Number(args.waitLocalTime);
+      if (!Number.isFinite(recoverWaitSeconds) || recoverWaitSeconds < 0) throw new KtctlError(`invalid recoverWaitTime "${args.recoverWaitTime}": expected seconds`, ExitCode.usage);
+      if (!Number.isFinite(waitLocalSeconds) || waitLocalSeconds < 0) throw new KtctlError(`invalid waitLocalTime "${args.waitLocalTime}": expected seconds`, ExitCode.usage);
+      const localHost = String(args.localHost);
+      const mappings = api.parsePorts(String(args.expose));
+      const started = performance.now();
+
+      const kube = await api.kube(global);
+      const namespace = global.namespace || kube.namespace;
+      let { target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode);
+      const plan = planPorts(api, target, services, mappings);
+      if (plan.unexposed.length) api.logger.warn(`not exposed, refused while exchanged: ${plan.unexposed.join(", ")}`);
+
+      await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+
+      // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
+      const held = mode === "scale" ? [...services, target.workload] : services;
+      if (await ensureNotHeld(api, kube, namespace, held, "exchanged")) {
+        ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
+      }
+
+      if (args.envFile) {
+        const env = await readEnvironment(kube, target, { container: args.container ? String(args.container) : undefined, targetPorts: plan.listeners.map((l) => l.shadowPort) });
+        if ("missing" in env) throw new KtctlError(`cannot write ${args.envFile}: ${env.missing}`, ExitCode.usage);
+        await writeEnvFile(String(args.envFile), env.result, `environment of ${target.label} (container ${env.containerName}) in ${namespace}, written by ktctl exchange`);
+        for (const note of env.result.notes) api.logger.warn(`env: ${note}`);
+        api.logger.success(`wrote ${env.result.vars.length} variables of container ${env.containerName} to ${args.envFile}`);
+      }
+
+      const session = await startModeSession(api, { mode: "exchange", target: target.label, global });
+      const stop = listenForStop(api.logger);
+      const role = `exchange-${target.ref.name}`;
+      const workload = target.workload;
+      const originalReplicas: number = workload?.spec?.replicas ?? 1;
+
+      const shadow = await setUp(session, stop, api.logger, async () => {
+        if (mode === "scale") {
+          // The lock: the service carries this session's mark while the workload is scaled away.
+          for (const service of services) {
+            const { spec, marks } = patchObjectStep(session.id, service, [], `mark service ${namespace}/${service.metadata.name} as exchanged`);
+            await session.step(spec, () =>
+              kube.request("PATCH", servicePath(namespace, service.metadata.name), { metadata: { ...marks, resourceVersion: service.metadata.resourceVersion } }, MERGE_PATCH),
+            );
+          }
+        }
+        const shadow = await startServingShadow(api, session, {
+          role,
+          labels: mode === "scale" ? podTemplateLabels(workload) : undefined,
+          ports: plan.listeners,
+          localHost,
+        });
+        if (mode === "selector") {
+          const selector = shadowSelector(session.id, role);
+          for (const service of services) {
+            const name = service.metadata.name;
+            const { spec, marks } = patchObjectStep(session.id, service, [["spec", "selector"]], `point service ${namespace}/${name} at the shadow (selector was ${formatSelector(service.spec.selector)})`);
+            await session.step(spec, () =>
+              kube.request(
+                "PATCH",
+                servicePath(namespace, name),
+                // resourceVersion: if anyone changed the service since it was checked, nothing is patched.
+                { metadata: { ...marks, resourceVersion: service.metadata.resourceVersion }, spec: { selector: replaceSelectorPatch(service.spec.selector, selector) } },
+                MERGE_PATCH,
+              ),
+            );
+          }
+        } else {
+          const { spec, marks } = scaleStep(session.id, workload, `scale deployment ${namespace}/${workload.metadata.name} to 0 (from ${originalReplicas})`);
+          await session.step(spec, () =>
+            kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { metadata: { ...marks, resourceVersion: workload.metadata.resourceVersion }, spec: { replicas: 0 } }, MERGE_PATCH),
+          );
+        }
+        return shadow;
+      });
+
+      const switched = await Promise.all(services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, () => [shadow.podIP], ENDPOINTS_WAIT_MS)));
+      const late = services.filter((_, i) => !switched[i]).map((s) => s.metadata.name);
+      if (late.length) api.logger.warn(`the endpoints of ${late.join(", ")} do not show the shadow alone yet; requests may still reach the original pods`);
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      for (const listener of plan.listeners) {
+        api.logger.success(`${listener.serves.join(", ")} in ${namespace} -> ${localHost}:${listener.localPort} on this machine`);
+      }
+      api.logger.info(`exchanged ${target.label} in ${seconds}s (${mode} mode, session ${session.id}); Ctrl-C restores it`);
+
+      const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
+      await finish(api, kube, session, shadow, { mode, namespace, workload, originalReplicas, recoverWaitSeconds, reason, lost: !stop.signal && !reason.startsWith("tunnel") });
+      exitForSignal(stop);
+    },
+  });
+
+/** Ends the session; scale mode brings the workload back (and waits for it) before the shadow goes. */
+async function finish(
+  api: PluginApi,
+  kube: Kube,
+  session: Session,
+  _shadow: Shadow,
+  end: { mode: Mode; namespace: string; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
+) {
+  const { mode, namespace, workload, originalReplicas } = end;
+  let ready = false;
+  const progress = (summary: string) => api.logger.info(`deployment ${namespace}/${workload?.metadata?.name}: ${summary}`);
+  if (mode === "scale" && !end.lost) {
+    // Replicas first, the shadow last: the service is never left without a pod to answer.
+    try {
+      await kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { spec: { replicas: originalReplicas } }, MERGE_PATCH);
+      ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+    } catch (error) {
+      api.logger.warn(`could not bring deployment ${workload.metadata.name} back before removing the shadow: ${errorText(error)}`);
+    }
+  }
+  await session.close(end.reason);
+  if (mode === "scale" && !ready) {
+    ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+  }
+  if (mode === "scale" && !ready) {
+    api.logger.warn(`deployment ${namespace}/${workload.metadata.name} is back to ${originalReplicas} replicas but not all ready after ${end.recoverWaitSeconds}s`);
+  }
+  api.logger.success(`restored (${end.reason})`);
+}
+
+export default exchange;

@@ -1,0 +1,123 @@
+// The life of an exchange or preview session on the laptop: the session started with this mode's own
+// signal handling (scale mode restores the workload BEFORE the shadow goes, which the session's
+// generic handler cannot know), the shadow with its remote listeners, and the wait for the end.
+
+import type { PluginApi, Session, SessionOptions, Shadow } from "../../core/plugin-api.ts";
+
+/** Exit codes of a signal-driven end, as the shell reports them. */
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
+export interface StopSignals {
+  /** Resolves with the first SIGINT, SIGTERM or SIGHUP. */
+  readonly received: Promise<NodeJS.Signals>;
+  readonly signal: NodeJS.Signals | undefined;
+  exitCode(): number | undefined;
+  dispose(): void;
+}
+
+/** Takes over SIGINT/SIGTERM/SIGHUP: the first starts the end, later ones only say it is under way. */
+export function listenForStop(logger: PluginApi["logger"]): StopSignals {
+  let first: NodeJS.Signals | undefined;
+  let resolveReceived!: (signal: NodeJS.Signals) => void;
+  const received = new Promise<NodeJS.Signals>((resolve) => (resolveReceived = resolve));
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  for (const signal of Object.keys(SIGNAL_EXIT) as NodeJS.Signals[]) {
+    if (process.platform === "win32" && signal !== "SIGINT") continue;
+    const handler = () => {
+      if (first) {
+        logger.info("still restoring what this session changed; please wait");
+        return;
+      }
+      first = signal;
+      logger.info(`${signal}: restoring what this session changed`);
+      resolveReceived(signal);
+    };
+    handlers.set(signal, handler);
+    process.on(signal, handler);
+  }
+  return {
+    received,
+    get signal() {
+      return first;
+    },
+    exitCode: () => (first ? SIGNAL_EXIT[first] : undefined),
+    dispose() {
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+      handlers.clear();
+    },
+  };
+}
+
+/** Environment knob for a short session lease (tests, flaky networks): seconds, whole and positive. */
+export const LEASE_SECONDS_ENV = "KTCTL_SESSION_LEASE_SECONDS";
+
+/**
+ * Starts the session with signal handling left to the caller. The extra fields are options the core's
+ * session accepts beyond the plugin contract's SessionOptions (see the report on plugin-api.ts).
+ */
+export async function startModeSession(api: PluginApi, options: SessionOptions): Promise<Session> {
+  const lease = Number(process.env[LEASE_SECONDS_ENV]);
+  const extended: SessionOptions & { handleSignals: boolean; leaseDurationSeconds?: number } = {
+    ...options,
+    handleSignals: false,
+    ...(Number.isInteger(lease) && lease > 0 ? { leaseDurationSeconds: lease } : {}),
+  };
+  return api.startSession(extended);
+}
+
+export interface ServedPort {
+  shadowPort: number;
+  name?: string;
+  localPort: number;
+}
+
+/** Starts the shadow declaring `ports` and makes each of them forward to the laptop's local port. */
+export async function startServingShadow(
+  api: PluginApi,
+  session: Session,
+  options: { role: string; labels?: Record<string, string>; ports: ServedPort[]; localHost: string },
+): Promise<Shadow> {
+  const shadow = await api.startShadow(session, {
+    role: options.role,
+    labels: options.labels,
+    ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
+  });
+  for (const port of options.ports) await shadow.tunnel.addRemoteListener(port.shadowPort, options.localHost, port.localPort);
+  return shadow;
+}
+
+/** Resolves when the tunnel gives up for good (it reconnects by itself otherwise). */
+export function tunnelClosed(shadow: Shadow): Promise<string> {
+  return new Promise((resolve) => shadow.tunnel.onStateChange((state, detail) => state === "closed" && resolve(`tunnel closed${detail ? ` (${detail})` : ""}`)));
+}
+
+/** Runs `setup` with the session; any failure (or a signal meanwhile) undoes everything before rethrowing. */
+export async function setUp<T>(session: Session, stop: StopSignals, logger: PluginApi["logger"], setup: () => Promise<T>): Promise<T> {
+  let settingUp = true;
+  // A signal during setup ends the session at once: its steps settle, then unwind. Later signals
+  // are the caller's: it may have to restore things in an order of its own first.
+  void stop.received.then((signal) => {
+    if (settingUp) session.close(`signal ${signal}`).catch(() => undefined);
+  });
+  try {
+    return await setup();
+  } catch (error) {
+    try {
+      await session.close(stop.signal ? `signal ${stop.signal}` : `setup failed: ${errorText(error)}`);
+    } catch (closeError) {
+      logger.error(errorText(closeError));
+    }
+    throw error;
+  } finally {
+    settingUp = false;
+  }
+}
+
+export const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** Leaves the process with the signal's exit code when a signal ended the session. */
+export function exitForSignal(stop: StopSignals): void {
+  stop.dispose();
+  const code = stop.exitCode();
+  if (code !== undefined) process.exit(code);
+}

@@ -1,0 +1,56 @@
+// The laptop side of exchange and preview: is anything listening on the LOCAL ports? A session that
+// takes a service over while nothing answers locally only breaks the service for everyone else.
+
+import { connect } from "node:net";
+import type { PluginApi } from "../../core/plugin-api.ts";
+
+/** True when something accepts a TCP connection on host:port; `timeoutMs` bounds a filtered port. */
+export function isListening(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const finish = (listening: boolean) => {
+      socket.destroy();
+      resolve(listening);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once("connect", () => finish(true));
+    socket.once("error", () => finish(false));
+  });
+}
+
+/** How often a waiting check tries the port again: there is no event for "someone started listening". */
+const RETRY_MS = 250;
+
+/**
+ * Fails (naming every silent port) unless something listens on each local port; with `wait`,
+ * waits for them instead, up to `waitSeconds` (0: until interrupted).
+ */
+export async function requireLocalListeners(
+  api: Pick<PluginApi, "errors" | "logger">,
+  host: string,
+  ports: number[],
+  wait: { enabled: boolean; seconds: number; flag: string },
+): Promise<void> {
+  const { KtctlError, ExitCode } = api.errors;
+  const silent = async () => (await Promise.all(ports.map(async (p) => ((await isListening(host, p)) ? undefined : p)))).filter((p): p is number => p !== undefined);
+  let missing = await silent();
+  if (!missing.length) return;
+  const list = missing.map((p) => `${host}:${p}`).join(", ");
+  if (!wait.enabled) {
+    throw new KtctlError(
+      `nothing is listening on ${list} on this machine`,
+      ExitCode.usage,
+      `start your local service first, or pass ${wait.flag} to wait for it`,
+    );
+  }
+  api.logger.info(`waiting for something to listen on ${list}${wait.seconds ? ` (up to ${wait.seconds}s)` : ""}; Ctrl-C to give up`);
+  const deadline = wait.seconds ? Date.now() + wait.seconds * 1000 : Infinity;
+  while (missing.length) {
+    if (Date.now() > deadline) {
+      throw new KtctlError(`nothing listened on ${missing.map((p) => `${host}:${p}`).join(", ")} within ${wait.seconds}s`, ExitCode.timeout);
+    }
+    await Bun.sleep(RETRY_MS);
+    missing = await silent();
+  }
+  api.logger.success(`local ${ports.length > 1 ? "ports are" : "port is"} listening`);
+}
