@@ -4,17 +4,18 @@
 // which no Debian package provides, while the glibc build needs only glibc (about 3 MiB).
 //
 // CLI: bun build/shadow.ts [--arch amd64|arm64]... [--entry shadow/main.ts] [--out-dir dist]
-//        [--image NAME] [--sysroot-arm64 DIR] [--no-smoke]
+//        [--image NAME] [--sysroot-arm64 DIR] [--no-startup-check]
 
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { SHADOW_ENV } from "../core/tunnel/protocol.ts";
 import { compileBinary, type CompileResult } from "./compile.ts";
+import { checkImageStarts, type StartupCheck, type StartupResult } from "./image-check.ts";
 import { sharedLibraries, type SharedLibrary } from "./libs.ts";
 import { ARCHES, type Arch, type OciImageInfo, type RootfsEntry, sourceDateEpoch, writeOciImage } from "./oci.ts";
-import { readTar } from "./tar.ts";
 import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
 
 export const SHADOW_BINARY_PATH = "/usr/local/bin/ktctl-shadow";
@@ -40,8 +41,8 @@ export type ShadowBuildOptions = {
   image?: string;
   /** Where a foreign architecture's glibc lives; the host's own libraries are found with ldd. */
   sysroots?: Partial<Record<Arch, string>>;
-  /** Run the image's entrypoint once in a chroot of its rootfs (host arch, root only). */
-  smokeArgs?: string[] | false;
+  /** Start the image once in a chroot of its rootfs (host arch, root only); false skips it. */
+  startupCheck?: StartupCheck | false;
   log?: (line: string) => void;
 };
 
@@ -51,7 +52,7 @@ export type ShadowBuildResult = {
   image?: OciImageInfo & { file: string; milliseconds: number };
   /** Why no image was written for this arch. */
   skipped?: string;
-  smoke?: { output: string; milliseconds: number } | { skipped: string };
+  startup?: StartupResult;
 };
 
 /** The shadow's root filesystem: everything it needs to start as user 65532, nothing else. */
@@ -116,53 +117,32 @@ export async function buildShadow(options: ShadowBuildOptions): Promise<ShadowBu
     log(`shadow ${arch}: ${file} ${info.name} ${mib(info.archiveSize)} (${mib(info.layerUncompressedSize)} unpacked) in ${seconds(milliseconds)}`);
     const result: ShadowBuildResult = { arch, binary, image: { ...info, file, milliseconds } };
 
-    if (options.smokeArgs !== false) {
-      result.smoke = await smokeTestImage(file, arch, options.smokeArgs ?? ["version"]);
-      if ("output" in result.smoke) log(`shadow ${arch}: ran in its own rootfs as ${SHADOW_UID}: ${result.smoke.output.trim().split("\n")[0]} (${result.smoke.milliseconds} ms)`);
-      else log(`shadow ${arch}: start-up check skipped: ${result.smoke.skipped}`);
+    if (options.startupCheck !== false) {
+      const startup = await checkImageStarts(file, options.startupCheck ?? shadowStartupCheck());
+      result.startup = startup;
+      if ("skipped" in startup) log(`shadow ${arch}: start-up check skipped: ${startup.skipped}`);
+      else log(`shadow ${arch}: started in its own rootfs as ${SHADOW_UID}, without network, ready after ${startup.milliseconds} ms`);
     }
     results.push(result);
   }
   return results;
 }
 
-/**
- * Unpacks the image's layer with the system tar and runs the entrypoint in a chroot of it, as the
- * image's user, with a private /proc (a compiled Bun binary reads itself through /proc/self/exe).
- * This proves the layer holds every library the binary needs, without a container runtime.
- */
-export async function smokeTestImage(imageTar: string, arch: Arch, args: string[]): Promise<{ output: string; milliseconds: number } | { skipped: string }> {
-  if (arch !== hostImageArch()) return { skipped: `${arch} binaries do not run on this machine` };
-  if (process.getuid?.() !== 0) return { skipped: "chroot needs root" };
-  if (!Bun.which("unshare") || !Bun.which("chroot") || !Bun.which("tar")) return { skipped: "unshare, chroot or tar is missing" };
+/** An OpenSSH public key line for a key nobody keeps: the shadow refuses to start without one. */
+export function throwawaySshKey(): string {
+  const jwk = generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" });
+  const raw = Buffer.from(jwk.x!, "base64url");
+  const field = (bytes: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, bytes.length]), bytes]);
+  return `ssh-ed25519 ${Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]).toString("base64")} ktctl-build`;
+}
 
-  const records = readTar(await Bun.file(imageTar).bytes());
-  const blob = (digest: string) => {
-    const record = records.find((r) => r.path === `blobs/sha256/${digest.replace(/^sha256:/, "")}`);
-    if (!record) throw new Error(`${imageTar}: blob ${digest} is missing`);
-    return record.data;
+/** The shadow as a session starts it (tunnel role), on any free port, until it logs that it is ready. */
+export function shadowStartupCheck(): StartupCheck {
+  return {
+    args: [],
+    env: { [SHADOW_ENV.roles]: "tunnel", [SHADOW_ENV.tunnelPort]: "0", [SHADOW_ENV.authorizedKey]: throwawaySshKey() },
+    ready: /\bshadow\.ready\b/,
   };
-  const index = JSON.parse(new TextDecoder().decode(records.find((r) => r.path === "index.json")!.data));
-  const manifest = JSON.parse(new TextDecoder().decode(blob(index.manifests[0].digest)));
-  const root = await mkdtemp(join(tmpdir(), "ktctl-shadow-rootfs-"));
-  try {
-    await chmod(root, 0o755); // a container's "/" is world-readable; mkdtemp's 0700 would lock the user out
-    const untar = Bun.spawn(["tar", "-xz", "-C", root], { stdin: blob(manifest.layers[0].digest), stderr: "pipe" });
-    if ((await untar.exited) !== 0) throw new Error(`tar could not unpack the layer of ${imageTar}: ${await new Response(untar.stderr).text()}`);
-    await mkdir(join(root, "proc"));
-    const script = 'root="$1"; shift; mount -t proc proc "$root/proc" && exec chroot --userspec=65532:65532 "$root" "$@"';
-    const started = performance.now();
-    const proc = Bun.spawn(["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", script, "sh", root, SHADOW_BINARY_PATH, ...args], {
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 30_000,
-    });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    if (code !== 0) throw new Error(`the shadow image's entrypoint did not run (${SHADOW_BINARY_PATH} ${args.join(" ")}, exit ${code}):\n${`${stdout}${stderr}`.trim()}`);
-    return { output: stdout, milliseconds: Math.round(performance.now() - started) };
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
 }
 
 export const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
@@ -178,7 +158,7 @@ if (import.meta.main) {
       image: { type: "string" },
       "sysroot-amd64": { type: "string" },
       "sysroot-arm64": { type: "string" },
-      "no-smoke": { type: "boolean", default: false },
+      "no-startup-check": { type: "boolean", default: false },
     },
   });
   const arches = (values.arch ?? [hostImageArch() ?? "amd64"]) as Arch[];
@@ -195,7 +175,7 @@ if (import.meta.main) {
       arches,
       image: values.image,
       sysroots: { amd64: values["sysroot-amd64"], arm64: values["sysroot-arm64"] },
-      smokeArgs: values["no-smoke"] ? false : undefined,
+      startupCheck: values["no-startup-check"] ? false : undefined,
     });
   } catch (error) {
     console.error(`shadow: ${error instanceof Error ? error.message : String(error)}`);

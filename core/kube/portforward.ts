@@ -14,7 +14,7 @@ export const PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io";
 const DATA_CHANNEL = 0;
 const ERROR_CHANNEL = 1;
 /** The kubelet reads each message whole (and caps it at 32 MiB); moderate frames keep latency and memory flat. */
-export const MAX_FRAME_PAYLOAD = Number(process.env.KT_FRAME ?? 256 * 1024);
+export const MAX_FRAME_PAYLOAD = 256 * 1024;
 const READ_HIGH_WATER_MARK = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 

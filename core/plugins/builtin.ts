@@ -8,4 +8,6 @@ export const BUILTIN_PLUGINS: Record<string, PluginModuleLoader> = {
   forward: () => import("../../plugins/forward/index.ts"),
   clean: () => import("../../plugins/clean/index.ts"),
   status: () => import("../../plugins/status/index.ts"),
+  exchange: () => import("../../plugins/exchange/index.ts"),
+  preview: () => import("../../plugins/preview/index.ts"),
 };

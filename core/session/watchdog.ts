@@ -57,8 +57,9 @@ export interface WatchdogHandle {
   onExit(listener: (code: number | null) => void): void;
 }
 
-/** The file descriptor on which the watchdog reports that it is armed. */
+/** The file descriptor on which the watchdog reports that it is armed, named to it in REPORT_FD_ENV. */
 export const ARMED_FD = 3;
+const REPORT_FD_ENV = "KTCTL_WATCHDOG_REPORT_FD";
 export const ARMED_LINE = "armed";
 
 /**
@@ -75,7 +76,7 @@ export function spawnWatchdog(argv: string[], options: { home: string; logPath: 
     child = spawn(command, args, {
       detached: true,
       stdio: ["pipe", log, log, "pipe"],
-      env: { ...process.env, KTCTL_HOME: options.home },
+      env: { ...process.env, KTCTL_HOME: options.home, [REPORT_FD_ENV]: String(ARMED_FD) },
       windowsHide: true,
     });
   } finally {
@@ -91,9 +92,11 @@ export function spawnWatchdog(argv: string[], options: { home: string; logPath: 
   let exited = false;
   child.on("exit", () => (exited = true));
 
-  const report = child.stdio[ARMED_FD] as NodeJS.ReadableStream & { destroy(): void };
+  const report = child.stdio[ARMED_FD] as (NodeJS.ReadableStream & { destroy(): void }) | null | undefined;
   unref(report);
   const armed = new Promise<void>((resolve, reject) => {
+    // A platform that cannot hand over the extra pipe: the watchdog runs, it just cannot say so.
+    if (!report) return resolve();
     let text = "";
     const timer = setTimeout(() => settle(new Error(`it did not report ready within ${(options.armTimeoutMs ?? 15_000) / 1000}s`)), options.armTimeoutMs ?? 15_000);
     timer.unref?.();
@@ -143,11 +146,15 @@ export interface WatchdogHost {
 
 /** Tells the parent (through ARMED_FD, if it gave one) that the watchdog is in place. */
 function reportArmed() {
+  // Only a descriptor the parent named: started any other way, fd 3 may be anything.
+  const fd = Number(process.env[REPORT_FD_ENV]);
+  delete process.env[REPORT_FD_ENV];
+  if (!Number.isInteger(fd) || fd < 3) return;
   try {
-    writeSync(ARMED_FD, `${ARMED_LINE}\n`);
-    closeSync(ARMED_FD);
+    writeSync(fd, `${ARMED_LINE}\n`);
+    closeSync(fd);
   } catch {
-    // Started by hand, without the report pipe: nobody to tell.
+    // The parent is gone already; end of input will say so.
   }
 }
 

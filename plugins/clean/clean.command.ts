@@ -23,19 +23,25 @@ const clean: CommandFactory = (api) =>
     },
     async run({ args }) {
       const global = api.globalOptions(args);
-      const localOnly = Boolean(args.localOnly);
-      const kube = localOnly ? undefined : await api.kube(global);
-      const plan = await api.sessions.planClean(kube, {
-        namespace: global.namespace,
-        allNamespaces: Boolean(args.allNamespaces),
-        localOnly,
-      });
+      const { KtctlError, ExitCode } = api.errors;
+      const options = { namespace: global.namespace, allNamespaces: Boolean(args.allNamespaces) };
+      let kube = args.localOnly ? undefined : await api.kube(global);
+      let plan;
+      try {
+        plan = await api.sessions.planClean(kube, { ...options, localOnly: !kube });
+      } catch (error) {
+        // A laptop that lost the cluster can still put its own files and rules back.
+        if (!(error instanceof KtctlError) || error.exitCode !== ExitCode.unreachable) throw error;
+        api.logger.warn(`${error.message}; cleaning this host only`);
+        kube = undefined;
+        plan = await api.sessions.planClean(undefined, { ...options, localOnly: true });
+      }
       console.log(api.sessions.renderPlan(plan));
       if (args.dryRun || !plan.entries.length) return;
       const result = await api.sessions.executePlan(plan, kube);
       console.log(summary(result));
       if (result.entries.some((e) => e.outcome === "partial")) {
-        throw new api.errors.KtctlError("some steps could not be undone (see above)", api.errors.ExitCode.failure, "fix the cause and run ktctl clean again");
+        throw new KtctlError("some steps could not be undone (see above)", ExitCode.failure, "fix the cause and run ktctl clean again");
       }
     },
   });

@@ -5,7 +5,7 @@
 // Every change is a journaled step whose undo restores the object exactly, and the object carries
 // its own undo record, so `clean`, `recover` and the next session can restore it without a journal.
 
-import type { CommandFactory, Kube, PluginApi, Session, Shadow } from "../../core/plugin-api.ts";
+import type { CommandFactory, Kube, PluginApi, Session } from "../../core/plugin-api.ts";
 import { readEnvironment, writeEnvFile } from "./env-file.ts";
 import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "./lifecycle.ts";
 import { requireLocalListeners } from "./local.ts";
@@ -194,7 +194,7 @@ const exchange: CommandFactory = (api) =>
       api.logger.info(`exchanged ${target.label} in ${seconds}s (${mode} mode, session ${session.id}); Ctrl-C restores it`);
 
       const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
-      await finish(api, kube, session, shadow, { mode, namespace, workload, originalReplicas, recoverWaitSeconds, reason, lost: !stop.signal && !reason.startsWith("tunnel") });
+      await finish(api, kube, session, { mode, namespace, workload, originalReplicas, recoverWaitSeconds, reason, lost: !stop.signal && !reason.startsWith("tunnel") });
       exitForSignal(stop);
     },
   });
@@ -204,7 +204,6 @@ async function finish(
   api: PluginApi,
   kube: Kube,
   session: Session,
-  _shadow: Shadow,
   end: { mode: Mode; namespace: string; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
 ) {
   const { mode, namespace, workload, originalReplicas } = end;

@@ -130,3 +130,78 @@ export async function laptopCanConnect(host: string, port: number, timeoutSecond
   // 7: could not connect; 28: timed out; 6: name not resolved. Anything else means a peer answered.
   return ![6, 7, 28].includes(r.code);
 }
+
+/**
+ * How e2e tests run ktctl: the compiled binary when KTCTL_E2E_BIN names it (test/run does), so
+ * the product itself is tested; otherwise from source.
+ */
+export const KTCTL: string[] = process.env.KTCTL_E2E_BIN ? [process.env.KTCTL_E2E_BIN] : ["bun", `${REPO}/core/cli/main.ts`];
+
+/** argv for ktctl on the laptop with the test cluster's kubeconfig. */
+export const ktctlInLaptop = (args: string[]): string[] => inLaptop([...KTCTL, "--kubeconfig", KUBECONFIG, ...args]);
+
+export interface RunningKtctl {
+  proc: ReturnType<typeof Bun.spawn>;
+  /** Everything printed so far (stdout and stderr interleaved as read). */
+  output(): string;
+  /** Resolves when a line matching `pattern` has been printed; rejects if ktctl exits first. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Sends a signal and waits for the exit code. */
+  stop(signal?: NodeJS.Signals | number): Promise<number>;
+}
+
+/** Starts a long-running ktctl command (forward, connect, exchange, ...) in the laptop namespace. */
+export function startKtctl(args: string[], env: Record<string, string> = {}): RunningKtctl {
+  const proc = Bun.spawn(ktctlInLaptop(args), {
+    env: { ...process.env, ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+  });
+  let text = "";
+  const listeners = new Set<() => void>();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+      for (const notify of listeners) notify();
+    }
+  };
+  const pumped = Promise.all([pump(proc.stdout as ReadableStream<Uint8Array>), pump(proc.stderr as ReadableStream<Uint8Array>)]);
+  void proc.exited.then(() => pumped).then(() => {
+    for (const notify of listeners) notify();
+  });
+  return {
+    proc,
+    output: () => text,
+    waitForOutput(pattern, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = pattern.exec(text);
+          if (match) return finish(() => resolve(match[0]));
+          if (proc.exitCode !== null) return finish(() => reject(new Error(`ktctl exited (${proc.exitCode}) before printing ${pattern}:\n${text}`)));
+        };
+        const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} after ${timeoutMs} ms:\n${text}`))), timeoutMs);
+        const finish = (settle: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          settle();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async stop(signal = "SIGINT") {
+      if (proc.exitCode === null) proc.kill(signal);
+      const code = await proc.exited;
+      await pumped;
+      return code;
+    },
+  };
+}
+
+/** Objects of any session still in a namespace (pods, services, leases, configmaps). */
+export async function leftovers(namespace = DEMO_NS): Promise<string[]> {
+  const out = await kubectlOk(["-n", namespace, "get", "pods,services,leases,configmaps,deployments", "-l", "ktctl.io/managed-by=ktctl", "-o", "name"]);
+  return out.split("\n").filter(Boolean);
+}

@@ -5,7 +5,7 @@ set -euo pipefail
 need=()
 for pair in containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
             iptables:iptables conntrack:conntrack busybox:busybox-static openssl:openssl ip:iproute2 \
-            curl:curl gcc:gcc dig:dnsutils getent:libc-bin; do
+            curl:curl gcc:gcc dig:dnsutils getent:libc-bin socat:socat; do
   probe="${pair%%:*}" pkg="${pair#*:}"
   if [[ "$probe" == /* ]]; then [[ -e "$probe" ]] || need+=("$pkg")
   else command -v "$probe" >/dev/null || need+=("$pkg"); fi

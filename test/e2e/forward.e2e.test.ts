@@ -1,0 +1,91 @@
+// `ktctl forward` from the laptop through the shadow's tunnel: services, deployments (following a
+// replaced pod), several ports, and nothing left behind however it ends.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import {
+  DEMO_NS,
+  eventually,
+  kubectlOk,
+  leftovers,
+  podsOf,
+  requireCluster,
+  runInLaptop,
+  startKtctl,
+} from "./harness.ts";
+
+beforeAll(requireCluster);
+afterAll(async () => {
+  // Whatever a failed test left, the next file must not inherit it.
+  await eventually(async () => expect(await leftovers()).toEqual([]), 30_000);
+});
+
+const curlJson = async (url: string) => {
+  const r = await runInLaptop(["curl", "-sf", "-m", "5", url]);
+  if (r.code !== 0) throw new Error(`curl ${url}: exit ${r.code} ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
+
+describe("forward", () => {
+  test("svc/echo with two ports: HTTP and plain TCP answer on the laptop; Ctrl-C removes everything", async () => {
+    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18080:80", "19090:9090"]);
+    try {
+      await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:19090/);
+      const answer = await curlJson("http://127.0.0.1:18080/through-ktctl");
+      expect(answer.name).toBe("echo");
+      expect(answer.path).toBe("/through-ktctl");
+      const tcp = await runInLaptop(["sh", "-c", "printf 'ping-over-tunnel' | timeout 5 socat - TCP:127.0.0.1:19090,shut-down"]);
+      expect(tcp.stdout).toBe("ping-over-tunnel");
+      expect((await leftovers()).length).toBeGreaterThan(0);
+    } finally {
+      expect(await ktctl.stop("SIGINT")).toBe(130);
+    }
+    await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
+  });
+
+  test("deployment/echo follows the pods when they are replaced", async () => {
+    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "deployment/echo", "18081:8080"]);
+    try {
+      await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:18081/);
+      const before = await curlJson("http://127.0.0.1:18081/");
+      const oldPods = (await podsOf("echo")).map((p) => p.name);
+      expect(oldPods).toContain(before.pod);
+      // Replace every pod of the deployment, as a rollout would.
+      await kubectlOk(["-n", DEMO_NS, "rollout", "restart", "deployment/echo"]);
+      await kubectlOk(["-n", DEMO_NS, "rollout", "status", "deployment/echo", "--timeout=90s"], { timeoutMs: 100_000 });
+      const after = await eventually(async () => {
+        const a = await curlJson("http://127.0.0.1:18081/");
+        if (oldPods.includes(a.pod)) throw new Error(`still answered by old pod ${a.pod}`);
+        return a;
+      }, 30_000);
+      expect(after.name).toBe("echo");
+    } finally {
+      await ktctl.stop("SIGTERM");
+    }
+    await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
+  });
+
+  test("SIGKILL of ktctl: the watchdog removes the shadow and the session lease", async () => {
+    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/tcp-echo", "17000:7000"]);
+    await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:17000/);
+    expect((await leftovers()).length).toBeGreaterThan(0);
+    await ktctl.stop("SIGKILL");
+    const started = Date.now();
+    await eventually(async () => expect(await leftovers()).toEqual([]), 30_000);
+    console.log(`watchdog cleaned up ${Date.now() - started} ms after SIGKILL`);
+  });
+
+  test("the shadow pod deleted mid-session: the forward heals with a new one", async () => {
+    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18082:80"]);
+    try {
+      await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:18082/);
+      await curlJson("http://127.0.0.1:18082/");
+      const [shadow] = (await kubectlOk(["-n", DEMO_NS, "get", "pods", "-l", "ktctl.io/managed-by=ktctl", "-o", "name"])).split("\n");
+      await kubectlOk(["-n", DEMO_NS, "delete", shadow!, "--wait=false"]);
+      const healed = await eventually(() => curlJson("http://127.0.0.1:18082/healed"), 45_000, 500);
+      expect(healed.path).toBe("/healed");
+    } finally {
+      await ktctl.stop("SIGINT");
+    }
+    await eventually(async () => expect(await leftovers()).toEqual([]), 30_000);
+  });
+});
