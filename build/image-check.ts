@@ -52,7 +52,7 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
   const hostArch = process.arch === "x64" ? "amd64" : process.arch;
   if (process.platform !== "linux") return { skipped: "needs Linux" };
   if (process.getuid?.() !== 0) return { skipped: "chroot needs root" };
-  const tools = { unshare: Bun.which("unshare"), sh: Bun.which("sh"), mount: Bun.which("mount"), chroot: Bun.which("chroot"), tar: Bun.which("tar") };
+  const tools = { unshare: Bun.which("unshare"), sh: Bun.which("sh"), mount: Bun.which("mount"), env: Bun.which("env"), chroot: Bun.which("chroot"), tar: Bun.which("tar") };
   const missing = Object.entries(tools).filter(([, path]) => !path).map(([name]) => name);
   if (missing.length > 0) return { skipped: `missing ${missing.join(", ")}` };
 
@@ -69,14 +69,16 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
     if ((await untar.exited) !== 0) throw new Error(`tar could not unpack the layer of ${imageTar}: ${await new Response(untar.stderr).text()}`);
     await mkdir(join(root, "proc"), { recursive: true });
 
-    // Without --fork, unshare, sh and chroot all exec in turn: the spawned pid ends up being the
+    // Without --fork, unshare, sh, env and chroot all exec in turn: the spawned pid ends up being the
     // entrypoint itself, so a signal to it reaches the program under test.
-    // The program gets exactly the image's Env plus the check's; host tools are called by absolute path.
-    const script = 'mount="$1" chroot="$2" root="$3" spec="$4"; shift 4; "$mount" -t proc proc "$root/proc" && exec "$chroot" --userspec="$spec" "$root" "$@"';
-    const env = Object.fromEntries(image.env.map((pair) => [pair.slice(0, pair.indexOf("=")), pair.slice(pair.indexOf("=") + 1)]));
+    // `env -i` hands the program exactly the image's Env plus the check's: nothing of the host's
+    // (not even the PWD that sh exports). Host tools are called by absolute path.
+    const env = [...image.env, ...Object.entries(check.env ?? {}).map(([key, value]) => `${key}=${value}`)];
+    const script = 'mount="$1" root="$2"; shift 2; "$mount" -t proc proc "$root/proc" && exec "$@"';
+    const command = [tools.env!, "-i", ...env, tools.chroot!, `--userspec=${userspec}`, root, ...image.entrypoint, ...check.args];
     const started = performance.now();
-    const proc = Bun.spawn([tools.unshare!, "--mount", "--net", tools.sh!, "-c", script, "sh", tools.mount!, tools.chroot!, root, userspec, ...image.entrypoint, ...check.args], {
-      env: { ...env, ...check.env },
+    const proc = Bun.spawn([tools.unshare!, "--mount", "--net", tools.sh!, "-c", script, "sh", tools.mount!, root, ...command], {
+      env: {},
       stdout: "pipe",
       stderr: "pipe",
     });
@@ -95,9 +97,9 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
     };
     const [, , code] = await Promise.all([collect(proc.stdout), collect(proc.stderr), proc.exited]);
     clearTimeout(deadline);
-    const command = [...image.entrypoint, ...check.args].join(" ");
-    if (check.ready && readyAt === undefined) throw new Error(`${command} never became ready in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
-    if (code !== 0) throw new Error(`${command} failed in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
+    const program = [...image.entrypoint, ...check.args].join(" ");
+    if (check.ready && readyAt === undefined) throw new Error(`${program} never became ready in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
+    if (code !== 0) throw new Error(`${program} failed in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
     return { output, milliseconds: Math.round((readyAt ?? performance.now()) - started) };
   } finally {
     await rm(root, { recursive: true, force: true });

@@ -32,7 +32,10 @@ const VERB_BY_METHOD: Record<string, string> = { POST: "create", PUT: "update", 
 /** Derives the RBAC verb and resource of an API path, e.g. DELETE /api/v1/namespaces/a/pods/b -> delete pods in a. */
 export function describeRequest(method: string, pathOrUrl: string): RequestTarget {
   const url = new URL(pathOrUrl, "http://api.invalid");
-  const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  const all = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  // Servers behind a proxy carry a path prefix (/k8s/clusters/c-1/api/v1/...): start at api or apis.
+  const root = all.findIndex((p) => p === "api" || p === "apis");
+  const parts = root >= 0 ? all.slice(root) : all;
   // Drop the group/version prefix: /api/v1/... or /apis/<group>/<version>/...
   let rest = parts[0] === "api" ? parts.slice(2) : parts[0] === "apis" ? parts.slice(3) : parts;
   let namespace: string | undefined;

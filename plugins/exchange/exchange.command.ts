@@ -12,7 +12,7 @@ import { requireLocalListeners } from "./local.ts";
 import { ensureNotHeld } from "./ownership.ts";
 import { PortPlanError, planShadowPorts, type ShadowPortPlan } from "./ports.ts";
 import { patchObjectStep, scaleStep, shadowSelector } from "./scheme.ts";
-import { declaredContainerPorts, parseTarget, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
+import { declaredContainerPorts, listObjects, parseTarget, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
 import { waitForEndpoints, waitForReplicas } from "./waits.ts";
 
 type Mode = "selector" | "scale";
@@ -62,12 +62,12 @@ async function prepareTarget(api: PluginApi, kube: Kube, namespace: string, targ
     }
     // The shadow carries the workload's pod labels, so it takes over EVERY service selecting them.
     const labels = podTemplateLabels(target.workload);
-    const all = ((await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`)).items ?? []) as any[];
+    const all = await listObjects(kube, `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`);
     const names = all.filter((s) => s.spec?.type !== "ExternalName" && selects(s.spec?.selector, labels)).map((s) => s.metadata.name as string);
     const extra = names.filter((n) => !services.some((s) => s.metadata.name === n));
     if (extra.length) {
       api.logger.warn(`scale mode also takes over service(s) ${extra.join(", ")}: they select the same pods`);
-      services = [...services, ...(await Promise.all(extra.map((n) => kube.request<any>("GET", servicePath(namespace, n)))))];
+      services = [...services, ...all.filter((s) => extra.includes(s.metadata.name))];
     }
   }
   return { target, services };

@@ -5,7 +5,7 @@
 import type { CleanPlan, CommandFactory, Kube, PluginApi } from "../../core/plugin-api.ts";
 import { cleanDeadSession, describeHolder, sessionInfo } from "./ownership.ts";
 import { isCreatedByKtctl, markedBy, undoMarkOf } from "./scheme.ts";
-import { podTemplateLabels, selects } from "./target.ts";
+import { listObjects, podTemplateLabels, selects } from "./target.ts";
 
 type UndoAction = CleanPlan["entries"][number]["actions"][number];
 
@@ -37,7 +37,7 @@ async function targetedActions(kube: Kube, namespace: string, service: any, hold
   const mark = undoMarkOf(service);
   if (mark) actions.push(undoAction(`restore service ${namespace}/${name} from its ${mark.kind} record`, mark.kind, mark.undo));
   const selector = originalSelector(service);
-  const deployments = ((await kube.request<any>("GET", `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`)).items ?? []) as any[];
+  const deployments = await listObjects(kube, `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`);
   for (const deployment of deployments) {
     const record = undoMarkOf(deployment);
     if (!record || markedBy(deployment) !== holder || !selects(selector, podTemplateLabels(deployment))) continue;

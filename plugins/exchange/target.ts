@@ -72,10 +72,18 @@ export interface ResolvedTarget {
 const ns = (namespace: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}`;
 const appsNs = (namespace: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}`;
 
-async function list(kube: Kube, path: string, query?: Record<string, string>): Promise<any[]> {
+/**
+ * Items of a list, each with its apiVersion and kind (a list leaves them out of its items, and the
+ * undo records made from these objects must name them).
+ */
+export async function listObjects(kube: Kube, path: string, query?: Record<string, string>): Promise<any[]> {
   const suffix = query ? `?${new URLSearchParams(query)}` : "";
-  return (await kube.request<{ items?: any[] }>("GET", `${path}${suffix}`)).items ?? [];
+  const list = await kube.request<{ apiVersion?: string; kind?: string; items?: any[] }>("GET", `${path}${suffix}`);
+  const kind = (list.kind ?? "").replace(/List$/, "");
+  return (list.items ?? []).map((item) => ({ apiVersion: list.apiVersion, kind, ...item }));
 }
+
+const list = listObjects;
 
 const labelQuery = (selector: Record<string, string>) => Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",");
 

@@ -22,11 +22,13 @@ export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs?: number;
   stdin?: string;
+  cwd?: string;
 }
 
 /** Runs a command to completion and collects its output (never throws on a non-zero exit). */
 export async function run(argv: string[], options: RunOptions = {}): Promise<RunResult> {
   const proc = Bun.spawn(argv, {
+    cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdin: options.stdin === undefined ? "ignore" : new Blob([options.stdin]),
     stdout: "pipe",

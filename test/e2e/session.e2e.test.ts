@@ -35,6 +35,7 @@ let kube: Kube;
 let root: string;
 let serial = 0;
 const targets: string[] = [];
+const sessionIds = new Set<string>();
 const children: Subprocess[] = [];
 type Subprocess = ReturnType<typeof Bun.spawn>;
 
@@ -47,6 +48,16 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const child of children) child.kill("SIGKILL");
   for (const name of targets) await kube.request("DELETE", `${cmPath}/${name}`).catch(() => undefined);
+  // What a failed test may have left: everything labelled with the sessions the tests started.
+  const ids = await Promise.all(
+    (await readdir(root).catch(() => [] as string[])).map(async (dir) => readdir(join(root, dir, "sessions")).catch(() => [] as string[])),
+  );
+  for (const file of ids.flat()) sessionIds.add(file.split(".")[0]!);
+  const selector = encodeURIComponent(`${LABEL_SESSION} in (${[...sessionIds].join(",")})`);
+  if (sessionIds.size) {
+    await kube.request("DELETE", `${cmPath}?labelSelector=${selector}`).catch(() => undefined);
+    await kube.request("DELETE", `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases?labelSelector=${selector}`).catch(() => undefined);
+  }
   await rm(root, { recursive: true, force: true });
 });
 
@@ -117,6 +128,7 @@ async function startFixture(home: string, target: string, file: string, leaseSec
   const line = text.split("\n")[0]!;
   expect(line).toStartWith("READY ");
   const info = JSON.parse(line.slice(6)) as { id: string; pid: number; watchdogPid: number; created: string };
+  sessionIds.add(info.id);
   expect(info.pid).toBe(proc.pid);
   return { proc, info };
 }
@@ -157,6 +169,7 @@ describe("session close", () => {
       handleSignals: false,
       watchdog: (id) => watchdogArgv(id, { execPath: process.execPath, main: FIXTURE, argv: [process.execPath, FIXTURE] }),
     });
+    sessionIds.add(session.id);
     const { created } = await makeSteps(session, kube, NS, target, file);
     await expectChanged(session.id, target, created, file);
 
@@ -195,6 +208,7 @@ describe("session close", () => {
   test("a step whose apply fails is undone at once; an object that was not ours survives", async () => {
     const { home, target } = await scene();
     const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+    sessionIds.add(session.id);
     try {
       // Created, then the apply fails afterwards: the object must not stay.
       const name = `ktctl-${session.id}-half`;
@@ -418,6 +432,7 @@ describe("takeover", () => {
       watchdog: false,
       leaseDurationSeconds: 3,
     });
+    sessionIds.add(session.id);
     const { created } = await makeSteps(session, kube, NS, target, file);
     // As clean does after judging it expired: compare-and-swap on the version it read.
     const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`;
@@ -436,6 +451,7 @@ describe("takeover", () => {
   test("a stale claim fails: clean backs off when the session renewed after the plan", async () => {
     const { home } = await scene();
     const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
+    sessionIds.add(session.id);
     const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`;
     const read = await kube.request<any>("GET", path);
     // The session renews (every second with a 3 s lease): the version read above goes stale.

@@ -17,6 +17,7 @@ describe("describeRequest", () => {
     ["GET", "/api/v1/namespaces/demo/pods/p/portforward?ports=22", { verb: "get", resource: "pods/portforward", namespace: "demo", name: "p" }],
     ["GET", "/api/v1/namespaces/demo", { verb: "get", resource: "namespaces", namespace: undefined, name: "demo" }],
     ["GET", "/api/v1/nodes", { verb: "list", resource: "nodes", namespace: undefined, name: undefined }],
+    ["PUT", "https://rancher.example/k8s/clusters/c-1/api/v1/namespaces/a/services/b", { verb: "update", resource: "services", namespace: "a", name: "b" }],
   ])("%s %s", (method, path, expected) => {
     expect(describeRequest(method, path)).toEqual(expected);
   });
