@@ -7,18 +7,13 @@
 // --host-only builds the ktctl binary and the shadow image for this machine only (fast CI).
 
 import { readdir, rm } from "node:fs/promises";
-import { basename, join, relative, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileBinary, runOnce } from "./compile.ts";
 import { type Arch } from "./oci.ts";
-import { buildShadow, hostImageArch, mib, seconds, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
+import { displayPath, mib, seconds } from "./format.ts";
+import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
 import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
-
-/** Paths inside the working directory print relative to it, others in full. */
-const display = (path: string) => {
-  const rel = relative(process.cwd(), path);
-  return rel === "" ? "." : rel.startsWith("..") ? path : rel;
-};
 
 export type KtctlTarget = { id: string; bunTarget: string; file: string };
 
@@ -66,7 +61,7 @@ export async function build(flags: BuildFlags): Promise<void> {
   const defines = buildDefines(VERSION, DEFAULT_SHADOW_IMAGE);
   const host = hostTarget();
   const hostArch = hostImageArch();
-  console.log(`ktctl ${VERSION}, shadow image ${DEFAULT_SHADOW_IMAGE}, into ${display(flags.outDir)}/`);
+  console.log(`ktctl ${VERSION}, shadow image ${DEFAULT_SHADOW_IMAGE}, into ${displayPath(flags.outDir)}/`);
 
   // A run removes what it is about to produce, so SHA256SUMS never vouches for a stale file.
   const ktctlTargets = flags.shadowOnly ? [] : flags.hostOnly ? (host ? [host] : []) : [...KTCTL_TARGETS];
@@ -81,7 +76,7 @@ export async function build(flags: BuildFlags): Promise<void> {
 
   for (const target of ktctlTargets) {
     const result = await compileBinary({ entry: flags.entry, target: target.bunTarget, outfile: join(flags.outDir, target.file), defines });
-    console.log(`ktctl ${target.id}: ${display(result.outfile)} ${mib(result.bytes)} in ${seconds(result.milliseconds)}`);
+    console.log(`ktctl ${target.id}: ${displayPath(result.outfile)} ${mib(result.bytes)} in ${seconds(result.milliseconds)}`);
     if (target === host) {
       // Run from the repository root on purpose: its bunfig.toml must not leak into the binary.
       const { stdout, milliseconds } = await runOnce(result.outfile, ["version"], { cwd: resolve(import.meta.dir, "..") });
@@ -97,7 +92,7 @@ export async function build(flags: BuildFlags): Promise<void> {
   }
 
   const sums = await writeChecksums(flags.outDir);
-  console.log(`${display(sums)} written; build took ${seconds(performance.now() - started)}`);
+  console.log(`${displayPath(sums)} written; build took ${seconds(performance.now() - started)}`);
 }
 
 if (import.meta.main) {

@@ -13,6 +13,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { SHADOW_ENV } from "../core/tunnel/protocol.ts";
 import { compileBinary, type CompileResult } from "./compile.ts";
+import { displayPath, mib, seconds } from "./format.ts";
 import { checkImageStarts, type StartupCheck, type StartupResult } from "./image-check.ts";
 import { sharedLibraries, type SharedLibrary } from "./libs.ts";
 import { ARCHES, type Arch, type OciImageInfo, type RootfsEntry, sourceDateEpoch, writeOciImage } from "./oci.ts";
@@ -62,7 +63,8 @@ export function shadowRootfs(binary: string, libraries: readonly SharedLibrary[]
     ...libraries.map((library): RootfsEntry => ({ type: "file", from: library.source, path: library.path, mode: 0o755 })),
     { type: "file", path: "/etc/passwd", content: `root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:${SHADOW_UID}:${SHADOW_UID}:nonroot:${SHADOW_HOME}:/sbin/nologin\n` },
     { type: "file", path: "/etc/group", content: `root:x:0:\nnonroot:x:${SHADOW_UID}:\n` },
-    // glibc's built-in default would also try NIS-era sources; say plainly: files, then DNS.
+    // Spelled out instead of left to glibc's compiled-in order, which asks DNS before /etc/hosts
+    // (the file the kubelet writes, hostAliases included).
     { type: "file", path: "/etc/nsswitch.conf", content: "passwd: files\ngroup: files\nhosts: files dns\n" },
     { type: "dir", path: "/tmp", mode: 0o1777 },
     { type: "dir", path: SHADOW_HOME, mode: 0o700, uid: SHADOW_UID, gid: SHADOW_UID },
@@ -80,7 +82,7 @@ export async function buildShadow(options: ShadowBuildOptions): Promise<ShadowBu
   for (const arch of options.arches) {
     const outfile = join(options.outDir, shadowBinaryName(arch));
     const binary = await compileBinary({ entry: options.entry, target: BUN_TARGET[arch], outfile, defines: buildDefines(version, image) });
-    log(`shadow ${arch}: ${outfile} ${mib(binary.bytes)} in ${seconds(binary.milliseconds)}`);
+    log(`shadow ${arch}: ${displayPath(outfile)} ${mib(binary.bytes)} in ${seconds(binary.milliseconds)}`);
 
     const foreign = arch !== hostImageArch();
     const sysroot = options.sysroots?.[arch] ?? (foreign ? DEFAULT_SYSROOT[arch] : undefined);
@@ -114,7 +116,7 @@ export async function buildShadow(options: ShadowBuildOptions): Promise<ShadowBu
       file,
     );
     const milliseconds = Math.round(performance.now() - started);
-    log(`shadow ${arch}: ${file} ${info.name} ${mib(info.archiveSize)} (${mib(info.layerUncompressedSize)} unpacked) in ${seconds(milliseconds)}`);
+    log(`shadow ${arch}: ${displayPath(file)} ${info.name} ${mib(info.archiveSize)} (${mib(info.layerUncompressedSize)} unpacked) in ${seconds(milliseconds)}`);
     const result: ShadowBuildResult = { arch, binary, image: { ...info, file, milliseconds } };
 
     if (options.startupCheck !== false) {
@@ -144,9 +146,6 @@ export function shadowStartupCheck(): StartupCheck {
     ready: /\bshadow\.ready\b/,
   };
 }
-
-export const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
-export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 if (import.meta.main) {
   const { values } = parseArgs({

@@ -125,10 +125,7 @@ class PortForwardStream extends Duplex {
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.send(
-      chunks.map((c) => c.chunk),
-      callback,
-    );
+    this.send(chunks.map((c) => c.chunk), callback);
   }
 
   private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
@@ -137,6 +134,10 @@ class PortForwardStream extends Duplex {
       return;
     }
     const frames = encodeDataFrames(chunks);
+    if (frames.length === 0) {
+      callback(); // an empty write: an empty message would only cost the server a read
+      return;
+    }
     // The send callback fires once the socket has taken the data: that is our back-pressure.
     for (let i = 0; i < frames.length - 1; i++) this.ws.send(frames[i]!);
     this.ws.send(frames[frames.length - 1]!, (err?: Error) => callback(err ?? null));

@@ -89,7 +89,7 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
   let closeFromLoss: ((reason: string) => void) | undefined;
   const onLost = (reason: string) => {
     lostReason = reason;
-    logger.warn(`session ended: ${reason}`);
+    if (closeFromLoss) logger.warn(`session ended: ${reason}`);
     closeFromLoss?.(reason);
   };
 
@@ -274,6 +274,9 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
       await persist(entry.where === "cluster").catch((error) => logger.debug(`journal update failed: ${errorText(error)}`));
     }
     await persistQueue;
+    // Renewal kept the lease fresh while undoing (so no `clean` elsewhere started on it); now it may
+    // go: deleted when all is undone, left to expire otherwise so `clean` finishes the rest.
+    clearInterval(renewTimer);
     if (!failed.length) {
       try {
         await lease.delete();
@@ -282,7 +285,6 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
         if (httpStatus(error) !== 409) logger.warn(`could not delete the session lease: ${errorText(error)}`);
       }
     }
-    clearInterval(renewTimer);
     if (!failed.length) await removeLocalJournal(home, meta.id);
     if (watchdog) {
       await watchdog.notifyClosed();

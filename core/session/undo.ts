@@ -396,7 +396,8 @@ const runCommands: UndoKind = {
       const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
       if (code === 0) continue;
       const output = `${stderr}\n${stdout}`;
-      if ([...ALREADY_GONE, ...extra].some((re) => re.test(output))) {
+      // 126/127: the shell could not run the command at all; that is never "already undone".
+      if (code !== 126 && code !== 127 && [...ALREADY_GONE, ...extra].some((re) => re.test(output))) {
         ctx.logger?.debug(`${argv.join(" ")}: already undone`);
         continue;
       }

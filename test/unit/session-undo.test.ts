@@ -131,6 +131,11 @@ describe("run", () => {
     expect(await lstat(after).catch((e) => e.code)).toBe("ENOENT");
   });
 
+  test("a command the shell cannot find is a failure, whatever it printed", async () => {
+    const step = runStep([["sh", "-c", "no-such-tool-ktctl -D rule"]], "x");
+    await expect(createUndoRegistry().run(ctx, step)).rejects.toThrow("exited 127");
+  });
+
   test("extra tolerated patterns", async () => {
     await registry.run(ctx, runStep([["sh", "-c", "echo 'route: gone already' >&2; exit 2"]], "x", ["gone already"]));
   });
