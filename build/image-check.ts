@@ -1,7 +1,8 @@
 // Starts an image's entrypoint without a container runtime: the layer is unpacked with the
 // system tar, and the entrypoint runs chrooted into it as the image's user, in private mount and
 // network namespaces with its own /proc (a compiled Bun binary reads itself via /proc/self/exe).
-// It proves the layer carries everything the binary needs to start; it needs root on Linux.
+// It proves the layer carries everything the binary needs to start; it needs root on Linux, and
+// qemu-user for an image of another architecture.
 
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -21,7 +22,9 @@ export type StartupCheck = {
   timeoutMs?: number;
 };
 
-export type StartupResult = { output: string; milliseconds: number } | { skipped: string };
+export type StartupResult = { output: string; milliseconds: number; emulated: boolean } | { skipped: string };
+
+const QEMU_ARCH: Record<string, string> = { amd64: "x86_64", arm64: "aarch64" };
 
 type ImageView = { layer: Uint8Array<ArrayBuffer>; entrypoint: string[]; env: string[]; user: string; arch: string };
 
@@ -57,7 +60,10 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
   if (missing.length > 0) return { skipped: `missing ${missing.join(", ")}` };
 
   const image = openImage(await Bun.file(imageTar).bytes(), imageTar);
-  if (image.arch !== hostArch) return { skipped: `${image.arch} binaries do not run on this machine` };
+  // A foreign image runs under qemu's user-mode emulator, whose -L makes the loader and every
+  // library lookup land in the image's rootfs, not the host's.
+  const emulator = image.arch === hostArch ? undefined : Bun.which(`qemu-${QEMU_ARCH[image.arch] ?? image.arch}`);
+  if (image.arch !== hostArch && !emulator) return { skipped: `${image.arch} binaries do not run here (install qemu-user to check them)` };
   if (image.entrypoint.length === 0) throw new Error(`${imageTar}: the image has no Entrypoint`);
   if (!/^\d+(:\d+)?$/.test(image.user)) throw new Error(`${imageTar}: User "${image.user}" must be numeric for this check`);
   const userspec = image.user.includes(":") ? image.user : `${image.user}:${image.user}`;
@@ -75,14 +81,17 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
     // (not even the PWD that sh exports). Host tools are called by absolute path.
     const env = [...image.env, ...Object.entries(check.env ?? {}).map(([key, value]) => `${key}=${value}`)];
     const script = 'mount="$1" root="$2"; shift 2; "$mount" -t proc proc "$root/proc" && exec "$@"';
-    const command = [tools.env!, "-i", ...env, tools.chroot!, `--userspec=${userspec}`, root, ...image.entrypoint, ...check.args];
+    const program = emulator
+      ? [tools.chroot!, `--userspec=${userspec}`, "/", emulator, "-L", root, join(root, image.entrypoint[0]!), ...image.entrypoint.slice(1)]
+      : [tools.chroot!, `--userspec=${userspec}`, root, ...image.entrypoint];
+    const command = [tools.env!, "-i", ...env, ...program, ...check.args];
     const started = performance.now();
     const proc = Bun.spawn([tools.unshare!, "--mount", "--net", tools.sh!, "-c", script, "sh", tools.mount!, root, ...command], {
       env: {},
       stdout: "pipe",
       stderr: "pipe",
     });
-    const deadline = setTimeout(() => proc.kill("SIGKILL"), check.timeoutMs ?? 30_000);
+    const deadline = setTimeout(() => proc.kill("SIGKILL"), check.timeoutMs ?? (emulator ? 120_000 : 30_000));
     let output = "";
     let readyAt: number | undefined;
     const collect = async (stream: ReadableStream<Uint8Array>) => {
@@ -97,10 +106,10 @@ export async function checkImageStarts(imageTar: string, check: StartupCheck): P
     };
     const [, , code] = await Promise.all([collect(proc.stdout), collect(proc.stderr), proc.exited]);
     clearTimeout(deadline);
-    const program = [...image.entrypoint, ...check.args].join(" ");
-    if (check.ready && readyAt === undefined) throw new Error(`${program} never became ready in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
-    if (code !== 0) throw new Error(`${program} failed in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
-    return { output, milliseconds: Math.round((readyAt ?? performance.now()) - started) };
+    const what = [...image.entrypoint, ...check.args].join(" ");
+    if (check.ready && readyAt === undefined) throw new Error(`${what} never became ready in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
+    if (code !== 0) throw new Error(`${what} failed in its image (exit ${code}${proc.signalCode ? `, ${proc.signalCode}` : ""}):\n${output.trim()}`);
+    return { output, milliseconds: Math.round((readyAt ?? performance.now()) - started), emulated: emulator !== undefined };
   } finally {
     await rm(root, { recursive: true, force: true });
   }

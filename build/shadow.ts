@@ -123,7 +123,7 @@ export async function buildShadow(options: ShadowBuildOptions): Promise<ShadowBu
       const startup = await checkImageStarts(file, options.startupCheck ?? shadowStartupCheck());
       result.startup = startup;
       if ("skipped" in startup) log(`shadow ${arch}: start-up check skipped: ${startup.skipped}`);
-      else log(`shadow ${arch}: started in its own rootfs as ${SHADOW_UID}, without network, ready after ${startup.milliseconds} ms`);
+      else log(`shadow ${arch}: started in its own rootfs as ${SHADOW_UID}, without network${startup.emulated ? ", under qemu" : ""}, ready after ${startup.milliseconds} ms`);
     }
     results.push(result);
   }

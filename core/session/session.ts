@@ -89,7 +89,6 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
   let closeFromLoss: ((reason: string) => void) | undefined;
   const onLost = (reason: string) => {
     lostReason = reason;
-    if (closeFromLoss) logger.warn(`session ended: ${reason}`);
     closeFromLoss?.(reason);
   };
 
@@ -305,6 +304,8 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
     return closePromise;
   };
   closeFromLoss = (reason) => {
+    if (closePromise) return; // closing anyway: a lease gone at the end is no news
+    logger.warn(`session ended: ${reason}`);
     close(reason).catch((error) => logger.error(errorText(error)));
   };
   if (lostReason) closeFromLoss(lostReason);

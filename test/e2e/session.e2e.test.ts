@@ -238,6 +238,37 @@ describe("session close", () => {
     }
   });
 
+  test("scale: a workload scaled to 0 gets its replica count back, marks removed", async () => {
+    const { home } = await scene();
+    const name = `ktctl-e2e-scale-${Date.now().toString(36)}`;
+    const deployments = `/apis/apps/v1/namespaces/${NS}/deployments`;
+    const labels = { app: name };
+    await kube.request("POST", deployments, {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name, labels },
+      spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: "c", image: "ktctl.local/echo:1" }] } } },
+    });
+    try {
+      const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+      sessionIds.add(session.id);
+      const before = await kube.request<any>("GET", `${deployments}/${name}`);
+      const { scaleStep } = await import("../../core/session/undo.ts");
+      const scale = scaleStep(session.id, before, `scale deployment ${NS}/${name} to 0`);
+      expect(scale.spec.undo.replicas).toBe(2);
+      await session.step(scale.spec, () => kube.request("PATCH", `${deployments}/${name}`, { metadata: scale.marks, spec: { replicas: 0 } }, "application/merge-patch+json"));
+      const scaled = await kube.request<any>("GET", `${deployments}/${name}`);
+      expect(scaled.spec.replicas).toBe(0);
+      expect(scaled.metadata.labels[LABEL_SESSION]).toBe(session.id);
+      await session.close();
+      const back = await waitForObject(kube, deployments, name, (d: any) => d?.spec.replicas === 2, { timeoutMs: 5_000 });
+      expect(back!.metadata.labels).toEqual(labels);
+      expect(Object.keys(back!.metadata.annotations ?? {}).filter((k) => k.startsWith("ktctl.io/"))).toEqual([]);
+    } finally {
+      await kube.request("DELETE", `${deployments}/${name}`).catch(() => undefined);
+    }
+  });
+
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
     test(`${signal}: the process restores everything itself and exits ${code}`, async () => {
       const { home, target, file } = await scene();

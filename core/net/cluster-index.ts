@@ -1,0 +1,254 @@
+// A live picture of the services and endpoints connect answers names for. The connect namespace is
+// listed and watched from the start; another namespace is watched from the first time a name in it
+// turns out to be a service there, so `svc.other-ns` works without watching the whole cluster.
+
+import type { Kube } from "../plugin-api.ts";
+import { isIPv4 } from "./cidr.ts";
+import type { EndpointRecord, NameView, ServicePortRecord, ServiceRecord } from "./cluster-names.ts";
+
+export type IndexKube = Pick<Kube, "request" | "watch">;
+
+export interface IndexLogger {
+  debug(message: string): void;
+  warn(message: string): void;
+}
+
+export interface ClusterIndexOptions {
+  kube: IndexKube;
+  /** Watched from the start; start() fails when its services cannot be listed. */
+  namespaces: string[];
+  logger?: IndexLogger;
+  /** How long "no such service" is remembered for a namespace that is not watched (default 15 s). */
+  negativeCacheMs?: number;
+  /** Time source for the negative cache (tests). */
+  now?: () => number;
+}
+
+interface SliceRecord {
+  service: string;
+  endpoints: EndpointRecord[];
+}
+
+interface NamespaceState {
+  services: Map<string, ServiceRecord>;
+  /** EndpointSlice name -> its service and endpoints. */
+  slices: Map<string, SliceRecord>;
+  /** Settles when the first lists are in. */
+  ready: Promise<void>;
+}
+
+const SERVICES = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/services`;
+const SLICES = (ns: string) => `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/endpointslices`;
+
+const status = (error: unknown): number | undefined => {
+  const e = error as { status?: unknown };
+  return typeof e?.status === "number" ? e.status : undefined;
+};
+
+/** A Service object as the index keeps it. */
+export function serviceRecordOf(obj: any): ServiceRecord {
+  const spec = obj?.spec ?? {};
+  const ips: string[] = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : []).filter(
+    (ip: string) => ip && ip !== "None" && isIPv4(ip),
+  );
+  const ports: ServicePortRecord[] = (spec.ports ?? []).map((p: any) => ({
+    ...(p.name ? { name: String(p.name) } : {}),
+    port: Number(p.port),
+    protocol: String(p.protocol ?? "TCP"),
+  }));
+  const externalName = spec.type === "ExternalName" && spec.externalName ? String(spec.externalName) : undefined;
+  return {
+    namespace: String(obj?.metadata?.namespace ?? ""),
+    name: String(obj?.metadata?.name ?? ""),
+    clusterIPs: ips,
+    headless: !externalName && (spec.clusterIP === "None" || (!ips.length && spec.type !== "ExternalName")),
+    ...(externalName ? { externalName } : {}),
+    publishNotReadyAddresses: spec.publishNotReadyAddresses === true,
+    ports,
+  };
+}
+
+/** The IPv4 endpoints of an EndpointSlice, with readiness as the endpoints controller reports it. */
+export function sliceRecordOf(obj: any): SliceRecord | undefined {
+  const service = obj?.metadata?.labels?.["kubernetes.io/service-name"];
+  if (typeof service !== "string" || (obj.addressType && obj.addressType !== "IPv4")) return undefined;
+  const endpoints: EndpointRecord[] = [];
+  for (const endpoint of obj.endpoints ?? []) {
+    // A missing `ready` means unknown, which consumers must take as ready (discovery.k8s.io/v1 docs).
+    const ready = endpoint?.conditions?.ready !== false;
+    for (const ip of endpoint?.addresses ?? []) {
+      if (!isIPv4(ip)) continue;
+      endpoints.push({ ip, ready, ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}) });
+    }
+  }
+  return { service, endpoints };
+}
+
+export class ClusterIndex implements NameView {
+  private readonly kube: IndexKube;
+  private readonly logger?: IndexLogger;
+  private readonly namespacesState = new Map<string, NamespaceState>();
+  private readonly negative = new Map<string, number>();
+  private readonly pendingLookups = new Map<string, Promise<ServiceRecord | undefined>>();
+  private readonly listeners = new Set<(namespace: string) => void>();
+  private readonly stop = new AbortController();
+  private readonly negativeCacheMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: ClusterIndexOptions) {
+    this.kube = options.kube;
+    this.logger = options.logger;
+    this.negativeCacheMs = options.negativeCacheMs ?? 15_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Lists and starts watching the initial namespaces; rejects when one of them cannot be listed. */
+  async start(): Promise<void> {
+    await Promise.all(this.options.namespaces.map((ns) => this.watchNamespace(ns)));
+  }
+
+  /** Starts indexing a namespace (once); settles when its first lists are in. */
+  watchNamespace(namespace: string): Promise<void> {
+    const known = this.namespacesState.get(namespace);
+    if (known) return known.ready;
+    const state: NamespaceState = { services: new Map(), slices: new Map(), ready: Promise.resolve() };
+    this.namespacesState.set(namespace, state);
+    state.ready = this.follow(namespace, state).catch((error) => {
+      this.namespacesState.delete(namespace);
+      throw error;
+    });
+    return state.ready;
+  }
+
+  /** Namespaces being indexed. */
+  namespaces(): string[] {
+    return [...this.namespacesState.keys()].sort();
+  }
+
+  isWatched(namespace: string): boolean {
+    return this.namespacesState.has(namespace);
+  }
+
+  service(namespace: string, name: string): ServiceRecord | undefined {
+    return this.namespacesState.get(namespace)?.services.get(name);
+  }
+
+  services(namespace?: string): ServiceRecord[] {
+    const states = namespace ? [this.namespacesState.get(namespace)].filter((s) => s !== undefined) : [...this.namespacesState.values()];
+    return states.flatMap((s) => [...s.services.values()]).sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+  }
+
+  endpoints(namespace: string, service: string): EndpointRecord[] {
+    const state = this.namespacesState.get(namespace);
+    if (!state) return [];
+    const result: EndpointRecord[] = [];
+    for (const slice of state.slices.values()) if (slice.service === service) result.push(...slice.endpoints);
+    return result;
+  }
+
+  /** From the index when the namespace is watched; otherwise one GET, and the namespace is watched from then on. */
+  async lookupService(namespace: string, name: string): Promise<ServiceRecord | undefined> {
+    const state = this.namespacesState.get(namespace);
+    if (state) {
+      await state.ready.catch(() => undefined);
+      return state.services.get(name);
+    }
+    const key = `${namespace}/${name}`;
+    const until = this.negative.get(key);
+    if (until !== undefined && until > this.now()) return undefined;
+    const pending = this.pendingLookups.get(key);
+    if (pending) return pending;
+    const lookup = this.fetchService(namespace, name).finally(() => this.pendingLookups.delete(key));
+    this.pendingLookups.set(key, lookup);
+    return lookup;
+  }
+
+  /** Called with the namespace whenever a service or endpoint there changes. */
+  onChange(listener: (namespace: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Applies one watch event of a Service (public so the naming rules can be tested on real objects). */
+  applyService(type: string, obj: any): void {
+    const record = serviceRecordOf(obj);
+    const state = this.namespacesState.get(record.namespace);
+    if (!state || !record.name) return;
+    if (type === "DELETED") state.services.delete(record.name);
+    else state.services.set(record.name, record);
+    this.changed(record.namespace);
+  }
+
+  /** Applies one watch event of an EndpointSlice. */
+  applyEndpointSlice(type: string, obj: any): void {
+    const namespace = obj?.metadata?.namespace;
+    const name = obj?.metadata?.name;
+    const state = typeof namespace === "string" ? this.namespacesState.get(namespace) : undefined;
+    if (!state || typeof name !== "string") return;
+    const record = type === "DELETED" ? undefined : sliceRecordOf(obj);
+    if (record) state.slices.set(name, record);
+    else state.slices.delete(name);
+    this.changed(namespace);
+  }
+
+  close(): void {
+    this.stop.abort();
+  }
+
+  private changed(namespace: string) {
+    for (const listener of this.listeners) {
+      try {
+        listener(namespace);
+      } catch (error) {
+        this.logger?.warn(`index listener failed: ${(error as Error)?.message ?? error}`);
+      }
+    }
+  }
+
+  private async fetchService(namespace: string, name: string): Promise<ServiceRecord | undefined> {
+    try {
+      const obj = await this.kube.request<any>("GET", `${SERVICES(namespace)}/${encodeURIComponent(name)}`);
+      // A service there: from now on the namespace is indexed like the connect namespace.
+      this.watchNamespace(namespace).catch((error) => this.logger?.warn(`cannot watch namespace ${namespace}: ${describe(error)}`));
+      return serviceRecordOf({ ...obj, metadata: { ...obj?.metadata, namespace } });
+    } catch (error) {
+      const code = status(error);
+      if (code === 404 || code === 403) {
+        this.negative.set(`${namespace}/${name}`, this.now() + this.negativeCacheMs);
+        return undefined;
+      }
+      this.logger?.debug(`looking up service ${namespace}/${name} failed: ${describe(error)}`);
+      return undefined;
+    }
+  }
+
+  /**
+   * List first (so `ready` means "complete"), then watch from the list's resourceVersion so no
+   * event between the two is lost.
+   */
+  private async follow(namespace: string, state: NamespaceState): Promise<void> {
+    const signal = this.stop.signal;
+    const [services, slices] = await Promise.all([
+      this.kube.request<any>("GET", SERVICES(namespace)),
+      this.kube.request<any>("GET", SLICES(namespace)).catch((error) => {
+        // Without EndpointSlices headless names have no addresses; everything else still works.
+        this.logger?.warn(`cannot list endpoint slices in ${namespace} (${describe(error)}); headless services will not resolve`);
+        return undefined;
+      }),
+    ]);
+    for (const item of services?.items ?? []) this.applyService("ADDED", { ...item, metadata: { ...item.metadata, namespace } });
+    for (const item of slices?.items ?? []) this.applyEndpointSlice("ADDED", { ...item, metadata: { ...item.metadata, namespace } });
+    this.logger?.debug(`indexed ${state.services.size} services and ${state.slices.size} endpoint slices in ${namespace}`);
+
+    const watch = (path: string, version: string | undefined, apply: (type: string, obj: any) => void) => {
+      const query: Record<string, string> = version ? { resourceVersion: version } : {};
+      this.kube.watch(path, query, (type, obj) => apply(type, obj), signal).catch((error) => {
+        if (!signal.aborted) this.logger?.warn(`watch of ${path} ended: ${describe(error)}; names there may go stale`);
+      });
+    };
+    watch(SERVICES(namespace), services?.metadata?.resourceVersion, (type, obj) => this.applyService(type, obj));
+    if (slices) watch(SLICES(namespace), slices.metadata?.resourceVersion, (type, obj) => this.applyEndpointSlice(type, obj));
+  }
+}
+
+const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
