@@ -10,7 +10,7 @@ import { readdir, rm } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compileBinary, runOnce } from "./compile.ts";
-import { type Arch } from "./oci.ts";
+import type { Arch } from "./oci.ts";
 import { displayPath, mib, seconds } from "./format.ts";
 import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
 import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
@@ -33,7 +33,7 @@ export function hostTarget(): KtctlTarget | undefined {
 /** `sha256sum`-compatible lines for every file in `dir` except the sums file itself. */
 export async function writeChecksums(dir: string): Promise<string> {
   const names = (await readdir(dir, { withFileTypes: true }))
-    .filter((entry) => entry.isFile() && entry.name !== "SHA256SUMS" && !entry.name.endsWith(".partial"))
+    .filter((entry) => entry.isFile() && entry.name !== "SHA256SUMS" && !entry.name.startsWith(".") && !entry.name.endsWith(".partial"))
     .map((entry) => entry.name)
     .sort();
   const lines: string[] = [];
@@ -81,7 +81,7 @@ export async function build(flags: BuildFlags): Promise<void> {
       // Run from the repository root on purpose: its bunfig.toml must not leak into the binary.
       const { stdout, milliseconds } = await runOnce(result.outfile, ["version"], { cwd: resolve(import.meta.dir, "..") });
       if (!stdout.includes(VERSION)) throw new Error(`${result.outfile} version printed "${stdout.trim()}", which lacks ${VERSION}`);
-      console.log(`ktctl ${target.id}: \`${basename(result.outfile)} version\` -> ${stdout.trim().split("\n")[0]} (${milliseconds} ms)`);
+      console.log(`ktctl ${target.id}: \`${basename(result.outfile)} version\` -> ${stdout.trim().split("\n")[0]!.replace(/\s+/g, " ")} (${milliseconds} ms)`);
     }
   }
 

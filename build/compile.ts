@@ -3,7 +3,8 @@
 // message is treated as the failure it is; the autoload flags stop a binary from reading the
 // `.env` and `bunfig.toml` of whatever directory a user runs it in.
 
-import { stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 
 export type CompileOptions = {
   entry: string;
@@ -31,15 +32,24 @@ export function compileArgs(options: CompileOptions): string[] {
 }
 
 export async function compileBinary(options: CompileOptions): Promise<CompileResult> {
-  if (!(await Bun.file(options.entry).exists())) throw new Error(`entry ${options.entry} does not exist`);
+  const entry = resolve(options.entry);
+  const outfile = resolve(options.outfile);
+  if (!(await Bun.file(entry).exists())) throw new Error(`entry ${options.entry} does not exist`);
+  await mkdir(dirname(outfile), { recursive: true });
   const started = performance.now();
-  const proc = Bun.spawn([process.execPath, ...compileArgs(options)], { cwd: options.cwd, stdout: "pipe", stderr: "pipe" });
+  // bun writes a temporary ".<hash>.bun-build" file (the size of the binary) into its working
+  // directory; run it in the output directory so that file never lands in the source tree.
+  const proc = Bun.spawn([process.execPath, ...compileArgs({ ...options, entry, outfile })], {
+    cwd: options.cwd ?? dirname(outfile),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   const output = `${stdout}${stderr}`.trim();
   if (code !== 0) throw new Error(`bun build for ${options.target} failed (exit ${code}):\n${output}`);
   if (/failed to generate bytecode/i.test(output)) throw new Error(`bun build for ${options.target} could not generate bytecode:\n${output}`);
-  const { size } = await stat(options.outfile);
-  return { outfile: options.outfile, bytes: size, milliseconds: Math.round(performance.now() - started) };
+  const { size } = await stat(outfile);
+  return { outfile, bytes: size, milliseconds: Math.round(performance.now() - started) };
 }
 
 /** Runs a freshly built binary once; a binary that cannot start must fail the build, not the user. */

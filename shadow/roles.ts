@@ -29,4 +29,5 @@ export type StartRole = (ctx: ShadowContext) => Promise<RunningRole>;
 /** Roles built into this shadow. A role missing here is refused at start with a clear message. */
 export const ROLE_LOADERS: Partial<Record<ShadowRoleName, () => Promise<StartRole>>> = {
   tunnel: async () => (await import("./tunnel-role.ts")).start,
+  router: async () => (await import("./router/role.ts")).start,
 };

@@ -60,6 +60,7 @@ export function shadowPodSpec(input: ShadowPodInput): any {
         runAsNonRoot: true,
         runAsUser: SHADOW_UID,
         runAsGroup: SHADOW_UID,
+        seccompProfile: { type: "RuntimeDefault" },
         // Exchange and mesh listen on the service's own ports, often 80: allowed without any
         // capability through this namespaced, "safe" sysctl.
         sysctls: [{ name: "net.ipv4.ip_unprivileged_port_start", value: "0" }],

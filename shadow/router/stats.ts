@@ -16,7 +16,7 @@ export class RouterCounters {
   upstreamErrors = 0;
 
   snapshot(): Record<string, number> {
-    return { ...this };
+    return { ...this } as unknown as Record<string, number>;
   }
 }
 

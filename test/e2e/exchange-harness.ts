@@ -20,8 +20,9 @@ export function tempHome(prefix: string): { home: string; remove(): void } {
 export async function startLaptopServer(port: number, answer = LAPTOP_ANSWER): Promise<{ stop(): Promise<void> }> {
   const script = `Bun.serve({ port: ${port}, hostname: "127.0.0.1", fetch: () => Response.json({ pod: ${JSON.stringify(answer)} }) });`;
   const proc = Bun.spawn(inLaptop(["bun", "-e", script]), { stdout: "ignore", stderr: "pipe" });
+  const stderr = new Response(proc.stderr).text();
   await eventually(async () => {
-    if (proc.exitCode !== null) throw new Error(`laptop server exited ${proc.exitCode}: ${await new Response(proc.stderr).text()}`);
+    if (proc.exitCode !== null) throw new Error(`laptop server exited ${proc.exitCode}: ${await stderr}`);
     const r = await runInLaptop(["curl", "-s", "--max-time", "2", `http://127.0.0.1:${port}/`]);
     if (!r.stdout.includes(answer)) throw new Error(`laptop server on ${port} not answering yet`);
   }, 15_000);
@@ -40,6 +41,17 @@ export interface KtctlProcess {
   /** Resolves with the match once the output (stdout+stderr) matches; fails if ktctl exits first. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   exited: Promise<number>;
+}
+
+/** Every ktctl this file started, so a failed test does not leave one holding the service. */
+const started = new Set<KtctlProcess>();
+
+/** Ctrl-C to every ktctl still running (a failed test's), and waits for them to restore and exit. */
+export async function stopAllKtctl(): Promise<void> {
+  const running = [...started].filter((k) => k.proc.exitCode === null && k.proc.signalCode === null);
+  for (const k of running) k.proc.kill("SIGINT");
+  await Promise.all(running.map((k) => k.exited));
+  started.clear();
 }
 
 /** Starts `ktctl ARGS -c <admin kubeconfig> -n demo` in the laptop namespace. */
@@ -68,7 +80,7 @@ export function startKtctl(args: string[], home: string, env: Record<string, str
     for (const wake of [...waiters]) wake();
     return code;
   });
-  return {
+  const handle: KtctlProcess = {
     proc,
     pid: proc.pid,
     output: () => text,
@@ -91,6 +103,8 @@ export function startKtctl(args: string[], home: string, env: Record<string, str
       });
     },
   };
+  started.add(handle);
+  return handle;
 }
 
 /** Runs ktctl to completion in the laptop namespace. */

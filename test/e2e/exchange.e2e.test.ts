@@ -2,7 +2,7 @@
 // asks http://echo.demo/ and gets the LAPTOP's answer during the session and the original pods'
 // answer after it, however the session ends; the service comes back exactly and nothing is left.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { eventually, kubectl, kubectlJson, requireCluster } from "./harness.ts";
 import {
   expectLaptopAnswers,
@@ -12,12 +12,15 @@ import {
   snapshot,
   startKtctl,
   startLaptopServer,
+  stopAllKtctl,
   tempHome,
   watchdogPid,
   type KtctlProcess,
 } from "./exchange-harness.ts";
 
 const LOCAL_PORT = 28080;
+/** Bounds on whole scenarios; every wait inside has its own, shorter bound. */
+const TEST_TIMEOUT_MS = 120_000;
 const EXPOSE = ["--expose", `${LOCAL_PORT}:80`];
 /** A short lease for the scenarios where everything on the laptop dies. */
 const SHORT_LEASE = { KTCTL_SESSION_LEASE_SECONDS: "4" };
@@ -33,7 +36,9 @@ beforeAll(async () => {
   await requireCluster();
   server = await startLaptopServer(LOCAL_PORT);
   before = await snapshot();
-});
+}, TEST_TIMEOUT_MS);
+
+afterEach(() => stopAllKtctl(), TEST_TIMEOUT_MS);
 
 afterAll(async () => {
   await server?.stop();
@@ -71,7 +76,7 @@ describe("exchange: checks before anything changes", () => {
     expect(r.code).toBe(2);
     expect(r.output).toContain("nothing is listening on 127.0.0.1:28999 on this machine");
     expect(r.output).toContain("--waitLocal");
-  });
+  }, TEST_TIMEOUT_MS);
 
   test("a REMOTE port the service does not serve is refused, listing its ports", async () => {
     const r = await runKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:8080`], home);
@@ -79,7 +84,7 @@ describe("exchange: checks before anything changes", () => {
     expect(r.output).toContain("service echo has no port 8080");
     expect(r.output).toContain("ports served: echo: 80 (http -> http), 8081 (http-alt), 9090 (tcp -> tcp)");
     expect(await snapshot()).toEqual(before);
-  });
+  }, TEST_TIMEOUT_MS);
 });
 
 describe("exchange --mode selector", () => {
@@ -88,21 +93,21 @@ describe("exchange --mode selector", () => {
     k.proc.kill("SIGINT");
     expect(await k.exited).toBe(130);
     await expectRestored(before, id);
-  });
+  }, TEST_TIMEOUT_MS);
 
   test("SIGTERM restores the service", async () => {
     const { k, id } = await exchangeEcho();
     k.proc.kill("SIGTERM");
     expect(await k.exited).toBe(143);
     await expectRestored(before, id);
-  });
+  }, TEST_TIMEOUT_MS);
 
   test("SIGKILL of ktctl: the watchdog restores the service", async () => {
     const { k, id } = await exchangeEcho();
     k.proc.kill("SIGKILL");
     await k.exited;
     await expectRestored(before, id);
-  });
+  }, TEST_TIMEOUT_MS);
 
   test("SIGKILL of ktctl and its watchdog: ktctl clean restores once the lease expired", async () => {
     const { k, id } = await exchangeEcho(SHORT_LEASE);
@@ -114,7 +119,7 @@ describe("exchange --mode selector", () => {
       if (!r.output.includes(`session ${id}: cleaned`)) throw new Error(`not cleaned yet:\n${r.output}`);
     }, 40_000, 500);
     await expectRestored(before, id);
-  });
+  }, TEST_TIMEOUT_MS);
 
   test("the shadow pod deleted mid-session: the session heals, then restores", async () => {
     const { k, id } = await exchangeEcho();
@@ -132,7 +137,7 @@ describe("exchange --mode selector", () => {
     k.proc.kill("SIGINT");
     expect(await k.exited).toBe(130);
     await expectRestored(before, id);
-  });
+  }, TEST_TIMEOUT_MS);
 });
 
 describe("exchange is exclusive", () => {
@@ -162,7 +167,7 @@ describe("exchange is exclusive", () => {
     expect(await second!.exited).toBe(130);
     await expectRestored(before, first.id);
     await expectRestored(before, secondId!);
-  });
+  }, TEST_TIMEOUT_MS);
 });
 
 describe("recover", () => {
@@ -186,5 +191,5 @@ describe("recover", () => {
     const nothing = await runKtctl(["recover", "echo"], elsewhere.home);
     expect(nothing.code).toBe(0);
     expect(nothing.output).toContain("carries no ktctl record");
-  });
+  }, TEST_TIMEOUT_MS);
 });

@@ -36,12 +36,13 @@ describe("compileArgs", () => {
 });
 
 describe("writeChecksums", () => {
-  test("writes lines that sha256sum -c accepts, sorted, without itself or partial files", async () => {
+  test("writes lines that sha256sum -c accepts, sorted, without itself, partial or hidden scratch files", async () => {
     const dir = await mkdtemp(join(tmpdir(), "ktctl-sums-test-"));
     try {
       await Bun.write(join(dir, "b-binary"), new Uint8Array(3_000_000).fill(9));
       await Bun.write(join(dir, "a.tar"), "image");
       await Bun.write(join(dir, "c.tar.partial"), "half");
+      await Bun.write(join(dir, ".0123-00000000.bun-build"), "compiler scratch");
       await Bun.write(join(dir, "SHA256SUMS"), "stale");
       const sums = await Bun.file(await writeChecksums(dir)).text();
       expect(sums.split("\n").filter(Boolean).map((line) => line.split("  ")[1])).toEqual(["a.tar", "b-binary"]);
