@@ -43,7 +43,7 @@ build_echo_and_toolbox() {
   local links=()
   for applet in $(busybox --list | grep -vx busybox); do links+=(--symlink "/bin/busybox:/bin/$applet"); done
   oci --name "$TOOLBOX_IMAGE" --out "$toolbox_out" --file "$(command -v busybox):/bin/busybox:0755" \
-    --file "$WORK/echo:/usr/local/bin/kecho:0755" "${links[@]}" --dir /tmp \
+    --file "$WORK/echo:/usr/local/bin/kecho:0755" "${links[@]}" --dir /tmp:1777 \
     --env PATH=/usr/local/bin:/bin --entrypoint '["/bin/sleep","infinity"]'
 }
 
