@@ -2,6 +2,7 @@
 // last first. The journal is written (local file and Lease) BEFORE a step is applied, so whichever
 // way the process ends (close, signal, SIGKILL, a lost laptop) something can finish the undo.
 
+import { readFileSync } from "node:fs";
 import { hostname, userInfo } from "node:os";
 import type { ConsolaInstance } from "consola";
 import type { Kube, Session, SessionOptions, StepSpec } from "../plugin-api.ts";
@@ -57,6 +58,19 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP:
 const MAX_ID_ATTEMPTS = 3;
 const MAX_WATCHDOG_RESPAWNS = 3;
 
+/** The login name of a uid from /etc/passwd (Bun's userInfo() may not know it, e.g. for root). */
+function passwdName(uid: number | undefined): string | undefined {
+  if (uid === undefined) return undefined;
+  try {
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.split(":")[2] === String(uid));
+    return line?.split(":")[0] || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function defaultOwner(env: Record<string, string | undefined> = process.env): string {
   let user = env.USER || env.LOGNAME || env.USERNAME || "";
   if (!user) {
@@ -66,6 +80,7 @@ export function defaultOwner(env: Record<string, string | undefined> = process.e
       // No passwd entry (some containers): "unknown" it is.
     }
   }
+  if (!user || user === "unknown") user = passwdName(process.getuid?.()) ?? user;
   return `${user || "unknown"}@${hostname()}`;
 }
 
