@@ -17,6 +17,12 @@ export interface ClusterIndexOptions {
   kube: IndexKube;
   /** Watched from the start; start() fails when its services cannot be listed. */
   namespaces: string[];
+  /**
+   * Index every namespace through two cluster-wide watches (the hosts file must name everything
+   * up front: no query tells it which namespace is wanted). Falls back to `namespaces` when RBAC
+   * refuses cluster-wide lists.
+   */
+  allNamespaces?: boolean;
   logger?: IndexLogger;
   /** How long "no such service" is remembered for a namespace that is not watched (default 15 s). */
   negativeCacheMs?: number;
@@ -27,6 +33,8 @@ export interface ClusterIndexOptions {
 interface SliceRecord {
   service: string;
   endpoints: EndpointRecord[];
+  /** TCP ports the slice's endpoints serve (the service's target ports). */
+  ports: number[];
 }
 
 interface NamespaceState {
@@ -37,6 +45,8 @@ interface NamespaceState {
   ready: Promise<void>;
 }
 
+const ALL_SERVICES = "/api/v1/services";
+const ALL_SLICES = "/apis/discovery.k8s.io/v1/endpointslices";
 const SERVICES = (ns: string) => `/api/v1/namespaces/${encodeURIComponent(ns)}/services`;
 const SLICES = (ns: string) => `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(ns)}/endpointslices`;
 
@@ -81,7 +91,10 @@ export function sliceRecordOf(obj: any): SliceRecord | undefined {
       endpoints.push({ ip, ready, ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}) });
     }
   }
-  return { service, endpoints };
+  const ports = (obj.ports ?? [])
+    .filter((p: any) => (p?.protocol ?? "TCP") === "TCP" && Number.isInteger(p?.port))
+    .map((p: any) => Number(p.port));
+  return { service, endpoints, ports };
 }
 
 export class ClusterIndex implements NameView {
@@ -94,6 +107,8 @@ export class ClusterIndex implements NameView {
   private readonly stop = new AbortController();
   private readonly negativeCacheMs: number;
   private readonly now: () => number;
+  /** Every namespace is seen through cluster-wide watches: absent means absent, no lookups needed. */
+  private clusterWide = false;
 
   constructor(private readonly options: ClusterIndexOptions) {
     this.kube = options.kube;
@@ -104,13 +119,28 @@ export class ClusterIndex implements NameView {
 
   /** Lists and starts watching the initial namespaces; rejects when one of them cannot be listed. */
   async start(): Promise<void> {
+    if (this.options.allNamespaces) {
+      try {
+        await this.followAll();
+        return;
+      } catch (error) {
+        if (status(error) !== 403) throw error;
+        this.logger?.warn(`cannot list services in all namespaces (${describe(error)}); indexing ${this.options.namespaces.join(", ")} only`);
+      }
+    }
     await Promise.all(this.options.namespaces.map((ns) => this.watchNamespace(ns)));
+  }
+
+  /** Whether every namespace is indexed (cluster-wide watches). */
+  get allNamespaces(): boolean {
+    return this.clusterWide;
   }
 
   /** Starts indexing a namespace (once); settles when its first lists are in. */
   watchNamespace(namespace: string): Promise<void> {
     const known = this.namespacesState.get(namespace);
     if (known) return known.ready;
+    if (this.clusterWide) return this.stateOf(namespace)!.ready;
     const state: NamespaceState = { services: new Map(), slices: new Map(), ready: Promise.resolve() };
     this.namespacesState.set(namespace, state);
     state.ready = this.follow(namespace, state).catch((error) => {
@@ -146,6 +176,17 @@ export class ClusterIndex implements NameView {
     return result;
   }
 
+  /** Every pod IP:port the endpoint slices of the indexed namespaces name (ready or not). */
+  endpointTargets(): { host: string; port: number }[] {
+    const seen = new Map<string, { host: string; port: number }>();
+    for (const state of this.namespacesState.values()) {
+      for (const slice of state.slices.values()) {
+        for (const endpoint of slice.endpoints) for (const port of slice.ports) seen.set(`${endpoint.ip}:${port}`, { host: endpoint.ip, port });
+      }
+    }
+    return [...seen.values()];
+  }
+
   /** From the index when the namespace is watched; otherwise one GET, and the namespace is watched from then on. */
   async lookupService(namespace: string, name: string): Promise<ServiceRecord | undefined> {
     const state = this.namespacesState.get(namespace);
@@ -153,6 +194,7 @@ export class ClusterIndex implements NameView {
       await state.ready.catch(() => undefined);
       return state.services.get(name);
     }
+    if (this.clusterWide) return undefined;
     const key = `${namespace}/${name}`;
     const until = this.negative.get(key);
     if (until !== undefined && until > this.now()) return undefined;
@@ -172,7 +214,7 @@ export class ClusterIndex implements NameView {
   /** Applies one watch event of a Service (public so the naming rules can be tested on real objects). */
   applyService(type: string, obj: any): void {
     const record = serviceRecordOf(obj);
-    const state = this.namespacesState.get(record.namespace);
+    const state = this.stateOf(record.namespace);
     if (!state || !record.name) return;
     if (type === "DELETED") state.services.delete(record.name);
     else state.services.set(record.name, record);
@@ -183,7 +225,7 @@ export class ClusterIndex implements NameView {
   applyEndpointSlice(type: string, obj: any): void {
     const namespace = obj?.metadata?.namespace;
     const name = obj?.metadata?.name;
-    const state = typeof namespace === "string" ? this.namespacesState.get(namespace) : undefined;
+    const state = typeof namespace === "string" ? this.stateOf(namespace) : undefined;
     if (!state || typeof name !== "string") return;
     const record = type === "DELETED" ? undefined : sliceRecordOf(obj);
     if (record) state.slices.set(name, record);
@@ -193,6 +235,16 @@ export class ClusterIndex implements NameView {
 
   close(): void {
     this.stop.abort();
+  }
+
+  /** The namespace's state; in cluster-wide mode a namespace seen for the first time gets one. */
+  private stateOf(namespace: string): NamespaceState | undefined {
+    let state = this.namespacesState.get(namespace);
+    if (!state && this.clusterWide && namespace) {
+      state = { services: new Map(), slices: new Map(), ready: Promise.resolve() };
+      this.namespacesState.set(namespace, state);
+    }
+    return state;
   }
 
   private changed(namespace: string) {
@@ -222,12 +274,30 @@ export class ClusterIndex implements NameView {
     }
   }
 
+  /** Cluster-wide: one list and one watch per kind for every namespace. */
+  private async followAll(): Promise<void> {
+    const [services, slices] = await Promise.all([this.kube.request<any>("GET", ALL_SERVICES), this.kube.request<any>("GET", ALL_SLICES)]);
+    this.clusterWide = true;
+    for (const item of services?.items ?? []) this.applyService("ADDED", item);
+    for (const item of slices?.items ?? []) this.applyEndpointSlice("ADDED", item);
+    this.logger?.debug(`indexed ${services?.items?.length ?? 0} services and ${slices?.items?.length ?? 0} endpoint slices in all namespaces`);
+    this.startWatch(ALL_SERVICES, services?.metadata?.resourceVersion, (type, obj) => this.applyService(type, obj));
+    this.startWatch(ALL_SLICES, slices?.metadata?.resourceVersion, (type, obj) => this.applyEndpointSlice(type, obj));
+  }
+
+  private startWatch(path: string, version: string | undefined, apply: (type: string, obj: any) => void) {
+    const signal = this.stop.signal;
+    const query: Record<string, string> = version ? { resourceVersion: version } : {};
+    this.kube.watch(path, query, (type, obj) => apply(type, obj), signal).catch((error) => {
+      if (!signal.aborted) this.logger?.warn(`watch of ${path} ended: ${describe(error)}; names there may go stale`);
+    });
+  }
+
   /**
    * List first (so `ready` means "complete"), then watch from the list's resourceVersion so no
    * event between the two is lost.
    */
   private async follow(namespace: string, state: NamespaceState): Promise<void> {
-    const signal = this.stop.signal;
     const [services, slices] = await Promise.all([
       this.kube.request<any>("GET", SERVICES(namespace)),
       this.kube.request<any>("GET", SLICES(namespace)).catch((error) => {
@@ -239,15 +309,8 @@ export class ClusterIndex implements NameView {
     for (const item of services?.items ?? []) this.applyService("ADDED", { ...item, metadata: { ...item.metadata, namespace } });
     for (const item of slices?.items ?? []) this.applyEndpointSlice("ADDED", { ...item, metadata: { ...item.metadata, namespace } });
     this.logger?.debug(`indexed ${state.services.size} services and ${state.slices.size} endpoint slices in ${namespace}`);
-
-    const watch = (path: string, version: string | undefined, apply: (type: string, obj: any) => void) => {
-      const query: Record<string, string> = version ? { resourceVersion: version } : {};
-      this.kube.watch(path, query, (type, obj) => apply(type, obj), signal).catch((error) => {
-        if (!signal.aborted) this.logger?.warn(`watch of ${path} ended: ${describe(error)}; names there may go stale`);
-      });
-    };
-    watch(SERVICES(namespace), services?.metadata?.resourceVersion, (type, obj) => this.applyService(type, obj));
-    if (slices) watch(SLICES(namespace), slices.metadata?.resourceVersion, (type, obj) => this.applyEndpointSlice(type, obj));
+    this.startWatch(SERVICES(namespace), services?.metadata?.resourceVersion, (type, obj) => this.applyService(type, obj));
+    if (slices) this.startWatch(SLICES(namespace), slices.metadata?.resourceVersion, (type, obj) => this.applyEndpointSlice(type, obj));
   }
 }
 

@@ -10,4 +10,5 @@ export const BUILTIN_PLUGINS: Record<string, PluginModuleLoader> = {
   status: () => import("../../plugins/status/index.ts"),
   exchange: () => import("../../plugins/exchange/index.ts"),
   preview: () => import("../../plugins/preview/index.ts"),
+  mesh: () => import("../../plugins/mesh/index.ts"),
 };

@@ -6,6 +6,7 @@
 // its own undo record, so `clean`, `recover` and the next session can restore it without a journal.
 
 import type { CommandFactory, Kube, PluginApi, Session } from "../../core/plugin-api.ts";
+import { startConnectBack } from "./connect-back.ts";
 import { readEnvironment, writeEnvFile } from "./env-file.ts";
 import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "./lifecycle.ts";
 import { requireLocalListeners } from "./local.ts";
@@ -103,6 +104,8 @@ const exchange: CommandFactory = (api) =>
       waitLocalTime: { type: "string", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
       envFile: { type: "string", description: "Write the target container's environment to this file (dotenv; JSON for *.json)" },
       container: { type: "string", description: "Container whose environment --envFile writes (default: the one serving the exposed ports)" },
+      connect: { type: "boolean", default: false, description: "Let the local process reach the cluster too: a SOCKS5/HTTP proxy through this session (its settings go into --envFile)" },
+      proxyPort: { type: "string", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
     },
     async run({ args }) {
       const { KtctlError, ExitCode } = api.errors;
@@ -122,23 +125,26 @@ const exchange: CommandFactory = (api) =>
       const plan = planPorts(api, target, services, mappings);
       if (plan.unexposed.length) api.logger.warn(`not exposed, refused while exchanged: ${plan.unexposed.join(", ")}`);
 
-      await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+      const proxyPort = Number(args.proxyPort);
+      if (!Number.isInteger(proxyPort) || proxyPort < 0 || proxyPort > 65535) throw new KtctlError(`invalid proxyPort "${args.proxyPort}"`, ExitCode.usage);
+      const connectBack = args.connect ? await startConnectBack(api, proxyPort) : undefined;
+      const session = await (async () => {
+        try {
+          await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+          // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
+          const held = mode === "scale" ? [...services, target.workload] : services;
+          if (await ensureNotHeld(api, kube, namespace, held)) {
+            ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
+          }
+          if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
+          return await startModeSession(api, { mode: "exchange", target: target.label, global });
+        } catch (error) {
+          connectBack?.fail(error);
+          await connectBack?.close();
+          throw error;
+        }
+      })();
 
-      // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
-      const held = mode === "scale" ? [...services, target.workload] : services;
-      if (await ensureNotHeld(api, kube, namespace, held, "exchanged")) {
-        ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
-      }
-
-      if (args.envFile) {
-        const env = await readEnvironment(kube, target, { container: args.container ? String(args.container) : undefined, targetPorts: plan.listeners.map((l) => l.shadowPort) });
-        if ("missing" in env) throw new KtctlError(`cannot write ${args.envFile}: ${env.missing}`, ExitCode.usage);
-        await writeEnvFile(String(args.envFile), env.result, `environment of ${target.label} (container ${env.containerName}) in ${namespace}, written by ktctl exchange`);
-        for (const note of env.result.notes) api.logger.warn(`env: ${note}`);
-        api.logger.success(`wrote ${env.result.vars.length} variables of container ${env.containerName} to ${args.envFile}`);
-      }
-
-      const session = await startModeSession(api, { mode: "exchange", target: target.label, global });
       const stop = listenForStop(api.logger);
       const role = `exchange-${target.ref.name}`;
       const workload = target.workload;
@@ -182,7 +188,12 @@ const exchange: CommandFactory = (api) =>
           );
         }
         return shadow;
+      }).catch(async (error) => {
+        connectBack?.fail(error);
+        await connectBack?.close();
+        throw error;
       });
+      connectBack?.attach(shadow);
 
       const switched = await Promise.all(services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, () => [shadow.podIP], ENDPOINTS_WAIT_MS)));
       const late = services.filter((_, i) => !switched[i]).map((s) => s.metadata.name);
@@ -191,13 +202,29 @@ const exchange: CommandFactory = (api) =>
       for (const listener of plan.listeners) {
         api.logger.success(`${listener.serves.join(", ")} in ${namespace} -> ${localHost}:${listener.localPort} on this machine`);
       }
+      if (connectBack) {
+        api.logger.success(`the local process reaches the cluster through the proxy on ${connectBack.proxy.host}:${connectBack.proxy.port}:`);
+        for (const line of connectBack.instructions) api.logger.log(`  ${line}`);
+      }
       api.logger.info(`exchanged ${target.label} in ${seconds}s (${mode} mode, session ${session.id}); Ctrl-C restores it`);
 
       const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
+      await connectBack?.close();
       await finish(api, kube, session, { mode, namespace, workload, originalReplicas, recoverWaitSeconds, reason, lost: !stop.signal && !reason.startsWith("tunnel") });
       exitForSignal(stop);
     },
   });
+
+/** Writes the target container's environment (plus the proxy settings of --connect) to `path`. */
+async function writeTargetEnv(api: PluginApi, kube: Kube, target: ResolvedTarget, plan: ShadowPortPlan, path: string, container: string | undefined, extra: [string, string][]) {
+  const env = await readEnvironment(kube, target, { container, targetPorts: plan.listeners.map((l) => l.shadowPort) });
+  if ("missing" in env) throw new api.errors.KtctlError(`cannot write ${path}: ${env.missing}`, api.errors.ExitCode.usage);
+  const vars = new Map(env.result.vars);
+  for (const [k, v] of extra) vars.set(k, v);
+  await writeEnvFile(path, { vars: [...vars], notes: env.result.notes }, `environment of ${target.label} (container ${env.containerName}) in ${target.namespace}, written by ktctl exchange`);
+  for (const note of env.result.notes) api.logger.warn(`env: ${note}`);
+  api.logger.success(`wrote ${vars.size} variables of container ${env.containerName} to ${path}`);
+}
 
 /** Ends the session; scale mode brings the workload back (and waits for it) before the shadow goes. */
 async function finish(

@@ -48,7 +48,7 @@ export async function cleanDeadSession(api: Api, kube: Kube, namespace: string, 
  * Makes sure no other session holds any of `objects`: refuses for a live holder, cleans a dead one.
  * Returns true when something was cleaned (the caller reads the objects again).
  */
-export async function ensureNotHeld(api: Api, kube: Kube, namespace: string, objects: any[], verb: string): Promise<boolean> {
+export async function ensureNotHeld(api: Api, kube: Kube, namespace: string, objects: any[]): Promise<boolean> {
   const { KtctlError, ExitCode } = api.errors;
   const holders = new Map<string, any>();
   for (const object of objects) {
@@ -61,7 +61,7 @@ export async function ensureNotHeld(api: Api, kube: Kube, namespace: string, obj
     const info = await sessionInfo(api, kube, namespace, id);
     if (info?.state === "alive") {
       throw new KtctlError(
-        `${what} is already ${verb} by ${describeHolder(info)}`,
+        `${what} is already taken by ${describeHolder(info)}`,
         ExitCode.conflict,
         "wait until that session ends; if its laptop is gone, its lease expires and the next attempt (or ktctl clean) restores it",
       );

@@ -4,6 +4,7 @@
 
 import type { CommandFactory, Kube, PluginApi } from "../../core/plugin-api.ts";
 import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "../exchange/lifecycle.ts";
+import { startConnectBack } from "../exchange/connect-back.ts";
 import { requireLocalListeners } from "../exchange/local.ts";
 import { ensureNotHeld } from "../exchange/ownership.ts";
 import { deleteObjectStep, isCreatedByKtctl, shadowSelector } from "../exchange/scheme.ts";
@@ -36,7 +37,7 @@ async function claimName(api: PluginApi, kube: Kube, namespace: string, name: st
   if (!isCreatedByKtctl(existing)) {
     throw new KtctlError(`service ${namespace}/${name} already exists and was not created by ktctl; preview will not replace it`, ExitCode.conflict, "choose another name, or use exchange to take that service over");
   }
-  await ensureNotHeld(api, kube, namespace, [existing], "previewed");
+  await ensureNotHeld(api, kube, namespace, [existing]);
   if (await getService(kube, namespace, name)) {
     throw new KtctlError(`service ${namespace}/${name} is still there after cleaning the session that made it`, ExitCode.conflict, "run ktctl clean and try again");
   }
@@ -75,6 +76,8 @@ const preview: CommandFactory = (api) =>
       localHost: { type: "string", default: "127.0.0.1", description: "Address of the local process" },
       waitLocal: { type: "boolean", default: false, description: "Wait until something listens on the LOCAL ports instead of failing" },
       waitLocalTime: { type: "string", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
+      connect: { type: "boolean", default: false, description: "Let the local process reach the cluster too: a SOCKS5/HTTP proxy through this session" },
+      proxyPort: { type: "string", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
     },
     async run({ args }) {
       const { KtctlError, ExitCode } = api.errors;
@@ -93,12 +96,22 @@ const preview: CommandFactory = (api) =>
         remotes.add(m.remote);
       }
 
+      const proxyPort = Number(args.proxyPort);
+      if (!Number.isInteger(proxyPort) || proxyPort < 0 || proxyPort > 65535) throw new KtctlError(`invalid proxyPort "${args.proxyPort}"`, ExitCode.usage);
+
       const kube = await api.kube(global);
       const namespace = global.namespace || kube.namespace;
-      await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
-      await claimName(api, kube, namespace, name);
-
-      const session = await startModeSession(api, { mode: "preview", target: `svc/${name}`, global });
+      const connectBack = args.connect ? await startConnectBack(api, proxyPort) : undefined;
+      const abandon = async (error: unknown) => {
+        connectBack?.fail(error);
+        await connectBack?.close();
+        throw error;
+      };
+      const session = await (async () => {
+        await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+        await claimName(api, kube, namespace, name);
+        return startModeSession(api, { mode: "preview", target: `svc/${name}`, global });
+      })().catch(abandon);
       const stop = listenForStop(api.logger);
       const role = `preview-${name}`;
       const { shadow, external } = await setUp(session, stop, api.logger, async () => {
@@ -123,16 +136,22 @@ const preview: CommandFactory = (api) =>
         );
         const external = args.external ? await externalAddresses(api, kube, namespace, name, lbWaitSeconds * 1000) : [];
         return { shadow, external };
-      });
+      }).catch(abandon);
+      connectBack?.attach(shadow);
 
       if (!(await waitForEndpoints(kube, namespace, name, () => [shadow.podIP], ENDPOINTS_WAIT_MS))) {
         api.logger.warn(`the endpoints of ${name} do not show the shadow yet`);
       }
       for (const m of mappings) api.logger.success(`${name}.${namespace}:${m.remote} in the cluster -> ${localHost}:${m.local} on this machine`);
       if (external.length) api.logger.success(`from outside the cluster: ${external.join(", ")}`);
+      if (connectBack) {
+        api.logger.success(`the local process reaches the cluster through the proxy on ${connectBack.proxy.host}:${connectBack.proxy.port}:`);
+        for (const line of connectBack.instructions) api.logger.log(`  ${line}`);
+      }
       api.logger.info(`preview ${namespace}/${name} is up (session ${session.id}); Ctrl-C removes it`);
 
       const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
+      await connectBack?.close();
       await session.close(reason);
       api.logger.success(`preview service ${namespace}/${name} removed (${reason})`);
       exitForSignal(stop);

@@ -25,13 +25,15 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   const { log } = ctx;
   const config = readRouterConfig(ctx.config.env);
   const router = new Router(config, log);
-  await router.start().catch((error: NodeJS.ErrnoException) => {
+  // Admin first: the pod turns ready when its service ports listen, and by then ktctl may push routes.
+  const admin = await startAdmin(router, log, config.adminPort);
+  await router.start().catch(async (error: NodeJS.ErrnoException) => {
+    await admin.close();
     if (error.code === "EACCES") {
       throw new Error(`cannot listen on a port below 1024 (${error.message}): the pod needs sysctl net.ipv4.ip_unprivileged_port_start=0`);
     }
     throw error;
   });
-  const admin = await startAdmin(router, log, config.adminPort);
 
   const logStats = () => {
     const { rssBytes, heapUsedBytes } = memoryFields();

@@ -116,7 +116,9 @@ export async function runKtctl(args: string[], home: string, env: Record<string,
 
 /** Which pod answered `http://<host>/` from the toolbox pod (its JSON "pod" field). */
 export async function whoAnswers(host = `echo.${DEMO_NS}`): Promise<string> {
-  const r = await runInPod(["wget", "-qO-", "-T", "5", `http://${host}/`], "toolbox", DEMO_NS, { timeoutMs: 15_000 });
+  // busybox wget crashes with -T here; the kubectl exec timeout bounds a hanging request instead
+  // (a connection caught by a stale kube-proxy rule to a pod that just went away hangs until then).
+  const r = await runInPod(["wget", "-qO-", `http://${host}/`], "toolbox", DEMO_NS, { timeoutMs: 4_000 });
   if (r.code !== 0) throw new Error(`wget http://${host}/ failed (${r.code}): ${r.stderr.trim()}`);
   return JSON.parse(r.stdout).pod;
 }

@@ -3,8 +3,11 @@
 // answer after it, however the session ends; the service comes back exactly and nothing is left.
 
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { eventually, kubectl, kubectlJson, requireCluster } from "./harness.ts";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { clusterIpOf, eventually, kubectl, kubectlJson, requireCluster, runInLaptop } from "./harness.ts";
 import {
+  echoPodNames,
   expectLaptopAnswers,
   expectRestored,
   processGone,
@@ -47,8 +50,8 @@ afterAll(async () => {
 });
 
 /** Starts an exchange of svc/echo and waits until the laptop answers in the cluster. */
-async function exchangeEcho(env: Record<string, string> = {}): Promise<{ k: KtctlProcess; id: string }> {
-  const k = startKtctl(["exchange", "echo", ...EXPOSE], home, env);
+async function exchangeEcho(env: Record<string, string> = {}, extraArgs: string[] = []): Promise<{ k: KtctlProcess; id: string }> {
+  const k = startKtctl(["exchange", "echo", ...EXPOSE, ...extraArgs], home, env);
   const [, id] = await k.waitFor(EXCHANGED);
   await expectLaptopAnswers();
   // The service points at the shadow only and carries the undo record.
@@ -88,8 +91,28 @@ describe("exchange: checks before anything changes", () => {
 });
 
 describe("exchange --mode selector", () => {
-  test("Ctrl-C (SIGINT) restores the service", async () => {
-    const { k, id } = await exchangeEcho();
+  test("Ctrl-C (SIGINT) restores the service; --envFile and --connect serve the local process", async () => {
+    const envFile = join(home, "echo.env");
+    const { k, id } = await exchangeEcho({}, ["--envFile", envFile, "--connect"]);
+    // The environment the echo container gets from the kubelet, and the proxy of this session.
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    const env = Object.fromEntries(
+      readFileSync(envFile, "utf8")
+        .split("\n")
+        .filter((l) => l && !l.startsWith("#"))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
+    expect(env.GREETING).toBe("hello-from-cluster");
+    expect(env.DATABASE_URL).toBe("postgres://db.demo:5432/app");
+    expect(env.POD_NAMESPACE).toBe("demo");
+    expect((await echoPodNames()).includes(env.POD_NAME!)).toBe(true);
+    expect(env.ECHO_SERVICE_HOST).toBe(await clusterIpOf("echo"));
+    expect(env.ECHO_SERVICE_PORT_HTTP).toBe("80");
+    const proxy = k.output().match(/proxy on (127\.0\.0\.1:\d+)/)![1]!;
+    expect(env.HTTP_PROXY).toBe(`http://${proxy}`);
+    // Not one-way: the laptop reaches the cluster through the same session.
+    const through = await runInLaptop(["curl", "-s", "--max-time", "5", "-x", `http://${proxy}`, "http://echo.demo2/"]);
+    expect(JSON.parse(through.stdout).namespace).toBe("demo2");
     k.proc.kill("SIGINT");
     expect(await k.exited).toBe(130);
     await expectRestored(before, id);
@@ -145,7 +168,7 @@ describe("exchange is exclusive", () => {
     const first = await exchangeEcho(SHORT_LEASE);
     const refused = await runKtctl(["exchange", "echo", ...EXPOSE], elsewhere.home);
     expect(refused.code).toBe(10);
-    expect(refused.output).toMatch(new RegExp(`service demo/echo is already exchanged by \\S+@\\S+ \\(session ${first.id}, exchange, started \\d+s ago\\)`));
+    expect(refused.output).toMatch(new RegExp(`service demo/echo is already taken by \\S+@\\S+ \\(session ${first.id}, exchange, started \\d+s ago\\)`));
 
     await killEverything(first.k, first.id);
     // Once the dead session's lease expires, the next exchange restores it first and takes over.

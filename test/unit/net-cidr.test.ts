@@ -76,6 +76,10 @@ describe("cluster ranges", () => {
     const legacy =
       'Service "ktctl-range-probe-x" is invalid: spec.clusterIPs: Invalid value: []string{"203.0.113.1"}: failed to allocate IP 203.0.113.1: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/16';
     expect(texts(serviceCidrsFromMessage(legacy))).toEqual(["10.96.0.0/16"]);
+    // Verbatim from kube-apiserver 1.34 (test/cluster), through core/kube's error text.
+    const v134 =
+      'create services failed: The Service "ktctl-range-probe-wpsm5" is invalid: spec.clusterIPs: Invalid value: ["203.0.113.1"]: failed to allocate IP 203.0.113.1: the provided IP (203.0.113.1) is not in the valid range. The range of valid IPs is 10.96.0.0/16';
+    expect(texts(serviceCidrsFromMessage(v134))).toEqual(["10.96.0.0/16"]);
     const multi = "spec.clusterIPs: Invalid value: \"203.0.113.1\": failed to allocate IP 203.0.113.1: the provided IP (203.0.113.1) is not in the valid range. The range of valid IPs is 10.96.0.0/16, 10.100.0.0/24";
     expect(texts(serviceCidrsFromMessage(multi))).toEqual(["10.96.0.0/16", "10.100.0.0/24"]);
     expect(serviceCidrsFromMessage("forbidden: cannot create services in namespace demo (RBAC)")).toEqual([]);

@@ -4,8 +4,17 @@
 // The real API server is exercised by the e2e tests; this keeps the index's own logic testable.
 
 import { KubeApiError } from "../../core/kube/errors.ts";
+import type { StepSpec } from "../../core/plugin-api.ts";
+import { createUndoRegistry } from "../../core/session/undo.ts";
 
 type Watcher = { collection: string; onEvent: (type: string, obj: any) => void; signal: AbortSignal };
+
+/** A cluster-wide path (/api/v1/services) covers the namespaced collections of its kind. */
+const CLUSTER_WIDE: Record<string, RegExp> = {
+  "/api/v1/services": /^\/api\/v1\/namespaces\/[^/]+\/services$/,
+  "/apis/discovery.k8s.io/v1/endpointslices": /^\/apis\/discovery\.k8s\.io\/v1\/namespaces\/[^/]+\/endpointslices$/,
+};
+const covers = (path: string, collection: string) => path === collection || CLUSTER_WIDE[path]?.test(collection) === true;
 
 export class ObjectStore {
   private version = 100;
@@ -51,7 +60,7 @@ export class ObjectStore {
   }
 
   private emit(collection: string, type: string, obj: any) {
-    for (const watcher of this.watchers) if (watcher.collection === collection && !watcher.signal.aborted) watcher.onEvent(type, obj);
+    for (const watcher of this.watchers) if (covers(watcher.collection, collection) && !watcher.signal.aborted) watcher.onEvent(type, obj);
   }
 
   async request<T>(method: string, path: string): Promise<T> {
@@ -59,7 +68,7 @@ export class ObjectStore {
     const [pathname] = path.split("?");
     if (this.forbidden.has(pathname!)) throw new KubeApiError(`forbidden: ${pathname}`, 6, 403, "Forbidden");
     if (method !== "GET") throw new KubeApiError(`${method} not supported here`, 1, 405, "MethodNotAllowed");
-    const items = [...this.objects.entries()].filter(([key]) => key.slice(0, key.lastIndexOf("/")) === pathname).map(([, obj]) => obj);
+    const items = [...this.objects.entries()].filter(([key]) => covers(pathname!, key.slice(0, key.lastIndexOf("/")))).map(([, obj]) => obj);
     const object = this.objects.get(pathname!);
     if (object) return structuredClone(object) as T;
     if (items.length || /\/(services|endpointslices|pods|nodes)$/.test(pathname!)) {
@@ -89,7 +98,13 @@ export function service(namespace: string, name: string, spec: Record<string, un
   return { apiVersion: "v1", kind: "Service", metadata: { namespace, name }, spec };
 }
 
-export function endpointSlice(namespace: string, name: string, serviceName: string, endpoints: { ip: string; ready?: boolean; hostname?: string }[]): any {
+export function endpointSlice(
+  namespace: string,
+  name: string,
+  serviceName: string,
+  endpoints: { ip: string; ready?: boolean; hostname?: string }[],
+  ports: number[] = [],
+): any {
   return {
     apiVersion: "discovery.k8s.io/v1",
     kind: "EndpointSlice",
@@ -100,6 +115,7 @@ export function endpointSlice(namespace: string, name: string, serviceName: stri
       ...(e.ready === undefined ? {} : { conditions: { ready: e.ready } }),
       ...(e.hostname ? { hostname: e.hostname } : {}),
     })),
+    ports: ports.map((port) => ({ port, protocol: "TCP" })),
   };
 }
 
@@ -110,11 +126,13 @@ export function demoObjects(): any[] {
     service("demo", "echo-headless", { clusterIP: "None", ports: [{ port: 8080 }] }),
     service("demo", "db", { clusterIP: "None", ports: [{ port: 5432 }] }),
     service("demo", "ext", { type: "ExternalName", externalName: "echo.demo2.svc.cluster.local" }),
-    endpointSlice("demo", "echo-headless-abc", "echo-headless", [
-      { ip: "10.244.0.7" },
-      { ip: "10.244.0.8", ready: true },
-      { ip: "10.244.0.9", ready: false },
-    ]),
+    endpointSlice(
+      "demo",
+      "echo-headless-abc",
+      "echo-headless",
+      [{ ip: "10.244.0.7" }, { ip: "10.244.0.8", ready: true }, { ip: "10.244.0.9", ready: false }],
+      [8080],
+    ),
     endpointSlice("demo", "db-xyz", "db", [
       { ip: "10.244.0.20", hostname: "db-0" },
       { ip: "10.244.0.21", hostname: "db-1" },
@@ -127,4 +145,31 @@ export function storeWith(objects: any[]): ObjectStore {
   const store = new ObjectStore();
   for (const obj of objects) store.put(obj);
   return store;
+}
+
+/**
+ * The step/undo contract of a session without the cluster half: steps are journaled (as JSON, the
+ * way the journal stores them) before they are applied, a failed apply is undone at once, and
+ * close() runs the REAL undo runners (restore-file, run) last step first.
+ */
+export function localSession() {
+  const registry = createUndoRegistry();
+  const journal: StepSpec[] = [];
+  return {
+    journal,
+    async step<T>(spec: StepSpec, apply: () => Promise<T>): Promise<T> {
+      const recorded = JSON.parse(JSON.stringify(spec)) as StepSpec;
+      journal.push(recorded);
+      try {
+        return await apply();
+      } catch (error) {
+        await registry.run({ sessionId: "unittest" }, recorded);
+        journal.pop();
+        throw error;
+      }
+    },
+    async close(): Promise<void> {
+      while (journal.length) await registry.run({ sessionId: "unittest" }, journal.pop()!);
+    },
+  };
 }

@@ -1,0 +1,189 @@
+// `ktctl connect [-n NS]`: every service of the namespace by name, ClusterIP and pod IP from this
+// machine, other namespaces by name.namespace, until Ctrl-C. The order matters for trust:
+//   1. read the cluster (services, ranges) and start the local servers: nothing has changed yet;
+//   2. the session; then the shadow and the laptop changes, each a journaled step with its undo;
+//   3. wait; the session's end (signal, lost lease, shadow gone for good) undoes everything.
+
+import type { CommandFactory, Shadow } from "../../core/plugin-api.ts";
+import { cidrContains, formatCidr, parseIPv4 } from "../../core/net/cidr.ts";
+import { apiServerAddresses, captureRanges, discoverClusterRanges } from "../../core/net/cluster-cidrs.ts";
+import { ClusterIndex } from "../../core/net/cluster-index.ts";
+import { formatPlan, PlanExecutor } from "../../core/net/driver.ts";
+import { selectDriver } from "../../core/net/drivers/index.ts";
+import { proxyInstructions } from "../../core/net/drivers/proxy.ts";
+import type { OpenStream } from "../../core/net/relay-listener.ts";
+import { startLaptopSide } from "./laptop.ts";
+import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
+const connect: CommandFactory = (api) =>
+  api.defineCommand({
+    meta: {
+      name: "connect",
+      description: "Reach the namespace's services by name, ClusterIP and pod IP from this machine (until Ctrl-C)",
+    },
+    args: {
+      ...api.globalArgs,
+      mode: { type: "string", description: "system (kernel capture + local DNS; Linux root default), hosts (hosts file), proxy (SOCKS5/HTTP, no root; default otherwise)" },
+      dnsMode: { type: "string", default: "auto", description: "system mode DNS: auto, resolvconf, resolved, hosts, hosts:NS1,NS2 (also these namespaces), none" },
+      proxyPort: { type: "string", default: String(DEFAULT_PROXY_PORT), description: "Proxy mode: loopback port for SOCKS5 and HTTP (0: any free port)" },
+      disablePodIp: { type: "boolean", default: false, description: "Do not capture pod IPs (services only)" },
+      excludeIps: { type: "string", description: "Addresses or ranges never captured, comma-separated (e.g. a VPN's range)" },
+      includeIps: { type: "string", description: "Extra addresses or ranges to capture, comma-separated" },
+      clusterDomain: { type: "string", default: "cluster.local", description: "The cluster's DNS domain" },
+      shareShadow: { type: "boolean", default: false, description: "Share one shadow among this user's connects (needs shared shadows in the core)" },
+      dryRun: { type: "boolean", default: false, description: "Print what would change on this machine, change nothing" },
+    },
+    async run({ args }) {
+      const { KtctlError, ExitCode } = api.errors;
+      const started = performance.now();
+      const isRoot = process.getuid?.() === 0;
+      const options = parseConnectOptions(args as Record<string, unknown>, api.errors, { platform: process.platform, isRoot });
+      if (options.shareShadow) {
+        throw new KtctlError(
+          "--shareShadow needs shared shadows, which the core does not offer yet",
+          ExitCode.usage,
+          "run without --shareShadow; each connect then starts its own shadow",
+        );
+      }
+      const global = api.globalOptions(args as Record<string, unknown>);
+      const kube = await api.kube(global);
+      const namespace = global.namespace || kube.namespace;
+      const context = { namespace, domain: options.clusterDomain };
+      const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode });
+
+      // --- 1. read the cluster -----------------------------------------------------------------
+      // Drivers that write names or mappings up front need every namespace; DNS and the proxy ask as they go.
+      const upFront = driver.name !== "linux-system" && driver.name !== "proxy";
+      const index = new ClusterIndex({
+        kube,
+        namespaces: [...new Set([namespace, ...options.extraNamespaces])],
+        allNamespaces: upFront,
+        logger: api.logger,
+      });
+      const [, ranges, apiServerIps] = await Promise.all([
+        index.start(),
+        discoverClusterRanges(kube, namespace, { pods: !options.disablePodIp, logger: api.logger }),
+        apiServerAddresses(kube.server),
+      ]).catch((error) => {
+        index.close();
+        throw error;
+      });
+      const capture = captureRanges({ ranges, disablePodIp: options.disablePodIp, include: options.include, exclude: options.exclude, apiServerIps });
+      if (!capture.capture.length && options.mode !== "proxy") {
+        index.close();
+        throw new KtctlError(
+          "the cluster's service range could not be read (no ServiceCIDR access, and the API server named no range)",
+          ExitCode.failure,
+          "pass the ranges with --includeIps (e.g. 10.96.0.0/12), or use --mode proxy",
+        );
+      }
+      api.logger.debug(
+        `ranges: services ${ranges.serviceCidrs.map(formatCidr).join(",") || "-"} (${ranges.serviceSource}), pods ${ranges.podCidrs.map(formatCidr).join(",") || "-"} (${ranges.podSource})`,
+      );
+      const apiInside = apiServerIps.filter((ip) => capture.capture.some((c) => cidrContains(c, parseIPv4(ip)!)));
+      if (apiInside.length) api.logger.info(`the API server ${apiInside.join(", ")} lies in a captured range; it is left out of the capture`);
+
+      // The tunnel exists only once the session and shadow do; connections made earlier wait for it.
+      let shadowReady!: (shadow: Shadow) => void;
+      let shadowFailed!: (error: unknown) => void;
+      const shadowPromise = new Promise<Shadow>((resolve, reject) => {
+        shadowReady = resolve;
+        shadowFailed = reject;
+      });
+      shadowPromise.catch(() => undefined);
+      const cluster: OpenStream = async (host, port) => (await shadowPromise).tunnel.openStream(host, port);
+
+      const laptop = await startLaptopSide({ driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch((error) => {
+        index.close();
+        throw error;
+      });
+      const release = async () => {
+        await laptop.close();
+        index.close();
+      };
+
+      if (options.dryRun) {
+        const plan = driver.prepare({ ...laptop.spec, sessionId: "<session>" }, laptop.facts);
+        process.stdout.write(`${formatPlan(plan)}\n`);
+        await release();
+        return;
+      }
+
+      // --- 2. the session, the shadow, the laptop changes ---------------------------------------
+      let session;
+      try {
+        session = await api.startSession({ mode: "connect", target: `namespace/${namespace}`, global });
+      } catch (error) {
+        await release();
+        throw error;
+      }
+      const executor = new PlanExecutor(session);
+      let spec = { ...laptop.spec, sessionId: session.id };
+      try {
+        // The plan is made now, with the session's id in every name, and checked before anything runs.
+        const plan = driver.prepare(spec, laptop.facts);
+        const [shadow] = await Promise.all([
+          api.startShadow(session, { role: "connect" }).then(
+            (s) => {
+              shadowReady(s);
+              return s;
+            },
+            (error) => {
+              shadowFailed(error);
+              throw error;
+            },
+          ),
+          executor.apply(plan.actions),
+        ]);
+        // The proxy's notes are its settings, printed below once it is ready.
+        if (!laptop.proxy) for (const note of plan.notes) api.logger.info(note);
+        api.logger.debug(`shadow ${shadow.podName} (${shadow.podIP}) ready`);
+      } catch (error) {
+        shadowFailed(error);
+        await release();
+        await session.close(`connect failed: ${errorText(error)}`).catch((closeError) => api.logger.error(errorText(closeError)));
+        throw error;
+      }
+
+      // Names and mappings follow the cluster: a refresh after each burst of index changes.
+      let refreshing: Promise<void> | undefined;
+      let again = false;
+      const refresh = () => {
+        if (refreshing) {
+          again = true;
+          return;
+        }
+        refreshing = (async () => {
+          do {
+            again = false;
+            spec = { ...(await laptop.currentSpec()), sessionId: session.id };
+            await executor.apply(driver.refresh(spec, laptop.facts));
+          } while (again);
+        })()
+          .catch((error) => api.logger.warn(`could not bring the laptop up to date: ${errorText(error)}`))
+          .finally(() => (refreshing = undefined));
+      };
+      index.onChange(() => refresh());
+
+      const seconds = ((performance.now() - started) / 1000).toFixed(1);
+      api.logger.success(
+        `Connected to namespace ${namespace} in ${seconds}s (session ${session.id}, ${driver.name}; capturing ${capture.capture.map(formatCidr).join(", ") || "nothing"})`,
+      );
+      if (laptop.proxy) {
+        api.logger.info(`SOCKS5 and HTTP proxy on ${laptop.proxy.host}:${laptop.proxy.port}. To use it:`);
+        for (const line of proxyInstructions(laptop.proxy.host, laptop.proxy.port)) process.stdout.write(`  ${line}\n`);
+      }
+      api.logger.info("Press Ctrl-C to stop; everything ktctl changed is restored on exit.");
+
+      // --- 3. wait for the end -----------------------------------------------------------------
+      const reason = await session.ended;
+      api.logger.debug(`connect ending: ${reason}; ${JSON.stringify(laptop.stats())}`);
+      await refreshing;
+      await release();
+      await session.close(reason);
+    },
+  });
+
+export default connect;

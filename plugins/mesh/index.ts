@@ -1,0 +1,40 @@
+// `ktctl mesh`: only the requests that carry a developer's mark come to their laptop, for HTTP/1.1,
+// WebSocket, HTTP/2 and gRPC, with several developers on one service at once.
+// The undo of every auto-mode session is the reference-counted leave (membership.ts), registered
+// here so that the watchdog and `ktctl clean` run it too.
+
+import type { KtctlPlugin } from "../../core/plugin-api.ts";
+import { leaveMesh } from "./membership.ts";
+import { MESH_LEAVE_KIND } from "./names.ts";
+import { sessionLiveness } from "./liveness.ts";
+
+function readRecord(data: Record<string, unknown>) {
+  const { namespace, name, router, companion, adminPort } = data;
+  if (typeof namespace !== "string" || typeof name !== "string" || typeof router !== "string" || typeof companion !== "string" || typeof adminPort !== "number") {
+    throw new Error(`${MESH_LEAVE_KIND} undo lacks namespace, name, router, companion or adminPort: ${JSON.stringify(data).slice(0, 200)}`);
+  }
+  return { namespace, name, router, companion, adminPort };
+}
+
+export default {
+  name: "mesh",
+  apiVersion: 1,
+  description: "Route only marked requests (a header) of a service to your laptop; several developers at once",
+  commands: {
+    mesh: () => import("./mesh.command.ts").then((m) => m.default),
+  },
+  setup(api) {
+    api.sessions.registerUndoKind(MESH_LEAVE_KIND, {
+      where: "cluster",
+      async run(ctx, data) {
+        const record = readRecord(data);
+        const log = {
+          debug: (m: string) => ctx.logger?.debug(m),
+          info: (m: string) => ctx.logger?.info(m),
+          warn: (m: string) => ctx.logger?.warn(m),
+        };
+        await leaveMesh({ kube: ctx.kube!, record, sessionId: ctx.sessionId, live: sessionLiveness(api, ctx.kube!, record.namespace), log });
+      },
+    });
+  },
+} satisfies KtctlPlugin;

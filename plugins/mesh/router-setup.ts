@@ -1,0 +1,180 @@
+// Creating a service's mesh (first developer only): the companion service, the router Deployment,
+// and the wait until a router pod is ready. Objects a dead session left half made are cleared; a
+// live session making them at the same moment wins, and this one joins its mesh instead.
+
+import type { Kube, PluginApi } from "../../core/plugin-api.ts";
+import { LABEL_MANAGED_BY, LABEL_SESSION } from "../../core/session/labels.ts";
+import { ConcurrentCreation, deploymentPath, meshRecordOf, servicePath, type Liveness, type MeshLog, type MeshRecord } from "./membership.ts";
+import { companionName, labelSelectorText, routerName, routerSelector } from "./names.ts";
+import { companionService, routerConfig, routerDeployment } from "./objects.ts";
+import { isRouterPodReady } from "./router-admin.ts";
+import type { MeshPort } from "./ports.ts";
+import { watchUntil } from "./wait.ts";
+
+export interface SetupContext {
+  kube: Kube;
+  api: Pick<PluginApi, "errors">;
+  namespace: string;
+  sessionId: string;
+  /** Labels of this session (managed-by, session, owner): the creator holds the mesh first. */
+  labels: Record<string, string>;
+  plan: MeshPort[];
+  ownPorts: { tunnel: number; admin: number };
+  /** This developer's shadow pod: the router copies its image and settings. */
+  model: any;
+  live: Liveness;
+  log: MeshLog;
+  timeoutMs: number;
+}
+
+const statusOf = (error: unknown): number | undefined => (error as { status?: number })?.status;
+
+/** Waiting reasons that mean a pod will not start by itself. */
+const HOPELESS = new Set(["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CrashLoopBackOff"]);
+
+/** Creates the object, or settles what already holds its name. */
+async function createOwned(ctx: SetupContext, collection: string, object: any): Promise<void> {
+  const path = `${collection}/${object.metadata.name}`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await ctx.kube.request("POST", collection, object);
+      return;
+    } catch (error) {
+      if (statusOf(error) !== 409) throw error;
+    }
+    const existing = await ctx.kube.request<any>("GET", path).catch((error) => {
+      if (statusOf(error) === 404) return undefined;
+      throw error;
+    });
+    if (!existing) continue; // deleted meanwhile: create again
+    const holder: string | undefined = existing.metadata?.labels?.[LABEL_SESSION];
+    if (holder === ctx.sessionId) return; // ours, from an attempt that was interrupted
+    if (existing.metadata?.labels?.[LABEL_MANAGED_BY] === undefined) {
+      const { KtctlError, ExitCode } = ctx.api.errors;
+      throw new KtctlError(`${object.kind} ${ctx.namespace}/${object.metadata.name} already exists and is not ktctl's`, ExitCode.conflict, "rename or remove it, then mesh again");
+    }
+    if (holder && (await ctx.live([holder])).has(holder)) throw new ConcurrentCreation(holder);
+    ctx.log.info(`removing ${object.kind.toLowerCase()} ${object.metadata.name} left by session ${holder ?? "unknown"}, which is gone`);
+    await ctx.kube
+      .request("DELETE", path, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", preconditions: { uid: existing.metadata.uid } })
+      .catch((error) => {
+        if (statusOf(error) !== 404 && statusOf(error) !== 409) throw error;
+      });
+  }
+  throw new ConcurrentCreation(undefined);
+}
+
+/** Makes the companion and the router of `service` and waits until the router serves. */
+export async function createMesh(ctx: SetupContext, service: any): Promise<MeshRecord> {
+  const { kube, namespace } = ctx;
+  const name: string = service.metadata.name;
+  const record: MeshRecord = {
+    apiVersion: "v1",
+    kind: "Service",
+    namespace,
+    name,
+    router: routerName(name),
+    companion: companionName(name),
+    adminPort: ctx.ownPorts.admin,
+  };
+
+  await createOwned(ctx, `/api/v1/namespaces/${namespace}/services`, companionService({ name: record.companion, original: service, labels: ctx.labels }));
+  const companion = await kube.request<any>("GET", servicePath(namespace, record.companion));
+  const config = routerConfig(ctx.plan, companion.spec.clusterIP, `${namespace}/${name}`, ctx.ownPorts.admin);
+  await createOwned(
+    ctx,
+    `/apis/apps/v1/namespaces/${namespace}/deployments`,
+    routerDeployment({
+      name: record.router,
+      namespace,
+      service: name,
+      labels: ctx.labels,
+      model: ctx.model,
+      config,
+      plan: ctx.plan,
+      tunnelPort: ctx.ownPorts.tunnel,
+    }),
+  );
+  await waitForRouterPod(ctx, name);
+  return record;
+}
+
+/** Resolves with a ready router pod of the service; fails at once on a pod that cannot start. */
+export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<any> {
+  const { KtctlError, ExitCode } = ctx.api.errors;
+  return watchUntil(
+    ctx.kube,
+    ctx.api,
+    `/api/v1/namespaces/${ctx.namespace}/pods`,
+    { labelSelector: labelSelectorText(routerSelector(service)) },
+    (pods) => {
+      for (const pod of pods.values()) {
+        if (isRouterPodReady(pod)) return pod;
+        for (const status of pod.status?.containerStatuses ?? []) {
+          const reason = status.state?.waiting?.reason;
+          if (reason && HOPELESS.has(reason)) {
+            throw new KtctlError(
+              `the mesh router pod ${pod.metadata.name} cannot start: ${reason}${status.state.waiting.message ? ` (${status.state.waiting.message})` : ""}`,
+              reason.includes("Image") ? ExitCode.image : ExitCode.failure,
+              `kubectl -n ${ctx.namespace} logs ${pod.metadata.name}`,
+            );
+          }
+        }
+      }
+      return undefined;
+    },
+    ctx.timeoutMs,
+    `a ready mesh router pod for service ${ctx.namespace}/${service}`,
+  );
+}
+
+/** Resolves once another session's mesh shows on the service. */
+export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<void> {
+  return watchUntil(
+    ctx.kube,
+    ctx.api,
+    `/api/v1/namespaces/${ctx.namespace}/services`,
+    { fieldSelector: `metadata.name=${service}` },
+    (services) => (meshRecordOf(services.get(service)) ? true : undefined),
+    ctx.timeoutMs,
+    `the mesh of service ${ctx.namespace}/${service} to be set up by another session`,
+  ).then(() => undefined);
+}
+
+export async function readRouterDeployment(kube: Kube, namespace: string, name: string): Promise<any | undefined> {
+  try {
+    return await kube.request<any>("GET", deploymentPath(namespace, name));
+  } catch (error) {
+    if (statusOf(error) === 404) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Resolves once the service's endpoints are what `wanted` says (judged on the ready endpoints'
+ * pod names). kube-proxy follows the EndpointSlices within its own sync period, which no API shows.
+ */
+export function waitForEndpoints(
+  ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">,
+  service: string,
+  wanted: (readyPods: string[]) => boolean,
+  what: string,
+): Promise<void> {
+  return watchUntil(
+    ctx.kube,
+    ctx.api,
+    `/apis/discovery.k8s.io/v1/namespaces/${ctx.namespace}/endpointslices`,
+    { labelSelector: `kubernetes.io/service-name=${service}` },
+    (slices) => {
+      const ready: string[] = [];
+      for (const slice of slices.values()) {
+        for (const endpoint of slice.endpoints ?? []) {
+          if (endpoint.conditions?.ready !== false && endpoint.targetRef?.name) ready.push(endpoint.targetRef.name);
+        }
+      }
+      return wanted(ready) ? true : undefined;
+    },
+    ctx.timeoutMs,
+    what,
+  ).then(() => undefined);
+}
