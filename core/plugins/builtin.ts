@@ -6,6 +6,7 @@ import type { PluginModuleLoader } from "./loader.ts";
 
 export const BUILTIN_PLUGINS: Record<string, PluginModuleLoader> = {
   forward: () => import("../../plugins/forward/index.ts"),
+  connect: () => import("../../plugins/connect/index.ts"),
   clean: () => import("../../plugins/clean/index.ts"),
   status: () => import("../../plugins/status/index.ts"),
   exchange: () => import("../../plugins/exchange/index.ts"),

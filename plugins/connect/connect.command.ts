@@ -105,10 +105,19 @@ const connect: CommandFactory = (api) =>
       };
 
       if (options.dryRun) {
-        const plan = driver.prepare({ ...laptop.spec, sessionId: "<session>" }, laptop.facts);
+        // The plan as root would apply it, so it can be read before deciding to use sudo.
+        const plan = driver.prepare({ ...laptop.spec, sessionId: "<session>" }, { ...laptop.facts, isRoot: true });
         process.stdout.write(`${formatPlan(plan)}\n`);
+        if (!laptop.facts.isRoot && plan.actions.length) process.stdout.write("note: applying this plan needs root (administrator on Windows)\n");
         await release();
         return;
+      }
+      // Refusals (not root, no nat tool) come now, before anything in the cluster exists.
+      try {
+        driver.prepare(laptop.spec, laptop.facts);
+      } catch (error) {
+        await release();
+        throw error;
       }
 
       // --- 2. the session, the shadow, the laptop changes ---------------------------------------

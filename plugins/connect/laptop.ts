@@ -64,7 +64,12 @@ export async function startLaptopSide(o: LaptopSideOptions): Promise<LaptopSide>
     if (driver.capture === "transparent") {
       const originalDestination = await loadOriginalDestination();
       relay = await startRelayListener({
-        destination: originalDestination,
+        // A connection made to the listener itself (not redirected) reports the listener as its
+        // destination: refused, or it would loop into the cluster asking for 127.0.0.1.
+        destination: (socket) => {
+          const destination = originalDestination(socket);
+          return destination && !(destination.host === relay?.host && destination.port === relay?.port) ? destination : undefined;
+        },
         openStream: o.cluster,
         onError: (error, destination) => failed(destination ? `${destination.host}:${destination.port}` : "a captured address")(error),
       });

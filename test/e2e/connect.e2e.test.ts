@@ -213,7 +213,8 @@ describe("connect", () => {
     await eventually(async () => expect(await sessionObjects(id)).toEqual([]), 30_000);
   }, 180_000);
 
-  test("the shadow deleted mid-session: connect heals with a new one", async () => {
+  test("the shadow deleted mid-session: connect heals with a new one; SIGKILL in system mode restores all", async () => {
+    const before = await laptopState();
     const ktctl = start(["--mode", "system"]);
     let id = "";
     try {
@@ -228,8 +229,10 @@ describe("connect", () => {
       }, 60_000, 500);
       expect(healed).toBe("healed");
     } finally {
-      expect(await ktctl.stop("SIGINT")).toBe(130);
+      await ktctl.stop("SIGKILL");
     }
+    await eventually(async () => expect(await laptopState()).toEqual(before), 15_000, 200);
+    await expectUnreachable();
     await eventually(async () => expect(await sessionObjects(id)).toEqual([]), 30_000);
   }, 180_000);
 

@@ -1,0 +1,210 @@
+// exchange against the real cluster, ktctl in the laptop namespace, measured from inside the cluster:
+//   - time from starting `ktctl exchange` to the first in-cluster request the LAPTOP answers (a pod
+//     keeps asking http://echo.demo/ meanwhile; the laptop server stamps the requests it gets);
+//   - time to restore on Ctrl-C: until ktctl exits (everything undone) and until the last request
+//     reached the laptop (traffic back on the original pods), for selector and scale mode;
+//   - requests/s and mean latency from a pod to the exchanged service (pod -> shadow -> tunnel ->
+//     laptop) against the original pods, in the same run.
+//   bun test/bench/exchange.bench.ts [--rounds 3] [--requests 300] [--concurrency 8]
+// Prints a Markdown table and a JSON line. Needs the test cluster (test/cluster/up).
+
+import { parseArgs } from "node:util";
+import { DEMO_NS, inLaptop, kubectl, podsOf, requireCluster, runInLaptop, runInPod } from "../e2e/harness.ts";
+import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
+
+const { values } = parseArgs({
+  options: { rounds: { type: "string", default: "3" }, requests: { type: "string", default: "300" }, concurrency: { type: "string", default: "8" } },
+});
+const rounds = Number(values.rounds);
+const requests = Number(values.requests);
+const concurrency = Number(values.concurrency);
+const LOCAL_PORT = 28180;
+const STATS_PORT = 28181;
+
+await requireCluster();
+const { home, remove } = tempHome("bench");
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// ---- the laptop: an HTTP server answering like the echo pods, stamping every request -------------
+const serverScript = `
+const stamps = [];
+Bun.serve({ port: ${LOCAL_PORT}, hostname: "127.0.0.1", fetch() { stamps.push(Date.now()); return Response.json({ pod: "laptop" }); } });
+Bun.serve({ port: ${STATS_PORT}, hostname: "127.0.0.1", fetch(req) {
+  const since = Number(new URL(req.url).searchParams.get("since") ?? 0);
+  const after = stamps.filter((t) => t >= since);
+  return Response.json({ count: after.length, first: after[0] ?? null, last: after.at(-1) ?? null });
+} });`;
+const server = Bun.spawn(inLaptop(["bun", "-e", serverScript]), { stdout: "ignore", stderr: "inherit" });
+
+async function laptopStats(since: number): Promise<{ count: number; first: number | null; last: number | null }> {
+  const r = await runInLaptop(["curl", "-s", "--max-time", "2", `http://127.0.0.1:${STATS_PORT}/?since=${since}`]);
+  return JSON.parse(r.stdout || '{"count":0,"first":null,"last":null}');
+}
+
+async function until<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+await until(async () => ((await runInLaptop(["curl", "-sf", "--max-time", "2", `http://127.0.0.1:${STATS_PORT}/`])).code === 0 ? true : undefined), 15_000, "the laptop server");
+
+// ---- a pod that keeps asking the service ---------------------------------------------------------
+/**
+ * Requests http://echo.demo/ back to back from the toolbox pod until stop() (a marker file) ends it;
+ * resolves once the loop runs (it leaves a file after its first request).
+ */
+async function probeLoop(tag: string): Promise<{ stop(): Promise<{ requests: number; failures: number }> }> {
+  const marker = `/tmp/ktctl-bench-stop-${tag}`;
+  const running = `/tmp/ktctl-bench-running-${tag}`;
+  const loop = kubectl(
+    [
+      "-n", DEMO_NS, "exec", "toolbox", "--", "sh", "-c",
+      `rm -f ${marker}; n=0; f=0; while [ ! -e ${marker} ]; do n=$((n+1)); timeout 2 wget -qO- http://echo.${DEMO_NS}/ >/dev/null 2>&1 || f=$((f+1)); touch ${running}; done; rm -f ${marker} ${running}; echo "$n $f"`,
+    ],
+    { timeoutMs: 600_000 },
+  );
+  await until(async () => ((await runInPod(["test", "-e", running])).code === 0 ? true : undefined), 30_000, "the probe loop");
+  return {
+    async stop() {
+      await runInPod(["touch", marker]);
+      const [requests, failures] = (await loop).stdout.trim().split(/\s+/).map(Number) as [number, number];
+      return { requests, failures };
+    },
+  };
+}
+
+/** Sequential requests from the toolbox pod in `parallel` loops; wall time by the pod's clock. */
+async function load(url: string, total: number, parallel: number): Promise<{ rps: number; meanMs: number; failures: number }> {
+  const each = Math.ceil(total / parallel);
+  const script = `
+    one() { i=0; f=0; while [ $i -lt ${each} ]; do wget -qO- ${url} >/dev/null 2>&1 || f=$((f+1)); i=$((i+1)); done; echo $f; }
+    start=$(cut -d' ' -f1 /proc/uptime)
+    for p in $(seq ${parallel}); do one > /tmp/ktctl-bench-$p & done; wait
+    end=$(cut -d' ' -f1 /proc/uptime)
+    echo "$start $end $(cat /tmp/ktctl-bench-* | awk '{s+=$1} END {print s}')"; rm -f /tmp/ktctl-bench-*`;
+  const r = await runInPod(["sh", "-c", script], "toolbox", DEMO_NS, { timeoutMs: 600_000 });
+  const [start, end, failures] = r.stdout.trim().split(/\s+/).map(Number) as [number, number, number];
+  const seconds = end - start;
+  const done = each * parallel;
+  return { rps: done / seconds, meanMs: (seconds * 1000 * parallel) / done, failures };
+}
+
+// ---- one exchange ------------------------------------------------------------------------------
+interface Round {
+  mode: string;
+  /** Start of ktctl to its "exchanged" line. */
+  readyMs: number;
+  /** Start of ktctl to the first request the laptop answered. */
+  firstAnswerMs: number;
+  /** Ctrl-C to ktctl's exit, everything restored (scale: replicas ready again). */
+  restoreMs: number;
+  /** Ctrl-C to the last request that still reached the laptop. */
+  trafficBackMs: number;
+  /** Requests the probing pod made over the whole round (switch in and out), and how many failed. */
+  probeRequests: number;
+  probeFailures: number;
+}
+
+const EXCHANGED = /exchanged \S+ in [\d.]+s \((\w+) mode, session ([a-z0-9]+)\)/;
+
+async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): Promise<{ round: Round; loadResults?: Record<string, any> }> {
+  const target = mode === "scale" ? "deployment/echo" : "svc/echo";
+  const probe = await probeLoop(`${mode}-${Date.now()}`);
+  const t0 = Date.now();
+  const k: KtctlProcess = startKtctl(["exchange", target, "--mode", mode, "--expose", `${LOCAL_PORT}:80`], home);
+  await k.waitFor(EXCHANGED, 120_000);
+  const readyMs = Date.now() - t0;
+  const first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
+  let loadResults: Record<string, any> | undefined;
+  let probed = { requests: 0, failures: 0 };
+  if (measureLoad) {
+    probed = await probe.stop();
+    const [pod] = await podsOf("echo");
+    loadResults = {
+      exchangedSeq: await load(`http://echo.${DEMO_NS}/`, requests, 1),
+      originalSeq: await load(`http://${pod!.ip}:8080/`, requests, 1),
+      exchangedPar: await load(`http://echo.${DEMO_NS}/`, requests * 2, concurrency),
+      originalPar: await load(`http://${pod!.ip}:8080/`, requests * 2, concurrency),
+    };
+  }
+  const back = measureLoad ? await probeLoop(`${mode}-back-${Date.now()}`) : probe;
+  const t2 = Date.now();
+  k.proc.kill("SIGINT");
+  await k.exited;
+  const restoreMs = Date.now() - t2;
+  // Traffic is back once the pod's requests no longer reach the laptop: wait until one is answered
+  // by an original pod, then take the last laptop stamp.
+  await until(
+    async () => {
+      const r = await runInPod(["sh", "-c", `timeout 2 wget -qO- http://echo.${DEMO_NS}/`]);
+      return r.code === 0 && !r.stdout.includes('"laptop"') ? true : undefined;
+    },
+    120_000,
+    "the original pods answering again",
+  );
+  const last = (await laptopStats(t2)).last;
+  const probedBack = await back.stop();
+  return {
+    round: {
+      mode,
+      readyMs,
+      firstAnswerMs: first - t0,
+      restoreMs,
+      trafficBackMs: last ? Math.max(0, last - t2) : 0,
+      probeRequests: probed.requests + probedBack.requests,
+      probeFailures: probed.failures + probedBack.failures,
+    },
+    loadResults,
+  };
+}
+
+const results: Round[] = [];
+let loadFigures: Record<string, any> | undefined;
+try {
+  for (const mode of ["selector", "scale"] as const) {
+    for (let i = 0; i < rounds; i++) {
+      const { round, loadResults } = await exchangeRound(mode, mode === "selector" && i === 0);
+      results.push(round);
+      loadFigures ??= loadResults;
+      console.error(`${mode} round ${i + 1}: ${JSON.stringify(round)}`);
+    }
+  }
+} finally {
+  server.kill();
+  await server.exited;
+  remove();
+}
+
+const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const row = (mode: string, key: "readyMs" | "firstAnswerMs" | "restoreMs" | "trafficBackMs") => {
+  const xs = results.filter((r) => r.mode === mode).map((r) => r[key]);
+  return `${fmt(median(xs))} (${xs.map(fmt).join(", ")})`;
+};
+console.log(`| exchange, ${rounds} rounds per mode, median (all rounds) | selector mode | scale mode |`);
+console.log("|---|---|---|");
+console.log(`| start of ktctl to "exchanged" printed | ${row("selector", "readyMs")} | ${row("scale", "readyMs")} |`);
+console.log(`| start of ktctl to first in-cluster request answered by the laptop | ${row("selector", "firstAnswerMs")} | ${row("scale", "firstAnswerMs")} |`);
+console.log(`| Ctrl-C to ktctl exit (all restored${"; scale: replicas ready"}) | ${row("selector", "restoreMs")} | ${row("scale", "restoreMs")} |`);
+console.log(`| Ctrl-C to last request reaching the laptop | ${row("selector", "trafficBackMs")} | ${row("scale", "trafficBackMs")} |`);
+const failures = (mode: string) =>
+  results
+    .filter((r) => r.mode === mode)
+    .map((r) => `${r.probeFailures}/${r.probeRequests}`)
+    .join(", ");
+console.log(`| requests of a pod asking all along that failed (per round, switch in and out) | ${failures("selector")} | ${failures("scale")} |`);
+if (loadFigures) {
+  const l = loadFigures;
+  console.log("");
+  console.log(`| from the toolbox pod (busybox wget, new connection per request) | exchanged service (-> laptop) | original pod |`);
+  console.log("|---|---|---|");
+  console.log(`| sequential, ${requests} requests: requests/s | ${l.exchangedSeq.rps.toFixed(0)} | ${l.originalSeq.rps.toFixed(0)} |`);
+  console.log(`| sequential: mean latency | ${l.exchangedSeq.meanMs.toFixed(1)} ms | ${l.originalSeq.meanMs.toFixed(1)} ms |`);
+  console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${l.exchangedPar.rps.toFixed(0)} | ${l.originalPar.rps.toFixed(0)} |`);
+  console.log(`| ${concurrency} in parallel: mean latency | ${l.exchangedPar.meanMs.toFixed(1)} ms | ${l.originalPar.meanMs.toFixed(1)} ms |`);
+  console.log(`| failed requests | ${l.exchangedSeq.failures + l.exchangedPar.failures} | ${l.originalSeq.failures + l.originalPar.failures} |`);
+}
+console.log(JSON.stringify({ rounds: results, load: loadFigures }));
