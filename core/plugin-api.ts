@@ -118,6 +118,13 @@ export interface ShadowOptions {
   ports?: { name?: string; port: number }[];
   /** Shadow roles to enable besides the tunnel, e.g. ["dns"]. */
   roles?: string[];
+  /**
+   * Share one shadow among this owner's sessions that ask with the same key (and the same pod
+   * options) in the namespace: the first creates it, the others join, the last to leave deletes it.
+   * Its key pair is kept in ~/.ktctl/shared/<key>.key so other processes can authenticate. Only for
+   * outbound use (connect): remote listeners on a shared shadow would collide.
+   */
+  share?: { key: string };
 }
 
 export interface Shadow {

@@ -1,14 +1,21 @@
-// One TCP connection to a pod port through the API server's portforward subresource, as a Duplex.
-// Protocol v4.channel.k8s.io: each binary message starts with a channel byte (0 data, 1 error for
-// the first port); the first two bytes the server sends on each channel are the port number (little
-// endian). Written over `ws` (Bun's native client under Bun) rather than client-node's PortForward
-// because that one ignores back-pressure both ways, and this stream carries the whole SSH tunnel.
+// Byte streams to pod ports through the API server's portforward subresource, as Duplexes.
+//
+// Two wire protocols, negotiated in one WebSocket handshake:
+// - SPDY/3.1 tunnelled through the WebSocket ("SPDY/3.1+portforward.k8s.io", Kubernetes 1.30+),
+//   see portforward-spdy.ts: many streams per connection, and far cheaper for the node.
+// - v4.channel.k8s.io: each binary message starts with a channel byte (0 data, 1 error for the
+//   first port); the first two bytes the server sends on each channel are the port number (little
+//   endian). One stream per WebSocket, no half-close.
+// Both ride our own WebSocket client (websocket.ts), which honours back-pressure both ways.
 
 import { Duplex } from "node:stream";
-import WebSocket from "ws";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { apiErrorFrom, connectionErrorFrom } from "./errors.ts";
 import type { Transport } from "./transport.ts";
+import { SPDY_PORT_FORWARD_PROTOCOL, SpdyPortForwardConnection, summarizeForwardError } from "./portforward-spdy.ts";
+import { ClientWebSocket, UpgradeRefusedError } from "./websocket.ts";
+
+export { SPDY_PORT_FORWARD_PROTOCOL, SpdyPortForwardConnection, forwardErrorText, summarizeForwardError } from "./portforward-spdy.ts";
 
 export const PORT_FORWARD_PROTOCOL = "v4.channel.k8s.io";
 const DATA_CHANNEL = 0;
@@ -51,49 +58,47 @@ export function encodeDataFrames(chunks: readonly Uint8Array[], max = MAX_FRAME_
 /** Splits incoming messages into channel and payload, dropping the port-number prefix of each channel. */
 export class ChannelDecoder {
   private readonly prefixLeft = new Map<number, number>();
+  private current = DATA_CHANNEL;
 
+  /** A whole message (or the first piece of one): its first byte names the channel. */
   decode(message: Buffer): { channel: number; payload: Buffer } | undefined {
     if (message.length === 0) return undefined;
-    const channel = message[0]!;
-    let payload = message.subarray(1);
+    this.current = message[0]!;
+    return { channel: this.current, payload: this.strip(this.current, message.subarray(1)) };
+  }
+
+  /** A later piece of the message `decode` last saw: same channel, no channel byte. */
+  continued(piece: Buffer): { channel: number; payload: Buffer } {
+    return { channel: this.current, payload: this.strip(this.current, piece) };
+  }
+
+  private strip(channel: number, payload: Buffer): Buffer {
     const left = this.prefixLeft.get(channel) ?? 2;
-    if (left > 0) {
-      const skip = Math.min(left, payload.length);
-      this.prefixLeft.set(channel, left - skip);
-      payload = payload.subarray(skip);
-    }
-    return { channel, payload };
+    if (left === 0) return payload;
+    const skip = Math.min(left, payload.length);
+    this.prefixLeft.set(channel, left - skip);
+    return payload.subarray(skip);
   }
 }
 
-/**
- * The kubelet's error text names network namespaces and container ids; what the user needs is the
- * cause at its end ("connect: connection refused"), so keep the first line's last clause.
- */
-export function summarizeForwardError(text: string): string {
-  const line = text.split("\n").find((l) => l.trim())?.trim() ?? "";
-  const refused = /dial tcp4? [^:]+:(\d+): connect: connection refused/.exec(line);
-  if (refused) return `nothing listens on port ${refused[1]} in the pod (connection refused)`;
-  return line;
-}
-
-class PortForwardStream extends Duplex {
+class V4PortForwardStream extends Duplex {
   private readonly decoder = new ChannelDecoder();
   private errorText = "";
   private paused = false;
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly ws: ClientWebSocket,
     private readonly label: string,
   ) {
     super({ allowHalfOpen: false, readableHighWaterMark: READ_HIGH_WATER_MARK });
-    ws.on("message", (data: Buffer) => this.onMessage(data));
-    ws.on("close", () => this.onClose());
-    ws.on("error", (e: Error) => this.destroy(new KtctlError(`port-forward to ${label} broke: ${e.message}`, ExitCode.unreachable)));
+    ws.attach({
+      data: (piece, first) => this.onPiece(piece, first),
+      closed: (error) => this.onClose(error),
+    });
   }
 
-  private onMessage(data: Buffer): void {
-    const decoded = this.decoder.decode(data);
+  private onPiece(piece: Buffer, first: boolean): void {
+    const decoded = first ? this.decoder.decode(piece) : this.decoder.continued(piece);
     if (!decoded || decoded.payload.length === 0) return;
     if (decoded.channel === DATA_CHANNEL) {
       if (!this.push(decoded.payload) && !this.paused) {
@@ -105,9 +110,11 @@ class PortForwardStream extends Duplex {
     }
   }
 
-  private onClose(): void {
+  private onClose(error: Error | undefined): void {
     if (this.errorText) {
       this.destroy(new KtctlError(`port-forward to ${this.label} failed: ${summarizeForwardError(this.errorText)}`, ExitCode.unreachable));
+    } else if (error && !this.readableEnded) {
+      this.destroy(new KtctlError(`port-forward to ${this.label} broke: ${error.message}`, ExitCode.unreachable));
     } else {
       this.push(null);
     }
@@ -125,11 +132,14 @@ class PortForwardStream extends Duplex {
   }
 
   override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
-    this.send(chunks.map((c) => c.chunk), callback);
+    this.send(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
   }
 
   private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
-    if (this.ws.readyState !== WebSocket.OPEN) {
+    if (!this.ws.open) {
       callback(new KtctlError(`port-forward to ${this.label} is closed`, ExitCode.unreachable));
       return;
     }
@@ -139,67 +149,101 @@ class PortForwardStream extends Duplex {
       return;
     }
     // The send callback fires once the socket has taken the data: that is our back-pressure.
-    for (let i = 0; i < frames.length - 1; i++) this.ws.send(frames[i]!);
-    this.ws.send(frames[frames.length - 1]!, (err?: Error) => callback(err ?? null));
+    for (let i = 0; i < frames.length - 1; i++) this.ws.sendOwned(frames[i]!);
+    this.ws.sendOwned(frames[frames.length - 1]!, (err?: Error | null) => callback(err ?? null));
   }
 
   override _final(callback: (error?: Error | null) => void): void {
     // v4 has no half-close: our side is done, so the whole connection is.
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    this.ws.close(1000);
     callback();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.ws.readyState === WebSocket.CONNECTING || this.ws.readyState === WebSocket.OPEN) this.ws.terminate();
+    this.ws.destroy();
     callback(error);
   }
 }
 
+export type PortForwardProtocolChoice = "auto" | "spdy" | "v4";
+
+/**
+ * Which subprotocols to offer. "auto" offers SPDY first and v4 second in one handshake: an API
+ * server that tunnels SPDY (Kubernetes 1.30+ with PortForwardWebsockets, on by default from 1.31)
+ * picks SPDY; an older one passes the upgrade on to the kubelet, which takes the first protocol it
+ * knows, v4. So the fallback costs no extra round trip. KTCTL_PORT_FORWARD=v4|spdy pins one (for
+ * comparisons, and for a server that mishandles the offer).
+ */
+export function offeredProtocols(choice: PortForwardProtocolChoice = protocolChoiceFromEnv()): string[] {
+  if (choice === "v4") return [PORT_FORWARD_PROTOCOL];
+  if (choice === "spdy") return [SPDY_PORT_FORWARD_PROTOCOL];
+  return [SPDY_PORT_FORWARD_PROTOCOL, PORT_FORWARD_PROTOCOL];
+}
+
+function protocolChoiceFromEnv(env: Record<string, string | undefined> = process.env): PortForwardProtocolChoice {
+  const value = env.KTCTL_PORT_FORWARD?.toLowerCase();
+  return value === "v4" || value === "spdy" ? value : "auto";
+}
+
 /** Opens the WebSocket and resolves once the API server has upgraded it; refusals become KtctlErrors. */
-export async function openPortForward(transport: Transport, namespace: string, pod: string, port: number): Promise<Duplex> {
+export async function openPortForwardSocket(
+  transport: Transport,
+  namespace: string,
+  pod: string,
+  port: number,
+  protocols: string[] = offeredProtocols(),
+): Promise<ClientWebSocket> {
   const { headers, tls } = await transport.credentials();
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`;
-  const url = transport.server.replace(/^http/, "ws") + path;
-  const label = `${namespace}/${pod}:${port}`;
-  const options: WebSocket.ClientOptions & { servername?: string } = {
-    headers,
-    ca: tls.ca,
-    cert: tls.cert,
-    key: tls.key,
-    rejectUnauthorized: tls.rejectUnauthorized,
-    servername: tls.serverName,
-    perMessageDeflate: false,
-    handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-  };
-  const ws = new WebSocket(url, [PORT_FORWARD_PROTOCOL], options);
-  ws.binaryType = "nodebuffer";
+  try {
+    return await ClientWebSocket.connect({
+      url: transport.server.replace(/^http/, "ws") + path,
+      headers,
+      protocols,
+      tls,
+      timeoutMs: HANDSHAKE_TIMEOUT_MS,
+    });
+  } catch (error) {
+    if (error instanceof UpgradeRefusedError) throw apiErrorFrom(error.status, error.body, "GET", path, transport.server);
+    if (/chose subprotocol/.test((error as Error).message)) {
+      throw new KtctlError(
+        `port-forward to ${namespace}/${pod}:${port}: API server ${transport.server} speaks none of ${protocols.join(", ")}`,
+        ExitCode.unreachable,
+      );
+    }
+    throw connectionErrorFrom(error, transport.server);
+  }
+}
 
-  await new Promise<void>((resolve, reject) => {
-    const fail = (e: Error) => {
-      ws.removeAllListeners();
-      ws.on("error", () => {});
-      reject(e);
-    };
-    ws.once("open", () => {
-      ws.removeAllListeners();
-      if (ws.protocol !== PORT_FORWARD_PROTOCOL) {
-        ws.terminate();
-        reject(new KtctlError(`port-forward to ${label}: API server ${transport.server} does not speak ${PORT_FORWARD_PROTOCOL}`, ExitCode.unreachable));
-        return;
-      }
-      resolve();
-    });
-    ws.once("unexpected-response", (_req: unknown, res: NodeJS.ReadableStream & { statusCode?: number }) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
-      res.on("end", () => {
-        ws.terminate();
-        fail(apiErrorFrom(res.statusCode ?? 500, body, "GET", path, transport.server));
-      });
-      res.on("error", () => fail(apiErrorFrom(res.statusCode ?? 500, body, "GET", path, transport.server)));
-    });
-    ws.once("error", (e: Error) => fail(connectionErrorFrom(e, transport.server)));
-  });
-  return new PortForwardStream(ws, label);
+/** A port-forward connection to one pod that can carry several streams (SPDY only). */
+export interface PortForwardSession {
+  /** Another stream to `port` of the same pod, on the same connection. */
+  open(port: number): Duplex;
+  /** False once the connection is closing or gone. */
+  readonly accepting: boolean;
+  readonly closed: Promise<void>;
+  close(): void;
+}
+
+/**
+ * The first stream to `port` and, when the server speaks SPDY, the session it rides (which can
+ * open more streams to the same pod without a new connection). With v4 there is no session.
+ */
+export async function openPortForwardSession(
+  transport: Transport,
+  namespace: string,
+  pod: string,
+  port: number,
+): Promise<{ stream: Duplex; session?: PortForwardSession }> {
+  const ws = await openPortForwardSocket(transport, namespace, pod, port);
+  if (ws.protocol === PORT_FORWARD_PROTOCOL) return { stream: new V4PortForwardStream(ws, `${namespace}/${pod}:${port}`) };
+  const session = new SpdyPortForwardConnection(ws, `${namespace}/${pod}`);
+  return { stream: session.open(port), session };
+}
+
+/** One byte stream to a pod port, over its own WebSocket (closed with the stream). */
+export async function openPortForward(transport: Transport, namespace: string, pod: string, port: number): Promise<Duplex> {
+  const { stream, session } = await openPortForwardSession(transport, namespace, pod, port);
+  if (session) stream.once("close", () => session.close());
+  return stream;
 }

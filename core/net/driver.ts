@@ -92,6 +92,19 @@ export interface NetDriver {
   refresh(spec: ConnectNetSpec, facts: HostFacts): NetAction[];
 }
 
+/**
+ * Refusal when another connect's changes are in a file this one would write. Each connect restores
+ * the bytes it found, so two at once would, leaving in the wrong order, put the other's changes back
+ * for good (a resolv.conf naming a DNS server that is gone).
+ */
+export function fileHeldByOtherConnect(path: string, holder: string): KtctlError {
+  return new KtctlError(
+    `${path} is already changed by ktctl connect session ${holder}; only one connect at a time may change it`,
+    ExitCode.conflict,
+    `stop that connect first, or run this one with --mode proxy; if session ${holder} is gone, \`ktctl clean --localOnly\` restores the file`,
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Printing
 

@@ -10,6 +10,9 @@ export interface HostsEntry {
 export const blockBegin = (sessionId: string) => `# BEGIN ktctl connect ${sessionId}`;
 export const blockEnd = (sessionId: string) => `# END ktctl connect ${sessionId}`;
 
+/** The sessions that have a block in this hosts file. */
+export const hostsBlockSessions = (text: string): string[] => [...text.matchAll(/^# BEGIN ktctl connect ([a-z0-9]+)\r?$/gm)].map((m) => m[1]!);
+
 /** Lines of at most this many names: some resolvers (older glibc, Windows) cut long lines. */
 const NAMES_PER_LINE = 8;
 

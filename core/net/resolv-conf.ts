@@ -40,6 +40,11 @@ export function upstreamsOf(conf: ResolvConf, ownAddresses: string[]): Upstream[
 
 export const RESOLV_MARK = "# ktctl connect";
 
+/** The session whose connect wrote this resolv.conf (its marked header), if any. */
+export function resolvConfSession(text: string): string | undefined {
+  return /^# ktctl connect \(session ([a-z0-9]+)\)/m.exec(text)?.[1];
+}
+
 export interface ConnectResolvConfOptions {
   /** The address the local DNS server answers on (port 53). */
   nameserver: string;

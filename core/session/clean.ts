@@ -24,8 +24,9 @@ import {
   type JournalStep,
   type LeaseRecord,
 } from "./journal.ts";
-import { LABEL_MANAGED_BY, LABEL_SESSION, leaseName, leaseSelector } from "./labels.ts";
-import { httpStatus, undoMarkOf, type UndoRegistry, type UndoWhere } from "./undo.ts";
+import { LABEL_MANAGED_BY, LABEL_SESSION, LABEL_SHARE, leaseName, leaseSelector } from "./labels.ts";
+import { sharersOf } from "./shares.ts";
+import { httpStatus, releaseShareStep, undoMarkOf, type UndoRegistry, type UndoWhere } from "./undo.ts";
 
 /** Resource types searched for objects carrying a session label. */
 export const CLEAN_RESOURCES = [
@@ -119,6 +120,11 @@ export interface PlanInput {
   local: LocalJournalState[];
   /** API server URL the clean runs against: local journals of other clusters keep their cluster steps. */
   server?: string;
+  /**
+   * Shared objects (a shared shadow) in scope. They carry no session label; one whose sharers all
+   * have neither a Lease nor a local journal was left by sessions that ended without releasing it.
+   */
+  shared?: LabelledObject[];
   /** For session ids seen only on objects: "absent" (no Lease anywhere) or "unknown" (could not look). */
   leaseElsewhere: Record<string, "absent" | "unknown" | "present">;
   notes?: string[];
@@ -298,6 +304,25 @@ export function computePlan(input: PlanInput): CleanPlan {
       notes,
     });
   }
+
+  // 4. Shared objects nobody can release any more: every sharer is unknown to both sides.
+  const known = new Set([...input.leases.map((l) => l.id), ...input.local.map((l) => l.journal.meta.id)]);
+  for (const object of input.shared ?? []) {
+    const sharers = sharersOf(object);
+    if (sharers.some((id) => known.has(id))) continue;
+    const ref = { apiVersion: object.apiVersion, kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name };
+    const step = releaseShareStep(ref, `shared ${objectDescribe(object)}`);
+    plan.entries.push({
+      // Not a session: the release runs on behalf of nobody, and finds every listed sharer gone.
+      sessionId: `shared:${object.metadata.name}`,
+      namespace: object.metadata.namespace,
+      owner: object.metadata.labels?.["ktctl.io/owner"],
+      why: sharers.length ? `shared by session(s) ${sharers.join(", ")}, none of which exists any more` : "shared by no session",
+      localJournal: false,
+      actions: [{ type: "undo", describe: `delete ${objectDescribe(object)}`, step, where: "cluster", source: "object" }],
+      notes: [],
+    });
+  }
   return plan;
 }
 
@@ -355,6 +380,7 @@ export async function planClean(kube: Kube | undefined, options: CleanOptions, c
   const now = await serverNow(kube, options.namespace || kube.namespace);
   const leases = (await listLeases(kube, namespace, leaseSelector())).map(readLease);
   const objects = await listLabelled(kube, namespace, notes);
+  const shared = await listShared(kube, namespace, notes);
 
   const leaseElsewhere: Record<string, "absent" | "unknown" | "present"> = {};
   const known = new Set([...leases.map((l) => l.id), ...local.map((l) => l.journal.meta.id)]);
@@ -381,8 +407,22 @@ export async function planClean(kube: Kube | undefined, options: CleanOptions, c
     local,
     server: kube.server,
     leaseElsewhere,
+    shared,
     notes,
   });
+}
+
+/** Shared shadows in scope (pods with the share label). */
+async function listShared(kube: Kube, namespace: string | undefined, notes: string[]): Promise<LabelledObject[]> {
+  const path = `/api/v1${namespace ? `/namespaces/${encodeURIComponent(namespace)}` : ""}/pods?labelSelector=${encodeURIComponent(LABEL_SHARE)}`;
+  try {
+    const list = await kube.request<{ items?: any[] }>("GET", path);
+    return (list.items ?? []).filter((p) => !p.metadata?.deletionTimestamp).map((p) => ({ ...p, apiVersion: "v1", kind: "Pod" }));
+  } catch (error) {
+    if (httpStatus(error) !== 403) throw error;
+    notes.push("not allowed to list pods: shared shadows are not searched");
+    return [];
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ export const MANAGED_BY_VALUE = "ktctl";
 export const LABEL_SESSION = `${DOMAIN}/session`;
 export const LABEL_ROLE = `${DOMAIN}/role`;
 export const LABEL_OWNER = `${DOMAIN}/owner`;
+/**
+ * On an object several sessions of one owner share (a shared shadow): the share's key. Such an
+ * object carries no session label, as no single session owns it; its sharers are listed in
+ * ANNOTATION_SHARERS and each one journals a `release-shared-shadow` step.
+ */
+export const LABEL_SHARE = `${DOMAIN}/share`;
 
 /** Role of the per-session Lease that carries the cluster copy of the journal. */
 export const ROLE_SESSION = "session";
@@ -28,6 +34,9 @@ export const ANNOTATION_JOURNAL = `${DOMAIN}/journal`;
  * `{kind, undo}`. It lets `clean` restore the object even when the journals are lost.
  */
 export const ANNOTATION_UNDO = `${DOMAIN}/undo`;
+
+/** On a shared object: the ids of the sessions using it, as a JSON list. */
+export const ANNOTATION_SHARERS = `${DOMAIN}/sharers`;
 
 const SESSION_ID_LENGTH = 8;
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";

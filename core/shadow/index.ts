@@ -1,31 +1,71 @@
 // Starting a session's shadow: the pod (a journaled step, so it is always removed), the wait for
 // it to run (image problems reported at once), and the tunnel over the API server's port-forward.
 // When the pod disappears mid-session (deleted, evicted) the tunnel's reconnect makes a new one.
+// With `options.share` the pod is one several sessions of the owner share (see shared.ts): the step
+// joins it, and its undo leaves it (deleting it when this session was the last sharer).
 
 import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
 import { waitForPod } from "../kube/wait.ts";
 import type { Kube, Session, Shadow, ShadowOptions } from "../plugin-api.ts";
 import type { ConsolaInstance } from "consola";
+import { ktctlHome } from "../session/journal.ts";
 import { objectName } from "../session/labels.ts";
+import { sharersOf } from "../session/shares.ts";
+import { releaseShareStep } from "../session/undo.ts";
 import { createSessionKeyPair } from "../tunnel/keys.ts";
 import { createTunnel } from "../tunnel/client.ts";
 import { SHADOW_TUNNEL_PORT } from "../tunnel/protocol.ts";
 import { shadowPodSpec } from "./pod-spec.ts";
+import { loadSharedKeyPair } from "./shared-keys.ts";
+import { joinSharedShadow, sharedShadowPod } from "./shared.ts";
 
 const isStarted = (pod: any) =>
   !pod.metadata?.deletionTimestamp &&
   Boolean(pod.status?.podIP) &&
   (pod.status?.containerStatuses ?? []).some((c: any) => c.name === "shadow" && c.state?.running);
 
-export async function startShadow(session: Session, options: ShadowOptions, context: { logger: ConsolaInstance }): Promise<Shadow> {
+export interface StartShadowContext {
+  logger: ConsolaInstance;
+  /** Where shared key pairs live; KTCTL_HOME or ~/.ktctl by default. */
+  home?: string;
+}
+
+export async function startShadow(session: Session, options: ShadowOptions, context: StartShadowContext): Promise<Shadow> {
   const { kube, namespace } = session;
   const { logger } = context;
   const global = session.global;
-  const keys = createSessionKeyPair(`ktctl-${session.id}`);
+  const keys = options.share
+    ? await loadSharedKeyPair(context.home ?? ktctlHome(), options.share.key)
+    : createSessionKeyPair(`ktctl-${session.id}`);
   const creationTimeoutMs = (global.podCreationTimeout ?? 60) * 1000;
   let generation = 0;
   let current: { name: string; ip: string } | undefined;
+  const shared = options.share
+    ? sharedShadowPod({ namespace, owner: session.owner, key: options.share.key, publicKey: keys.publicKey, global, options })
+    : undefined;
+  let joined = false;
+
+  /**
+   * Joins the shared pod and waits until its process runs. The first join is the journaled step;
+   * a later one (the pod was deleted under us) re-enters the same name, which that step's undo covers.
+   */
+  const joinPod = async (): Promise<{ name: string; ip: string }> => {
+    const { name, spec } = shared!;
+    const join = () => joinSharedShadow(kube, { namespace, name, spec, sessionId: session.id, timeoutMs: creationTimeoutMs, logger });
+    const result = joined
+      ? await join()
+      : await session.step(releaseShareStep({ apiVersion: "v1", kind: "Pod", namespace, name }, `share shadow pod ${namespace}/${name}`), join);
+    joined = true;
+    const others = result.sharers.filter((id) => id !== session.id);
+    if (others.length) logger.info(`sharing shadow pod ${name} with session${others.length > 1 ? "s" : ""} ${others.join(", ")}`);
+    else logger.debug(`shared shadow pod ${name} ${result.created ? "created" : "joined"}`);
+    const pod = await waitForPod(kube, namespace, name, isStarted, {
+      timeoutMs: creationTimeoutMs,
+      onProgress: (summary) => logger.debug(`shadow ${name}: ${summary}`),
+    });
+    return { name, ip: pod.status!.podIP! };
+  };
 
   /** Creates the shadow pod as a journaled step and waits until its process runs. */
   const createPod = async (): Promise<{ name: string; ip: string }> => {
@@ -64,15 +104,17 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
           if (isKtctlError(error) && error.exitCode === ExitCode.notFound) return undefined;
           throw error;
         });
-      if (pod && isStarted(pod)) return current;
-      if (pod && !pod.metadata?.deletionTimestamp && pod.status?.phase !== "Failed" && pod.status?.phase !== "Succeeded") {
+      // A shared pod replaced under the same name (by another sharer's heal) does not list us yet.
+      const listsUs = !shared || sharersOf(pod).includes(session.id);
+      if (pod && isStarted(pod) && listsUs) return current;
+      if (pod && listsUs && !pod.metadata?.deletionTimestamp && pod.status?.phase !== "Failed" && pod.status?.phase !== "Succeeded") {
         // Still there but restarting its container: wait for it rather than doubling up.
         const again = await waitForPod(kube, namespace, current.name, isStarted, { timeoutMs: creationTimeoutMs });
         return (current = { name: current.name, ip: again.status!.podIP! });
       }
-      logger.warn(`shadow pod ${current.name} is gone; starting a new one`);
+      if (!pod || !shared || listsUs) logger.warn(`shadow pod ${current.name} is gone; starting a new one`);
     }
-    current = await createPod();
+    current = shared ? await joinPod() : await createPod();
     return current;
   };
 

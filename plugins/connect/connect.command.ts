@@ -15,6 +15,9 @@ import type { OpenStream } from "../../core/net/relay-listener.ts";
 import { startLaptopSide } from "./laptop.ts";
 import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 
+/** Every --shareShadow connect of a user to a namespace shares the one shadow made for this key. */
+const SHARE_KEY = "connect";
+
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 const connect: CommandFactory = (api) =>
@@ -32,7 +35,7 @@ const connect: CommandFactory = (api) =>
       excludeIps: { type: "string", description: "Addresses or ranges never captured, comma-separated (e.g. a VPN's range)" },
       includeIps: { type: "string", description: "Extra addresses or ranges to capture, comma-separated" },
       clusterDomain: { type: "string", default: "cluster.local", description: "The cluster's DNS domain" },
-      shareShadow: { type: "boolean", default: false, description: "Share one shadow among this user's connects (needs shared shadows in the core)" },
+      shareShadow: { type: "boolean", default: false, description: "Share one shadow pod among this user's connects to the namespace (the last to exit removes it)" },
       dryRun: { type: "boolean", default: false, description: "Print what would change on this machine, change nothing" },
     },
     async run({ args }) {
@@ -40,13 +43,6 @@ const connect: CommandFactory = (api) =>
       const started = performance.now();
       const isRoot = process.getuid?.() === 0;
       const options = parseConnectOptions(args as Record<string, unknown>, api.errors, { platform: process.platform, isRoot });
-      if (options.shareShadow) {
-        throw new KtctlError(
-          "--shareShadow needs shared shadows, which the core does not offer yet",
-          ExitCode.usage,
-          "run without --shareShadow; each connect then starts its own shadow",
-        );
-      }
       const global = api.globalOptions(args as Record<string, unknown>);
       const kube = await api.kube(global);
       const namespace = global.namespace || kube.namespace;
@@ -134,7 +130,7 @@ const connect: CommandFactory = (api) =>
         // The plan is made now, with the session's id in every name, and checked before anything runs.
         const plan = driver.prepare(spec, laptop.facts);
         const [shadow] = await Promise.all([
-          api.startShadow(session, { role: "connect" }).then(
+          api.startShadow(session, { role: "connect", ...(options.shareShadow ? { share: { key: SHARE_KEY } } : {}) }).then(
             (s) => {
               shadowReady(s);
               return s;

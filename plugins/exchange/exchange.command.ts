@@ -8,19 +8,26 @@
 import type { CommandFactory, Kube, PluginApi, Session } from "../../core/plugin-api.ts";
 import { startConnectBack } from "./connect-back.ts";
 import { readEnvironment, writeEnvFile } from "./env-file.ts";
-import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "./lifecycle.ts";
+import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed, type ServingShadow } from "./lifecycle.ts";
 import { requireLocalListeners } from "./local.ts";
 import { ensureNotHeld } from "./ownership.ts";
 import { PortPlanError, planShadowPorts, type ShadowPortPlan } from "./ports.ts";
 import { patchObjectStep, scaleStep, shadowSelector } from "./scheme.ts";
 import { declaredContainerPorts, listObjects, parseTarget, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
-import { waitForEndpoints, waitForReplicas } from "./waits.ts";
+import { exactly, waitForEndpoints, waitForReplicas, without } from "./waits.ts";
 
 type Mode = "selector" | "scale";
 
 const MERGE_PATCH = "application/merge-patch+json";
 /** Upper bound on waiting for the endpoints to show the shadow only (kube-proxy follows them). */
 const ENDPOINTS_WAIT_MS = 30_000;
+/** Upper bound on waiting for the endpoints, then kube-proxy, to let go of the shadow before it is removed. */
+const DRAIN_WAIT_MS = 10_000;
+/**
+ * The shadow is drained when no connection has reached it for this long after the endpoints let
+ * go of it: kube-proxy rewrites its rules at most about once a second (its default minSyncPeriod).
+ */
+const DRAIN_QUIET_MS = 1_200;
 
 const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`;
 const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments/${encodeURIComponent(name)}`;
@@ -150,6 +157,7 @@ const exchange: CommandFactory = (api) =>
       const workload = target.workload;
       const originalReplicas: number = workload?.spec?.replicas ?? 1;
 
+      let serving: ServingShadow | undefined;
       const shadow = await setUp(session, stop, api.logger, async () => {
         if (mode === "scale") {
           // The lock: the service carries this session's mark while the workload is scaled away.
@@ -160,12 +168,13 @@ const exchange: CommandFactory = (api) =>
             );
           }
         }
-        const shadow = await startServingShadow(api, session, {
+        serving = await startServingShadow(api, session, {
           role,
           labels: mode === "scale" ? podTemplateLabels(workload) : undefined,
           ports: plan.listeners,
           localHost,
         });
+        const shadow = serving.shadow;
         if (mode === "selector") {
           const selector = shadowSelector(session.id, role);
           for (const service of services) {
@@ -191,11 +200,16 @@ const exchange: CommandFactory = (api) =>
       }).catch(async (error) => {
         connectBack?.fail(error);
         await connectBack?.close();
+        await serving?.close();
         throw error;
       });
       connectBack?.attach(shadow);
 
-      const switched = await Promise.all(services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, () => [shadow.podIP], ENDPOINTS_WAIT_MS)));
+      // Ctrl-C while the endpoints switch must not wait for them.
+      const switched = await Promise.race([
+        Promise.all(services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, exactly(() => [shadow.podIP]), ENDPOINTS_WAIT_MS))),
+        stop.received.then(() => services.map(() => true)),
+      ]);
       const late = services.filter((_, i) => !switched[i]).map((s) => s.metadata.name);
       if (late.length) api.logger.warn(`the endpoints of ${late.join(", ")} do not show the shadow alone yet; requests may still reach the original pods`);
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
@@ -210,7 +224,17 @@ const exchange: CommandFactory = (api) =>
 
       const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
       await connectBack?.close();
-      await finish(api, kube, session, { mode, namespace, workload, originalReplicas, recoverWaitSeconds, reason, lost: !stop.signal && !reason.startsWith("tunnel") });
+      await finish(api, kube, session, serving!, {
+        mode,
+        namespace,
+        services,
+        shadowSelector: shadowSelector(session.id, role),
+        workload,
+        originalReplicas,
+        recoverWaitSeconds,
+        reason,
+        lost: !stop.signal && !reason.startsWith("tunnel"),
+      });
       exitForSignal(stop);
     },
   });
@@ -226,33 +250,54 @@ async function writeTargetEnv(api: PluginApi, kube: Kube, target: ResolvedTarget
   api.logger.success(`wrote ${vars.size} variables of container ${env.containerName} to ${path}`);
 }
 
-/** Ends the session; scale mode brings the workload back (and waits for it) before the shadow goes. */
+/**
+ * Ends the session. Unless the session was lost, the traffic goes back BEFORE the shadow goes: the
+ * original pods are selected again (scale mode: scaled back and ready), the endpoints let go of the
+ * shadow, and only then does the session undo its steps (which find the objects as they were, and
+ * take away the marks). Requests in flight meanwhile are still answered by the laptop.
+ */
 async function finish(
   api: PluginApi,
   kube: Kube,
   session: Session,
-  end: { mode: Mode; namespace: string; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
+  serving: ServingShadow,
+  end: { mode: Mode; namespace: string; services: any[]; shadowSelector: Record<string, string>; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
 ) {
   const { mode, namespace, workload, originalReplicas } = end;
+  const shadow = serving.shadow;
   let ready = false;
   const progress = (summary: string) => api.logger.info(`deployment ${namespace}/${workload?.metadata?.name}: ${summary}`);
-  if (mode === "scale" && !end.lost) {
-    // Replicas first, the shadow last: the service is never left without a pod to answer.
+  if (!end.lost) {
     try {
-      await kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { spec: { replicas: originalReplicas } }, MERGE_PATCH);
-      ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+      if (mode === "selector") {
+        for (const service of end.services) {
+          const patch = { spec: { selector: replaceSelectorPatch(end.shadowSelector, service.spec.selector) } };
+          await kube.request("PATCH", servicePath(namespace, service.metadata.name), patch, MERGE_PATCH);
+        }
+      } else {
+        await kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { spec: { replicas: originalReplicas } }, MERGE_PATCH);
+        ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+        // The shadow leaves the services by dropping the workload's labels (it is deleted next anyway).
+        const labels = Object.fromEntries(Object.keys(podTemplateLabels(workload)).map((k) => [k, null]));
+        await kube.request("PATCH", `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(shadow.podName)}`, { metadata: { labels } }, MERGE_PATCH);
+      }
+      await Promise.all(end.services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, without(() => shadow.podIP), DRAIN_WAIT_MS)));
+      // kube-proxy applies that a little later: connections landing on the shadow meanwhile are
+      // still served; it goes once they stop.
+      await serving.drained(DRAIN_QUIET_MS, DRAIN_WAIT_MS);
     } catch (error) {
-      api.logger.warn(`could not bring deployment ${workload.metadata.name} back before removing the shadow: ${errorText(error)}`);
+      api.logger.warn(`could not hand the traffic back before removing the shadow: ${errorText(error)}`);
     }
   }
   await session.close(end.reason);
+  await serving.close();
   if (mode === "scale" && !ready) {
     ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
   }
   if (mode === "scale" && !ready) {
     api.logger.warn(`deployment ${namespace}/${workload.metadata.name} is back to ${originalReplicas} replicas but not all ready after ${end.recoverWaitSeconds}s`);
   }
-  api.logger.success(`restored (${end.reason})`);
+  api.logger.success(`restored (${end.reason}); the laptop served ${serving.connections()} connection(s) from the cluster`);
 }
 
 export default exchange;

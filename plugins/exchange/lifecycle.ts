@@ -3,6 +3,7 @@
 // generic handler cannot know), the shadow with its remote listeners, and the wait for the end.
 
 import type { PluginApi, Session, SessionOptions, Shadow } from "../../core/plugin-api.ts";
+import { startCountingRelay, type CountingRelay } from "./relay.ts";
 
 /** Exit codes of a signal-driven end, as the shell reports them. */
 const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
@@ -71,19 +72,59 @@ export interface ServedPort {
   localPort: number;
 }
 
-/** Starts the shadow declaring `ports` and makes each of them forward to the laptop's local port. */
+export interface ServingShadow {
+  shadow: Shadow;
+  /** Connections the cluster sent to the laptop so far. */
+  connections(): number;
+  /**
+   * Once the services no longer list the shadow: resolves when no connection has arrived for
+   * `quietMs` (kube-proxy has caught up), or after `maxMs` at the latest.
+   */
+  drained(quietMs: number, maxMs: number): Promise<boolean>;
+  /** Closes the local relays (after the session closed). */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the shadow declaring `ports` and makes each of them forward to the laptop's local port,
+ * through a loopback relay that watches the arrivals (see relay.ts).
+ */
 export async function startServingShadow(
   api: PluginApi,
   session: Session,
   options: { role: string; labels?: Record<string, string>; ports: ServedPort[]; localHost: string },
-): Promise<Shadow> {
-  const shadow = await api.startShadow(session, {
-    role: options.role,
-    labels: options.labels,
-    ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
-  });
-  for (const port of options.ports) await shadow.tunnel.addRemoteListener(port.shadowPort, options.localHost, port.localPort);
-  return shadow;
+): Promise<ServingShadow> {
+  const relays: CountingRelay[] = [];
+  const closeRelays = () => Promise.all(relays.map((r) => r.close())).then(() => undefined);
+  try {
+    for (const port of options.ports) {
+      const target = `${options.localHost}:${port.localPort}`;
+      relays.push(
+        await startCountingRelay(
+          { host: options.localHost, port: port.localPort },
+          {
+            refused: (error) => api.logger.warn(`${target} refused a connection from the cluster (${errorText(error)}); is the local process running?`),
+            recovered: () => api.logger.info(`${target} accepts connections again`),
+          },
+        ),
+      );
+    }
+    const shadow = await api.startShadow(session, {
+      role: options.role,
+      labels: options.labels,
+      ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
+    });
+    for (const [i, port] of options.ports.entries()) await shadow.tunnel.addRemoteListener(port.shadowPort, relays[i]!.host, relays[i]!.port);
+    return {
+      shadow,
+      connections: () => relays.reduce((sum, r) => sum + r.connections(), 0),
+      drained: async (quietMs, maxMs) => (await Promise.all(relays.map((r) => r.quiet(quietMs, maxMs)))).every(Boolean),
+      close: closeRelays,
+    };
+  } catch (error) {
+    await closeRelays();
+    throw error;
+  }
 }
 
 /** Resolves when the tunnel gives up for good (it reconnects by itself otherwise). */

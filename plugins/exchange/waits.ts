@@ -72,21 +72,26 @@ export function readyAddresses(slices: Iterable<any>): Set<string> {
   return addresses;
 }
 
-/** Waits until the service's ready endpoints are exactly `expected()`; false at the timeout. */
-export async function waitForEndpoints(kube: Kube, namespace: string, service: string, expected: () => string[], timeoutMs: number): Promise<boolean> {
+/** Waits until the service's ready endpoint addresses satisfy `accept`; false at the timeout. */
+export async function waitForEndpoints(kube: Kube, namespace: string, service: string, accept: (ready: Set<string>) => boolean, timeoutMs: number): Promise<boolean> {
   const answer = await watchUntil(
     kube,
     `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
     { labelSelector: `kubernetes.io/service-name=${service}` },
-    (slices) => {
-      const ready = readyAddresses(slices.values());
-      const want = expected();
-      return ready.size === want.length && want.every((a) => ready.has(a)) ? true : undefined;
-    },
+    (slices) => (accept(readyAddresses(slices.values())) ? true : undefined),
     timeoutMs,
   );
   return answer === true;
 }
+
+/** "exactly these addresses" for waitForEndpoints. */
+export const exactly = (expected: () => string[]) => (ready: Set<string>) => {
+  const want = expected();
+  return ready.size === want.length && want.every((a) => ready.has(a));
+};
+
+/** "not this address (any more)" for waitForEndpoints. */
+export const without = (address: () => string) => (ready: Set<string>) => !ready.has(address());
 
 /** "1/2 ready" */
 export function rolloutProgress(workload: any, replicas: number): { done: boolean; summary: string } {

@@ -51,6 +51,7 @@ export function routerConfig(plan: MeshPort[], companionIP: string, service: str
       port: port.routerPort,
       fallback: { host: companionIP, port: port.servicePort },
       ...(port.name ? { name: port.name } : {}),
+      ...(port.protocol ? { protocol: port.protocol } : {}),
     });
   }
   return { listeners: [...listeners.values()], adminPort, service, sniffTimeoutMs: 500, statsIntervalMs: 60_000 };

@@ -4,7 +4,7 @@
 // port). Pure functions over the service and pod objects, so they are unit-tested.
 
 import { SHADOW_TUNNEL_PORT } from "../../core/tunnel/protocol.ts";
-import { DEFAULT_ADMIN_PORT } from "../../shadow/router/contract.ts";
+import { DEFAULT_ADMIN_PORT, listenerProtocolOf, type ListenerProtocol } from "../../shadow/router/contract.ts";
 
 export interface MeshPort {
   /** The service port clients call. */
@@ -14,6 +14,8 @@ export interface MeshPort {
   targetPort: number | string;
   /** Where the router listens for it: the targetPort's number. */
   routerPort: number;
+  /** What the router expects on it, from the port's appProtocol or name (default "auto"). */
+  protocol?: ListenerProtocol;
 }
 
 export interface ExposedPort {
@@ -75,7 +77,8 @@ export function planMeshPorts(service: any, originalPods: any[]): MeshPort[] {
         );
       }
     }
-    return { servicePort: p.port, ...(p.name ? { name: p.name } : {}), targetPort, routerPort };
+    const protocol = listenerProtocolOf(p);
+    return { servicePort: p.port, ...(p.name ? { name: p.name } : {}), targetPort, routerPort, ...(protocol !== "auto" ? { protocol } : {}) };
   });
 }
 
@@ -124,7 +127,7 @@ export function planExposedPorts(plan: MeshPort[], mappings: { local: number; re
 }
 
 /** The ports of a meshed service as the running router was configured with them. */
-export function planFromRouterConfig(listeners: { port: number; fallback: { port: number }; name?: string }[], service: any): MeshPort[] {
+export function planFromRouterConfig(listeners: { port: number; fallback: { port: number }; name?: string; protocol?: ListenerProtocol }[], service: any): MeshPort[] {
   const servicePorts: any[] = service?.spec?.ports ?? [];
   return listeners.map((listener) => {
     const declared = servicePorts.find((p) => p.port === listener.fallback.port);
@@ -133,6 +136,7 @@ export function planFromRouterConfig(listeners: { port: number; fallback: { port
       ...(listener.name ? { name: listener.name } : {}),
       targetPort: declared?.targetPort ?? listener.port,
       routerPort: listener.port,
+      ...(listener.protocol && listener.protocol !== "auto" ? { protocol: listener.protocol } : {}),
     };
   });
 }

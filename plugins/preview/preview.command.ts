@@ -3,12 +3,12 @@
 // NodePort where no load balancer answers. The Service is a journaled step: it goes with the session.
 
 import type { CommandFactory, Kube, PluginApi } from "../../core/plugin-api.ts";
-import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed } from "../exchange/lifecycle.ts";
+import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed, type ServingShadow } from "../exchange/lifecycle.ts";
 import { startConnectBack } from "../exchange/connect-back.ts";
 import { requireLocalListeners } from "../exchange/local.ts";
 import { ensureNotHeld } from "../exchange/ownership.ts";
 import { deleteObjectStep, isCreatedByKtctl, shadowSelector } from "../exchange/scheme.ts";
-import { waitForEndpoints, waitForLoadBalancer } from "../exchange/waits.ts";
+import { exactly, waitForEndpoints, waitForLoadBalancer } from "../exchange/waits.ts";
 import { formatAddress, nodeAddresses, previewService } from "./service.ts";
 
 const ENDPOINTS_WAIT_MS = 30_000;
@@ -114,12 +114,14 @@ const preview: CommandFactory = (api) =>
       })().catch(abandon);
       const stop = listenForStop(api.logger);
       const role = `preview-${name}`;
+      let serving: ServingShadow | undefined;
       const { shadow, external } = await setUp(session, stop, api.logger, async () => {
-        const shadow = await startServingShadow(api, session, {
+        serving = await startServingShadow(api, session, {
           role,
           ports: mappings.map((m) => ({ shadowPort: m.remote, localPort: m.local })),
           localHost,
         });
+        const shadow = serving.shadow;
         const service = previewService({
           name,
           namespace,
@@ -136,10 +138,14 @@ const preview: CommandFactory = (api) =>
         );
         const external = args.external ? await externalAddresses(api, kube, namespace, name, lbWaitSeconds * 1000) : [];
         return { shadow, external };
-      }).catch(abandon);
+      }).catch(async (error) => {
+        await serving?.close();
+        return abandon(error);
+      });
       connectBack?.attach(shadow);
 
-      if (!(await waitForEndpoints(kube, namespace, name, () => [shadow.podIP], ENDPOINTS_WAIT_MS))) {
+      const endpointsReady = waitForEndpoints(kube, namespace, name, exactly(() => [shadow.podIP]), ENDPOINTS_WAIT_MS);
+      if (!(await Promise.race([endpointsReady, stop.received.then(() => true)]))) {
         api.logger.warn(`the endpoints of ${name} do not show the shadow yet`);
       }
       for (const m of mappings) api.logger.success(`${name}.${namespace}:${m.remote} in the cluster -> ${localHost}:${m.local} on this machine`);
@@ -153,7 +159,8 @@ const preview: CommandFactory = (api) =>
       const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
       await connectBack?.close();
       await session.close(reason);
-      api.logger.success(`preview service ${namespace}/${name} removed (${reason})`);
+      await serving!.close();
+      api.logger.success(`preview service ${namespace}/${name} removed (${reason}); the laptop served ${serving!.connections()} connection(s) from the cluster`);
       exitForSignal(stop);
     },
   });

@@ -26,6 +26,15 @@ export interface Upstream {
   port: number;
 }
 
+/**
+ * What a listener expects: "http" sniffs for HTTP/1 or HTTP/2 and waits as long as the client
+ * stays silent (clients may open a connection well before their first request); "tcp" splices
+ * every connection to the original pods at once; "auto" sniffs, and takes a connection that
+ * stays silent for `sniffTimeoutMs` for a protocol where the server speaks first.
+ */
+export type ListenerProtocol = "auto" | "http" | "tcp";
+export const LISTENER_PROTOCOLS: readonly ListenerProtocol[] = ["auto", "http", "tcp"];
+
 /** One port the router serves: the service's target port, with the original pods behind `fallback`. */
 export interface ListenerConfig {
   port: number;
@@ -33,6 +42,20 @@ export interface ListenerConfig {
   fallback: Upstream;
   /** Service port name, for logs. */
   name?: string;
+  /** Default "auto". */
+  protocol?: ListenerProtocol;
+}
+
+/**
+ * A listener's protocol from the service port's appProtocol or name, as Kubernetes and service
+ * meshes spell them ("http", "grpc-web", "kubernetes.io/h2c", "tcp-db", "mysql").
+ */
+export function listenerProtocolOf(port: { name?: string; appProtocol?: string }): ListenerProtocol {
+  const hint = (port.appProtocol ?? port.name ?? "").toLowerCase().replace(/^kubernetes\.io\//, "");
+  const word = hint.split(/[-_.]/)[0] ?? "";
+  if (["http", "http2", "https", "h2c", "grpc", "ws", "wss", "websocket"].includes(word)) return word === "https" || word === "wss" ? "tcp" : "http";
+  if (["tcp", "tls", "mysql", "mongo", "mongodb", "redis", "postgres", "postgresql", "kafka", "amqp", "smtp", "ftp", "ssh"].includes(word)) return "tcp";
+  return "auto";
 }
 
 export interface RouterConfig {
@@ -151,10 +174,14 @@ export function validateRouterConfig(value: unknown): RouterConfig {
     if (!isObject(entry) || !isPort(entry.port)) throw new ContractError(`listener ${i} needs a port`);
     if (seen.has(entry.port)) throw new ContractError(`listener port ${entry.port} given twice`);
     seen.add(entry.port);
+    if (entry.protocol !== undefined && !LISTENER_PROTOCOLS.includes(entry.protocol as ListenerProtocol)) {
+      throw new ContractError(`listener ${entry.port}: protocol must be one of ${LISTENER_PROTOCOLS.join(", ")}`);
+    }
     return {
       port: entry.port,
       fallback: checkUpstream(entry.fallback, `listener ${entry.port} fallback`),
       ...(typeof entry.name === "string" ? { name: entry.name } : {}),
+      ...(entry.protocol !== undefined ? { protocol: entry.protocol as ListenerProtocol } : {}),
     };
   });
   const adminPort = value.adminPort ?? DEFAULT_ADMIN_PORT;

@@ -22,7 +22,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from "./http1.ts";
-import { ConnectError, connectTcp, type UpstreamHealth, type UpstreamPool } from "./pool.ts";
+import { ConnectError, type UpstreamConnection, type UpstreamHandler, type UpstreamHealth, type UpstreamPool } from "./pool.ts";
 import type { RouteTable } from "./routes.ts";
 import type { RouterCounters } from "./stats.ts";
 import type { ShadowLog } from "../log.ts";
@@ -54,7 +54,7 @@ interface Exchange {
   target: Upstream;
   /** The target is a developer's shadow (not the original pods). */
   routed: boolean;
-  upstream?: net.Socket;
+  upstream?: UpstreamConnection;
   reused: boolean;
   /** Request bytes already written upstream: the head and the body up to now. */
   head: Buffer;
@@ -71,10 +71,11 @@ export function serveHttp1(client: net.Socket, initial: Buffer, ctx: ListenerCon
   new Http1Connection(client, initial, ctx).start();
 }
 
-class Http1Connection {
+class Http1Connection implements UpstreamHandler {
   private pending: Buffer;
   private phase: Phase = "head";
   private clientEnded = false;
+  private clientPaused = false;
   private exchange: Exchange | undefined;
   private upstreamPausedForClient = false;
 
@@ -95,7 +96,7 @@ class Http1Connection {
     client.on("close", this.onClientGone);
     // Fires after that long without traffic; a long-polling exchange in progress is left alone.
     client.setTimeout(CLIENT_IDLE_MS, () => {
-      if (this.phase === "head" && this.pending.length === 0) this.close();
+      if (this.phase === "head" && this.pending.length === 0) this.endClient();
     });
     this.ctx.counters.http1Connections++;
     this.pump();
@@ -103,11 +104,23 @@ class Http1Connection {
 
   // ---- client side --------------------------------------------------------------------------
 
+  private pauseClient(): void {
+    if (this.clientPaused) return;
+    this.clientPaused = true;
+    this.client.pause();
+  }
+
+  private resumeClient(): void {
+    if (!this.clientPaused) return;
+    this.clientPaused = false;
+    this.client.resume();
+  }
+
   private readonly onClientData = (chunk: Buffer) => {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     if (this.phase === "head") this.pump();
     else if (this.phase === "exchange") this.forwardRequestBody();
-    else if (this.phase === "connecting" && this.pending.length > MAX_PENDING_BYTES) this.client.pause();
+    else if (this.phase === "connecting" && this.pending.length > MAX_PENDING_BYTES) this.pauseClient();
   };
 
   private readonly onClientEnd = () => {
@@ -129,13 +142,13 @@ class Http1Connection {
   private pump(): void {
     if (this.phase !== "head") return;
     if (this.pending.length === 0) {
-      if (this.clientEnded) this.close();
+      if (this.clientEnded) this.endClient();
       return;
     }
     const end = findHeadEnd(this.pending);
     if (end < 0) {
       if (this.pending.length > MAX_HEAD_BYTES) this.reject(431, "Request Header Fields Too Large", "request head too large");
-      else if (this.clientEnded) this.close();
+      else if (this.clientEnded) this.endClient();
       return;
     }
     let request: RequestHead;
@@ -169,7 +182,7 @@ class Http1Connection {
       replayed: false,
     };
     this.phase = "connecting";
-    void this.connect(this.exchange, false);
+    this.connect(this.exchange, false);
   }
 
   private forwardRequestBody(): void {
@@ -178,62 +191,57 @@ class Http1Connection {
       const n = exchange.requestBody.take(this.pending);
       const part = this.pending.subarray(0, n);
       this.pending = this.pending.subarray(n);
-      if (!exchange.upstream!.write(part)) {
-        this.client.pause();
-        exchange.upstream!.once("drain", () => {
-          if (this.exchange === exchange) this.client.resume();
-        });
-      }
+      if (!exchange.upstream!.write(part)) this.waitForUpstreamDrain(exchange);
     }
     // Pipelined requests wait until this exchange is over; do not let them pile up meanwhile.
-    if (exchange.requestBody.done && this.pending.length > MAX_PENDING_BYTES) this.client.pause();
+    if (exchange.requestBody.done && this.pending.length > MAX_PENDING_BYTES) this.pauseClient();
+  }
+
+  private waitForUpstreamDrain(exchange: Exchange): void {
+    this.pauseClient();
+    exchange.upstream!.socket.once("drain", () => {
+      if (this.exchange === exchange) this.resumeClient();
+    });
   }
 
   // ---- upstream side ------------------------------------------------------------------------
 
-  private async connect(exchange: Exchange, fresh: boolean): Promise<void> {
-    const { ctx } = this;
-    let socket: net.Socket;
-    let reused = false;
-    try {
-      if (fresh) socket = await connectTcp(exchange.target, ctx.connectTimeoutMs);
-      else ({ socket, reused } = await ctx.pool.acquire(exchange.target));
-    } catch (error) {
-      if (this.exchange !== exchange) return;
-      if (exchange.routed && error instanceof ConnectError) {
-        // The developer's shadow refuses (they left, or their laptop is gone): the original pods answer.
-        this.fallBack(exchange, error.message);
-        return void this.connect(exchange, false);
-      }
-      return this.badGateway(`cannot reach ${exchange.routed ? "the developer's shadow" : "the original service"}: ${(error as Error).message}`);
-    }
-    if (this.exchange !== exchange || this.phase === "closed") return void socket.destroy();
+  private connect(exchange: Exchange, fresh: boolean): void {
+    const idle = fresh ? undefined : this.ctx.pool.takeIdle(exchange.target);
+    if (idle) return this.attach(exchange, idle, true);
+    this.ctx.pool.open(exchange.target).then(
+      (connection) => {
+        if (this.exchange !== exchange || this.phase === "closed") return connection.destroy();
+        this.attach(exchange, connection, false);
+      },
+      (error: Error) => {
+        if (this.exchange !== exchange) return;
+        if (exchange.routed && error instanceof ConnectError) {
+          // The developer's shadow refuses (they left, or their laptop is gone): the original pods answer.
+          this.fallBack(exchange, error.message);
+          return this.connect(exchange, false);
+        }
+        this.badGateway(`cannot reach ${exchange.routed ? "the developer's shadow" : "the original service"}: ${error.message}`);
+      },
+    );
+  }
 
-    exchange.upstream = socket;
+  private attach(exchange: Exchange, connection: UpstreamConnection, reused: boolean): void {
+    exchange.upstream = connection;
     exchange.reused = reused;
-    socket.on("data", this.onUpstreamData);
-    socket.on("end", this.onUpstreamEnd);
-    socket.on("error", this.onUpstreamError);
-    socket.on("close", this.onUpstreamClose);
+    connection.handler = this;
     this.phase = "exchange";
 
     // The head and whatever body bytes are already here go out in one write.
-    let bodyStart: number;
     if (exchange.head.length === 0) {
-      bodyStart = exchange.request.headLength;
+      const bodyStart = exchange.request.headLength;
       const n = exchange.requestBody.take(this.pending, bodyStart);
       exchange.head = this.pending.subarray(0, bodyStart + n);
       this.pending = this.pending.subarray(bodyStart + n);
     }
     // A replay sends the same bytes again (only requests without a body are replayed).
-    if (!socket.write(exchange.head)) {
-      this.client.pause();
-      socket.once("drain", () => {
-        if (this.exchange === exchange) this.client.resume();
-      });
-    } else {
-      this.client.resume();
-    }
+    if (!connection.write(exchange.head)) this.waitForUpstreamDrain(exchange);
+    else this.resumeClient();
     this.forwardRequestBody();
   }
 
@@ -247,7 +255,7 @@ class Http1Connection {
     exchange.routed = false;
   }
 
-  private readonly onUpstreamData = (chunk: Buffer) => {
+  data(chunk: Buffer): void {
     const exchange = this.exchange;
     if (!exchange || this.phase !== "exchange") return;
     if (!exchange.response) return this.readResponseHead(exchange, chunk);
@@ -255,7 +263,7 @@ class Http1Connection {
     const n = body.take(chunk);
     this.toClient(exchange, n === chunk.length ? chunk : chunk.subarray(0, n));
     if (body.done) this.responseComplete(exchange, n < chunk.length);
-  };
+  }
 
   private readResponseHead(exchange: Exchange, chunk: Buffer): void {
     let buf = exchange.responseHeadBuffer ? Buffer.concat([exchange.responseHeadBuffer, chunk]) : chunk;
@@ -304,30 +312,30 @@ class Http1Connection {
       upstream.pause();
       this.client.once("drain", () => {
         this.upstreamPausedForClient = false;
-        upstream.resume();
+        if (!upstream.socket.destroyed) upstream.resume();
       });
     }
   }
 
   private responseComplete(exchange: Exchange, extraBytes: boolean): void {
     const upstream = exchange.upstream!;
-    this.detachUpstream(upstream);
+    upstream.handler = undefined;
     const { request, response, requestBody } = exchange;
     const upstreamReusable = response!.keepAlive && request.keepAlive && requestBody.done && !extraBytes;
-    if (upstreamReusable && !this.upstreamPausedForClient) this.ctx.pool.release(exchange.target, upstream);
+    if (upstreamReusable && !this.upstreamPausedForClient) this.ctx.pool.release(upstream);
     else upstream.destroy();
     this.exchange = undefined;
 
     if (!(request.keepAlive && response!.keepAlive && requestBody.done)) {
       // The client was told the connection closes (or it is still sending a body nobody reads).
-      return this.close();
+      return this.endClient();
     }
     this.phase = "head";
-    this.client.resume();
+    this.resumeClient();
     this.pump();
   }
 
-  private readonly onUpstreamEnd = () => {
+  end(): void {
     const exchange = this.exchange;
     if (!exchange || this.phase !== "exchange") return;
     if (exchange.responseBody?.endOfStream()) {
@@ -335,21 +343,19 @@ class Http1Connection {
       return this.responseComplete(exchange, false);
     }
     this.upstreamFailed("the upstream closed the connection");
-  };
+  }
 
-  private readonly onUpstreamError = (error: Error) => {
+  error(error: Error): void {
     if (this.exchange && this.phase === "exchange") this.upstreamFailed(error.message);
-  };
+  }
 
-  private readonly onUpstreamClose = () => {
+  close(): void {
     if (this.exchange && this.phase === "exchange") this.upstreamFailed("the upstream connection closed");
-  };
+  }
 
   private upstreamFailed(why: string): void {
     const exchange = this.exchange!;
-    const upstream = exchange.upstream!;
-    this.detachUpstream(upstream);
-    upstream.destroy();
+    exchange.upstream!.destroy();
     exchange.upstream = undefined;
 
     if (exchange.answered === 0) {
@@ -362,7 +368,7 @@ class Http1Connection {
         this.phase = "connecting";
         // A developer's shadow that took the connection and dropped it has nobody behind it.
         if (exchange.routed && !exchange.reused) this.fallBack(exchange, why);
-        return void this.connect(exchange, exchange.reused);
+        return this.connect(exchange, exchange.reused);
       }
       if (exchange.routed) this.ctx.health.markDown(exchange.target);
       return this.badGateway(why);
@@ -372,32 +378,21 @@ class Http1Connection {
     this.abort();
   }
 
-  private detachUpstream(upstream: net.Socket): void {
-    upstream.off("data", this.onUpstreamData);
-    upstream.off("end", this.onUpstreamEnd);
-    upstream.off("error", this.onUpstreamError);
-    upstream.off("close", this.onUpstreamClose);
-  }
-
   // ---- endings ------------------------------------------------------------------------------
 
   /** The upstream agreed to switch protocols: from now on the router only copies bytes. */
   private becomeTunnel(exchange: Exchange): void {
     const { client } = this;
-    const upstream = exchange.upstream!;
+    const upstream = exchange.upstream!.detach();
     this.phase = "tunnel";
     this.exchange = undefined;
     this.ctx.counters.upgrades++;
-    this.detachUpstream(upstream);
     client.off("data", this.onClientData);
     client.off("end", this.onClientEnd);
     client.setTimeout(0);
     if (this.pending.length > 0) upstream.write(this.pending);
     this.pending = EMPTY;
-    if (this.upstreamPausedForClient) {
-      this.upstreamPausedForClient = false;
-      upstream.resume();
-    }
+    this.upstreamPausedForClient = false;
     const destroyBoth = () => {
       client.destroy();
       upstream.destroy();
@@ -409,6 +404,7 @@ class Http1Connection {
     // pipe() carries back-pressure, and each side's FIN to the other (both sockets allow half-open).
     client.pipe(upstream);
     upstream.pipe(client);
+    this.clientPaused = false;
     client.resume();
     if (this.clientEnded) upstream.end();
   }
@@ -434,7 +430,7 @@ class Http1Connection {
     setTimeout(() => this.client.destroy(), 5_000).unref?.();
   }
 
-  private close(): void {
+  private endClient(): void {
     this.phase = "closed";
     this.client.end();
     setTimeout(() => this.client.destroy(), 5_000).unref?.();
@@ -442,12 +438,8 @@ class Http1Connection {
 
   private abort(): void {
     this.phase = "closed";
-    const upstream = this.exchange?.upstream;
+    this.exchange?.upstream?.destroy();
     this.exchange = undefined;
-    if (upstream) {
-      this.detachUpstream(upstream);
-      upstream.destroy();
-    }
     this.client.destroy();
   }
 }

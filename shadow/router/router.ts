@@ -4,7 +4,7 @@
 // (admin.ts) without touching connections in flight.
 
 import net from "node:net";
-import type { RouterConfig, Upstream } from "./contract.ts";
+import type { ListenerConfig, RouterConfig, Upstream } from "./contract.ts";
 import { serveHttp1, type ListenerContext } from "./http1-proxy.ts";
 import { Http2Proxy } from "./http2-proxy.ts";
 import { connectTcp, DEFAULT_POOL_OPTIONS, UpstreamHealth, UpstreamPool, type PoolOptions } from "./pool.ts";
@@ -46,7 +46,7 @@ export class Router {
 
   async start(): Promise<void> {
     try {
-      for (const listener of this.config.listeners) await this.listen(listener.port, listener.fallback, listener.name);
+      for (const listener of this.config.listeners) await this.listen(listener);
     } catch (error) {
       this.stop();
       throw error;
@@ -62,7 +62,9 @@ export class Router {
     this.pool.close();
   }
 
-  private async listen(port: number, fallback: Upstream, name: string | undefined): Promise<void> {
+  private async listen(listener: ListenerConfig): Promise<void> {
+    const { port, fallback, name } = listener;
+    const protocol = listener.protocol ?? "auto";
     const context: ListenerContext = {
       port,
       fallback,
@@ -79,7 +81,8 @@ export class Router {
       sockets.add(socket);
       socket.once("close", () => sockets.delete(socket));
       this.counters.connections++;
-      this.sniff(socket, context, http2);
+      if (protocol === "tcp") this.splice(socket, Buffer.alloc(0), fallback);
+      else this.sniff(socket, context, http2, protocol === "auto" ? this.config.sniffTimeoutMs : undefined);
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -90,11 +93,14 @@ export class Router {
     });
     server.on("error", (error) => this.log.error("router.listener-error", { port, error: error.message }));
     this.listeners.push({ server, context, http2, sockets });
-    this.log.info("router.listening", { port, name, fallback: `${fallback.host}:${fallback.port}` });
+    this.log.info("router.listening", { port, name, protocol, fallback: `${fallback.host}:${fallback.port}` });
   }
 
-  /** Reads until the first bytes tell the protocol; silence means a server-speaks-first protocol. */
-  private sniff(socket: net.Socket, context: ListenerContext, http2: Http2Proxy): void {
+  /**
+   * Reads until the first bytes tell the protocol. With a `silenceMs`, silence that long means a
+   * server-speaks-first protocol; without, a silent client is simply waited for.
+   */
+  private sniff(socket: net.Socket, context: ListenerContext, http2: Http2Proxy, silenceMs: number | undefined): void {
     let buffered: Buffer = Buffer.alloc(0);
     let decided = false;
     const decide = (protocol: "http1" | "http2" | "raw") => {
@@ -123,9 +129,12 @@ export class Router {
       clearTimeout(timer);
       socket.destroy();
     };
-    const timer = setTimeout(() => {
-      if (!decided) decide("raw");
-    }, this.config.sniffTimeoutMs);
+    const timer =
+      silenceMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (!decided) decide("raw");
+          }, silenceMs);
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("error", onError);

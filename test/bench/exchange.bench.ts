@@ -104,9 +104,10 @@ interface Round {
   restoreMs: number;
   /** Ctrl-C to the last request that still reached the laptop. */
   trafficBackMs: number;
-  /** Requests the probing pod made over the whole round (switch in and out), and how many failed. */
-  probeRequests: number;
-  probeFailures: number;
+  /** Requests a pod made back to back while the service switched to the laptop, and how many failed. */
+  probeIn: { requests: number; failures: number };
+  /** The same while it switched back. */
+  probeOut: { requests: number; failures: number };
 }
 
 const EXCHANGED = /exchanged \S+ in [\d.]+s \((\w+) mode, session ([a-z0-9]+)\)/;
@@ -119,10 +120,10 @@ async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): 
   await k.waitFor(EXCHANGED, 120_000);
   const readyMs = Date.now() - t0;
   const first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
+  // The probe that watched the switch in ends here; a new one watches the switch back.
+  const probedIn = await probe.stop();
   let loadResults: Record<string, any> | undefined;
-  let probed = { requests: 0, failures: 0 };
   if (measureLoad) {
-    probed = await probe.stop();
     const [pod] = await podsOf("echo");
     loadResults = {
       exchangedSeq: await load(`http://echo.${DEMO_NS}/`, requests, 1),
@@ -131,7 +132,7 @@ async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): 
       originalPar: await load(`http://${pod!.ip}:8080/`, requests * 2, concurrency),
     };
   }
-  const back = measureLoad ? await probeLoop(`${mode}-back-${Date.now()}`) : probe;
+  const back = await probeLoop(`${mode}-back-${Date.now()}`);
   const t2 = Date.now();
   k.proc.kill("SIGINT");
   await k.exited;
@@ -155,8 +156,8 @@ async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): 
       firstAnswerMs: first - t0,
       restoreMs,
       trafficBackMs: last ? Math.max(0, last - t2) : 0,
-      probeRequests: probed.requests + probedBack.requests,
-      probeFailures: probed.failures + probedBack.failures,
+      probeIn: probedIn,
+      probeOut: probedBack,
     },
     loadResults,
   };
@@ -190,12 +191,13 @@ console.log(`| start of ktctl to "exchanged" printed | ${row("selector", "readyM
 console.log(`| start of ktctl to first in-cluster request answered by the laptop | ${row("selector", "firstAnswerMs")} | ${row("scale", "firstAnswerMs")} |`);
 console.log(`| Ctrl-C to ktctl exit (all restored${"; scale: replicas ready"}) | ${row("selector", "restoreMs")} | ${row("scale", "restoreMs")} |`);
 console.log(`| Ctrl-C to last request reaching the laptop | ${row("selector", "trafficBackMs")} | ${row("scale", "trafficBackMs")} |`);
-const failures = (mode: string) =>
+const failures = (mode: string, phase: "probeIn" | "probeOut") =>
   results
     .filter((r) => r.mode === mode)
-    .map((r) => `${r.probeFailures}/${r.probeRequests}`)
+    .map((r) => `${r[phase].failures}/${r[phase].requests}`)
     .join(", ");
-console.log(`| requests of a pod asking all along that failed (per round, switch in and out) | ${failures("selector")} | ${failures("scale")} |`);
+console.log(`| failed/made requests of a pod asking back to back, while switching to the laptop (per round) | ${failures("selector", "probeIn")} | ${failures("scale", "probeIn")} |`);
+console.log(`| the same while switching back | ${failures("selector", "probeOut")} | ${failures("scale", "probeOut")} |`);
 if (loadFigures) {
   const l = loadFigures;
   console.log("");

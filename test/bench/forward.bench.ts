@@ -1,25 +1,74 @@
 // ktctl forward against kubectl port-forward to the SAME pod, side by side in one run, both from
 // the laptop namespace: bulk throughput, request latency on one connection and with a new
-// connection per request, time from start to first answer; plus shadow and ktctl memory and the
-// compiled binary's `--help` start-up. Prints a Markdown table and a JSON line.
-//   bun test/bench/forward.bench.ts [--rounds 3] [--mib 64] [--requests 300]
+// connection per request, time from start to first answer; the CPU each process of the path spends
+// per MiB echoed (this machine is the node, so the API server, kubelet, containerd and the shadow
+// are all visible in /proc); shadow and ktctl memory; the compiled binary's `--help` start-up.
+// Prints Markdown tables and a JSON line.
+//   bun test/bench/forward.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--keep]
+//       [--variant NAME=ENV=VALUE[,ENV=VALUE]]...   more ktctl runs with other environments
+// The pod lives in its own namespace (ktctl-bench), so tests running meanwhile in demo cannot swap
+// it out or be mistaken for our shadow; --keep leaves the namespace for the next run.
 // Needs the test cluster (test/cluster/up) and, for the start-up figure, `bun run build --host-only`.
 
 import { existsSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { DEMO_NS, KTCTL, KUBECONFIG, REPO, inLaptop, kubectlJson, podsOf, requireCluster, run, startKtctl, type RunningKtctl } from "../e2e/harness.ts";
+import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startKtctl, type RunningKtctl } from "../e2e/harness.ts";
 
 const { values } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, mib: { type: "string", default: "64" }, requests: { type: "string", default: "300" } },
+  options: {
+    rounds: { type: "string", default: "3" },
+    mib: { type: "string", default: "64" },
+    requests: { type: "string", default: "300" },
+    keep: { type: "boolean", default: false },
+    variant: { type: "string", multiple: true, default: [] },
+  },
 });
 const rounds = Number(values.rounds);
 const mib = Number(values.mib);
 const requests = Number(values.requests);
 const CLIENT = `${REPO}/test/bench/load-client.ts`;
+const NS = "ktctl-bench";
+const POD = "echo";
+const ECHO_IMAGE = "ktctl.local/echo:1";
 
 await requireCluster();
-const [pod] = await podsOf("echo");
-if (!pod) throw new Error("no echo pod");
+
+/** The bench's own namespace and echo pod (HTTP on 8080, TCP echo on 9090); reused when present. */
+async function ensurePod(): Promise<void> {
+  const manifest = {
+    apiVersion: "v1",
+    kind: "List",
+    items: [
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } },
+      {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: POD, namespace: NS, labels: { app: "bench-echo" } },
+        spec: {
+          terminationGracePeriodSeconds: 1,
+          containers: [
+            {
+              name: "echo",
+              image: ECHO_IMAGE,
+              imagePullPolicy: "Never",
+              env: [
+                { name: "ECHO_NAME", value: "bench-echo" },
+                { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+                { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+              ],
+              ports: [{ containerPort: 8080 }, { containerPort: 9090 }],
+              readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 },
+            },
+          ],
+        },
+      },
+    ],
+  };
+  // Create what is missing; a pod left by an earlier run is reused as it is (pods are immutable).
+  const existing = await kubectl(["-n", NS, "get", "pod", POD, "-o", "name"]);
+  if (existing.code !== 0) await kubectlOk(["apply", "-f", "-"], { stdin: JSON.stringify(manifest) });
+  await kubectlOk(["-n", NS, "wait", `pod/${POD}`, "--for=condition=Ready", "--timeout=90s"], { timeoutMs: 100_000 });
+}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -29,53 +78,90 @@ async function client(mode: string, port: number, amount: number): Promise<any> 
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
 }
 
-interface Forwarder {
-  name: string;
+/** Two ports nobody listens on in the laptop namespace (other tests use fixed ports there). */
+async function freePorts(): Promise<[number, number]> {
+  const taken = new Set(
+    [...(await runInLaptop(["ss", "-Htln"])).stdout.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1])),
+  );
+  for (;;) {
+    const base = 30000 + 2 * Math.floor(Math.random() * 10000);
+    if (!taken.has(base) && !taken.has(base + 1)) return [base, base + 1];
+  }
+}
+
+interface Running {
+  stop(): Promise<void>;
+  pid: number;
   httpPort: number;
   tcpPort: number;
-  start(): Promise<{ stop(): Promise<void>; pid: number }>;
+}
+
+interface Forwarder {
+  name: string;
+  start(): Promise<Running>;
+  /** Its shadow's pid on this machine, when it has one. */
+  shadowPid?(): Promise<number | undefined>;
 }
 
 const kubectlForwarder: Forwarder = {
   name: "kubectl port-forward",
-  httpPort: 28080,
-  tcpPort: 29090,
   async start() {
+    const [httpPort, tcpPort] = await freePorts();
     const proc = Bun.spawn(
-      inLaptop(["kubectl", "--kubeconfig", KUBECONFIG, "-n", DEMO_NS, "port-forward", `pod/${pod.name}`, "28080:8080", "29090:9090"]),
+      inLaptop(["kubectl", "--kubeconfig", KUBECONFIG, "-n", NS, "port-forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`]),
       { stdout: "pipe", stderr: "pipe" },
     );
     const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
     let seen = "";
     while ((seen.match(/Forwarding from/g) ?? []).length < 2) {
       const { value, done } = await reader.read();
-      if (done) throw new Error("kubectl port-forward exited");
+      if (done) throw new Error(`kubectl port-forward exited: ${await new Response(proc.stderr).text()}`);
       seen += new TextDecoder().decode(value);
     }
-    return { pid: proc.pid, stop: async () => void (proc.kill(), await proc.exited) };
+    // Keep draining its "Handling connection" lines, or a full pipe would stall it.
+    void (async () => {
+      for (;;) if ((await reader.read()).done) break;
+    })();
+    return { pid: proc.pid, httpPort, tcpPort, stop: async () => void (proc.kill(), await proc.exited) };
   },
 };
 
-const ktctlForwarder: Forwarder = {
-  name: "ktctl forward",
-  httpPort: 28081,
-  tcpPort: 29091,
-  async start() {
-    const ktctl: RunningKtctl = startKtctl(["-n", DEMO_NS, "forward", `pod/${pod.name}`, "28081:8080", "29091:9090"]);
-    await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:29091/);
-    return { pid: ktctl.proc.pid, stop: async () => void (await ktctl.stop("SIGINT")) };
-  },
-};
+function ktctlForwarder(name: string, env: Record<string, string>): Forwarder {
+  return {
+    name,
+    async start() {
+      const [httpPort, tcpPort] = await freePorts();
+      const ktctl: RunningKtctl = startKtctl(["-n", NS, "forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`], env);
+      await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${tcpPort}`));
+      return { pid: ktctl.proc.pid, httpPort, tcpPort, stop: async () => void (await ktctl.stop("SIGINT")) };
+    },
+    shadowPid,
+  };
+}
 
-/** Time from spawning the forwarder to the first HTTP answer through it (a client polls meanwhile). */
-async function firstAnswer(forwarder: Forwarder): Promise<number> {
-  const probe = client("first", forwarder.httpPort, 60_000);
-  const started = performance.now();
-  const running = forwarder.start();
-  await probe;
-  const elapsed = performance.now() - started;
-  await (await running).stop();
-  return elapsed;
+/** The shadow's process on this machine (the node), found through its container's cgroup. */
+async function shadowPid(): Promise<number | undefined> {
+  const pods = await kubectlJson<any>(["-n", NS, "get", "pods", "-l", "ktctl.io/managed-by=ktctl"]);
+  const live = pods.items.find((p: any) => !p.metadata.deletionTimestamp && p.status?.containerStatuses?.[0]?.containerID);
+  const id = live?.status.containerStatuses[0].containerID.replace(/^containerd:\/\//, "");
+  if (!id) return undefined;
+  const dir = (await run(["find", "/sys/fs/cgroup", "-type", "d", "-name", `*${id}*`])).stdout.trim().split("\n")[0];
+  if (!dir) return undefined;
+  return Number(readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n")[0]) || undefined;
+}
+
+/** CPU time (user+system, ms) a process has used so far. */
+function cpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks of 10 ms
+  } catch {
+    return NaN;
+  }
+}
+
+async function pidOf(name: string): Promise<number | undefined> {
+  return Number((await run(["pgrep", "-x", name])).stdout.trim().split("\n")[0]) || undefined;
 }
 
 /** Resident memory of a process (kB), read from the host's /proc: the test cluster is this machine. */
@@ -88,48 +174,74 @@ function rssKb(pid: number): { rss: number; peak: number } | undefined {
   }
 }
 
-/** The shadow's process on this machine (the node), found through its container's cgroup. */
-async function shadowPid(): Promise<number | undefined> {
-  const pods = await kubectlJson<any>(["-n", DEMO_NS, "get", "pods", "-l", "ktctl.io/managed-by=ktctl"]);
-  const id = pods.items[0]?.status?.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, "");
-  if (!id) return undefined;
-  const dir = (await run(["find", "/sys/fs/cgroup/pids", "-type", "d", "-name", id])).stdout.trim().split("\n")[0];
-  if (!dir) return undefined;
-  return Number(readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n")[0]);
+/** Time from spawning the forwarder to the first HTTP answer through it (a client polls meanwhile). */
+async function firstAnswer(forwarder: Forwarder): Promise<number> {
+  const started = performance.now();
+  const running = await forwarder.start();
+  // The ports are only known once it runs; the client polls from then on (start-up is counted from spawn).
+  await client("first", running.httpPort, 60_000);
+  const elapsed = performance.now() - started;
+  await running.stop();
+  return elapsed;
 }
+
+const variants: Forwarder[] = [ktctlForwarder("ktctl forward", {})];
+for (const spec of values.variant as string[]) {
+  // NAME=ENV=VALUE[,ENV=VALUE]: the name, then the environment that variant runs with.
+  const name = spec.slice(0, spec.indexOf("="));
+  const env = Object.fromEntries(
+    spec
+      .slice(spec.indexOf("=") + 1)
+      .split(",")
+      .filter((kv) => kv.includes("="))
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
+  variants.push(ktctlForwarder(`ktctl forward (${name})`, env));
+}
+const forwarders = [kubectlForwarder, ...variants];
+
+await ensurePod();
+const system = { containerd: await pidOf("containerd"), kubelet: await pidOf("kubelet"), "kube-apiserver": await pidOf("kube-apiserver") };
 
 const results: Record<string, Record<string, number[]>> = {};
 const record = (who: string, metric: string, value: number) => ((results[who] ??= {})[metric] ??= []).push(value);
 const memory: Record<string, { rss: number; peak: number }> = {};
 
-for (let round = 1; round <= rounds; round++) {
-  for (const forwarder of round % 2 ? [kubectlForwarder, ktctlForwarder] : [ktctlForwarder, kubectlForwarder]) {
-    console.error(`round ${round}: ${forwarder.name}`);
-    record(forwarder.name, "firstAnswerMs", await firstAnswer(forwarder));
-    const running = await forwarder.start();
-    try {
-      record(forwarder.name, "bulkMBps", (await client("bulk", forwarder.tcpPort, mib)).mbPerSecond);
-      const keep = await client("keepalive", forwarder.httpPort, requests);
-      record(forwarder.name, "keepaliveP50ms", keep.p50ms);
-      record(forwarder.name, "keepaliveP99ms", keep.p99ms);
-      const fresh = await client("fresh", forwarder.httpPort, Math.min(requests, 100));
-      record(forwarder.name, "freshP50ms", fresh.p50ms);
-      record(forwarder.name, "freshP99ms", fresh.p99ms);
-      if (forwarder === ktctlForwarder && round === rounds) {
-        const own = rssKb(running.pid);
-        if (own) memory["ktctl (laptop)"] = own;
-        const shadow = await shadowPid();
-        const shadowMem = shadow ? rssKb(shadow) : undefined;
-        if (shadowMem) memory["shadow pod"] = shadowMem;
+try {
+  for (let round = 1; round <= rounds; round++) {
+    // Rotate the order every round so no forwarder always runs first (or last) on a busy machine.
+    const order = forwarders.map((_, i) => forwarders[(i + round - 1) % forwarders.length]!);
+    for (const forwarder of order) {
+      console.error(`round ${round}: ${forwarder.name}`);
+      record(forwarder.name, "firstAnswerMs", await firstAnswer(forwarder));
+      const running = await forwarder.start();
+      try {
+        await client("bulk", running.tcpPort, 4); // warm-up: JIT, TCP windows, the shadow's first stream
+        const processes: Record<string, number | undefined> = { forwarder: running.pid, shadow: await forwarder.shadowPid?.(), ...system };
+        const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, pid ? cpuMs(pid) : NaN]));
+        record(forwarder.name, "bulkMBps", (await client("bulk", running.tcpPort, mib)).mbPerSecond);
+        for (const [k, pid] of Object.entries(processes)) {
+          if (pid) record(forwarder.name, `cpu:${k}`, (cpuMs(pid) - before[k]!) / mib);
+        }
+        const keep = await client("keepalive", running.httpPort, requests);
+        record(forwarder.name, "keepaliveP50ms", keep.p50ms);
+        record(forwarder.name, "keepaliveP99ms", keep.p99ms);
+        const fresh = await client("fresh", running.httpPort, Math.min(requests, 100));
+        record(forwarder.name, "freshP50ms", fresh.p50ms);
+        record(forwarder.name, "freshP99ms", fresh.p99ms);
+        if (round === rounds) {
+          const own = rssKb(running.pid);
+          if (own) memory[forwarder.name] = own;
+          const shadow = processes.shadow ? rssKb(processes.shadow) : undefined;
+          if (shadow) memory[`${forwarder.name}: shadow pod`] = shadow;
+        }
+      } finally {
+        await running.stop();
       }
-      if (forwarder === kubectlForwarder && round === rounds) {
-        const own = rssKb(running.pid);
-        if (own) memory["kubectl port-forward"] = own;
-      }
-    } finally {
-      await running.stop();
     }
   }
+} finally {
+  if (!values.keep) await kubectl(["delete", "namespace", NS, "--wait=false"]);
 }
 
 // `--help` of the compiled binary, the way a user starts it.
@@ -144,19 +256,37 @@ if (existsSync(binary)) {
 }
 
 const k = results[kubectlForwarder.name]!;
-const t = results[ktctlForwarder.name]!;
-const rows: [string, string, number, number, string][] = [
-  ["bulk echo throughput (MB/s, higher is better)", "bulkMBps", median(k.bulkMBps!), median(t.bulkMBps!), (median(t.bulkMBps!) / median(k.bulkMBps!)).toFixed(2)],
-  ["request on one connection, p50 (ms)", "keepaliveP50ms", median(k.keepaliveP50ms!), median(t.keepaliveP50ms!), (median(k.keepaliveP50ms!) / median(t.keepaliveP50ms!)).toFixed(2)],
-  ["request on one connection, p99 (ms)", "keepaliveP99ms", median(k.keepaliveP99ms!), median(t.keepaliveP99ms!), (median(k.keepaliveP99ms!) / median(t.keepaliveP99ms!)).toFixed(2)],
-  ["new connection per request, p50 (ms)", "freshP50ms", median(k.freshP50ms!), median(t.freshP50ms!), (median(k.freshP50ms!) / median(t.freshP50ms!)).toFixed(2)],
-  ["new connection per request, p99 (ms)", "freshP99ms", median(k.freshP99ms!), median(t.freshP99ms!), (median(k.freshP99ms!) / median(t.freshP99ms!)).toFixed(2)],
-  ["start to first answer (ms)", "firstAnswerMs", median(k.firstAnswerMs!), median(t.firstAnswerMs!), (median(k.firstAnswerMs!) / median(t.firstAnswerMs!)).toFixed(2)],
+const m = (r: Record<string, number[]>, key: string) => median(r[key] ?? [NaN]);
+const rows: [string, string, boolean][] = [
+  ["bulk echo throughput (MB/s, higher is better)", "bulkMBps", true],
+  ["request on one connection, p50 (ms)", "keepaliveP50ms", false],
+  ["request on one connection, p99 (ms)", "keepaliveP99ms", false],
+  ["new connection per request, p50 (ms)", "freshP50ms", false],
+  ["new connection per request, p99 (ms)", "freshP99ms", false],
+  ["start to first answer (ms)", "firstAnswerMs", false],
 ];
-console.log(`\n${rounds} rounds, ${mib} MiB bulk, ${requests} requests, pod ${pod.name}; medians over rounds`);
-console.log("| metric | kubectl port-forward | ktctl forward | ktctl advantage (x) |\n|---|---|---|---|");
-for (const [label, , kv, tv, ratio] of rows) console.log(`| ${label} | ${kv.toFixed(2)} | ${tv.toFixed(2)} | ${ratio} |`);
+const ratio = (key: string, higherIsBetter: boolean, r: Record<string, number[]>) =>
+  (higherIsBetter ? m(r, key) / m(k, key) : m(k, key) / m(r, key)).toFixed(2);
+
+console.log(`\n${rounds} rounds, ${mib} MiB bulk, ${requests} requests, pod ${NS}/${POD}; medians over rounds; ktctl: ${KTCTL.join(" ")}`);
+console.log(`| metric | kubectl port-forward | ${variants.map((v) => `${v.name} | advantage (x)`).join(" | ")} |`);
+console.log(`|---|---|${variants.map(() => "---|---|").join("")}`);
+for (const [label, key, higher] of rows) {
+  console.log(`| ${label} | ${m(k, key).toFixed(2)} | ${variants.map((v) => `${m(results[v.name]!, key).toFixed(2)} | ${ratio(key, higher, results[v.name]!)}`).join(" | ")} |`);
+}
+
+const cpuKeys = ["forwarder", "shadow", "containerd", "kubelet", "kube-apiserver"];
+console.log(`\nCPU per MiB echoed during the bulk run (ms, median over rounds; the load client not counted)`);
+console.log(`| process | kubectl port-forward | ${variants.map((v) => v.name).join(" | ")} |`);
+console.log(`|---|---|${variants.map(() => "---|").join("")}`);
+for (const key of cpuKeys) {
+  const cell = (r: Record<string, number[]>) => (r[`cpu:${key}`] ? m(r, `cpu:${key}`).toFixed(1) : "-");
+  console.log(`| ${key} | ${cell(k)} | ${variants.map((v) => cell(results[v.name]!)).join(" | ")} |`);
+}
+const total = (r: Record<string, number[]>) => cpuKeys.reduce((sum, key) => sum + (r[`cpu:${key}`] ? m(r, `cpu:${key}`) : 0), 0);
+console.log(`| total | ${total(k).toFixed(1)} | ${variants.map((v) => total(results[v.name]!).toFixed(1)).join(" | ")} |`);
+
 console.log("\n| process | RSS (MiB) | peak RSS (MiB) |\n|---|---|---|");
-for (const [name, m] of Object.entries(memory)) console.log(`| ${name} | ${(m.rss / 1024).toFixed(1)} | ${(m.peak / 1024).toFixed(1)} |`);
+for (const [name, mem] of Object.entries(memory)) console.log(`| ${name} | ${(mem.rss / 1024).toFixed(1)} | ${(mem.peak / 1024).toFixed(1)} |`);
 if (helpTimes.length) console.log(`\ncompiled \`ktctl --help\`: median ${median(helpTimes).toFixed(1)} ms, min ${Math.min(...helpTimes).toFixed(1)} ms over ${helpTimes.length} runs`);
 console.log(JSON.stringify({ results, memory, helpTimes, ktctl: KTCTL.join(" ") }));

@@ -1,21 +1,31 @@
 // A small load client the benchmarks run INSIDE the laptop namespace against a local port (a
-// forward of ktctl or of kubectl). Prints one JSON line.
-//   bun test/bench/load-client.ts bulk PORT MIB            TCP echo: MiB up and back, MB/s
-//   bun test/bench/load-client.ts keepalive PORT COUNT     sequential HTTP requests on one connection
-//   bun test/bench/load-client.ts fresh PORT COUNT         sequential HTTP requests, a new connection each
-//   bun test/bench/load-client.ts first PORT TIMEOUT_MS    time until the first HTTP answer (from now)
+// forward of ktctl or of kubectl) or, through connect, a cluster address. Prints one JSON line.
+// TARGET is PORT (on 127.0.0.1) or HOST:PORT (a ClusterIP, or a name the laptop resolves).
+//   bun test/bench/load-client.ts bulk TARGET MIB            TCP echo: MiB up and back, MB/s
+//   bun test/bench/load-client.ts keepalive TARGET COUNT     sequential HTTP requests on one connection
+//   bun test/bench/load-client.ts fresh TARGET COUNT         sequential HTTP requests, a new connection each
+//   bun test/bench/load-client.ts first TARGET TIMEOUT_MS    time until the first HTTP answer (from now)
+//   bun test/bench/load-client.ts firstcurl URL TIMEOUT_MS   the same with curl, one process per attempt
+//                                                            (no resolver cache: a name that did not
+//                                                            resolve a moment ago is asked again)
+//   bun test/bench/load-client.ts concurrent T1,T2,... COUNT all connections opened at once and held
+//                                                            open; COUNT requests on each, all in parallel
 
 import { connect, type Socket } from "node:net";
 
-const [mode, portText, amountText] = process.argv.slice(2);
-const port = Number(portText);
+const [mode, targetText, amountText] = process.argv.slice(2);
 const amount = Number(amountText);
+const parseTarget = (text: string) => {
+  const colon = text.lastIndexOf(":");
+  return colon < 0 ? { host: "127.0.0.1", port: Number(text) } : { host: text.slice(0, colon), port: Number(text.slice(colon + 1)) };
+};
+const { host, port } = mode === "concurrent" || mode === "firstcurl" ? { host: "", port: 1 } : parseTarget(targetText ?? "");
 const REQUEST = Buffer.from("GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n");
 const REQUEST_CLOSE = Buffer.from("GET /bench HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
 
-const open = (): Promise<Socket> =>
+const open = (to = { host, port }): Promise<Socket> =>
   new Promise((resolve, reject) => {
-    const socket = connect({ port, host: "127.0.0.1", noDelay: true });
+    const socket = connect({ port: to.port, host: to.host, noDelay: true });
     socket.once("connect", () => resolve(socket));
     socket.once("error", reject);
   });
@@ -113,10 +123,66 @@ async function first(timeoutMs: number) {
   return { firstAnswerMs: null };
 }
 
-const modes: Record<string, (n: number) => Promise<unknown>> = { bulk, keepalive, fresh, first };
+async function firstcurl(timeoutMs: number) {
+  const started = performance.now();
+  let attempts = 0;
+  while (performance.now() - started < timeoutMs) {
+    attempts++;
+    const curl = Bun.spawn(["curl", "-s", "-o", "/dev/null", "-m", "2", "-w", "%{http_code}", targetText!], { stdout: "pipe", stderr: "ignore" });
+    const [code, exit] = await Promise.all([new Response(curl.stdout).text(), curl.exited]);
+    if (exit === 0 && code === "200") return { firstAnswerMs: performance.now() - started, attempts };
+    await Bun.sleep(20);
+  }
+  return { firstAnswerMs: null, attempts };
+}
+
+/** Every target gets one connection; all are open at the same time before any request is sent. */
+async function concurrent(requestsEach: number) {
+  const targets = targetText!.split(",").map(parseTarget);
+  const started = performance.now();
+  const errors: string[] = [];
+  const sockets = await Promise.all(
+    targets.map((t) =>
+      open(t).catch((error: Error) => {
+        errors.push(`open ${t.host}:${t.port}: ${error.message}`);
+        return undefined;
+      }),
+    ),
+  );
+  const openMs = performance.now() - started;
+  const opened = sockets.filter((s): s is Socket => s !== undefined);
+  const samples: number[] = [];
+  await Promise.all(
+    opened.map(async (socket) => {
+      try {
+        for (let i = 0; i < requestsEach; i++) {
+          const t = performance.now();
+          socket.write(REQUEST);
+          await Promise.race([readResponse(socket), new Promise((_, reject) => socket.once("close", () => reject(new Error("closed before the answer"))))]);
+          samples.push(performance.now() - t);
+        }
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }),
+  );
+  for (const socket of opened) socket.destroy();
+  return {
+    connections: targets.length,
+    openedTogether: opened.length,
+    requests: samples.length,
+    errors: errors.length,
+    firstErrors: errors.slice(0, 3),
+    openAllMs: openMs,
+    seconds: (performance.now() - started) / 1000,
+    ...(samples.length ? summary(samples) : {}),
+  };
+}
+
+const modes: Record<string, (n: number) => Promise<unknown>> = { bulk, keepalive, fresh, first, firstcurl, concurrent };
 const run = modes[mode ?? ""];
 if (!run || !port) {
-  console.error("usage: load-client.ts bulk|keepalive|fresh|first PORT AMOUNT");
+  console.error("usage: load-client.ts bulk|keepalive|fresh|first TARGET AMOUNT | firstcurl URL TIMEOUT_MS | concurrent T1,T2,... COUNT");
   process.exit(2);
 }
 console.log(JSON.stringify(await run(amount)));

@@ -8,15 +8,16 @@ import { DEMO_NS, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, runInPod } fr
 /** The meshed workload: the echo image, its ports (a named targetPort included), two replicas. */
 export const MESH_SERVICE = "mesh-e2e";
 
-const WORKLOAD = `
+/** The workload as YAML, under any name (the benchmark deploys its own copy). */
+const workload = (name: string) => `
 apiVersion: apps/v1
 kind: Deployment
-metadata: { name: ${MESH_SERVICE}, namespace: ${DEMO_NS}, labels: { app: ${MESH_SERVICE} } }
+metadata: { name: ${name}, namespace: ${DEMO_NS}, labels: { app: ${name} } }
 spec:
   replicas: 2
-  selector: { matchLabels: { app: ${MESH_SERVICE} } }
+  selector: { matchLabels: { app: ${name} } }
   template:
-    metadata: { labels: { app: ${MESH_SERVICE}, tier: backend } }
+    metadata: { labels: { app: ${name}, tier: backend } }
     spec:
       terminationGracePeriodSeconds: 1
       containers:
@@ -24,7 +25,7 @@ spec:
         image: ktctl.local/echo:1
         imagePullPolicy: Never
         env:
-        - { name: ECHO_NAME, value: ${MESH_SERVICE} }
+        - { name: ECHO_NAME, value: ${name} }
         - { name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }
         - { name: POD_NAMESPACE, valueFrom: { fieldRef: { fieldPath: metadata.namespace } } }
         ports:
@@ -35,22 +36,22 @@ spec:
 ---
 apiVersion: v1
 kind: Service
-metadata: { name: ${MESH_SERVICE}, namespace: ${DEMO_NS}, labels: { app: ${MESH_SERVICE} }, annotations: { team: e2e } }
+metadata: { name: ${name}, namespace: ${DEMO_NS}, labels: { app: ${name} }, annotations: { team: e2e } }
 spec:
-  selector: { app: ${MESH_SERVICE} }
+  selector: { app: ${name} }
   ports:
   - { name: http, port: 80, targetPort: http }
   - { name: http-alt, port: 8081, targetPort: 8081 }
   - { name: tcp, port: 9090, targetPort: tcp }
 `;
 
-export async function deployMeshWorkload(): Promise<void> {
-  await kubectlOk(["apply", "-f", "-"], { stdin: WORKLOAD });
-  await kubectlOk(["-n", DEMO_NS, "rollout", "status", `deployment/${MESH_SERVICE}`, "--timeout=90s"], { timeoutMs: 100_000 });
+export async function deployMeshWorkload(name = MESH_SERVICE): Promise<void> {
+  await kubectlOk(["apply", "-f", "-"], { stdin: workload(name) });
+  await kubectlOk(["-n", DEMO_NS, "rollout", "status", `deployment/${name}`, "--timeout=90s"], { timeoutMs: 100_000 });
 }
 
-export async function removeMeshWorkload(): Promise<void> {
-  await kubectl(["delete", "--ignore-not-found", "--wait=false", "-f", "-"], { stdin: WORKLOAD });
+export async function removeMeshWorkload(name = MESH_SERVICE): Promise<void> {
+  await kubectl(["delete", "--ignore-not-found", "--wait=false", "-f", "-"], { stdin: workload(name) });
 }
 
 /** The service as ktctl must give it back: metadata it could touch, and the whole spec. */

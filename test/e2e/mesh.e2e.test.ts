@@ -4,7 +4,7 @@
 // SIGKILL, a dead laptop found by `ktctl clean`, the router pod deleted under it) the service comes
 // back exactly as it was, nothing of ktctl's is left, and the other developer keeps working.
 
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { DEMO_NS, eventually, kubectlJson, kubectlOk, requireCluster } from "./harness.ts";
 import { processGone, runKtctl, startKtctl, stopAllKtctl, tempHome, watchdogPid, type KtctlProcess } from "./exchange-harness.ts";
 import {
@@ -76,6 +76,9 @@ describe("ktctl mesh", () => {
     laptops = await Promise.all([startLaptopService("laptop-a", PORT_A), startLaptopService("laptop-b", PORT_B)]);
     before = await serviceState();
   }, 180_000);
+
+  // A test that failed half way must not leave its developers in the next test's mesh.
+  afterEach(() => stopAllKtctl(), 120_000);
 
   afterAll(async () => {
     await stopAllKtctl();
@@ -179,6 +182,8 @@ describe("ktctl mesh", () => {
         const a = await startMesh("alice-e2e", PORT_A, [], {}, lostHome.home);
         const b = await startMesh("x-dev:bob-e2e", PORT_B);
         await settle(BOB, "laptop-b");
+        // Frozen first, so it cannot start a new watchdog when it sees this one die.
+        a.k.proc.kill("SIGSTOP");
         const watchdog = watchdogPid(lostHome.home, a.session);
         process.kill(watchdog, "SIGKILL");
         await processGone(watchdog);

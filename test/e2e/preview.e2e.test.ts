@@ -74,6 +74,23 @@ describe("preview", () => {
     await serviceGone("web-killed", id!);
   }, TEST_TIMEOUT_MS);
 
+  test("--waitLocal waits for the local process before anything changes in the cluster", async () => {
+    const late = LOCAL_PORT + 5;
+    const k = startKtctl(["preview", "web-late", "--waitLocal", "--expose", `${late}:80`], home);
+    await k.waitFor(new RegExp(`waiting for something to listen on 127\\.0\\.0\\.1:${late}`));
+    expect((await kubectl(["-n", "demo", "get", "service", "web-late"])).code).not.toBe(0);
+    const lateServer = await startLaptopServer(late);
+    try {
+      const [, , id] = await k.waitFor(UP);
+      await expectLaptopAnswers("web-late.demo");
+      k.proc.kill("SIGINT");
+      expect(await k.exited).toBe(130);
+      await serviceGone("web-late", id!);
+    } finally {
+      await lateServer.stop();
+    }
+  }, TEST_TIMEOUT_MS);
+
   test("an existing service ktctl did not create is never replaced", async () => {
     const before = await snapshot();
     const r = await runKtctl(["preview", "echo", "--expose", `${LOCAL_PORT}:80`], home);

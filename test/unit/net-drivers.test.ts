@@ -110,6 +110,37 @@ describe("linux system driver", () => {
   });
 });
 
+describe("one connect at a time per DNS file", () => {
+  const otherResolv = connectResolvConf("nameserver 10.0.0.2\n", { nameserver: DNS_ADDRESS, searchFirst: ["demo.svc.cluster.local"], sessionId: "zzzz9999" });
+  const otherHosts = withHostsBlock("127.0.0.1\tlocalhost\n", [{ address: "10.96.1.1", names: ["x"] }], "zzzz9999");
+
+  test("resolv.conf or hosts changed by another connect: refused (a conflict), naming the session and the way out", () => {
+    const system = () => createLinuxDriver({ variant: "system", dnsMode: "resolvconf" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: otherResolv, managedByResolved: false } }));
+    expect(system).toThrow("/etc/resolv.conf is already changed by ktctl connect session zzzz9999");
+    try {
+      system();
+    } catch (error: any) {
+      expect(error.exitCode).toBe(10);
+      expect(error.hint).toContain("--mode proxy");
+      expect(error.hint).toContain("ktctl clean --localOnly");
+    }
+    expect(() => createLinuxDriver({ variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: otherHosts } }))).toThrow(
+      "/etc/hosts is already changed by ktctl connect session zzzz9999",
+    );
+    const windowsFacts: HostFacts = { platform: "win32", isRoot: true, tools: {}, hostsFile: { path: "C:\\hosts", content: otherHosts.replace(/\n/g, "\r\n") } };
+    expect(() => createWindowsDriver().prepare(spec, windowsFacts)).toThrow("already changed by ktctl connect session zzzz9999");
+  });
+
+  test("its own marks, and DNS methods that touch neither file, are no conflict", () => {
+    const own = connectResolvConf("nameserver 10.0.0.2\n", { nameserver: DNS_ADDRESS, searchFirst: [], sessionId: spec.sessionId });
+    expect(() => createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: own, managedByResolved: false } }))).not.toThrow();
+    const ownHosts = withHostsBlock("127.0.0.1\tlocalhost\n", [], spec.sessionId);
+    expect(() => createLinuxDriver({ variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: ownHosts } }))).not.toThrow();
+    const held = linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: otherResolv, managedByResolved: false }, hostsFile: { path: "/etc/hosts", content: otherHosts } });
+    expect(() => createLinuxDriver({ variant: "system", dnsMode: "none" }).prepare(spec, held)).not.toThrow();
+  });
+});
+
 describe("linux hosts driver", () => {
   test("capture plus a marked hosts block; refresh rewrites only the block", () => {
     const driver = createLinuxDriver({ variant: "hosts" });

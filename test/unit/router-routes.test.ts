@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   ContractError,
+  listenerProtocolOf,
   checkMarkHeader,
   checkPathPrefix,
   validateRoute,
@@ -135,6 +136,20 @@ describe("route and configuration checks", () => {
       }),
     ).toThrow(/twice/);
     expect(() => validateRouterConfig({ listeners: [{ port: 2224, fallback: { host: "a", port: 1 } }] })).toThrow(/admin port/);
+  });
+});
+
+describe("what a listener expects, from the service port", () => {
+  test("appProtocol first, then the port name's first word", () => {
+    expect(listenerProtocolOf({ name: "http" })).toBe("http");
+    expect(listenerProtocolOf({ name: "grpc-api" })).toBe("http");
+    expect(listenerProtocolOf({ name: "tcp-db", appProtocol: "kubernetes.io/h2c" })).toBe("http");
+    expect(listenerProtocolOf({ name: "web", appProtocol: "kubernetes.io/ws" })).toBe("http");
+    expect(listenerProtocolOf({ name: "tcp" })).toBe("tcp");
+    expect(listenerProtocolOf({ name: "mysql" })).toBe("tcp");
+    expect(listenerProtocolOf({ name: "https" })).toBe("tcp");
+    expect(listenerProtocolOf({ name: "metrics" })).toBe("auto");
+    expect(listenerProtocolOf({})).toBe("auto");
   });
 });
 

@@ -37,6 +37,8 @@ describe("mesh router", () => {
   let httpPort: number;
   let tcpPort: number;
   let greetPort: number;
+  let strictHttpPort: number;
+  let rawPort: number;
   const log = memoryLog();
 
   const adminCall = async (method: string, path: string, body?: unknown) => {
@@ -75,12 +77,14 @@ describe("mesh router", () => {
       });
     });
     await new Promise<void>((resolve) => upgrader.listen(0, "127.0.0.1", resolve));
-    [httpPort, tcpPort, greetPort] = [await freePort(), await freePort(), await freePort()];
+    [httpPort, tcpPort, greetPort, strictHttpPort, rawPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
     const config = validateRouterConfig({
       listeners: [
         { port: httpPort, fallback: { host: "127.0.0.1", port: original.port }, name: "http" },
         { port: tcpPort, fallback: { host: "127.0.0.1", port: tcpEcho.port }, name: "tcp" },
         { port: greetPort, fallback: { host: "127.0.0.1", port: greeter.port }, name: "smtp-like" },
+        { port: strictHttpPort, fallback: { host: "127.0.0.1", port: original.port }, name: "http", protocol: "http" },
+        { port: rawPort, fallback: { host: "127.0.0.1", port: original.port }, name: "tcp", protocol: "tcp" },
       ],
       adminPort: await freePort(),
       sniffTimeoutMs: 150,
@@ -397,6 +401,23 @@ describe("mesh router", () => {
       tcp.write("hello tcp\n");
       expect(await back).toBe("hello tcp\n");
       tcp.destroy();
+    });
+
+    test("an http port waits for a silent client (opened early, used later); a tcp port never looks", async () => {
+      await putRoute({ ...routeTo("ivy", "i", devA), upstreams: { [String(strictHttpPort)]: { host: "127.0.0.1", port: devA.port }, [String(rawPort)]: { host: "127.0.0.1", port: devA.port } } });
+      const early = await RawClient.connect(strictHttpPort);
+      await Bun.sleep(400); // longer than this router's sniff window of 150 ms
+      expect(podOf(await early.request(get("/", { VERSION: "i" })))).toBe("dev-a");
+      early.close();
+      const raw = await RawClient.connect(rawPort);
+      expect(podOf(await raw.request(get("/", { VERSION: "i" })))).toBe("original");
+      raw.close();
+      // On an "auto" port the same early connection is taken for a server-first protocol.
+      const guessed = await RawClient.connect(httpPort);
+      await Bun.sleep(400);
+      expect(podOf(await guessed.request(get("/", { VERSION: "a" })))).toBe("original");
+      guessed.close();
+      await adminCall("DELETE", "/routes/ivy");
     });
 
     test("a server-speaks-first protocol gets through after the sniff window", async () => {

@@ -215,3 +215,42 @@ describe("renderPlan", () => {
     expect(renderPlan(computePlan(input({})))).toContain("nothing to clean");
   });
 });
+
+describe("shared shadows", () => {
+  const sharedPod = (sharers: string[]): LabelledObject => ({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: "ktctl-shared-connect-0123456789",
+      namespace: "demo",
+      labels: { "ktctl.io/managed-by": "ktctl", "ktctl.io/owner": "alice-laptop", "ktctl.io/share": "connect" },
+      annotations: { "ktctl.io/sharers": JSON.stringify(sharers) },
+    },
+  });
+
+  test("left alone while any sharer has a lease (even an expired one: its own clean releases it) or a local journal", () => {
+    const expired = lease("aaaa1111", T0 - 120_000, []);
+    expect(computePlan(input({ leases: [expired], shared: [sharedPod(["aaaa1111", "gone0001"])] })).entries.map((e) => e.sessionId)).toEqual(["aaaa1111"]);
+    const journal: Journal = { version: 1, meta: meta("cccc3333"), steps: [] };
+    const local = [{ journal, alive: true, watchdogAlive: false }];
+    expect(computePlan(input({ local, shared: [sharedPod(["cccc3333"])] })).entries).toEqual([]);
+  });
+
+  test("released when every sharer is unknown on both sides; the release deletes it", () => {
+    const plan = computePlan(input({ shared: [sharedPod(["gone0001", "gone0002"])] }));
+    expect(plan.entries).toHaveLength(1);
+    const entry = plan.entries[0]!;
+    expect(entry.why).toBe("shared by session(s) gone0001, gone0002, none of which exists any more");
+    expect(entry.claim).toBeUndefined();
+    expect(entry.actions).toEqual([
+      {
+        type: "undo",
+        describe: "delete pod demo/ktctl-shared-connect-0123456789",
+        step: { kind: "release-shared-shadow", describe: "shared pod demo/ktctl-shared-connect-0123456789", undo: { apiVersion: "v1", kind: "Pod", namespace: "demo", name: "ktctl-shared-connect-0123456789" } },
+        where: "cluster",
+        source: "object",
+      },
+    ]);
+    expect(computePlan(input({ shared: [sharedPod([])] })).entries[0]!.why).toBe("shared by no session");
+  });
+});

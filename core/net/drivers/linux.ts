@@ -16,9 +16,9 @@
 import { lstat, readFile, realpath } from "node:fs/promises";
 import { ExitCode, KtctlError } from "../../errors.ts";
 import { formatCidr, cidrBounds } from "../cidr.ts";
-import { connectResolvConf } from "../resolv-conf.ts";
-import { withHostsBlock } from "../hosts-file.ts";
-import { spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver, type NetPlan } from "../driver.ts";
+import { connectResolvConf, resolvConfSession } from "../resolv-conf.ts";
+import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";
+import { fileHeldByOtherConnect, spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver, type NetPlan } from "../driver.ts";
 
 /** The address resolvers are given for the local DNS server; all of 127/8 is loopback on Linux. */
 export const DNS_ADDRESS = "127.19.0.53";
@@ -177,6 +177,8 @@ async function readResolvConf(path: string): Promise<HostFacts["resolvConf"]> {
 export function resolvConfAction(spec: ConnectNetSpec, facts: HostFacts): NetAction {
   if (!spec.dns) throw new Error("linux driver: DNS server missing");
   const file = facts.resolvConf!;
+  const holder = resolvConfSession(file.content);
+  if (holder && holder !== spec.sessionId) throw fileHeldByOtherConnect(file.path, holder);
   return {
     kind: "write-file",
     describe: `point ${file.path} at ktctl's DNS server ${DNS_ADDRESS}`,
@@ -219,6 +221,8 @@ export function resolvedActions(spec: ConnectNetSpec): NetAction[] {
 
 export function hostsAction(spec: ConnectNetSpec, facts: HostFacts): NetAction {
   const file = facts.hostsFile!;
+  const holder = hostsBlockSessions(file.content).find((id) => id !== spec.sessionId);
+  if (holder) throw fileHeldByOtherConnect(file.path, holder);
   return {
     kind: "write-file",
     describe: `add the cluster names to ${file.path}`,

@@ -7,8 +7,8 @@
 // ClusterIPs and pod IPs by address need --mode proxy on Windows.
 
 import { ExitCode, KtctlError } from "../../errors.ts";
-import { withHostsBlock } from "../hosts-file.ts";
-import { spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
+import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";
+import { fileHeldByOtherConnect, spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
 import { readFile } from "node:fs/promises";
 
 export const WINDOWS_HOSTS = "C:\\Windows\\System32\\drivers\\etc\\hosts";
@@ -22,16 +22,20 @@ export function createWindowsDriver(options: WindowsDriverOptions = {}): NetDriv
   const runner = options.runner ?? spawnRunner;
   const hostsPath = options.hostsPath ?? WINDOWS_HOSTS;
 
-  const hostsActions = (spec: ConnectNetSpec, facts: HostFacts): NetAction[] => [
-    {
-      kind: "write-file",
-      describe: `add the cluster names to ${facts.hostsFile!.path}`,
-      path: facts.hostsFile!.path,
-      // Windows tools write CRLF; keep the file's own line ends.
-      content: withCrlfIfUsed(facts.hostsFile!.content, withHostsBlock(facts.hostsFile!.content.replace(/\r\n/g, "\n"), spec.hosts ?? [], spec.sessionId)),
-    },
-    { kind: "run", describe: "flush the Windows DNS cache", commands: [["ipconfig", "/flushdns"]], undo: [["ipconfig", "/flushdns"]], undoKey: "dns-flush" },
-  ];
+  const hostsActions = (spec: ConnectNetSpec, facts: HostFacts): NetAction[] => {
+    const holder = hostsBlockSessions(facts.hostsFile!.content).find((id) => id !== spec.sessionId);
+    if (holder) throw fileHeldByOtherConnect(facts.hostsFile!.path, holder);
+    return [
+      {
+        kind: "write-file",
+        describe: `add the cluster names to ${facts.hostsFile!.path}`,
+        path: facts.hostsFile!.path,
+        // Windows tools write CRLF; keep the file's own line ends.
+        content: withCrlfIfUsed(facts.hostsFile!.content, withHostsBlock(facts.hostsFile!.content.replace(/\r\n/g, "\n"), spec.hosts ?? [], spec.sessionId)),
+      },
+      { kind: "run", describe: "flush the Windows DNS cache", commands: [["ipconfig", "/flushdns"]], undo: [["ipconfig", "/flushdns"]], undoKey: "dns-flush" },
+    ];
+  };
 
   return {
     name: "windows",

@@ -1,0 +1,163 @@
+// The load generator of the mesh benchmark. It runs INSIDE a pod (compiled with `bun build
+// --compile`, started in a pod of the shadow image, which carries the libraries a Bun binary
+// links), so it measures the cluster path: service address -> (router ->) pods.
+//   mesh-load h1 HOST:PORT CONNS DURATION_MS ["Header: value"]
+//       CONNS keep-alive connections, each sending GET / and waiting for the answer, for DURATION_MS
+//   mesh-load grpc HOST:PORT STREAMS DURATION_MS ["header: value"]
+//       one h2c connection, STREAMS concurrent gRPC Health/Check calls at a time
+//   mesh-load idle
+//       does nothing until killed (the pod's main process)
+// Prints one JSON line: requests, errors, rps, p50/p90/p99/max latency in ms.
+
+import http2 from "node:http2";
+import net from "node:net";
+
+interface Result {
+  mode: string;
+  target: string;
+  concurrency: number;
+  requests: number;
+  errors: number;
+  rps: number;
+  p50ms: number;
+  p90ms: number;
+  p99ms: number;
+  maxMs: number;
+}
+
+function summarise(mode: string, target: string, concurrency: number, latencies: number[], errors: number, elapsedMs: number): Result {
+  latencies.sort((a, b) => a - b);
+  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+  const round = (v: number) => Math.round(v * 1000) / 1000;
+  return {
+    mode,
+    target,
+    concurrency,
+    requests: latencies.length,
+    errors,
+    rps: Math.round(latencies.length / (elapsedMs / 1000)),
+    p50ms: round(at(0.5)),
+    p90ms: round(at(0.9)),
+    p99ms: round(at(0.99)),
+    maxMs: round(latencies[latencies.length - 1] ?? NaN),
+  };
+}
+
+function split(target: string): { host: string; port: number } {
+  const colon = target.lastIndexOf(":");
+  return { host: target.slice(0, colon), port: Number(target.slice(colon + 1)) };
+}
+
+/** One keep-alive connection sending requests back to back until `deadline`. */
+function h1Connection(host: string, port: number, request: Buffer, deadline: number, latencies: number[]): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port, noDelay: true });
+    let buffer: Buffer = Buffer.alloc(0);
+    let started = 0;
+    let errors = 0;
+    const send = () => {
+      if (performance.now() >= deadline) {
+        socket.end();
+        return resolve(errors);
+      }
+      started = performance.now();
+      socket.write(request);
+    };
+    socket.on("connect", send);
+    socket.on("data", (chunk: Buffer) => {
+      buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
+      for (;;) {
+        const end = buffer.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const length = Number(/content-length:\s*(\d+)/i.exec(buffer.toString("latin1", 0, end))?.[1] ?? -1);
+        if (length < 0) {
+          errors++;
+          socket.destroy();
+          return resolve(errors);
+        }
+        if (buffer.length < end + 4 + length) return;
+        if (!buffer.toString("latin1", 0, 12).includes(" 200")) errors++;
+        buffer = buffer.subarray(end + 4 + length);
+        latencies.push(performance.now() - started);
+        send();
+      }
+    });
+    socket.on("error", () => {
+      errors++;
+      resolve(errors);
+    });
+  });
+}
+
+async function h1(target: string, conns: number, durationMs: number, header?: string): Promise<Result> {
+  const { host, port } = split(target);
+  const request = Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}\r\n${header ? `${header}\r\n` : ""}\r\n`);
+  const latencies: number[] = [];
+  const start = performance.now();
+  const deadline = start + durationMs;
+  const errors = await Promise.all(Array.from({ length: conns }, () => h1Connection(host, port, request, deadline, latencies)));
+  return summarise("h1", target, conns, latencies, errors.reduce((a, b) => a + b, 0), performance.now() - start);
+}
+
+/** An empty HealthCheckRequest in gRPC framing. */
+const GRPC_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
+
+async function grpc(target: string, streams: number, durationMs: number, header?: string): Promise<Result> {
+  const session = http2.connect(`http://${target}`);
+  session.on("error", () => undefined);
+  const extra: Record<string, string> = {};
+  if (header) {
+    const colon = header.indexOf(":");
+    extra[header.slice(0, colon).trim().toLowerCase()] = header.slice(colon + 1).trim();
+  }
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = performance.now();
+  const deadline = start + durationMs;
+  const call = () =>
+    new Promise<void>((resolve) => {
+      const started = performance.now();
+      const stream = session.request({
+        ":method": "POST",
+        ":path": "/grpc.health.v1.Health/Check",
+        "content-type": "application/grpc",
+        te: "trailers",
+        ...extra,
+      });
+      let status: string | undefined;
+      stream.on("response", (headers) => (status ??= headers["grpc-status"] as string | undefined));
+      stream.on("trailers", (trailers) => (status = trailers["grpc-status"] as string | undefined));
+      stream.on("data", () => undefined);
+      stream.on("end", () => {
+        if (status === "0") latencies.push(performance.now() - started);
+        else errors++;
+        resolve();
+      });
+      stream.on("error", () => {
+        errors++;
+        resolve();
+      });
+      stream.end(GRPC_REQUEST);
+    });
+  await Promise.all(
+    Array.from({ length: streams }, async () => {
+      while (performance.now() < deadline) await call();
+    }),
+  );
+  session.close();
+  return summarise("grpc", target, streams, latencies, errors, performance.now() - start);
+}
+
+const [mode, target, a, b, c] = process.argv.slice(2);
+if (mode === "idle") {
+  setInterval(() => undefined, 1 << 30);
+} else if (mode === "h1") {
+  console.log(JSON.stringify(await h1(target!, Number(a), Number(b), c)));
+  process.exit(0);
+} else if (mode === "grpc") {
+  console.log(JSON.stringify(await grpc(target!, Number(a), Number(b), c)));
+  process.exit(0);
+} else {
+  console.error("usage: mesh-load h1 HOST:PORT CONNS DURATION_MS [HEADER] | grpc HOST:PORT STREAMS DURATION_MS [HEADER] | idle");
+  process.exit(2);
+}

@@ -1,0 +1,185 @@
+// The mesh benchmark: from a pod, in the same run, requests per second and latency of UNMARKED
+// requests to a meshed service (service address -> router -> original pods) against the same
+// requests straight to the original pods (the companion service, which selects them exactly as
+// the service did before the mesh), plus the router's memory under that load and the time a route
+// change takes to reach the router.
+//   bun test/bench/mesh.bench.ts [--seconds 5] [--rounds 3]
+// Needs the test cluster (test/cluster/up) with the current shadow image. Prints a Markdown table
+// and one JSON line; docs/benchmarks.md keeps the figures.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { connectKube } from "../../core/kube/index.ts";
+import { adminRequest } from "../../plugins/mesh/router-admin.ts";
+import { DEMO_NS, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run } from "../e2e/harness.ts";
+import { startKtctl, stopAllKtctl } from "../e2e/exchange-harness.ts";
+import { deployMeshWorkload, removeMeshWorkload, startLaptopService } from "../e2e/mesh-harness.ts";
+
+const SERVICE = "mesh-bench";
+const LOAD_POD = "mesh-bench-load";
+const LAPTOP_PORT = 18090;
+const ADMIN_PORT = 2224;
+
+const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" } } });
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+
+interface LoadResult {
+  mode: string;
+  target: string;
+  concurrency: number;
+  requests: number;
+  errors: number;
+  rps: number;
+  p50ms: number;
+  p90ms: number;
+  p99ms: number;
+  maxMs: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function load(args: string[]): Promise<LoadResult> {
+  const r = await kubectl(["-n", DEMO_NS, "exec", LOAD_POD, "--", "/bench/mesh-load", ...args], { timeoutMs: (seconds + 60) * 1000 });
+  if (r.code !== 0) throw new Error(`load ${args.join(" ")} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}
+
+async function startLoadPod(dir: string): Promise<void> {
+  const image = (await kubectlJson(["-n", DEMO_NS, "get", "deployment", `${SERVICE}-ktctl-router`])).spec.template.spec.containers[0].image;
+  const pod = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: LOAD_POD, namespace: DEMO_NS, labels: { app: LOAD_POD } },
+    spec: {
+      terminationGracePeriodSeconds: 0,
+      containers: [
+        {
+          name: "load",
+          // The shadow image holds exactly the libraries a compiled Bun program links.
+          image,
+          imagePullPolicy: "IfNotPresent",
+          command: ["/bench/mesh-load", "idle"],
+          volumeMounts: [{ name: "bench", mountPath: "/bench", readOnly: true }],
+        },
+      ],
+      volumes: [{ name: "bench", hostPath: { path: dir, type: "Directory" } }],
+    },
+  };
+  await kubectl(["-n", DEMO_NS, "delete", "pod", LOAD_POD, "--ignore-not-found", "--wait=true"]);
+  await kubectlOk(["apply", "-f", "-"], { stdin: JSON.stringify(pod) });
+  await kubectlOk(["-n", DEMO_NS, "wait", `pod/${LOAD_POD}`, "--for=condition=Ready", "--timeout=60s"], { timeoutMs: 70_000 });
+}
+
+async function main(): Promise<void> {
+  await requireCluster();
+  const dir = mkdtempSync(join(tmpdir(), "ktctl-mesh-bench-"));
+  const home = mkdtempSync(join(tmpdir(), "ktctl-mesh-bench-home-"));
+  let laptop: { stop(): Promise<void> } | undefined;
+  try {
+    const compiled = await run(["bun", "build", "--compile", join(REPO, "test/bench/mesh-load.ts"), "--outfile", join(dir, "mesh-load")]);
+    if (compiled.code !== 0) throw new Error(`cannot compile the load generator: ${compiled.stderr}`);
+    await run(["chmod", "755", dir, join(dir, "mesh-load")]);
+
+    await deployMeshWorkload(SERVICE);
+    laptop = await startLaptopService("laptop-bench", LAPTOP_PORT);
+    const mesh = startKtctl(["mesh", SERVICE, "--expose", `${LAPTOP_PORT}:80`, "--versionMark", "bench"], home);
+    await mesh.waitFor(/\bMARK \S/, 120_000);
+    await startLoadPod(dir);
+
+    const kube = await connectKube({ kubeconfig: KUBECONFIG, namespace: DEMO_NS });
+    const routerPod = (await kubectlJson(["-n", DEMO_NS, "get", "pods", "-l", `ktctl.io/role=mesh-router-${SERVICE}`])).items[0].metadata.name;
+    const stats = async () => (await adminRequest(kube, DEMO_NS, routerPod, ADMIN_PORT, "GET", "/stats")).body;
+    const idle = await stats();
+
+    const direct = `${SERVICE}-ktctl-original.${DEMO_NS}:80`;
+    const meshed = `${SERVICE}.${DEMO_NS}:80`;
+    // Sanity: a marked request through the router reaches the laptop; the load itself is unmarked.
+    const marked = await load(["h1", meshed, "1", "300", "VERSION: bench"]);
+    if (marked.errors > 0 || marked.requests === 0) throw new Error(`marked requests fail through the router: ${JSON.stringify(marked)}`);
+
+    let peakRss = idle.rssBytes as number;
+    const sampleWhile = async <T>(work: Promise<T>): Promise<T> => {
+      let done = false;
+      const sampler = (async () => {
+        while (!done) {
+          peakRss = Math.max(peakRss, (await stats()).rssBytes);
+          await Bun.sleep(500); // a sampling interval, not a wait for readiness
+        }
+      })();
+      try {
+        return await work;
+      } finally {
+        done = true;
+        await sampler;
+      }
+    };
+
+    const scenarios: { name: string; args: (target: string) => string[] }[] = [
+      { name: "HTTP/1.1, 1 connection", args: (t) => ["h1", t, "1", String(seconds * 1000)] },
+      { name: "HTTP/1.1, 16 connections", args: (t) => ["h1", t, "16", String(seconds * 1000)] },
+      { name: "gRPC (h2c), 1 connection, 8 streams", args: (t) => ["grpc", t, "8", String(seconds * 1000)] },
+    ];
+    const rows: any[] = [];
+    for (const scenario of scenarios) {
+      await load(scenario.args(direct).map((a, i) => (i === 3 ? "1000" : a)));
+      await load(scenario.args(meshed).map((a, i) => (i === 3 ? "1000" : a)));
+      const directRuns: LoadResult[] = [];
+      const routerRuns: LoadResult[] = [];
+      for (let round = 0; round < rounds; round++) {
+        directRuns.push(await load(scenario.args(direct)));
+        routerRuns.push(await sampleWhile(load(scenario.args(meshed))));
+      }
+      const pick = (runs: LoadResult[]) => ({
+        rps: median(runs.map((r) => r.rps)),
+        p50ms: median(runs.map((r) => r.p50ms)),
+        p99ms: median(runs.map((r) => r.p99ms)),
+        errors: runs.reduce((sum, r) => sum + r.errors, 0),
+      });
+      const d = pick(directRuns);
+      const m = pick(routerRuns);
+      rows.push({ scenario: scenario.name, direct: d, router: m, rpsRatio: m.rps / d.rps, addedP50ms: m.p50ms - d.p50ms, runs: { directRuns, routerRuns } });
+    }
+    const after = await stats();
+
+    // How long a route change takes to reach the router: a PUT through a fresh port-forward.
+    const pushes: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const route = { id: `bench${i}`, header: "x-bench", value: `v${i}`, upstreams: { "8080": { host: "10.0.0.1", port: 1 } } };
+      const t0 = performance.now();
+      const put = await adminRequest(kube, DEMO_NS, routerPod, ADMIN_PORT, "PUT", `/routes/${route.id}`, route);
+      pushes.push(performance.now() - t0);
+      if (put.status !== 200) throw new Error(`route push failed: ${JSON.stringify(put.body)}`);
+      await adminRequest(kube, DEMO_NS, routerPod, ADMIN_PORT, "DELETE", `/routes/${route.id}`);
+    }
+
+    const mib = (b: number) => (b / 1048576).toFixed(1);
+    console.log(`\n| scenario (unmarked requests, from a pod) | direct req/s | router req/s | ratio | direct p50 / p99 ms | router p50 / p99 ms | added p50 ms |`);
+    console.log(`|---|---|---|---|---|---|---|`);
+    for (const row of rows) {
+      console.log(
+        `| ${row.scenario} | ${row.direct.rps} | ${row.router.rps} | ${row.rpsRatio.toFixed(2)}x | ${row.direct.p50ms.toFixed(3)} / ${row.direct.p99ms.toFixed(2)} | ` +
+          `${row.router.p50ms.toFixed(3)} / ${row.router.p99ms.toFixed(2)} | ${row.addedP50ms.toFixed(3)} |`,
+      );
+    }
+    console.log(`\nrouter RSS: idle ${mib(idle.rssBytes)} MiB, peak under load ${mib(peakRss)} MiB, after ${mib(after.rssBytes)} MiB`);
+    console.log(`route push through a port-forward: median ${median(pushes).toFixed(1)} ms, max ${Math.max(...pushes).toFixed(1)} ms`);
+    console.log(`router counters after the run: ${JSON.stringify(after.counters)}`);
+    console.log(JSON.stringify({ rows, memory: { idle: idle.rssBytes, peak: peakRss, after: after.rssBytes }, routePushMs: pushes }));
+
+    mesh.proc.kill("SIGINT");
+    await mesh.exited;
+  } finally {
+    await stopAllKtctl();
+    await kubectl(["-n", DEMO_NS, "delete", "pod", LOAD_POD, "--ignore-not-found", "--wait=false"]);
+    await laptop?.stop();
+    await removeMeshWorkload(SERVICE);
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+await main();
+process.exit(0);
