@@ -96,6 +96,13 @@ export interface SessionOptions {
   /** What the session acts on, for `status` (e.g. "svc/echo"). */
   target?: string;
   global: GlobalOptions;
+  /**
+   * false: the plugin handles SIGINT/SIGTERM/SIGHUP itself (e.g. exchange hands traffic back before
+   * the undo runs) and must call close(). Default true: the session closes itself on those signals.
+   */
+  handleSignals?: boolean;
+  /** Lease duration; default 30 s, or KTCTL_SESSION_LEASE_SECONDS from the environment. */
+  leaseDurationSeconds?: number;
 }
 
 /** A port-forwarded, multiplexed, authenticated link to this session's shadow. */

@@ -24,10 +24,13 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   const { port } = listener.address() as net.AddressInfo;
   log.info("tunnel.listening", { host: config.tunnel.host, port });
 
-  const [{ TunnelServer }, { createHostKey, fingerprint, parseAuthorizedKey }] = await Promise.all([
-    import("./tunnel-server.ts"),
-    import("../core/tunnel/keys.ts"),
-  ]);
+  const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT }] =
+    await Promise.all([
+      import("./tunnel-server.ts"),
+      import("../core/tunnel/keys.ts"),
+      import("./direct-server.ts"),
+      import("../core/tunnel/protocol.ts"),
+    ]);
   let authorizedKey;
   try {
     authorizedKey = parseAuthorizedKey(config.tunnel.authorizedKey);
@@ -35,22 +38,27 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
     listener.close();
     throw new Error(`the authorized key is unusable: ${(error as Error).message}`);
   }
+  // Direct streams arrive through the port-forward, which connects to the pod's loopback: nothing
+  // else needs to reach this listener. Its port is whatever is free (the host asks for it).
+  const direct = await DirectServer.start({ log, host: "127.0.0.1", port: 0, explain: explainStreamFailure });
+  ctx.control.handle("direct", () => ({ type: "direct-ready", port: direct.port, token: direct.token.toString("hex") }));
   const server = new TunnelServer({
     authorizedKey,
     hostKey: createHostKey(),
     log,
     control: ctx.control,
-    identity: { version: ctx.version, roles: config.roles, session: config.sessionId },
+    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, features: [FEATURE_DIRECT] },
   });
   hand = (socket) => server.accept(socket);
   for (const socket of early.splice(0)) if (!socket.destroyed) hand(socket);
-  log.info("tunnel.ready", { key: fingerprint(authorizedKey) });
+  log.info("tunnel.ready", { key: fingerprint(authorizedKey), direct: direct.port });
 
   return {
     async stop() {
       await new Promise<void>((resolve) => {
         listener.close(() => resolve());
         server.close();
+        direct.close();
       });
     },
   };

@@ -21,7 +21,7 @@ export interface TunnelServerOptions {
   log: ShadowLog;
   control: ControlHandlers;
   /** What the hello answer reports. */
-  identity: { version: string; roles: string[]; session: string };
+  identity: { version: string; roles: string[]; session: string; features?: string[] };
   /** Bound on connecting to a cluster address for a direct-tcpip stream. */
   connectTimeoutMs?: number;
   listenerTiming?: RemoteListenerTiming;
@@ -124,7 +124,7 @@ export class TunnelServer {
         clearTimeout(timer);
         const reason = streamFailureOf(error.code);
         // Sent ahead of the rejection on the same connection, so the host reads it first.
-        connection.control?.notify({ type: "stream-failed", ref: info.srcPort, reason, message: explain(reason, info.destIP, error) });
+        connection.control?.notify({ type: "stream-failed", ref: info.srcPort, reason, message: explainStreamFailure(reason, info.destIP, error) });
         reject();
         log.info("stream.failed", { conn: connection.id, to: target, reason, error: error.code ?? error.message });
       };
@@ -195,6 +195,7 @@ function registerTunnelAnswers(control: ControlHandlers, identity: TunnelServerO
       roles: identity.roles,
       session: identity.session,
       hostname: os.hostname(),
+      ...(identity.features?.length ? { features: identity.features } : {}),
     };
   });
   control.handle("ping", () => ({ type: "pong" }));
@@ -207,7 +208,8 @@ function registerTunnelAnswers(control: ControlHandlers, identity: TunnelServerO
   });
 }
 
-function explain(reason: StreamFailure, host: string, error: Error): string {
+/** Why a stream could not be opened, in the words the host shows (SSH and direct streams alike). */
+export function explainStreamFailure(reason: StreamFailure, host: string, error: Error): string {
   switch (reason) {
     case "refused":
       return "connection refused";

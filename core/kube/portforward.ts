@@ -241,9 +241,22 @@ export async function openPortForwardSession(
   return { stream: session.open(port), session };
 }
 
+const SESSION = Symbol("ktctl.portForwardSession");
+
+/**
+ * The session a stream from openPortForward rides, when it can carry more streams to the same pod
+ * (SPDY). They live and die with the stream: the session closes when the stream does.
+ */
+export function sessionOf(stream: Duplex): PortForwardSession | undefined {
+  return (stream as Duplex & { [SESSION]?: PortForwardSession })[SESSION];
+}
+
 /** One byte stream to a pod port, over its own WebSocket (closed with the stream). */
 export async function openPortForward(transport: Transport, namespace: string, pod: string, port: number): Promise<Duplex> {
   const { stream, session } = await openPortForwardSession(transport, namespace, pod, port);
-  if (session) stream.once("close", () => session.close());
+  if (session) {
+    stream.once("close", () => session.close());
+    (stream as Duplex & { [SESSION]?: PortForwardSession })[SESSION] = session;
+  }
   return stream;
 }

@@ -243,7 +243,7 @@ export class ClientWebSocket {
     socket.setNoDelay(true);
 
     return new Promise((resolve, reject) => {
-      let received = Buffer.alloc(0);
+      let received: Buffer = Buffer.alloc(0);
       let settled = false;
       const timer = setTimeout(() => fail(new Error(`no WebSocket upgrade within ${request.timeoutMs} ms`)), request.timeoutMs);
       const fail = (error: Error) => {

@@ -71,6 +71,13 @@ function passwdName(uid: number | undefined): string | undefined {
   }
 }
 
+/** A short lease for tests and flaky networks: KTCTL_SESSION_LEASE_SECONDS, a whole number > 0. */
+export const LEASE_SECONDS_ENV = "KTCTL_SESSION_LEASE_SECONDS";
+function leaseSecondsFromEnv(): number | undefined {
+  const seconds = Number(process.env[LEASE_SECONDS_ENV]);
+  return Number.isInteger(seconds) && seconds > 0 ? seconds : undefined;
+}
+
 export function defaultOwner(env: Record<string, string | undefined> = process.env): string {
   let user = env.USER || env.LOGNAME || env.USERNAME || "";
   if (!user) {
@@ -92,7 +99,7 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
   const home = options.home ?? ktctlHome();
   const namespace = options.global.namespace || kube.namespace;
   const owner = options.owner ?? defaultOwner();
-  const leaseDurationSeconds = options.leaseDurationSeconds ?? LEASE_DURATION_SECONDS;
+  const leaseDurationSeconds = options.leaseDurationSeconds ?? leaseSecondsFromEnv() ?? LEASE_DURATION_SECONDS;
   const renewSeconds = options.renewSeconds ?? Math.min(LEASE_RENEW_SECONDS, Math.max(1, Math.floor(leaseDurationSeconds / 3)));
   const exit = options.exit ?? ((code: number) => process.exit(code));
 

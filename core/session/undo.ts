@@ -268,8 +268,10 @@ const patchObject: UndoKind = {
     const path = await objectPath(kube, ref);
     const object = await getOrUndefined(kube, path);
     if (!object) return;
-    assertNotTakenOver(object, ctx, ref);
+    // A marked change without our mark on the object never landed (or was undone already): nothing
+    // of ours is there, whoever marks it now. Only unmarked steps need the takeover guard.
     if (!carriesOurMark(object, ctx, data)) return;
+    assertNotTakenOver(object, ctx, ref);
     let patch: Record<string, unknown> = {};
     for (const field of (data.fields as FieldRestore[] | undefined) ?? []) {
       patch = deepMerge(patch, nest(field.path, exactMergePatch(valueAt(object, field.path), field.value)));
@@ -290,8 +292,10 @@ const scale: UndoKind = {
     const path = await objectPath(kube, ref);
     const object = await getOrUndefined(kube, path);
     if (!object) return;
-    assertNotTakenOver(object, ctx, ref);
+    // A marked change without our mark on the object never landed (or was undone already): nothing
+    // of ours is there, whoever marks it now. Only unmarked steps need the takeover guard.
     if (!carriesOurMark(object, ctx, data)) return;
+    assertNotTakenOver(object, ctx, ref);
     const patch = deepMerge({ spec: { replicas: data.replicas } }, unmarkPatch(object));
     if (isNoop(object, patch)) return;
     await kube.request("PATCH", path, patch, MERGE_PATCH);

@@ -10,6 +10,8 @@ import type { ClientChannel, TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
 import type { Tunnel } from "../plugin-api.ts";
 import { backoffDelay } from "./backoff.ts";
+import { sessionOf } from "../kube/portforward.ts";
+import type { SiblingStreams } from "./direct.ts";
 import { Link, PermanentLinkError, describeError, type LinkTiming, type ShadowInfo } from "./link.ts";
 import { splice } from "./splice.ts";
 
@@ -62,6 +64,14 @@ export interface TunnelOptions {
   /** Reported to the shadow for its log. */
   clientVersion?: string;
   timing?: Partial<TunnelTiming>;
+  /**
+   * Outbound streams as direct streams (their own port-forward streams to the shadow) when the
+   * stream from `connect` can open siblings and the shadow serves them; SSH channels otherwise.
+   * Default: on, unless KTCTL_TUNNEL_DIRECT=0.
+   */
+  direct?: boolean;
+  /** How to open siblings of a stream from `connect` (default: its SPDY port-forward session, if any). */
+  siblingsOf?: (sock: Duplex) => SiblingStreams | undefined;
 }
 
 /** The Tunnel of plugin-api.ts plus what the host itself uses. */
@@ -213,8 +223,10 @@ class ReconnectingTunnel implements SshTunnel {
 
   private async establish(): Promise<Link> {
     const sock = await this.openStreamToShadow();
+    const direct = this.options.direct ?? process.env.KTCTL_TUNNEL_DIRECT !== "0";
     const link = await Link.open({
       sock,
+      siblings: direct ? (this.options.siblingsOf ?? sessionOf)(sock) : undefined,
       privateKey: this.options.privateKey,
       hostKeyCheck: this.options.hostKeyCheck,
       clientVersion: this.options.clientVersion ?? "unknown",
@@ -302,7 +314,8 @@ class ReconnectingTunnel implements SshTunnel {
     this.link = link;
     this.shadow = link.shadow;
     this.setState("connected", detail);
-    this.log.info(`tunnel: ${detail} (shadow ${link.shadow?.version ?? "?"} on ${link.shadow?.hostname ?? "?"})`);
+    const path = link.shadow?.direct ? ", direct streams" : "";
+    this.log.info(`tunnel: ${detail} (shadow ${link.shadow?.version ?? "?"} on ${link.shadow?.hostname ?? "?"}${path})`);
     for (const wake of [...this.linkWaiters]) wake();
   }
 

@@ -6,8 +6,10 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
+import { CarrierPool, openDirectStream, type DirectEndpoint, type SiblingStreams } from "./direct.ts";
 import {
   CONTROL_SUBSYSTEM,
+  FEATURE_DIRECT,
   MAX_STREAM_REF,
   REMOTE_LISTEN_ADDRESS,
   SSH_USERNAME,
@@ -34,6 +36,8 @@ export interface ShadowInfo {
   roles: string[];
   session: string;
   hostname: string;
+  /** Outbound streams go as direct streams (port-forward streams of their own), not SSH channels. */
+  direct: boolean;
 }
 
 export interface LinkOptions {
@@ -43,6 +47,11 @@ export interface LinkOptions {
   hostKeyCheck?: (hostKey: Buffer) => boolean;
   clientVersion: string;
   timing: LinkTiming;
+  /**
+   * When the stream under the link can open more streams to the shadow's pod, outbound streams
+   * become direct streams on it (see direct-protocol.ts), if the shadow serves them.
+   */
+  siblings?: SiblingStreams;
   /** A connection arrived at one of the shadow's remote listeners. */
   onIncoming(details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void;
 }
@@ -72,7 +81,8 @@ export class Link {
   private lostReason: string | undefined;
   private markLost!: (reason: string) => void;
   private readonly splices = new Set<Splice>();
-  private readonly streams = new Set<ClientChannel>();
+  private readonly streams = new Set<Duplex>();
+  private direct: { endpoint: DirectEndpoint; carriers: CarrierPool } | undefined;
   private nextRef = 1;
   private liveness: ReturnType<typeof setInterval> | undefined;
   private control: ControlClient | undefined;
@@ -81,6 +91,7 @@ export class Link {
   private constructor(
     private readonly ssh: Client,
     private readonly sock: Duplex,
+    private readonly siblings: SiblingStreams | undefined,
   ) {
     this.lost = new Promise((resolve) => (this.markLost = resolve));
   }
@@ -89,7 +100,7 @@ export class Link {
   static async open(options: LinkOptions): Promise<Link> {
     const { sock, timing } = options;
     const ssh = new Client();
-    const link = new Link(ssh, sock);
+    const link = new Link(ssh, sock, options.siblings);
     let hostKeyRefused = false;
     let lastError: Error | undefined;
 
@@ -147,8 +158,31 @@ export class Link {
     return this.lostReason === undefined;
   }
 
-  /** A new direct-tcpip stream to host:port, opened by the shadow inside the cluster. */
-  openStream(host: string, port: number): Promise<ClientChannel> {
+  /** A new stream to host:port, opened by the shadow inside the cluster. */
+  openStream(host: string, port: number): Promise<Duplex> {
+    const direct = this.direct;
+    if (direct && this.siblings?.accepting) return this.openDirect(direct.carriers.take(), direct.endpoint, host, port);
+    return this.openChannel(host, port);
+  }
+
+  private async openDirect(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): Promise<Duplex> {
+    try {
+      const stream = await openDirectStream(carrier, endpoint, host, port);
+      if (!this.alive) {
+        stream.destroy();
+        throw new Error("link lost");
+      }
+      this.streams.add(stream);
+      stream.once("close", () => this.streams.delete(stream));
+      return stream;
+    } catch (error) {
+      if (!this.alive) throw new StreamOpenError(host, port, "link-lost", `tunnel link lost (${this.lostReason})`);
+      throw error;
+    }
+  }
+
+  /** A direct-tcpip SSH channel to host:port. */
+  private openChannel(host: string, port: number): Promise<ClientChannel> {
     const ref = this.nextRef;
     this.nextRef = ref >= MAX_STREAM_REF ? 1 : ref + 1;
     return new Promise((resolve, reject) => {
@@ -205,6 +239,7 @@ export class Link {
     if (this.lostReason !== undefined) return;
     this.lostReason = reason;
     clearInterval(this.liveness);
+    this.direct?.carriers.close();
     this.control?.abandon(reason);
     for (const spliced of this.splices) spliced.abort();
     this.splices.clear();
@@ -244,12 +279,21 @@ export class Link {
         protocolMismatch(`the shadow speaks tunnel protocol ${welcome.protocol}, this ktctl speaks ${TUNNEL_PROTOCOL_VERSION}`),
       );
     }
+    if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
+      // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
+      const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
+      if (ready) {
+        const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
+        this.direct = { endpoint, carriers: new CarrierPool(this.siblings, endpoint) };
+      }
+    }
     this.shadow = {
       version: welcome.shadow,
       protocol: welcome.protocol,
       roles: welcome.roles,
       session: welcome.session,
       hostname: welcome.hostname,
+      direct: this.direct !== undefined,
     };
   }
 

@@ -1,6 +1,7 @@
 // The tunnel's vocabulary, shared word for word by the host (core/tunnel) and the shadow.
 // Transport: SSH over one port-forward stream. Data streams are plain SSH channels
-// (direct-tcpip out, forwarded-tcpip in); everything else (version handshake, liveness,
+// (direct-tcpip out, forwarded-tcpip in), or, when the port-forward carries several streams,
+// direct streams for the outbound ones (direct-protocol.ts); everything else (version handshake, liveness,
 // in-cluster name lookups, failure reasons SSH cannot carry) travels as newline-delimited
 // JSON on one "session" channel running the CONTROL_SUBSYSTEM.
 // Change a message incompatibly => bump TUNNEL_PROTOCOL_VERSION. Adding an optional field or a
@@ -45,6 +46,9 @@ export const SHADOW_ENV = {
   /** debug | info | warn | error (default info). */
   logLevel: "KTCTL_LOG_LEVEL",
 } as const;
+
+/** Welcome features: "direct" = the shadow serves direct streams (answers the "direct" request). */
+export const FEATURE_DIRECT = "direct";
 
 /** Roles a shadow can play. The tunnel role is always on: every other role is reached through it. */
 export const SHADOW_ROLES = ["tunnel", "dns", "router"] as const;
@@ -96,7 +100,15 @@ export interface ResolveRequest {
   id: number;
   name: string;
 }
-export type ControlRequest = HelloRequest | PingRequest | ResolveRequest;
+/**
+ * host -> shadow: where and how to open direct streams (see direct-protocol.ts). Sent only to a
+ * shadow whose welcome lists the "direct" feature; otherwise the host keeps to SSH channels.
+ */
+export interface DirectRequest {
+  type: "direct";
+  id: number;
+}
+export type ControlRequest = HelloRequest | PingRequest | ResolveRequest | DirectRequest;
 
 /** shadow -> host, answer to hello. */
 export interface WelcomeReply {
@@ -108,6 +120,8 @@ export interface WelcomeReply {
   roles: string[];
   session: string;
   hostname: string;
+  /** Optional requests this shadow answers beyond the base set; absent from older shadows. */
+  features?: string[];
 }
 export interface PongReply {
   type: "pong";
@@ -118,6 +132,14 @@ export interface ResolvedReply {
   id: number;
   addresses: string[];
 }
+/** shadow -> host: the shadow's direct port (on its loopback) and the token direct streams present. */
+export interface DirectReadyReply {
+  type: "direct-ready";
+  id: number;
+  port: number;
+  /** Hex of DIRECT_TOKEN_BYTES random bytes. */
+  token: string;
+}
 /** shadow -> host: the request with this id failed. */
 export interface ErrorReply {
   type: "error";
@@ -125,7 +147,7 @@ export interface ErrorReply {
   code: string;
   message: string;
 }
-export type ControlReply = WelcomeReply | PongReply | ResolvedReply | ErrorReply;
+export type ControlReply = WelcomeReply | PongReply | ResolvedReply | DirectReadyReply | ErrorReply;
 
 /**
  * shadow -> host, unsolicited: sent just before the shadow rejects the direct-tcpip open whose
@@ -143,7 +165,7 @@ export type ControlMessage = ControlRequest | ControlReply | ControlEvent;
 export type ControlMessageType = ControlMessage["type"];
 
 /** Which reply answers which request (an ErrorReply may answer any). */
-export const REPLY_TYPE = { hello: "welcome", ping: "pong", resolve: "resolved" } as const satisfies Record<
+export const REPLY_TYPE = { hello: "welcome", ping: "pong", resolve: "resolved", direct: "direct-ready" } as const satisfies Record<
   ControlRequest["type"],
   ControlReply["type"]
 >;
@@ -167,6 +189,8 @@ const isUint: Check = (v) => typeof v === "number" && Number.isInteger(v) && v >
 const isString: Check = (v) => typeof v === "string";
 const isName: Check = (v) => typeof v === "string" && v.length > 0 && v.length <= 253 && !/[\s\0]/.test(v);
 const isStrings: Check = (v) => Array.isArray(v) && v.every((s) => typeof s === "string");
+const isPort: Check = (v) => typeof v === "number" && Number.isInteger(v) && v > 0 && v <= 65535;
+const isToken: Check = (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
 const isStreamFailure: Check = (v) => (STREAM_FAILURES as readonly unknown[]).includes(v);
 
 type Schema<M> = { [K in Exclude<keyof M, "type">]-?: Check };
@@ -174,9 +198,11 @@ const SCHEMAS: { [T in ControlMessageType]: Schema<Extract<ControlMessage, { typ
   hello: { id: isUint, protocol: isUint, client: isString },
   ping: { id: isUint },
   resolve: { id: isUint, name: isName },
-  welcome: { id: isUint, protocol: isUint, shadow: isString, roles: isStrings, session: isString, hostname: isString },
+  direct: { id: isUint },
+  welcome: { id: isUint, protocol: isUint, shadow: isString, roles: isStrings, session: isString, hostname: isString, features: (v) => v === undefined || isStrings(v) },
   pong: { id: isUint },
   resolved: { id: isUint, addresses: isStrings },
+  "direct-ready": { id: isUint, port: isPort, token: isToken },
   error: { id: isUint, code: isString, message: isString },
   "stream-failed": { ref: isUint, reason: isStreamFailure, message: isString },
 };

@@ -103,16 +103,16 @@ const exchange: CommandFactory = (api) =>
     args: {
       ...api.globalArgs,
       target: { type: "positional", description: "NAME, svc/NAME, deployment/NAME or pod/NAME", required: true },
-      expose: { type: "string", description: "LOCAL[:REMOTE],... : REMOTE is a port of the service, LOCAL a port on this machine", required: true },
+      expose: { type: "string", valueHint: "LOCAL[:REMOTE],...", description: "LOCAL[:REMOTE],... : REMOTE is a port of the service, LOCAL a port on this machine", required: true },
       mode: { type: "enum", options: ["selector", "scale"], default: "selector", description: "selector: point the service at the shadow; scale: scale the workload to 0" },
-      recoverWaitTime: { type: "string", default: "120", description: "Scale mode: seconds to wait for the original replicas to be ready again on exit" },
-      localHost: { type: "string", default: "127.0.0.1", description: "Address of the local process" },
+      recoverWaitTime: { type: "string", valueHint: "seconds", default: "120", description: "Scale mode: seconds to wait for the original replicas to be ready again on exit" },
+      localHost: { type: "string", valueHint: "address", default: "127.0.0.1", description: "Address of the local process" },
       waitLocal: { type: "boolean", default: false, description: "Wait until something listens on the LOCAL ports instead of failing" },
-      waitLocalTime: { type: "string", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
-      envFile: { type: "string", description: "Write the target container's environment to this file (dotenv; JSON for *.json)" },
-      container: { type: "string", description: "Container whose environment --envFile writes (default: the one serving the exposed ports)" },
+      waitLocalTime: { type: "string", valueHint: "seconds", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
+      envFile: { type: "string", valueHint: "file", description: "Write the target container's environment to this file (dotenv; JSON for *.json)" },
+      container: { type: "string", valueHint: "name", description: "Container whose environment --envFile writes (default: the one serving the exposed ports)" },
       connect: { type: "boolean", default: false, description: "Let the local process reach the cluster too: a SOCKS5/HTTP proxy through this session (its settings go into --envFile)" },
-      proxyPort: { type: "string", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
+      proxyPort: { type: "string", valueHint: "port", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
     },
     async run({ args }) {
       const { KtctlError, ExitCode } = api.errors;

@@ -49,21 +49,9 @@ export function listenForStop(logger: PluginApi["logger"]): StopSignals {
   };
 }
 
-/** Environment knob for a short session lease (tests, flaky networks): seconds, whole and positive. */
-export const LEASE_SECONDS_ENV = "KTCTL_SESSION_LEASE_SECONDS";
-
-/**
- * Starts the session with signal handling left to the caller. The extra fields are options the core's
- * session accepts beyond the plugin contract's SessionOptions (see the report on plugin-api.ts).
- */
+/** Starts the session with signal handling left to the caller: traffic goes back before the undo. */
 export async function startModeSession(api: PluginApi, options: SessionOptions): Promise<Session> {
-  const lease = Number(process.env[LEASE_SECONDS_ENV]);
-  const extended: SessionOptions & { handleSignals: boolean; leaseDurationSeconds?: number } = {
-    ...options,
-    handleSignals: false,
-    ...(Number.isInteger(lease) && lease > 0 ? { leaseDurationSeconds: lease } : {}),
-  };
-  return api.startSession(extended);
+  return api.startSession({ ...options, handleSignals: false });
 }
 
 export interface ServedPort {

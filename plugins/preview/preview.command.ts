@@ -70,14 +70,14 @@ const preview: CommandFactory = (api) =>
     args: {
       ...api.globalArgs,
       name: { type: "positional", description: "Name of the new service", required: true },
-      expose: { type: "string", description: "LOCAL[:REMOTE],... : REMOTE becomes a port of the service, LOCAL is a port on this machine", required: true },
+      expose: { type: "string", valueHint: "LOCAL[:REMOTE],...", description: "LOCAL[:REMOTE],... : REMOTE becomes a port of the service, LOCAL is a port on this machine", required: true },
       external: { type: "boolean", default: false, description: "Reachable from outside the cluster: LoadBalancer, else NodePort" },
-      lbWaitTime: { type: "string", default: "5", description: "With --external: seconds to wait for a load balancer before switching to NodePort" },
-      localHost: { type: "string", default: "127.0.0.1", description: "Address of the local process" },
+      lbWaitTime: { type: "string", valueHint: "seconds", default: "5", description: "With --external: seconds to wait for a load balancer before switching to NodePort" },
+      localHost: { type: "string", valueHint: "address", default: "127.0.0.1", description: "Address of the local process" },
       waitLocal: { type: "boolean", default: false, description: "Wait until something listens on the LOCAL ports instead of failing" },
-      waitLocalTime: { type: "string", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
+      waitLocalTime: { type: "string", valueHint: "seconds", default: "0", description: "With --waitLocal: give up after this many seconds (0: never)" },
       connect: { type: "boolean", default: false, description: "Let the local process reach the cluster too: a SOCKS5/HTTP proxy through this session" },
-      proxyPort: { type: "string", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
+      proxyPort: { type: "string", valueHint: "port", default: "0", description: "With --connect: the proxy's loopback port (0: a free one)" },
     },
     async run({ args }) {
       const { KtctlError, ExitCode } = api.errors;

@@ -23,6 +23,9 @@ const samples: ControlMessage[] = [
   { type: "pong", id: 2 },
   { type: "resolve", id: 3, name: "echo.demo" },
   { type: "resolved", id: 3, addresses: ["10.96.0.12"] },
+  { type: "welcome", id: 5, protocol: 1, shadow: "0.1.0", roles: ["tunnel"], session: "s1", hostname: "pod-a", features: ["direct"] },
+  { type: "direct", id: 6 },
+  { type: "direct-ready", id: 6, port: 41234, token: "ab".repeat(32) },
   { type: "error", id: 4, code: "not-found", message: 'no such host "x"' },
   { type: "stream-failed", ref: 4_000_000_000, reason: "refused", message: "connection refused" },
 ];
@@ -38,8 +41,8 @@ describe("control messages", () => {
   });
 
   test("requests are told apart from replies and events", () => {
-    expect(samples.filter(isControlRequest).map((m) => m.type)).toEqual(["hello", "ping", "resolve"]);
-    expect(Object.keys(REPLY_TYPE).sort()).toEqual(["hello", "ping", "resolve"]);
+    expect(samples.filter(isControlRequest).map((m) => m.type)).toEqual(["hello", "ping", "resolve", "direct"]);
+    expect(Object.keys(REPLY_TYPE).sort()).toEqual(["direct", "hello", "ping", "resolve"]);
   });
 
   test("unknown extra fields are ignored (a newer peer may add some)", () => {

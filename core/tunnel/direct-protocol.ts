@@ -1,0 +1,240 @@
+// Direct streams: the tunnel's fast path for bulk data, shared word for word by host and shadow.
+//
+// The SSH link stays the tunnel's control plane (authentication, control channel, remote
+// listeners). When the port-forward underneath is SPDY, which carries many streams per
+// connection, each stream the host opens into the cluster can instead be its own port-forward
+// stream to the shadow's direct port, which the shadow relays to the target. No SSH encryption on
+// top of the API server's TLS, no ssh2 packet work: the shadow becomes a plain relay.
+//
+// Wire format, on one port-forward stream to the direct port:
+//   host -> shadow, first:  preamble = "KTD1" | token (32 bytes) | port (u16) | host length (u8) | host
+//   then both ways, frames: type (u8) | value (u32)          [ | payload of `value` bytes for DATA ]
+//     DATA     payload bytes, at most what the peer's credit allows
+//     EOF      no more DATA this way (TCP's FIN; the other way goes on)
+//     CREDIT   the sender may send `value` more bytes (flow control per stream, as SSH's windows)
+//     OPENED   shadow -> host, first frame: the target accepted the connection
+//     REFUSED  shadow -> host, first frame: payload is JSON {reason, message}; then the shadow closes
+// Each side starts with DIRECT_WINDOW of credit. A receiver never stops reading its transport (a
+// stalled port-forward stream would stall every stream of its connection, the SSH link included);
+// credit is what bounds what it must hold.
+//
+// The token comes from the shadow over the authenticated SSH control channel ("direct" request),
+// so only the session's host can open direct streams.
+
+import type { StreamFailure } from "./protocol.ts";
+
+export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
+export const DIRECT_TOKEN_BYTES = 32;
+/** Credit each side starts with, per stream and direction. */
+export const DIRECT_WINDOW = 2 * 1024 * 1024;
+/** Largest DATA payload either side sends or accepts. */
+export const DIRECT_MAX_FRAME = 256 * 1024;
+/**
+ * The host keeps a few streams to the direct port open ahead of need; the shadow drops one that
+ * has said nothing for this long (and one whose preamble stalls half-way much sooner).
+ */
+export const DIRECT_IDLE_MS = 5 * 60_000;
+/** Credit is returned in batches of at least this much (or when the window runs low). */
+export const DIRECT_CREDIT_BATCH = DIRECT_WINDOW / 4;
+const MAX_HOST_BYTES = 255;
+const HEADER_BYTES = 5;
+
+export const enum FrameType {
+  Data = 1,
+  Eof = 2,
+  Credit = 3,
+  Opened = 4,
+  Refused = 5,
+}
+
+export class DirectProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DirectProtocolError";
+  }
+}
+
+export interface DirectTarget {
+  token: Buffer;
+  host: string;
+  port: number;
+}
+
+export function encodePreamble(target: DirectTarget): Buffer {
+  const host = Buffer.from(target.host, "utf8");
+  if (host.length === 0 || host.length > MAX_HOST_BYTES) throw new DirectProtocolError(`host name of ${host.length} bytes`);
+  if (target.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
+  const out = Buffer.allocUnsafe(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 3 + host.length);
+  let at = DIRECT_MAGIC.copy(out, 0);
+  at += target.token.copy(out, at);
+  at = out.writeUInt16BE(target.port, at);
+  at = out.writeUInt8(host.length, at);
+  host.copy(out, at);
+  return out;
+}
+
+/** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
+export function decodePreamble(data: Buffer): { target: DirectTarget; rest: Buffer } | undefined {
+  const fixed = DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 3;
+  if (data.length < DIRECT_MAGIC.length) {
+    if (!DIRECT_MAGIC.subarray(0, data.length).equals(data)) throw new DirectProtocolError("not a direct stream");
+    return undefined;
+  }
+  if (!data.subarray(0, DIRECT_MAGIC.length).equals(DIRECT_MAGIC)) throw new DirectProtocolError("not a direct stream");
+  if (data.length < fixed) return undefined;
+  const hostLength = data[fixed - 1]!;
+  if (hostLength === 0) throw new DirectProtocolError("empty host name");
+  if (data.length < fixed + hostLength) return undefined;
+  const token = Buffer.from(data.subarray(DIRECT_MAGIC.length, DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES));
+  const port = data.readUInt16BE(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES);
+  const host = data.subarray(fixed, fixed + hostLength).toString("utf8");
+  return { target: { token, host, port }, rest: data.subarray(fixed + hostLength) };
+}
+
+export function encodeFrameHeader(type: FrameType, value: number): Buffer {
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  header[0] = type;
+  header.writeUInt32BE(value >>> 0, 1);
+  return header;
+}
+
+/** DATA frames for `chunks`, at most `max` bytes each, headers and payloads as separate buffers (no copy). */
+export function encodeDataFrames(chunks: readonly Buffer[], max = DIRECT_MAX_FRAME): Buffer[] {
+  const out: Buffer[] = [];
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; at += max) {
+      const piece = chunk.subarray(at, Math.min(chunk.length, at + max));
+      out.push(encodeFrameHeader(FrameType.Data, piece.length), piece);
+    }
+  }
+  return out;
+}
+
+export function encodeRefused(reason: StreamFailure, message: string): Buffer {
+  const body = Buffer.from(JSON.stringify({ reason, message }), "utf8");
+  return Buffer.concat([encodeFrameHeader(FrameType.Refused, body.length), body]);
+}
+
+export interface DirectFrameSink {
+  /** A piece of a DATA frame's payload (a view into what arrived, never a copy). */
+  data(payload: Buffer): void;
+  eof(): void;
+  credit(bytes: number): void;
+  opened(): void;
+  refused(reason: StreamFailure, message: string): void;
+}
+
+/** Parses frames from a byte stream that arrives in arbitrary slices. */
+export class DirectFrameReader {
+  private readonly header = Buffer.alloc(HEADER_BYTES);
+  private headerFill = 0;
+  /** Payload bytes left of the current DATA or REFUSED frame. */
+  private left = 0;
+  private type = 0;
+  private refusal: Buffer[] = [];
+
+  constructor(
+    private readonly sink: DirectFrameSink,
+    private readonly maxFrame = DIRECT_MAX_FRAME,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.left === 0) {
+        if (this.headerFill === 0 && chunk.length - at >= HEADER_BYTES) {
+          this.startFrame(chunk[at]!, chunk.readUInt32BE(at + 1));
+          at += HEADER_BYTES;
+        } else {
+          const n = Math.min(HEADER_BYTES - this.headerFill, chunk.length - at);
+          chunk.copy(this.header, this.headerFill, at, at + n);
+          this.headerFill += n;
+          at += n;
+          if (this.headerFill < HEADER_BYTES) return;
+          this.headerFill = 0;
+          this.startFrame(this.header[0]!, this.header.readUInt32BE(1));
+        }
+        continue;
+      }
+      const n = Math.min(this.left, chunk.length - at);
+      const piece = chunk.subarray(at, at + n);
+      at += n;
+      this.left -= n;
+      if (this.type === FrameType.Data) this.sink.data(piece);
+      else {
+        this.refusal.push(piece);
+        if (this.left === 0) this.endRefusal();
+      }
+    }
+  }
+
+  private startFrame(type: number, value: number): void {
+    switch (type) {
+      case FrameType.Data:
+        if (value === 0 || value > this.maxFrame) throw new DirectProtocolError(`DATA frame of ${value} bytes`);
+        this.type = type;
+        this.left = value;
+        return;
+      case FrameType.Eof:
+        return this.sink.eof();
+      case FrameType.Credit:
+        return this.sink.credit(value);
+      case FrameType.Opened:
+        return this.sink.opened();
+      case FrameType.Refused:
+        if (value === 0 || value > 64 * 1024) throw new DirectProtocolError(`REFUSED frame of ${value} bytes`);
+        this.type = type;
+        this.left = value;
+        this.refusal = [];
+        return;
+      default:
+        throw new DirectProtocolError(`unknown frame type ${type}`);
+    }
+  }
+
+  private endRefusal(): void {
+    let reason: StreamFailure = "failed";
+    let message = "refused";
+    try {
+      const parsed = JSON.parse(Buffer.concat(this.refusal).toString("utf8")) as { reason?: StreamFailure; message?: string };
+      reason = parsed.reason ?? reason;
+      message = parsed.message ?? message;
+    } catch {
+      throw new DirectProtocolError("REFUSED frame is not JSON");
+    }
+    this.sink.refused(reason, message);
+  }
+}
+
+/**
+ * The receiving side's bookkeeping: how much it has taken in and used up, and when to hand credit
+ * back. `used` counts bytes the consumer has taken (written on, read out); credit returns in batches.
+ */
+export class CreditReturn {
+  private received = 0;
+  private returned = 0;
+
+  constructor(private readonly window = DIRECT_WINDOW) {}
+
+  /** Bytes not yet used up (arrived minus credit returned), at most the window. */
+  get outstanding(): number {
+    return this.received - this.returned;
+  }
+
+  /** Bytes arrived; false if the sender overran the credit it was given. */
+  arrived(bytes: number): boolean {
+    this.received += bytes;
+    return this.received - this.returned <= this.window;
+  }
+
+  /** Given the total the consumer has used so far, the credit to send now (0: not yet). */
+  due(usedTotal: number): number {
+    const owed = usedTotal - this.returned;
+    // In batches, unless the sender is close to running dry.
+    if (owed > 0 && (owed >= DIRECT_CREDIT_BATCH || this.window - (this.received - this.returned) < DIRECT_CREDIT_BATCH)) {
+      this.returned += owed;
+      return owed;
+    }
+    return 0;
+  }
+}

@@ -1,0 +1,284 @@
+// The host's end of direct streams (see direct-protocol.ts): a stream into the cluster as a Duplex
+// over one port-forward stream to the shadow's direct port. It behaves like the SSH channels it
+// stands in for: half-close both ways (end() sends EOF; 'end' is the far side's EOF), eof() and
+// close() as splice uses them, and back-pressure by per-stream credit.
+
+import { Duplex } from "node:stream";
+import {
+  CreditReturn,
+  DIRECT_WINDOW,
+  DirectFrameReader,
+  FrameType,
+  encodeDataFrames,
+  encodeFrameHeader,
+  encodePreamble,
+} from "./direct-protocol.ts";
+import { StreamOpenError } from "./link.ts";
+
+const READ_HIGH_WATER_MARK = 256 * 1024;
+
+/** Opens port-forward streams to another port of the shadow's pod, on the link's own connection. */
+export interface SiblingStreams {
+  open(port: number): Duplex;
+  readonly accepting: boolean;
+}
+
+export interface DirectEndpoint {
+  port: number;
+  token: Buffer;
+}
+
+/**
+ * Port-forward streams to the shadow's direct port, opened ahead of need: a new connection then
+ * skips the slowest part of its set-up (the container runtime opening its own connection to the
+ * shadow) and only waits for the shadow to reach the target. Idle streams are renewed before the
+ * shadow would give up on them.
+ */
+export class CarrierPool {
+  private readonly idle: { carrier: Duplex; since: number }[] = [];
+  private readonly timer: ReturnType<typeof setInterval>;
+  private closed = false;
+
+  constructor(
+    private readonly siblings: SiblingStreams,
+    private readonly endpoint: DirectEndpoint,
+    private readonly size = CARRIER_POOL_SIZE,
+  ) {
+    this.fill();
+    this.timer = setInterval(() => this.renew(), CARRIER_IDLE_MS / 2);
+    this.timer.unref?.();
+  }
+
+  /** A stream to the direct port: a waiting one if there is one, else a new one. */
+  take(): Duplex {
+    const entry = this.idle.shift();
+    this.fill();
+    return entry ? this.adopt(entry.carrier) : this.siblings.open(this.endpoint.port);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const { carrier } of this.idle.splice(0)) carrier.destroy();
+  }
+
+  private fill(): void {
+    while (!this.closed && this.siblings.accepting && this.idle.length < this.size) {
+      let carrier: Duplex;
+      try {
+        carrier = this.siblings.open(this.endpoint.port);
+      } catch {
+        return; // the connection is closing; the link will notice
+      }
+      const entry = { carrier, since: Date.now() };
+      const drop = () => {
+        const at = this.idle.indexOf(entry);
+        if (at >= 0) this.idle.splice(at, 1);
+      };
+      carrier.once("close", drop).once("end", drop).on("error", drop);
+      (carrier as Duplex & { [DROP]?: () => void })[DROP] = drop;
+      this.idle.push(entry);
+    }
+  }
+
+  /** Its new owner handles its endings from now on. */
+  private adopt(carrier: Duplex): Duplex {
+    const drop = (carrier as Duplex & { [DROP]?: () => void })[DROP];
+    if (drop) carrier.off("close", drop).off("end", drop).off("error", drop);
+    return carrier;
+  }
+
+  private renew(): void {
+    const stale = Date.now() - CARRIER_IDLE_MS;
+    while (this.idle.length > 0 && this.idle[0]!.since < stale) this.idle.shift()!.carrier.destroy();
+    this.fill();
+  }
+}
+
+const DROP = Symbol("drop");
+/** Idle streams kept ready per link. */
+export const CARRIER_POOL_SIZE = 2;
+/** An idle stream is replaced after this long (well under DIRECT_IDLE_MS, when the shadow drops it). */
+export const CARRIER_IDLE_MS = 60_000;
+
+/** Opens a direct stream on `carrier` and resolves once the shadow has connected to host:port (or says why not). */
+export function openDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): Promise<DirectStream> {
+  const stream = new DirectStream(carrier, host, port);
+  carrier.write(encodePreamble({ token: endpoint.token, host, port }));
+  return stream.opened.then(() => stream);
+}
+
+export class DirectStream extends Duplex {
+  readonly opened: Promise<void>;
+  private markOpened!: () => void;
+  private failOpen!: (error: Error) => void;
+  private isOpen = false;
+  private sendCredit = DIRECT_WINDOW;
+  /** A write waiting for credit: what is left of it, and its callback. */
+  private waiting: { chunks: Buffer[]; callback: (error?: Error | null) => void } | undefined;
+  private readonly incoming = new CreditReturn();
+  private pushed = 0;
+  private eofSent = false;
+  private eofReceived = false;
+  private readonly reader: DirectFrameReader;
+
+  constructor(
+    private readonly carrier: Duplex,
+    private readonly host: string,
+    private readonly port: number,
+  ) {
+    super({ allowHalfOpen: true, readableHighWaterMark: READ_HIGH_WATER_MARK });
+    this.opened = new Promise((resolve, reject) => {
+      this.markOpened = resolve;
+      this.failOpen = reject;
+    });
+    this.opened.catch(() => {}); // a failed open is reported to whoever awaits it, not as unhandled
+    this.reader = new DirectFrameReader({
+      data: (payload) => this.onData(payload),
+      eof: () => {
+        this.eofReceived = true;
+        this.push(null);
+        this.finishIfDone();
+      },
+      credit: (bytes) => {
+        this.sendCredit += bytes;
+        this.flushWaiting();
+      },
+      opened: () => {
+        this.isOpen = true;
+        this.markOpened();
+      },
+      refused: (reason, message) => {
+        const error = new StreamOpenError(host, port, reason, message);
+        this.failOpen(error);
+        this.destroy(error);
+      },
+    });
+    carrier.on("data", (chunk: Buffer) => {
+      try {
+        this.reader.push(chunk);
+      } catch (error) {
+        this.destroy(error as Error);
+      }
+    });
+    carrier.on("error", (error: Error) => this.lost(error));
+    carrier.on("end", () => {
+      if (!(this.eofSent && this.eofReceived)) this.lost(new Error("the shadow closed the stream"));
+    });
+    carrier.on("close", () => {
+      if (!this.destroyed && !(this.eofSent && this.eofReceived)) this.lost(new Error("the stream to the shadow closed"));
+    });
+  }
+
+  /** SSH channel vocabulary, so splice() treats a direct stream like a channel: half-close. */
+  eof(): void {
+    this.end();
+  }
+
+  /** SSH channel vocabulary: close both ways now. */
+  close(): void {
+    if (this.eofSent && this.eofReceived) this.carrier.end();
+    this.destroy();
+  }
+
+  private lost(error: Error): void {
+    if (this.destroyed) return;
+    if (!this.isOpen) {
+      const failure = new StreamOpenError(this.host, this.port, "failed", error.message);
+      this.failOpen(failure);
+      return void this.destroy(failure);
+    }
+    this.destroy(error);
+  }
+
+  private onData(payload: Buffer): void {
+    if (this.eofReceived || !this.incoming.arrived(payload.length)) {
+      this.destroy(new Error("the shadow sent more than its credit"));
+      return;
+    }
+    this.pushed += payload.length;
+    this.push(payload);
+    this.returnCredit();
+  }
+
+  /** Credit goes back for what our reader has taken out of the buffer. */
+  private returnCredit(): void {
+    const bytes = this.incoming.due(this.pushed - this.readableLength);
+    if (bytes > 0 && !this.carrier.destroyed) this.carrier.write(encodeFrameHeader(FrameType.Credit, bytes));
+  }
+
+  override _read(): void {
+    this.returnCredit();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.send([chunk], callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    this.send(
+      chunks.map((c) => c.chunk),
+      callback,
+    );
+  }
+
+  /** Sends what the credit allows; the rest waits for CREDIT, and so does the callback. */
+  private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    chunks = chunks.filter((chunk) => chunk.length > 0); // splice's empty writes only mark a point in the queue
+    const now: Buffer[] = [];
+    let room = this.sendCredit;
+    let i = 0;
+    for (; i < chunks.length && room > 0; i++) {
+      const chunk = chunks[i]!;
+      if (chunk.length <= room) {
+        now.push(chunk);
+        room -= chunk.length;
+      } else {
+        now.push(chunk.subarray(0, room));
+        chunks[i] = chunk.subarray(room);
+        room = 0;
+        break;
+      }
+    }
+    const rest = chunks.slice(i);
+    this.sendCredit = room;
+    if (now.length > 0) {
+      const frames = encodeDataFrames(now);
+      this.carrier.cork();
+      for (let f = 0; f < frames.length - 1; f++) this.carrier.write(frames[f]!);
+      if (rest.length === 0) this.carrier.write(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
+      else this.carrier.write(frames[frames.length - 1]!);
+      this.carrier.uncork();
+    }
+    if (rest.length > 0) this.waiting = { chunks: rest, callback };
+    else if (now.length === 0) callback();
+  }
+
+  private flushWaiting(): void {
+    const waiting = this.waiting;
+    if (!waiting || this.sendCredit <= 0) return;
+    this.waiting = undefined;
+    this.send(waiting.chunks, waiting.callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.eofSent = true;
+    this.carrier.write(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));
+    this.finishIfDone();
+  }
+
+  /** Both ways are over: end the port-forward stream (the shadow ends its side too). */
+  private finishIfDone(): void {
+    if (this.eofSent && this.eofReceived) this.carrier.end();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.isOpen && !error) this.failOpen(new StreamOpenError(this.host, this.port, "failed", "closed before it opened"));
+    if (this.eofSent && this.eofReceived) this.carrier.end();
+    else this.carrier.destroy();
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    waiting?.callback(error ?? new Error("stream closed"));
+    callback(error);
+  }
+}

@@ -1,0 +1,268 @@
+// The shadow's end of direct streams (see core/tunnel/direct-protocol.ts): a loopback listener that
+// the host reaches through port-forward streams. Each connection names its target after a token
+// only the authenticated host knows; the shadow connects and then relays, framing both ways, with
+// per-stream credit so it never has to stop reading the port-forward side.
+
+import net from "node:net";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import {
+  CreditReturn,
+  DIRECT_IDLE_MS,
+  DIRECT_MAX_FRAME,
+  DIRECT_TOKEN_BYTES,
+  DIRECT_WINDOW,
+  DirectFrameReader,
+  DirectProtocolError,
+  FrameType,
+  decodePreamble,
+  encodeFrameHeader,
+  encodeRefused,
+} from "../core/tunnel/direct-protocol.ts";
+import { streamFailureOf, type StreamFailure } from "../core/tunnel/protocol.ts";
+import type { ShadowLog } from "./log.ts";
+
+/** Once a preamble has begun, the rest must follow promptly. */
+const PREAMBLE_TIMEOUT_MS = 10_000;
+
+export interface DirectServerOptions {
+  log: ShadowLog;
+  /** Where to listen; only the port-forward (which connects to the pod's loopback) needs to reach it. */
+  host?: string;
+  port?: number;
+  /** Bound on connecting to a target. */
+  connectTimeoutMs?: number;
+  /** Why a target refused, in words for the host (the same sentences the SSH path uses). */
+  explain(reason: StreamFailure, host: string, error: Error): string;
+}
+
+export class DirectServer {
+  readonly token = randomBytes(DIRECT_TOKEN_BYTES);
+  private readonly relays = new Set<net.Socket>();
+  private refusalLogged = false;
+  private nextId = 1;
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly options: DirectServerOptions,
+  ) {}
+
+  static async start(options: DirectServerOptions): Promise<DirectServer> {
+    let direct: DirectServer | undefined;
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => direct?.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 }, resolve);
+    });
+    server.on("error", (error) => options.log.error("direct.listener-error", { error: error.message }));
+    direct = new DirectServer(server, (server.address() as net.AddressInfo).port, options);
+    return direct;
+  }
+
+  close(): void {
+    this.server.close();
+    for (const socket of this.relays) socket.destroy();
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextId++;
+    const { log } = this.options;
+    socket.setNoDelay(true);
+    socket.on("error", () => socket.destroy());
+    this.relays.add(socket);
+    socket.once("close", () => this.relays.delete(socket));
+
+    let received: Buffer = Buffer.alloc(0);
+    // A stream the host opened ahead of need waits silent; a started preamble must finish soon.
+    let timer = setTimeout(() => socket.destroy(), DIRECT_IDLE_MS);
+    const onData = (chunk: Buffer) => {
+      if (received.length === 0) {
+        clearTimeout(timer);
+        timer = setTimeout(() => socket.destroy(), PREAMBLE_TIMEOUT_MS);
+      }
+      received = received.length ? Buffer.concat([received, chunk]) : chunk;
+      let parsed;
+      try {
+        parsed = decodePreamble(received);
+      } catch (error) {
+        clearTimeout(timer);
+        this.refuseQuietly(socket, (error as Error).message);
+        return;
+      }
+      if (!parsed) return;
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.pause();
+      if (!timingSafeEqual(parsed.target.token, this.token)) return this.refuseQuietly(socket, "wrong token");
+      this.connect(id, socket, parsed.target.host, parsed.target.port, parsed.rest);
+    };
+    socket.on("data", onData);
+    socket.once("end", () => {
+      if (received.length === 0) {
+        clearTimeout(timer);
+        socket.destroy();
+      }
+    });
+    socket.once("close", () => clearTimeout(timer));
+  }
+
+  /** Not our host (or a broken one): close without a word, and log it once. */
+  private refuseQuietly(socket: net.Socket, why: string): void {
+    if (!this.refusalLogged) this.options.log.warn("direct.refused", { error: why });
+    this.refusalLogged = true;
+    socket.destroy();
+  }
+
+  private connect(id: number, socket: net.Socket, host: string, port: number, early: Buffer): void {
+    const { log } = this.options;
+    const target = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(
+      () => target.destroy(Object.assign(new Error("no answer"), { code: "ETIMEDOUT" })),
+      this.options.connectTimeoutMs ?? 10_000,
+    );
+    const failed = (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const reason = streamFailureOf(error.code);
+      socket.end(encodeRefused(reason, this.options.explain(reason, host, error)));
+      log.info("stream.failed", { direct: id, to: `${host}:${port}`, reason, error: error.code ?? error.message });
+    };
+    target.once("error", failed);
+    target.once("connect", () => {
+      clearTimeout(timer);
+      target.off("error", failed);
+      if (socket.destroyed) return void target.destroy();
+      target.setNoDelay(true);
+      socket.write(encodeFrameHeader(FrameType.Opened, 0));
+      relay(socket, target, early);
+      log.debug("stream.open", { direct: id, to: `${host}:${port}` });
+    });
+    socket.once("close", () => {
+      if (target.connecting) target.destroy();
+    });
+  }
+}
+
+/**
+ * Carries frames from `socket` (the port-forward side) to `target` and bytes from `target` back as
+ * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
+ */
+function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
+  let sendCredit = DIRECT_WINDOW;
+  const queued: Buffer[] = []; // target bytes waiting for credit
+  let targetEnded = false;
+  let eofSent = false;
+  let eofReceived = false;
+  let written = 0;
+  const incoming = new CreditReturn();
+
+  const abort = () => {
+    socket.destroy();
+    target.destroy();
+  };
+
+  // ---- port-forward side -> target -----------------------------------------------------------
+  const returnCredit = () => {
+    const bytes = incoming.due(written - target.writableLength);
+    if (bytes > 0 && !socket.destroyed) socket.write(encodeFrameHeader(FrameType.Credit, bytes));
+  };
+  const reader = new DirectFrameReader({
+    data: (payload) => {
+      if (eofReceived || !incoming.arrived(payload.length)) throw new DirectProtocolError("DATA beyond the credit given");
+      written += payload.length;
+      target.write(payload);
+    },
+    eof: () => {
+      eofReceived = true;
+      target.end();
+      finishIfDone();
+    },
+    credit: (bytes) => {
+      sendCredit += bytes;
+      flushQueued();
+    },
+    opened: () => {
+      throw new DirectProtocolError("OPENED from the host");
+    },
+    refused: () => {
+      throw new DirectProtocolError("REFUSED from the host");
+    },
+  });
+  const onSocketData = (chunk: Buffer) => {
+    try {
+      reader.push(chunk);
+    } catch {
+      return abort();
+    }
+    returnCredit();
+  };
+  target.on("drain", returnCredit);
+
+  // ---- target -> port-forward side ------------------------------------------------------------
+  const send = (chunk: Buffer) => {
+    for (let at = 0; at < chunk.length; at += DIRECT_MAX_FRAME) {
+      const piece = chunk.subarray(at, Math.min(chunk.length, at + DIRECT_MAX_FRAME));
+      // Two writes, not cork(): a corked socket joins its queue into one buffer, copying every byte.
+      socket.write(encodeFrameHeader(FrameType.Data, piece.length));
+      socket.write(piece);
+    }
+    sendCredit -= chunk.length;
+  };
+  const flushQueued = () => {
+    while (queued.length > 0 && sendCredit > 0) {
+      const head = queued[0]!;
+      if (head.length <= sendCredit) {
+        queued.shift();
+        send(head);
+      } else {
+        queued[0] = head.subarray(sendCredit);
+        send(head.subarray(0, sendCredit));
+      }
+    }
+    if (queued.length === 0) {
+      if (targetEnded) sendEof();
+      else target.resume();
+    }
+  };
+  const sendEof = () => {
+    if (eofSent || socket.destroyed) return;
+    eofSent = true;
+    socket.write(encodeFrameHeader(FrameType.Eof, 0));
+    finishIfDone();
+  };
+  target.on("data", (chunk: Buffer) => {
+    if (queued.length === 0 && chunk.length <= sendCredit) return send(chunk);
+    queued.push(chunk);
+    target.pause();
+    flushQueued();
+  });
+  target.once("end", () => {
+    targetEnded = true;
+    if (queued.length === 0) sendEof();
+  });
+
+  const finishIfDone = () => {
+    if (eofSent && eofReceived) {
+      // Both ways are over: let the target's last bytes go, then end our side of the port-forward.
+      socket.end();
+      if (target.writableFinished) target.destroy();
+      else target.once("finish", () => target.destroy());
+    }
+  };
+
+  // ---- endings ----------------------------------------------------------------------------------
+  // The port-forward side ending before both EOFs means the host (or its link) is gone: reset.
+  socket.once("end", () => {
+    if (!(eofSent && eofReceived)) abort();
+  });
+  socket.once("close", () => {
+    if (!target.destroyed && !(eofSent && eofReceived)) target.destroy();
+  });
+  target.on("error", abort);
+  target.once("close", () => {
+    if (!(eofSent && eofReceived)) abort();
+  });
+
+  socket.on("data", onSocketData);
+  if (early.length) onSocketData(early);
+  socket.resume();
+}
