@@ -140,6 +140,14 @@ export interface Shadow {
   tunnel: Tunnel;
 }
 
+export type TargetKind = "service" | "deployment" | "pod";
+
+/** A workload target as kubectl spells it: "echo" and "svc/echo" are services. */
+export interface TargetRef {
+  kind: TargetKind;
+  name: string;
+}
+
 export interface LocalForwardOptions {
   tunnel: Tunnel;
   localPort: number;
@@ -188,6 +196,10 @@ export interface PluginApi {
   startShadow(session: Session, options: ShadowOptions): Promise<Shadow>;
   /** A loopback listener whose connections are carried through the tunnel to a cluster target. */
   forwardLocal(options: LocalForwardOptions): Promise<LocalForward>;
+  /** Parses "NAME", "svc/NAME", "deployment/NAME", "pod/NAME" with clear errors. */
+  parseTarget(text: string): TargetRef;
+  /** True when something on this machine accepts TCP connections on host:port. */
+  isLocalPortListening(port: number, host?: string): Promise<boolean>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */
   parsePorts(spec: string): { local: number; remote: number }[];
 }

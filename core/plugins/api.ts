@@ -8,7 +8,8 @@ import type { EffectiveConfig } from "../config/load.ts";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { argsFor, globalOptions, GLOBAL_SCOPE } from "../options.ts";
 import { PLUGIN_API_VERSION, type GlobalOptions, type Kube, type PluginApi, type SessionsApi } from "../plugin-api.ts";
-import { parsePorts } from "../ports.ts";
+import { isLocalPortListening, parsePorts } from "../ports.ts";
+import { parseTarget } from "../targets.ts";
 import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { VERSION } from "../../build/version.ts";
@@ -65,6 +66,8 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     parsePorts: (spec) => parsePorts(spec),
+    parseTarget: (text) => parseTarget(text),
+    isLocalPortListening: (port, host) => isLocalPortListening(port, host),
   };
   return { api, sessionHost };
 }

@@ -13,7 +13,7 @@ import { requireLocalListeners } from "./local.ts";
 import { ensureNotHeld } from "./ownership.ts";
 import { PortPlanError, planShadowPorts, type ShadowPortPlan } from "./ports.ts";
 import { patchObjectStep, scaleStep, shadowSelector } from "./scheme.ts";
-import { declaredContainerPorts, listObjects, parseTarget, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
+import { declaredContainerPorts, listObjects, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
 import { exactly, waitForEndpoints, waitForReplicas, without } from "./waits.ts";
 
 type Mode = "selector" | "scale";
@@ -47,7 +47,7 @@ export function replaceSelectorPatch(from: Record<string, string> | undefined, t
 /** Reads the target and checks it suits the mode; returns the services the session takes over. */
 async function prepareTarget(api: PluginApi, kube: Kube, namespace: string, targetText: string, mode: Mode) {
   const { KtctlError, ExitCode } = api.errors;
-  const target = await resolveTarget(kube, namespace, parseTarget(targetText, api.errors), api.errors);
+  const target = await resolveTarget(kube, namespace, api.parseTarget(targetText), api.errors);
   let services = target.services;
   if (mode === "selector") {
     const bare = services.filter((s) => !Object.keys(s.spec?.selector ?? {}).length);

@@ -1,22 +1,7 @@
 // The laptop side of exchange and preview: is anything listening on the LOCAL ports? A session that
 // takes a service over while nothing answers locally only breaks the service for everyone else.
 
-import { connect } from "node:net";
 import type { PluginApi } from "../../core/plugin-api.ts";
-
-/** True when something accepts a TCP connection on host:port; `timeoutMs` bounds a filtered port. */
-export function isListening(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const finish = (listening: boolean) => {
-      socket.destroy();
-      resolve(listening);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once("connect", () => finish(true));
-    socket.once("error", () => finish(false));
-  });
-}
 
 /** How often a waiting check tries the port again: there is no event for "someone started listening". */
 const RETRY_MS = 250;
@@ -26,13 +11,13 @@ const RETRY_MS = 250;
  * waits for them instead, up to `waitSeconds` (0: until interrupted).
  */
 export async function requireLocalListeners(
-  api: Pick<PluginApi, "errors" | "logger">,
+  api: Pick<PluginApi, "errors" | "logger" | "isLocalPortListening">,
   host: string,
   ports: number[],
   wait: { enabled: boolean; seconds: number; flag: string },
 ): Promise<void> {
   const { KtctlError, ExitCode } = api.errors;
-  const silent = async () => (await Promise.all(ports.map(async (p) => ((await isListening(host, p)) ? undefined : p)))).filter((p): p is number => p !== undefined);
+  const silent = async () => (await Promise.all(ports.map(async (p) => ((await api.isLocalPortListening(p, host)) ? undefined : p)))).filter((p): p is number => p !== undefined);
   let missing = await silent();
   if (!missing.length) return;
   const list = missing.map((p) => `${host}:${p}`).join(", ");

@@ -1,42 +1,12 @@
 // What `ktctl exchange TARGET` takes over: the service(s), the workload behind them and one of its
 // pods (for named ports and the environment), read from the cluster. Only reads; nothing changes.
 
-import type { Kube, PluginApi } from "../../core/plugin-api.ts";
+import type { Kube, PluginApi, TargetKind, TargetRef } from "../../core/plugin-api.ts";
 import { LABEL_MANAGED_BY } from "./scheme.ts";
 
-export type TargetKind = "service" | "deployment" | "pod";
-
-export interface TargetRef {
-  kind: TargetKind;
-  name: string;
-}
-
-const KIND_ALIASES: Record<string, TargetKind> = {
-  svc: "service",
-  service: "service",
-  services: "service",
-  deploy: "deployment",
-  deployment: "deployment",
-  deployments: "deployment",
-  po: "pod",
-  pod: "pod",
-  pods: "pod",
-};
+export type { TargetKind, TargetRef };
 
 export type ErrorsApi = PluginApi["errors"];
-
-/** "echo", "svc/echo", "deployment/echo", "pod/echo-1" as kubectl spells them. */
-export function parseTarget(text: string, errors: ErrorsApi): TargetRef {
-  const { KtctlError, ExitCode } = errors;
-  const parts = text.split("/");
-  if (parts.length > 2 || parts.some((p) => p === "")) {
-    throw new KtctlError(`invalid target "${text}": expected NAME, svc/NAME, deployment/NAME or pod/NAME`, ExitCode.usage);
-  }
-  if (parts.length === 1) return { kind: "service", name: parts[0]! };
-  const kind = KIND_ALIASES[parts[0]!.toLowerCase()];
-  if (!kind) throw new KtctlError(`unsupported target kind "${parts[0]}" in "${text}": use svc, deployment or pod`, ExitCode.usage);
-  return { kind, name: parts[1]! };
-}
 
 /** True when every key of a (non-empty) selector matches the labels. */
 export function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {

@@ -1,5 +1,5 @@
 import type { CommandFactory, Shadow, Tunnel } from "../../core/plugin-api.ts";
-import { createResolver, parseTarget } from "./targets.ts";
+import { createResolver } from "./targets.ts";
 
 const forward: CommandFactory = (api) =>
   api.defineCommand({
@@ -15,7 +15,7 @@ const forward: CommandFactory = (api) =>
     },
     async run({ args }) {
       const global = api.globalOptions(args);
-      const target = parseTarget(String(args.target), api);
+      const target = api.parseTarget(String(args.target));
       // Every port argument after the target: `forward svc/x 8080:80 9090`.
       const portSpecs = [String(args.ports), ...((args._ as string[]) ?? []).slice(2)];
       const mappings = api.parsePorts(portSpecs.join(","));

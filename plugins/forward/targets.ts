@@ -1,39 +1,7 @@
 // What `ktctl forward` forwards to: a service, a pod or a workload's pods, resolved to an address
 // inside the cluster for EACH new connection, so the forward follows pods that are replaced.
 
-import type { Kube, PluginApi } from "../../core/plugin-api.ts";
-
-export type TargetKind = "service" | "pod" | "deployment";
-
-export interface TargetRef {
-  kind: TargetKind;
-  name: string;
-}
-
-const KIND_ALIASES: Record<string, TargetKind> = {
-  svc: "service",
-  service: "service",
-  services: "service",
-  po: "pod",
-  pod: "pod",
-  pods: "pod",
-  deploy: "deployment",
-  deployment: "deployment",
-  deployments: "deployment",
-};
-
-/** "svc/echo", "pod/x", "deployment/x", or a bare name (a service), as kubectl spells them. */
-export function parseTarget(text: string, api: Pick<PluginApi, "errors">): TargetRef {
-  const { KtctlError, ExitCode } = api.errors;
-  const [head, name, extra] = text.split("/");
-  if (extra !== undefined || head === "" || name === "")
-    throw new KtctlError(`invalid target "${text}": expected svc/NAME, pod/NAME or deployment/NAME`, ExitCode.usage);
-  if (name === undefined) return { kind: "service", name: head! };
-  const kind = KIND_ALIASES[head!.toLowerCase()];
-  if (!kind)
-    throw new KtctlError(`unsupported target kind "${head}" in "${text}": use svc, pod or deployment`, ExitCode.usage);
-  return { kind, name };
-}
+import type { Kube, PluginApi, TargetRef } from "../../core/plugin-api.ts";
 
 export interface Endpoint {
   host: string;

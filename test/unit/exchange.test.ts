@@ -5,7 +5,7 @@ import { describeHolder, formatAge } from "../../plugins/exchange/ownership.ts";
 import { PortPlanError, planShadowPorts, resolveTargetPort, shadowContainerPorts, type ServiceSpec } from "../../plugins/exchange/ports.ts";
 import { originalSelector } from "../../plugins/exchange/recover.command.ts";
 import { LABEL_ROLE, LABEL_SESSION, patchObjectStep, shadowSelector } from "../../plugins/exchange/scheme.ts";
-import { parseTarget, podTemplateLabels, selects } from "../../plugins/exchange/target.ts";
+import { podTemplateLabels, selects } from "../../plugins/exchange/target.ts";
 import { readyAddresses, rolloutProgress } from "../../plugins/exchange/waits.ts";
 import { nodeAddresses, previewService } from "../../plugins/preview/service.ts";
 
@@ -107,15 +107,6 @@ describe("selector changes", () => {
 });
 
 describe("targets", () => {
-  test("kubectl spellings", () => {
-    expect(parseTarget("echo", errors)).toEqual({ kind: "service", name: "echo" });
-    expect(parseTarget("svc/echo", errors)).toEqual({ kind: "service", name: "echo" });
-    expect(parseTarget("deploy/echo", errors)).toEqual({ kind: "deployment", name: "echo" });
-    expect(parseTarget("pod/echo-1", errors)).toEqual({ kind: "pod", name: "echo-1" });
-    expect(() => parseTarget("job/x", errors)).toThrow('unsupported target kind "job"');
-    expect(() => parseTarget("svc/", errors)).toThrow("invalid target");
-  });
-
   test("selects: every key must match, an empty selector selects nothing", () => {
     expect(selects({ app: "echo" }, { app: "echo", tier: "backend" })).toBe(true);
     expect(selects({ app: "echo", tier: "front" }, { app: "echo", tier: "backend" })).toBe(false);
