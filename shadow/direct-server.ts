@@ -201,9 +201,13 @@ function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
   const send = (chunk: Buffer) => {
     for (let at = 0; at < chunk.length; at += DIRECT_MAX_FRAME) {
       const piece = chunk.subarray(at, Math.min(chunk.length, at + DIRECT_MAX_FRAME));
-      // Two writes, not cork(): a corked socket joins its queue into one buffer, copying every byte.
-      socket.write(encodeFrameHeader(FrameType.Data, piece.length));
-      socket.write(piece);
+      // Header and payload in one write: written apart, the 5-byte header would leave as a segment
+      // of its own and become a frame of its own at every hop of the port-forward.
+      const frame = Buffer.allocUnsafe(5 + piece.length);
+      frame[0] = FrameType.Data;
+      frame.writeUInt32BE(piece.length, 1);
+      frame.set(piece, 5);
+      socket.write(frame);
     }
     sendCredit -= chunk.length;
   };

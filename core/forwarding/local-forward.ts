@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Channel } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
+import { StreamOpenError } from "../tunnel/link.ts";
 import { splice } from "../tunnel/splice.ts";
 import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 
@@ -36,7 +37,12 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
       socket.destroy();
       return;
     }
-    // The tunnel's streams are SSH channels: splice carries half-close both ways, as TCP would.
+    // A stream to a target that answered moments ago is handed out before the shadow confirms
+    // it (see Link.openDirect); if the target refuses after all, that is still this connection's failure.
+    remote.once("error", (error) => {
+      if (error instanceof StreamOpenError) options.onError?.(error);
+    });
+    // The tunnel's streams behave as SSH channels: splice carries half-close both ways, as TCP would.
     splice(socket, remote as Channel);
     socket.resume();
   }

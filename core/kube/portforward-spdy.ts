@@ -22,7 +22,7 @@ import {
   encodeRstStream,
   encodeSynStream,
 } from "./spdy.ts";
-import type { ClientWebSocket } from "./websocket.ts";
+import { WS_HEADROOM, type ClientWebSocket } from "./websocket.ts";
 
 export const SPDY_PORT_FORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io";
 /** Payload per data frame we send: the runtime's reader allocates per frame, so neither tiny nor huge. */
@@ -151,11 +151,11 @@ export class SpdyPortForwardConnection {
 
   sendData(streamId: number, chunks: readonly Uint8Array[], callback: (error?: Error | null) => void): void {
     if (!this.isOpen) return callback(this.closedError());
-    const frames = encodeDataFrames(streamId, chunks, this.maxFramePayload);
+    const frames = encodeDataFrames(streamId, chunks, this.maxFramePayload, WS_HEADROOM);
     if (frames.length === 0) return callback();
     // The send callback fires once the socket has taken the data: that is our back-pressure.
-    for (let i = 0; i < frames.length - 1; i++) this.ws.sendOwned(frames[i]!);
-    this.ws.sendOwned(frames[frames.length - 1]!, (error?: Error | null) => callback(error ?? null));
+    for (let i = 0; i < frames.length - 1; i++) this.ws.sendWithHeadroom(frames[i]!);
+    this.ws.sendWithHeadroom(frames[frames.length - 1]!, (error?: Error | null) => callback(error ?? null));
   }
 
   sendFin(streamId: number): void {
@@ -190,6 +190,7 @@ export class SpdyPortForwardConnection {
   // ---- frames from the server ---------------------------------------------------------------------
 
   private onData(streamId: number, payload: Buffer, fin: boolean): void {
+    if (process.env.KT_TIMING) { const g = globalThis as any; g.__sp ??= { n: 0, bytes: 0, small: 0 }; g.__sp.n++; g.__sp.bytes += payload.length; if (payload.length < 64) { g.__sp.small++; (g.__sp.sz ??= {})[payload.length] = ((g.__sp.sz ??= {})[payload.length] ?? 0) + 1; } if (g.__sp.n % 2000 === 0) console.error("spdy rx pieces", g.__sp.n, "avg", (g.__sp.bytes / g.__sp.n).toFixed(0), "small", g.__sp.small, JSON.stringify(g.__sp.sz)); }
     const entry = this.streams.get(streamId);
     if (!entry) return; // a stream we already gave up on
     if (entry.isData) entry.channel.remoteData(payload, fin);

@@ -124,9 +124,10 @@ export function encodeDataHeader(streamId: number, length: number, fin = false):
 
 /**
  * Packs chunks for one stream into data frames of at most `max` payload bytes each, in as few
- * buffers as possible (one copy per byte: the WebSocket sends each buffer as one message).
+ * buffers as possible (one copy per byte: the WebSocket sends each buffer as one message). Each
+ * buffer starts with `headroom` spare bytes, where the WebSocket can put its own header.
  */
-export function encodeDataFrames(streamId: number, chunks: readonly Uint8Array[], max: number): Buffer[] {
+export function encodeDataFrames(streamId: number, chunks: readonly Uint8Array[], max: number, headroom = 0): Buffer[] {
   let total = 0;
   for (const c of chunks) total += c.byteLength;
   const out: Buffer[] = [];
@@ -137,10 +138,10 @@ export function encodeDataFrames(streamId: number, chunks: readonly Uint8Array[]
     while (at < chunk.byteLength) {
       if (!frame) {
         const size = Math.min(max, total);
-        frame = Buffer.allocUnsafe(DATA_HEADER + size);
-        frame.writeUInt32BE(streamId & 0x7fffffff, 0);
-        frame.writeUInt32BE(size, 4);
-        offset = DATA_HEADER;
+        frame = Buffer.allocUnsafe(headroom + DATA_HEADER + size);
+        frame.writeUInt32BE(streamId & 0x7fffffff, headroom);
+        frame.writeUInt32BE(size, headroom + 4);
+        offset = headroom + DATA_HEADER;
       }
       const n = Math.min(chunk.byteLength - at, frame.length - offset);
       frame.set(chunk.subarray(at, at + n), offset);

@@ -14,6 +14,8 @@ import tls from "node:tls";
 import type { TlsMaterial } from "./transport.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/** The most a client frame header takes (2 + 8 length bytes + 4 mask bytes): see sendWithHeadroom. */
+export const WS_HEADROOM = 14;
 const MAX_HANDSHAKE_BYTES = 1024 * 1024;
 const OP_CONTINUATION = 0x0;
 const OP_BINARY = 0x2;
@@ -329,6 +331,24 @@ export class ClientWebSocket {
     return more;
   }
 
+  /**
+   * Sends `buffer` minus its first WS_HEADROOM bytes as one binary message, writing the frame header
+   * into that headroom: one socket write, no copy. The payload is masked in place, as in sendOwned.
+   */
+  sendWithHeadroom(buffer: Buffer, callback?: (error?: Error | null) => void): boolean {
+    if (!this.open) {
+      callback?.(new Error("WebSocket is closed"));
+      return false;
+    }
+    const length = buffer.length - WS_HEADROOM;
+    const key = this.keys.next();
+    maskInPlace(buffer, key, WS_HEADROOM);
+    const header = frameHeader(OP_BINARY, length, key);
+    const start = WS_HEADROOM - header.length;
+    header.copy(buffer, start);
+    return this.socket.write(start === 0 ? buffer : buffer.subarray(start), callback);
+  }
+
   /** Sends a copy of `payload` as one binary message (the caller's buffer is left alone). */
   send(payload: Uint8Array, callback?: (error?: Error | null) => void): boolean {
     return this.sendOwned(Buffer.from(payload), callback);
@@ -363,6 +383,7 @@ export class ClientWebSocket {
   private overError: Error | undefined;
 
   private receive(chunk: Buffer): void {
+    if (process.env.KT_TIMING) { const g = globalThis as any; g.__rx ??= { n: 0, bytes: 0 }; g.__rx.n++; g.__rx.bytes += chunk.length; if (g.__rx.n % 2000 === 0) console.error("ws rx chunks", g.__rx.n, "avg", (g.__rx.bytes / g.__rx.n).toFixed(0)); }
     try {
       this.reader.push(chunk);
     } catch (error) {

@@ -101,11 +101,14 @@ export const CARRIER_POOL_SIZE = 2;
 /** An idle stream is replaced after this long (well under DIRECT_IDLE_MS, when the shadow drops it). */
 export const CARRIER_IDLE_MS = 60_000;
 
-/** Opens a direct stream on `carrier` and resolves once the shadow has connected to host:port (or says why not). */
-export function openDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): Promise<DirectStream> {
+/**
+ * Starts a direct stream on `carrier`. Bytes may be written at once (the shadow holds them until
+ * the target accepts); `opened` settles when the shadow has connected to host:port, or says why not.
+ */
+export function startDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): DirectStream {
   const stream = new DirectStream(carrier, host, port);
   carrier.write(encodePreamble({ token: endpoint.token, host, port }));
-  return stream.opened.then(() => stream);
+  return stream;
 }
 
 export class DirectStream extends Duplex {
@@ -224,6 +227,7 @@ export class DirectStream extends Duplex {
 
   /** Sends what the credit allows; the rest waits for CREDIT, and so does the callback. */
   private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
+    if (process.env.KT_TIMING) { const g = globalThis as any; g.__tx ??= { n: 0, bytes: 0, calls: 0 }; g.__tx.calls++; for (const c of chunks) { g.__tx.n++; g.__tx.bytes += c.length; } if (g.__tx.calls % 500 === 0) console.error("direct tx calls", g.__tx.calls, "chunks", g.__tx.n, "avg chunk", (g.__tx.bytes / g.__tx.n).toFixed(0)); }
     chunks = chunks.filter((chunk) => chunk.length > 0); // splice's empty writes only mark a point in the queue
     const now: Buffer[] = [];
     let room = this.sendCredit;

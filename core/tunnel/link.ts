@@ -6,7 +6,7 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
-import { CarrierPool, openDirectStream, type DirectEndpoint, type SiblingStreams } from "./direct.ts";
+import { CarrierPool, startDirectStream, type DirectEndpoint, type SiblingStreams } from "./direct.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
@@ -83,6 +83,7 @@ export class Link {
   private readonly splices = new Set<Splice>();
   private readonly streams = new Set<Duplex>();
   private direct: { endpoint: DirectEndpoint; carriers: CarrierPool } | undefined;
+  private readonly warmTargets = new WarmTargets();
   private nextRef = 1;
   private liveness: ReturnType<typeof setInterval> | undefined;
   private control: ControlClient | undefined;
@@ -165,20 +166,32 @@ export class Link {
     return this.openChannel(host, port);
   }
 
+  /**
+   * A direct stream. To a target that accepted a stream moments ago, the stream is handed out at
+   * once, without waiting for the shadow's word (one round trip through the API server and the
+   * node saved per connection); should the target refuse after all, the stream fails with the same
+   * StreamOpenError instead of the open. First contacts, and any after a refusal, wait for it.
+   */
   private async openDirect(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): Promise<Duplex> {
+    const key = `${host}:${port}`;
+    const stream = startDirectStream(carrier, endpoint, host, port);
+    // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
+    stream.on("error", () => {});
+    this.streams.add(stream);
+    stream.once("close", () => this.streams.delete(stream));
+    const confirmed = stream.opened.then(
+      () => this.warmTargets.touch(key),
+      () => this.warmTargets.forget(key),
+    );
+    if (this.warmTargets.isWarm(key)) return stream;
+    await confirmed;
     try {
-      const stream = await openDirectStream(carrier, endpoint, host, port);
-      if (!this.alive) {
-        stream.destroy();
-        throw new Error("link lost");
-      }
-      this.streams.add(stream);
-      stream.once("close", () => this.streams.delete(stream));
-      return stream;
+      await stream.opened;
     } catch (error) {
       if (!this.alive) throw new StreamOpenError(host, port, "link-lost", `tunnel link lost (${this.lostReason})`);
       throw error;
     }
+    return stream;
   }
 
   /** A direct-tcpip SSH channel to host:port. */
@@ -317,6 +330,28 @@ export class Link {
     });
   }
 }
+
+/** Targets that accepted a stream recently (bounded: the oldest are forgotten first). */
+class WarmTargets {
+  private readonly lastOpened = new Map<string, number>();
+
+  isWarm(key: string): boolean {
+    return (this.lastOpened.get(key) ?? -Infinity) > Date.now() - WARM_TARGET_MS;
+  }
+
+  touch(key: string): void {
+    this.lastOpened.delete(key);
+    this.lastOpened.set(key, Date.now());
+    if (this.lastOpened.size > MAX_WARM_TARGETS) this.lastOpened.delete(this.lastOpened.keys().next().value!);
+  }
+
+  forget(key: string): void {
+    this.lastOpened.delete(key);
+  }
+}
+
+const WARM_TARGET_MS = 30_000;
+const MAX_WARM_TARGETS = 1024;
 
 function protocolMismatch(detail: string): KtctlError {
   return new KtctlError(detail, ExitCode.image, "use a shadow image built from the same ktctl version (--image)");

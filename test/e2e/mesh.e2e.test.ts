@@ -5,7 +5,7 @@
 // back exactly as it was, nothing of ktctl's is left, and the other developer keeps working.
 
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { DEMO_NS, eventually, kubectlJson, kubectlOk, requireCluster } from "./harness.ts";
+import { DEMO_NS, eventually, kubectlJson, kubectlOk, requireCluster, waitFor } from "./harness.ts";
 import { processGone, runKtctl, startKtctl, stopAllKtctl, tempHome, watchdogPid, type KtctlProcess } from "./exchange-harness.ts";
 import {
   MESH_SERVICE,
@@ -149,6 +149,33 @@ describe("ktctl mesh", () => {
   );
 
   test(
+    "two developers starting at the same moment: one creates the mesh, the other joins; a taken mark is refused; both leave at once",
+    async () => {
+      const [a, b] = await Promise.all([startMesh("alice-e2e", PORT_A), startMesh("x-dev:bob-e2e", PORT_B)]);
+      await settle(ALICE, "laptop-a");
+      await settle(BOB, "laptop-b");
+      expect(new Set(await meshSessions())).toEqual(new Set([a.session, b.session]));
+      const routers = await kubectlJson<{ items: any[] }>(["-n", DEMO_NS, "get", "deployments", "-l", `ktctl.io/role=mesh-router-${MESH_SERVICE}`]);
+      expect(routers.items.length).toBe(1);
+      for (const protocol of ["h2c", "grpc"] as Protocol[]) {
+        expect(await ask(protocol, ALICE)).toBe("laptop-a");
+        expect(await ask(protocol, BOB)).toBe("laptop-b");
+      }
+
+      const taken = await runKtctl(["mesh", MESH_SERVICE, "--expose", "18083:80", "--versionMark", "alice-e2e"], home.home);
+      expect(taken.code).toBe(10);
+      expect(taken.output).toContain("is already routed for");
+      expect(new Set(await meshSessions())).toEqual(new Set([a.session, b.session]));
+      expect(await ask("http", ALICE)).toBe("laptop-a");
+
+      const codes = await Promise.all([stop(a.k, "SIGINT"), stop(b.k, "SIGTERM")]);
+      expect(codes).toEqual([130, 143]);
+      await expectRestored();
+    },
+    300_000,
+  );
+
+  test(
     "SIGKILL: the watchdog takes the dead developer's route out, the other developer is not disturbed",
     async () => {
       const a = await startMesh("alice-e2e", PORT_A);
@@ -174,7 +201,7 @@ describe("ktctl mesh", () => {
   );
 
   test(
-    "laptop gone (ktctl and its watchdog killed): the router falls back at once, and after the lease expires `ktctl clean` removes the route",
+    "laptop gone (ktctl and its watchdog killed): marked requests fall back to the original pods, and after the lease expires `ktctl clean` removes the route",
     async () => {
       const lostHome = tempHome("mesh-lost");
       const cleanerHome = tempHome("mesh-cleaner");
@@ -182,17 +209,20 @@ describe("ktctl mesh", () => {
         const a = await startMesh("alice-e2e", PORT_A, [], {}, lostHome.home);
         const b = await startMesh("x-dev:bob-e2e", PORT_B);
         await settle(BOB, "laptop-b");
-        // Frozen first, so it cannot start a new watchdog when it sees this one die.
+        // Frozen first, so it cannot start a new watchdog when it sees this one die (and, frozen, it
+        // cannot reap the watchdog either: the watchdog is gone only once ktctl is).
         a.k.proc.kill("SIGSTOP");
         const watchdog = watchdogPid(lostHome.home, a.session);
         process.kill(watchdog, "SIGKILL");
-        await processGone(watchdog);
         a.k.proc.kill("SIGKILL");
         await a.k.exited;
+        await processGone(watchdog);
 
         // Nobody unwinds Alice now. Her requests must still be answered (by the original pods, once
         // her shadow's listener gives up), and Bob's must not notice anything.
+        const killed = performance.now();
         await eventually(async () => expectOriginal(await ask("http", ALICE)), 90_000, 1_000);
+        console.log(`mesh e2e: a lost laptop's marked requests reach the original pods ${((performance.now() - killed) / 1000).toFixed(1)} s after it died`);
         expect(await ask("http", BOB)).toBe("laptop-b");
         expect(await meshSessions()).toContain(a.session);
 
@@ -233,12 +263,15 @@ describe("ktctl mesh", () => {
       expect(routerPods.items.length).toBe(1);
       const old = routerPods.items[0].metadata.name;
       await kubectlOk(["-n", DEMO_NS, "delete", "pod", old, "--wait=false"]);
+      await waitFor([`pod/${old}`, "--for=delete"], DEMO_NS, 60);
+      // Only the new router pod is left: it started empty, so the route there was put back by ktctl.
       await eventually(async () => {
         const pod = await ask("http", ALICE, { path: "/api/users" });
         if (pod !== "laptop-a") throw new Error(`answered by ${pod}`);
       }, 90_000, 500);
       const now = await kubectlJson<{ items: any[] }>(["-n", DEMO_NS, "get", "pods", "-l", `ktctl.io/role=mesh-router-${MESH_SERVICE}`]);
       expect(now.items.map((p) => p.metadata.name)).not.toContain(old);
+      expect(now.items.length).toBe(1);
       for (const protocol of PROTOCOLS) await expectOriginal(await ask(protocol));
       expect(await ask("grpc", ALICE)).not.toBe("laptop-a"); // gRPC paths are not under /api
       expect(await stop(a.k, "SIGINT")).toBe(130);
