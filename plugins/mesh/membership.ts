@@ -209,7 +209,13 @@ export interface LeaveInput {
 export async function leaveMesh(input: LeaveInput): Promise<"restored" | "left" | "nothing"> {
   const { kube, record, sessionId, log } = input;
   const { namespace, name } = record;
-  const routeFailures = await deleteRouteEverywhere(kube, namespace, name, record.adminPort, sessionId).catch((error: Error) => [error.message]);
+  // The mesh's own record knows its admin port (a journal written before joining may not).
+  const before = await kube.request<any>("GET", servicePath(namespace, name)).catch((error) => {
+    if (statusOf(error) === 404) return undefined;
+    throw error;
+  });
+  const adminPort = meshRecordOf(before)?.adminPort ?? record.adminPort;
+  const routeFailures = await deleteRouteEverywhere(kube, namespace, name, adminPort, sessionId).catch((error: Error) => [error.message]);
   // The route dies with the session anyway (its shadow goes, the router then skips it); not fatal.
   if (routeFailures.length) log.debug(`route of ${sessionId} not removed from every router: ${routeFailures.join("; ")}`);
 

@@ -1,6 +1,6 @@
 import type { CommandFactory, Kube, PluginApi, Session, Shadow } from "../../core/plugin-api.ts";
-import { ContractError, type Route } from "../../shadow/router/contract.ts";
-import { curlLine, parseMark, type Mark } from "./mark.ts";
+import { ContractError, checkPathPrefix, type Route } from "../../shadow/router/contract.ts";
+import { curlLine, generateMarkValue, parseMark, type Mark } from "./mark.ts";
 import { joinMesh, meshRecordOf, participantsOf, servicePath, type MeshLog, type MeshRecord } from "./membership.ts";
 import { MESH_LEAVE_KIND, companionName, developerRole, routerName } from "./names.ts";
 import { configOfRouter } from "./objects.ts";
@@ -35,22 +35,38 @@ const mesh: CommandFactory = (api) =>
       const kube = await api.kube(global);
       const namespace = global.namespace || kube.namespace;
       const serviceName = String(args.service);
-      const pathPrefix = args.path ? String(args.path) : undefined;
+      const pathPrefix = args.path ? usage(api, () => checkPathPrefix(String(args.path))) : undefined;
       if (pathPrefix && mode === "manual") throw new KtctlError("--path works with --mode auto only (in manual mode your service mesh routes)", ExitCode.usage);
 
       const service = await getService(api, kube, namespace, serviceName);
+      if (mode === "manual" && meshRecordOf(service)) {
+        throw new KtctlError(
+          `service ${namespace}/${serviceName} is meshed in auto mode by other developers; manual mode needs the service's own selector`,
+          ExitCode.conflict,
+          "use --mode auto to join their mesh",
+        );
+      }
       const plan = await portPlan(api, kube, namespace, service);
       const exposed = usage(api, () => planExposedPorts(plan, mappings, `${namespace}/${serviceName}`));
       if (mode === "manual") checkManualPorts(api, exposed);
+      for (const e of exposed) {
+        if (mode === "auto" && e.port.protocol === "tcp") {
+          api.logger.warn(`service port ${e.port.servicePort} is a raw TCP port (by its name or appProtocol): it carries no marks, so all of it stays with the original pods`);
+        }
+      }
 
+      // Checked before anything exists in the cluster; a generated value is named after the session's owner.
+      const given = usage(api, () => parseMark(args.versionMark ? String(args.versionMark) : undefined, "dev"));
+      if (mode === "manual") manualLabels(api, service, given.generated ? { ...given, value: "generated" } : given);
       const session = await api.startSession({ mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
-      const mark = usage(api, () => parseMark(args.versionMark ? String(args.versionMark) : undefined, session.owner));
+      const mark: Mark = given.generated ? { ...given, value: generateMarkValue(session.owner) } : given;
+      const shadowLabels = mode === "manual" ? manualLabels(api, service, mark) : undefined;
       let reason = "failed to start";
       try {
         const shadow = await api.startShadow(session, {
           role: developerRole(serviceName),
           ports: exposed.map((e) => ({ port: e.shadowPort, ...(mode === "manual" && typeof e.port.targetPort === "string" ? { name: e.port.targetPort } : {}) })),
-          ...(mode === "manual" ? { labels: manualLabels(api, service, mark) } : {}),
+          ...(shadowLabels ? { labels: shadowLabels } : {}),
         });
         for (const e of exposed) await shadow.tunnel.addRemoteListener(e.shadowPort, "127.0.0.1", e.local);
 
@@ -74,6 +90,7 @@ const mesh: CommandFactory = (api) =>
   });
 
 export default mesh;
+
 
 function usage<T>(api: PluginApi, fn: () => T): T {
   const { KtctlError, ExitCode } = api.errors;
@@ -153,8 +170,8 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
   const log: MeshLog = api.logger;
   const live = sessionLiveness(api, kube, namespace);
   const timeoutMs = (session.global.podCreationTimeout ?? 60) * 1000;
-  const existingConfig = meshRecordOf(service) ? configOfRouter(await readRouterDeployment(kube, namespace, routerName(name))) : undefined;
-  const ownPorts = existingConfig ? { tunnel: 0, admin: existingConfig.adminPort } : routerOwnPorts(plan);
+  // The ports a router made by this session would use; a mesh that exists already says its own.
+  const ownPorts = routerOwnPorts(plan);
   const model = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${ctx.shadow.podName}`);
   const setup = { kube, api, namespace, sessionId: session.id, labels: session.labels, plan, ownPorts, model, live, log, timeoutMs };
 
@@ -182,9 +199,6 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
         waitForMesh: () => waitForMeshOn(setup, name),
       }),
   );
-  if (record.adminPort !== ownPorts.admin) {
-    throw new KtctlError(`the mesh router of ${namespace}/${name} uses admin port ${record.adminPort}, expected ${ownPorts.admin}`, ExitCode.conflict, "run ktctl clean, then mesh again");
-  }
   api.logger.debug(created ? `created the mesh of ${namespace}/${name}` : `joined the mesh of ${namespace}/${name}`);
 
   const route = (): Route => ({
@@ -199,17 +213,18 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
     api.logger.error(`${conflict.message}; ending this session`);
     void session.close("mark taken by another session");
   });
-  await waitForRouterPod(setup, name);
   try {
+    await waitForRouterPod(setup, name);
     await keeper.pushAll();
+    keeper.follow();
+    // The service's traffic goes through the router once its endpoints are the router pods.
+    const routerPods = `${routerName(name)}-`;
+    await waitForEndpoints(setup, name, (pods) => pods.length > 0 && pods.every((p) => p.startsWith(routerPods)), `service ${namespace}/${name} to point at its mesh router`);
   } catch (error) {
+    keeper.close();
     if (error instanceof RouteConflictError) throw new KtctlError(error.message, ExitCode.conflict, "pick another mark with --versionMark");
     throw error;
   }
-  keeper.follow();
-  // The service's traffic goes through the router once its endpoints are the router pods.
-  const routerPods = `${routerName(name)}-`;
-  await waitForEndpoints(setup, name, (pods) => pods.length > 0 && pods.every((p) => p.startsWith(routerPods)), `service ${namespace}/${name} to point at its mesh router`);
 
   // A replaced shadow pod has a new address: the route must follow it.
   let routedTo = ctx.shadow.podIP;

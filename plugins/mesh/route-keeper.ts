@@ -9,12 +9,21 @@ import type { MeshLog } from "./membership.ts";
 import { labelSelectorText, routerSelector } from "./names.ts";
 import { isRouterPodReady, putRoute, readyRouterPods, RouteConflictError } from "./router-admin.ts";
 
+/**
+ * The router process a pod runs now: a container restart (a crash, the OOM killer) keeps the pod
+ * but empties the router's memory, so it counts as a new router.
+ */
+function processKey(pod: any): string {
+  const restarts = (pod?.status?.containerStatuses ?? []).reduce((sum: number, c: any) => sum + (c.restartCount ?? 0), 0);
+  return `${pod?.metadata?.uid}/${restarts}`;
+}
+
 /** Tries per router pod before giving up until its next change (its admin port opens just after it turns ready). */
 const PUSH_ATTEMPTS = 4;
 const PUSH_BACKOFF_MS = 500;
 
 export class RouteKeeper {
-  /** Router pod uid -> the route JSON it was given. */
+  /** Router process (pod uid and container restarts) -> the route JSON it was given. */
   private readonly given = new Map<string, string>();
   private readonly inFlight = new Set<string>();
   private readonly stop = new AbortController();
@@ -44,9 +53,11 @@ export class RouteKeeper {
         `/api/v1/namespaces/${this.namespace}/pods`,
         { labelSelector: labelSelectorText(routerSelector(this.service)) },
         (type, pod) => {
-          const uid = pod?.metadata?.uid;
-          if (type === "DELETED") return void this.given.delete(uid);
-          if (isRouterPodReady(pod) && this.given.get(uid) !== JSON.stringify(this.route())) void this.pushTo(pod, false);
+          if (type === "DELETED") {
+            for (const key of [...this.given.keys()]) if (key.startsWith(`${pod?.metadata?.uid}/`)) this.given.delete(key);
+            return;
+          }
+          if (isRouterPodReady(pod) && this.given.get(processKey(pod)) !== JSON.stringify(this.route())) void this.pushTo(pod, false);
         },
         this.stop.signal,
       )
@@ -67,7 +78,7 @@ export class RouteKeeper {
   }
 
   private async pushTo(pod: any, strict: boolean): Promise<void> {
-    const uid: string = pod.metadata.uid;
+    const uid = processKey(pod);
     if (this.inFlight.has(uid)) return;
     this.inFlight.add(uid);
     try {

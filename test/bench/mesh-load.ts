@@ -3,6 +3,9 @@
 // links), so it measures the cluster path: service address -> (router ->) pods.
 //   mesh-load h1 HOST:PORT CONNS DURATION_MS ["Header: value"]
 //       CONNS keep-alive connections, each sending GET / and waiting for the answer, for DURATION_MS
+//   mesh-load rate HOST:PORT RATE DURATION_MS CONNS ["Header: value"]
+//       open loop: RATE requests per second, spread over up to CONNS keep-alive connections; each
+//       latency is counted from the moment the request was due (so queueing shows, not hides)
 //   mesh-load grpc HOST:PORT STREAMS DURATION_MS ["header: value"]
 //       one h2c connection, STREAMS concurrent gRPC Health/Check calls at a time
 //   mesh-load idle
@@ -99,6 +102,88 @@ async function h1(target: string, conns: number, durationMs: number, header?: st
   return summarise("h1", target, conns, latencies, errors.reduce((a, b) => a + b, 0), performance.now() - start);
 }
 
+/** A keep-alive connection for the open-loop mode: one request in flight at a time. */
+class RateConnection {
+  private buffer: Buffer = Buffer.alloc(0);
+  private due = 0;
+  busy = false;
+  ready: Promise<void>;
+
+  constructor(
+    host: string,
+    port: number,
+    private readonly done: (dueAt: number, ok: boolean) => void,
+  ) {
+    const socket = (this.socket = net.connect({ host, port, noDelay: true }));
+    this.ready = new Promise((resolve, reject) => {
+      socket.once("connect", () => resolve());
+      socket.once("error", reject);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+      const end = this.buffer.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const length = Number(/content-length:\s*(\d+)/i.exec(this.buffer.toString("latin1", 0, end))?.[1] ?? -1);
+      if (length < 0 || this.buffer.length < end + 4 + length) return;
+      const ok = this.buffer.toString("latin1", 0, 12).includes(" 200");
+      this.buffer = this.buffer.subarray(end + 4 + length);
+      this.busy = false;
+      this.done(this.due, ok);
+    });
+  }
+
+  readonly socket: net.Socket;
+
+  send(request: Buffer, dueAt: number): void {
+    this.busy = true;
+    this.due = dueAt;
+    this.socket.write(request);
+  }
+}
+
+async function rate(target: string, perSecond: number, durationMs: number, conns: number, header?: string): Promise<Result & { offered: number }> {
+  const { host, port } = split(target);
+  const request = Buffer.from(`GET / HTTP/1.1\r\nHost: ${host}\r\n${header ? `${header}\r\n` : ""}\r\n`);
+  const latencies: number[] = [];
+  let errors = 0;
+  const queue: number[] = [];
+  const connections: RateConnection[] = [];
+  const dispatch = () => {
+    for (const connection of connections) {
+      if (queue.length === 0) return;
+      if (!connection.busy) connection.send(request, queue.shift()!);
+    }
+  };
+  for (let i = 0; i < conns; i++) {
+    connections.push(
+      new RateConnection(host, port, (dueAt, ok) => {
+        if (ok) latencies.push(performance.now() - dueAt);
+        else errors++;
+        dispatch();
+      }),
+    );
+  }
+  await Promise.all(connections.map((c) => c.ready));
+  const start = performance.now();
+  const interval = 1000 / perSecond;
+  let issued = 0;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      const elapsed = now - start;
+      const shouldHave = Math.min(Math.floor(elapsed / interval), Math.floor(durationMs / interval));
+      for (; issued < shouldHave; issued++) queue.push(start + issued * interval);
+      dispatch();
+      if (elapsed >= durationMs && queue.length === 0 && connections.every((c) => !c.busy)) return resolve();
+      if (elapsed > durationMs + 10_000) return resolve();
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+  for (const connection of connections) connection.socket.end();
+  return { ...summarise("rate", target, conns, latencies, errors + queue.length, durationMs), offered: perSecond };
+}
+
 /** An empty HealthCheckRequest in gRPC framing. */
 const GRPC_REQUEST = Buffer.from([0, 0, 0, 0, 0]);
 
@@ -154,10 +239,13 @@ if (mode === "idle") {
 } else if (mode === "h1") {
   console.log(JSON.stringify(await h1(target!, Number(a), Number(b), c)));
   process.exit(0);
+} else if (mode === "rate") {
+  console.log(JSON.stringify(await rate(target!, Number(a), Number(b), Number(c), process.argv[7])));
+  process.exit(0);
 } else if (mode === "grpc") {
   console.log(JSON.stringify(await grpc(target!, Number(a), Number(b), c)));
   process.exit(0);
 } else {
-  console.error("usage: mesh-load h1 HOST:PORT CONNS DURATION_MS [HEADER] | grpc HOST:PORT STREAMS DURATION_MS [HEADER] | idle");
+  console.error("usage: mesh-load h1 HOST:PORT CONNS DURATION_MS [HEADER] | rate HOST:PORT RATE DURATION_MS CONNS [HEADER] | grpc HOST:PORT STREAMS DURATION_MS [HEADER] | idle");
   process.exit(2);
 }
