@@ -7,10 +7,8 @@ import net from "node:net";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import {
   CreditReturn,
-  DIRECT_IDLE_MS,
   DIRECT_MAX_FRAME,
   DIRECT_TOKEN_BYTES,
-  DIRECT_WINDOW,
   DirectFrameReader,
   DirectProtocolError,
   FrameType,
@@ -21,7 +19,7 @@ import {
 import { streamFailureOf, type StreamFailure } from "../core/tunnel/protocol.ts";
 import type { ShadowLog } from "./log.ts";
 
-/** Once a preamble has begun, the rest must follow promptly. */
+/** A stream that does not name its target promptly is not our host's. */
 const PREAMBLE_TIMEOUT_MS = 10_000;
 
 export interface DirectServerOptions {
@@ -73,13 +71,8 @@ export class DirectServer {
     socket.once("close", () => this.relays.delete(socket));
 
     let received: Buffer = Buffer.alloc(0);
-    // A stream the host opened ahead of need waits silent; a started preamble must finish soon.
-    let timer = setTimeout(() => socket.destroy(), DIRECT_IDLE_MS);
+    const timer = setTimeout(() => socket.destroy(), PREAMBLE_TIMEOUT_MS);
     const onData = (chunk: Buffer) => {
-      if (received.length === 0) {
-        clearTimeout(timer);
-        timer = setTimeout(() => socket.destroy(), PREAMBLE_TIMEOUT_MS);
-      }
       received = received.length ? Buffer.concat([received, chunk]) : chunk;
       let parsed;
       try {
@@ -94,7 +87,7 @@ export class DirectServer {
       socket.off("data", onData);
       socket.pause();
       if (!timingSafeEqual(parsed.target.token, this.token)) return this.refuseQuietly(socket, "wrong token");
-      this.connect(id, socket, parsed.target.host, parsed.target.port, parsed.rest);
+      this.connect(id, socket, parsed.target.host, parsed.target.port, parsed.target.window, parsed.rest);
     };
     socket.on("data", onData);
     socket.once("end", () => {
@@ -113,7 +106,7 @@ export class DirectServer {
     socket.destroy();
   }
 
-  private connect(id: number, socket: net.Socket, host: string, port: number, early: Buffer): void {
+  private connect(id: number, socket: net.Socket, host: string, port: number, window: number, early: Buffer): void {
     const { log } = this.options;
     const target = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
     const timer = setTimeout(
@@ -133,7 +126,7 @@ export class DirectServer {
       if (socket.destroyed) return void target.destroy();
       target.setNoDelay(true);
       socket.write(encodeFrameHeader(FrameType.Opened, 0));
-      relay(socket, target, early);
+      relay(socket, target, window, early);
       log.debug("stream.open", { direct: id, to: `${host}:${port}` });
     });
     socket.once("close", () => {
@@ -146,14 +139,14 @@ export class DirectServer {
  * Carries frames from `socket` (the port-forward side) to `target` and bytes from `target` back as
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
  */
-function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
-  let sendCredit = DIRECT_WINDOW;
+function relay(socket: net.Socket, target: net.Socket, window: number, early: Buffer): void {
+  let sendCredit = window;
   const queued: Buffer[] = []; // target bytes waiting for credit
   let targetEnded = false;
   let eofSent = false;
   let eofReceived = false;
   let written = 0;
-  const incoming = new CreditReturn();
+  const incoming = new CreditReturn(window);
 
   const abort = () => {
     socket.destroy();
@@ -161,10 +154,11 @@ function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
   };
 
   // ---- port-forward side -> target -----------------------------------------------------------
-  const returnCredit = () => {
-    const bytes = incoming.due(written - target.writableLength);
+  const sendCreditFrame = (bytes: number) => {
     if (bytes > 0 && !socket.destroyed) socket.write(encodeFrameHeader(FrameType.Credit, bytes));
   };
+  const returnCredit = () => sendCreditFrame(incoming.due(written - target.writableLength));
+  let starved = false; // we told the host we are BLOCKED and wait for credit
   const reader = new DirectFrameReader({
     data: (payload) => {
       if (eofReceived || !incoming.arrived(payload.length)) throw new DirectProtocolError("DATA beyond the credit given");
@@ -178,8 +172,10 @@ function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
     },
     credit: (bytes) => {
       sendCredit += bytes;
+      starved = false;
       flushQueued();
     },
+    blocked: () => sendCreditFrame(incoming.blocked(written - target.writableLength)),
     opened: () => {
       throw new DirectProtocolError("OPENED from the host");
     },
@@ -225,6 +221,9 @@ function relay(socket: net.Socket, target: net.Socket, early: Buffer): void {
     if (queued.length === 0) {
       if (targetEnded) sendEof();
       else target.resume();
+    } else if (!starved && !socket.destroyed) {
+      starved = true;
+      socket.write(encodeFrameHeader(FrameType.Blocked, 0));
     }
   };
   const sendEof = () => {

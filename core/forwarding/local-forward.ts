@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Channel } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
-import { StreamOpenError } from "../tunnel/link.ts";
+import { StreamOpenError } from "../tunnel/stream-error.ts";
 import { splice } from "../tunnel/splice.ts";
 import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 

@@ -80,16 +80,20 @@ export class SpdyPortForwardConnection {
       data: (streamId, payload, fin) => this.onData(streamId, payload, fin),
       control: (type, flags, body) => this.onControl(type, flags, body),
     });
-    ws.attach({
-      data: (piece) => {
-        try {
-          this.decoder.push(piece);
-        } catch (error) {
-          this.destroy(new KtctlError(`port-forward to ${label} broke: ${(error as Error).message}`, ExitCode.unreachable));
-        }
+    // SPDY is a byte stream: where the WebSocket's messages end does not matter to it.
+    ws.attach(
+      {
+        data: (piece) => {
+          try {
+            this.decoder.push(piece);
+          } catch (error) {
+            this.destroy(new KtctlError(`port-forward to ${label} broke: ${(error as Error).message}`, ExitCode.unreachable));
+          }
+        },
+        closed: (error) => this.shutDown(error ? new KtctlError(`port-forward to ${label} broke: ${error.message}`, ExitCode.unreachable) : null),
       },
-      closed: (error) => this.shutDown(error ? new KtctlError(`port-forward to ${label} broke: ${error.message}`, ExitCode.unreachable) : null),
-    });
+      { stream: true },
+    );
   }
 
   /** True while new streams can be opened. */
@@ -99,12 +103,6 @@ export class SpdyPortForwardConnection {
 
   get isOpen(): boolean {
     return this.endReason === undefined && this.ws.open;
-  }
-
-  get openStreams(): number {
-    let n = 0;
-    for (const entry of this.streams.values()) if (entry.isData) n++;
-    return n;
   }
 
   /** A new forwarded stream to `port` of the pod. Bytes may be written at once. */
@@ -190,7 +188,6 @@ export class SpdyPortForwardConnection {
   // ---- frames from the server ---------------------------------------------------------------------
 
   private onData(streamId: number, payload: Buffer, fin: boolean): void {
-    if (process.env.KT_TIMING) { const g = globalThis as any; g.__sp ??= { n: 0, bytes: 0, small: 0 }; g.__sp.n++; g.__sp.bytes += payload.length; if (payload.length < 64) { g.__sp.small++; (g.__sp.sz ??= {})[payload.length] = ((g.__sp.sz ??= {})[payload.length] ?? 0) + 1; } if (g.__sp.n % 2000 === 0) console.error("spdy rx pieces", g.__sp.n, "avg", (g.__sp.bytes / g.__sp.n).toFixed(0), "small", g.__sp.small, JSON.stringify(g.__sp.sz)); }
     const entry = this.streams.get(streamId);
     if (!entry) return; // a stream we already gave up on
     if (entry.isData) entry.channel.remoteData(payload, fin);

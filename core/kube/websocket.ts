@@ -193,19 +193,23 @@ export class ClientWebSocket {
   private readonly reader: FrameReader;
   private handlers: WebSocketHandlers | undefined;
   private pending: { payload: Buffer; first: boolean }[] = [];
+  /** Pieces of the read being parsed, handed up together (see deliver). */
+  private batch: { payload: Buffer; first: boolean }[] = [];
+  private streamMode = false;
   private closeSent = false;
   private over = false;
+  private overError: Error | undefined;
 
   private constructor(
     private readonly socket: net.Socket,
     readonly protocol: string,
   ) {
     this.reader = new FrameReader(
-      (payload, first) => {
-        if (this.handlers) this.handlers.data(payload, first);
-        else this.pending.push({ payload, first });
+      (payload, first) => this.batch.push({ payload, first }),
+      (opcode, payload) => {
+        this.deliver(); // data that came before a close must not come after it
+        this.onControl(opcode, payload);
       },
-      (opcode, payload) => this.onControl(opcode, payload),
     );
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", (error) => this.finish(error));
@@ -295,8 +299,13 @@ export class ClientWebSocket {
     });
   }
 
-  /** Starts delivering; data that arrived before is delivered first. */
-  attach(handlers: WebSocketHandlers): void {
+  /**
+   * Starts delivering; data that arrived before is delivered first. In stream mode message
+   * boundaries do not matter to the reader (SPDY), so everything one read brought in comes up as one
+   * piece; otherwise only the pieces of one message are joined.
+   */
+  attach(handlers: WebSocketHandlers, options: { stream?: boolean } = {}): void {
+    this.streamMode = options.stream ?? false;
     this.handlers = handlers;
     const pending = this.pending;
     this.pending = [];
@@ -306,11 +315,6 @@ export class ClientWebSocket {
 
   get open(): boolean {
     return !this.over && !this.closeSent;
-  }
-
-  /** Bytes queued in the socket, not yet taken by the kernel. */
-  get bufferedAmount(): number {
-    return this.socket.writableLength;
   }
 
   /**
@@ -380,13 +384,32 @@ export class ClientWebSocket {
     this.socket.destroy();
   }
 
-  private overError: Error | undefined;
+  /**
+   * Hands up what one read brought, joining pieces where allowed: a server that writes a message as
+   * many small frames would otherwise cost every layer above one call per frame. Joining copies a
+   * read's worth of bytes; each piece passed up costs far more than that (and a syscall downstream).
+   */
+  private deliver(): void {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    let start = 0;
+    for (let i = 1; i <= batch.length; i++) {
+      if (i < batch.length && (this.streamMode || !batch[i]!.first)) continue;
+      const payload = i - start === 1 ? batch[start]!.payload : Buffer.concat(batch.slice(start, i).map((p) => p.payload));
+      const first = batch[start]!.first;
+      if (this.handlers) this.handlers.data(payload, first);
+      else this.pending.push({ payload, first });
+      start = i;
+    }
+  }
 
   private receive(chunk: Buffer): void {
-    if (process.env.KT_TIMING) { const g = globalThis as any; g.__rx ??= { n: 0, bytes: 0 }; g.__rx.n++; g.__rx.bytes += chunk.length; if (g.__rx.n % 2000 === 0) console.error("ws rx chunks", g.__rx.n, "avg", (g.__rx.bytes / g.__rx.n).toFixed(0)); }
     try {
       this.reader.push(chunk);
+      this.deliver();
     } catch (error) {
+      this.batch = [];
       this.socket.destroy();
       this.finish(error as Error);
     }

@@ -7,14 +7,16 @@
 // top of the API server's TLS, no ssh2 packet work: the shadow becomes a plain relay.
 //
 // Wire format, on one port-forward stream to the direct port:
-//   host -> shadow, first:  preamble = "KTD1" | token (32 bytes) | port (u16) | host length (u8) | host
+//   host -> shadow, first:  preamble = "KTD1" | token (32 bytes) | window (u32) | port (u16) | host length (u8) | host
 //   then both ways, frames: type (u8) | value (u32)          [ | payload of `value` bytes for DATA ]
 //     DATA     payload bytes, at most what the peer's credit allows
 //     EOF      no more DATA this way (TCP's FIN; the other way goes on)
 //     CREDIT   the sender may send `value` more bytes (flow control per stream, as SSH's windows)
+//     BLOCKED  the sender has data waiting and no credit left (the receiver may grow the window)
 //     OPENED   shadow -> host, first frame: the target accepted the connection
 //     REFUSED  shadow -> host, first frame: payload is JSON {reason, message}; then the shadow closes
-// Each side starts with DIRECT_WINDOW of credit. A receiver never stops reading its transport (a
+// Each side starts with `window` of credit (the host's choice, at most DIRECT_MAX_WINDOW). A
+// receiver never stops reading its transport (a
 // stalled port-forward stream would stall every stream of its connection, the SSH link included);
 // credit is what bounds what it must hold.
 //
@@ -25,17 +27,17 @@ import type { StreamFailure } from "./protocol.ts";
 
 export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
 export const DIRECT_TOKEN_BYTES = 32;
-/** Credit each side starts with, per stream and direction. */
-export const DIRECT_WINDOW = 2 * 1024 * 1024;
+/**
+ * Credit each side starts with, per stream and direction (the host may ask for another). Measured:
+ * under bulk load both ways, credit returns queue behind data, and 2 MiB held streams back.
+ */
+export const DIRECT_WINDOW = 8 * 1024 * 1024;
+/** The most credit a shadow grants, whatever the host asks: what it may have to hold per stream. */
+export const DIRECT_MAX_WINDOW = 16 * 1024 * 1024;
 /** Largest DATA payload either side sends or accepts. */
 export const DIRECT_MAX_FRAME = 256 * 1024;
-/**
- * The host keeps a few streams to the direct port open ahead of need; the shadow drops one that
- * has said nothing for this long (and one whose preamble stalls half-way much sooner).
- */
-export const DIRECT_IDLE_MS = 5 * 60_000;
-/** Credit is returned in batches of at least this much (or when the window runs low). */
-export const DIRECT_CREDIT_BATCH = DIRECT_WINDOW / 4;
+/** Credit is returned in batches of at least a quarter of the window (or when it runs low). */
+const CREDIT_BATCH_SHARE = 4;
 const MAX_HOST_BYTES = 255;
 const HEADER_BYTES = 5;
 
@@ -45,6 +47,7 @@ export const enum FrameType {
   Credit = 3,
   Opened = 4,
   Refused = 5,
+  Blocked = 6,
 }
 
 export class DirectProtocolError extends Error {
@@ -58,15 +61,19 @@ export interface DirectTarget {
   token: Buffer;
   host: string;
   port: number;
+  /** Initial credit, each way. */
+  window: number;
 }
 
 export function encodePreamble(target: DirectTarget): Buffer {
   const host = Buffer.from(target.host, "utf8");
   if (host.length === 0 || host.length > MAX_HOST_BYTES) throw new DirectProtocolError(`host name of ${host.length} bytes`);
   if (target.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
-  const out = Buffer.allocUnsafe(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 3 + host.length);
+  if (target.window < 1 || target.window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${target.window} bytes`);
+  const out = Buffer.allocUnsafe(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 7 + host.length);
   let at = DIRECT_MAGIC.copy(out, 0);
   at += target.token.copy(out, at);
+  at = out.writeUInt32BE(target.window, at);
   at = out.writeUInt16BE(target.port, at);
   at = out.writeUInt8(host.length, at);
   host.copy(out, at);
@@ -75,7 +82,7 @@ export function encodePreamble(target: DirectTarget): Buffer {
 
 /** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
 export function decodePreamble(data: Buffer): { target: DirectTarget; rest: Buffer } | undefined {
-  const fixed = DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 3;
+  const fixed = DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 7;
   if (data.length < DIRECT_MAGIC.length) {
     if (!DIRECT_MAGIC.subarray(0, data.length).equals(data)) throw new DirectProtocolError("not a direct stream");
     return undefined;
@@ -86,9 +93,11 @@ export function decodePreamble(data: Buffer): { target: DirectTarget; rest: Buff
   if (hostLength === 0) throw new DirectProtocolError("empty host name");
   if (data.length < fixed + hostLength) return undefined;
   const token = Buffer.from(data.subarray(DIRECT_MAGIC.length, DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES));
-  const port = data.readUInt16BE(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES);
+  const window = data.readUInt32BE(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES);
+  if (window < 1 || window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${window} bytes`);
+  const port = data.readUInt16BE(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 4);
   const host = data.subarray(fixed, fixed + hostLength).toString("utf8");
-  return { target: { token, host, port }, rest: data.subarray(fixed + hostLength) };
+  return { target: { token, host, port, window }, rest: data.subarray(fixed + hostLength) };
 }
 
 export function encodeFrameHeader(type: FrameType, value: number): Buffer {
@@ -120,6 +129,7 @@ export interface DirectFrameSink {
   data(payload: Buffer): void;
   eof(): void;
   credit(bytes: number): void;
+  blocked(): void;
   opened(): void;
   refused(reason: StreamFailure, message: string): void;
 }
@@ -179,6 +189,8 @@ export class DirectFrameReader {
         return this.sink.eof();
       case FrameType.Credit:
         return this.sink.credit(value);
+      case FrameType.Blocked:
+        return this.sink.blocked();
       case FrameType.Opened:
         return this.sink.opened();
       case FrameType.Refused:
@@ -209,16 +221,23 @@ export class DirectFrameReader {
 /**
  * The receiving side's bookkeeping: how much it has taken in and used up, and when to hand credit
  * back. `used` counts bytes the consumer has taken (written on, read out); credit returns in batches.
+ *
+ * The window grows as TCP's receive buffer does, when it is what limits the stream: the sender says
+ * BLOCKED when it has data and no credit, and if our consumer has taken everything that arrived,
+ * the credit's round trip (not the consumer) is the bottleneck, so the window doubles, up to
+ * DIRECT_MAX_WINDOW. A slow consumer never grows it: what a stream can make us hold stays bounded.
  */
 export class CreditReturn {
   private received = 0;
   private returned = 0;
 
-  constructor(private readonly window = DIRECT_WINDOW) {}
+  constructor(
+    private window = DIRECT_WINDOW,
+    private readonly maxWindow = DIRECT_MAX_WINDOW,
+  ) {}
 
-  /** Bytes not yet used up (arrived minus credit returned), at most the window. */
-  get outstanding(): number {
-    return this.received - this.returned;
+  get currentWindow(): number {
+    return this.window;
   }
 
   /** Bytes arrived; false if the sender overran the credit it was given. */
@@ -230,11 +249,20 @@ export class CreditReturn {
   /** Given the total the consumer has used so far, the credit to send now (0: not yet). */
   due(usedTotal: number): number {
     const owed = usedTotal - this.returned;
+    const batch = Math.max(1, Math.floor(this.window / CREDIT_BATCH_SHARE));
     // In batches, unless the sender is close to running dry.
-    if (owed > 0 && (owed >= DIRECT_CREDIT_BATCH || this.window - (this.received - this.returned) < DIRECT_CREDIT_BATCH)) {
-      this.returned += owed;
-      return owed;
-    }
-    return 0;
+    if (owed <= 0 || (owed < batch && this.window - (this.received - this.returned) >= batch)) return 0;
+    this.returned += owed;
+    return owed;
+  }
+
+  /** The sender ran dry: the credit to send now, the window doubled if our consumer keeps up. */
+  blocked(usedTotal: number): number {
+    const owed = Math.max(0, usedTotal - this.returned);
+    this.returned += owed;
+    if (usedTotal < this.received || this.window >= this.maxWindow) return owed;
+    const extra = Math.min(this.window, this.maxWindow - this.window);
+    this.window += extra;
+    return owed + extra;
   }
 }

@@ -13,7 +13,7 @@ import {
   encodeFrameHeader,
   encodePreamble,
 } from "./direct-protocol.ts";
-import { StreamOpenError } from "./link.ts";
+import { StreamOpenError } from "./stream-error.ts";
 
 const READ_HIGH_WATER_MARK = 256 * 1024;
 
@@ -29,85 +29,12 @@ export interface DirectEndpoint {
 }
 
 /**
- * Port-forward streams to the shadow's direct port, opened ahead of need: a new connection then
- * skips the slowest part of its set-up (the container runtime opening its own connection to the
- * shadow) and only waits for the shadow to reach the target. Idle streams are renewed before the
- * shadow would give up on them.
- */
-export class CarrierPool {
-  private readonly idle: { carrier: Duplex; since: number }[] = [];
-  private readonly timer: ReturnType<typeof setInterval>;
-  private closed = false;
-
-  constructor(
-    private readonly siblings: SiblingStreams,
-    private readonly endpoint: DirectEndpoint,
-    private readonly size = CARRIER_POOL_SIZE,
-  ) {
-    this.fill();
-    this.timer = setInterval(() => this.renew(), CARRIER_IDLE_MS / 2);
-    this.timer.unref?.();
-  }
-
-  /** A stream to the direct port: a waiting one if there is one, else a new one. */
-  take(): Duplex {
-    const entry = this.idle.shift();
-    this.fill();
-    return entry ? this.adopt(entry.carrier) : this.siblings.open(this.endpoint.port);
-  }
-
-  close(): void {
-    this.closed = true;
-    clearInterval(this.timer);
-    for (const { carrier } of this.idle.splice(0)) carrier.destroy();
-  }
-
-  private fill(): void {
-    while (!this.closed && this.siblings.accepting && this.idle.length < this.size) {
-      let carrier: Duplex;
-      try {
-        carrier = this.siblings.open(this.endpoint.port);
-      } catch {
-        return; // the connection is closing; the link will notice
-      }
-      const entry = { carrier, since: Date.now() };
-      const drop = () => {
-        const at = this.idle.indexOf(entry);
-        if (at >= 0) this.idle.splice(at, 1);
-      };
-      carrier.once("close", drop).once("end", drop).on("error", drop);
-      (carrier as Duplex & { [DROP]?: () => void })[DROP] = drop;
-      this.idle.push(entry);
-    }
-  }
-
-  /** Its new owner handles its endings from now on. */
-  private adopt(carrier: Duplex): Duplex {
-    const drop = (carrier as Duplex & { [DROP]?: () => void })[DROP];
-    if (drop) carrier.off("close", drop).off("end", drop).off("error", drop);
-    return carrier;
-  }
-
-  private renew(): void {
-    const stale = Date.now() - CARRIER_IDLE_MS;
-    while (this.idle.length > 0 && this.idle[0]!.since < stale) this.idle.shift()!.carrier.destroy();
-    this.fill();
-  }
-}
-
-const DROP = Symbol("drop");
-/** Idle streams kept ready per link. */
-export const CARRIER_POOL_SIZE = 2;
-/** An idle stream is replaced after this long (well under DIRECT_IDLE_MS, when the shadow drops it). */
-export const CARRIER_IDLE_MS = 60_000;
-
-/**
  * Starts a direct stream on `carrier`. Bytes may be written at once (the shadow holds them until
  * the target accepts); `opened` settles when the shadow has connected to host:port, or says why not.
  */
-export function startDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): DirectStream {
-  const stream = new DirectStream(carrier, host, port);
-  carrier.write(encodePreamble({ token: endpoint.token, host, port }));
+export function startDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number, window = DIRECT_WINDOW): DirectStream {
+  const stream = new DirectStream(carrier, host, port, window);
+  carrier.write(encodePreamble({ token: endpoint.token, host, port, window }));
   return stream;
 }
 
@@ -116,10 +43,11 @@ export class DirectStream extends Duplex {
   private markOpened!: () => void;
   private failOpen!: (error: Error) => void;
   private isOpen = false;
-  private sendCredit = DIRECT_WINDOW;
+  private sendCredit: number;
+  private starved = false;
   /** A write waiting for credit: what is left of it, and its callback. */
   private waiting: { chunks: Buffer[]; callback: (error?: Error | null) => void } | undefined;
-  private readonly incoming = new CreditReturn();
+  private readonly incoming: CreditReturn;
   private pushed = 0;
   private eofSent = false;
   private eofReceived = false;
@@ -129,8 +57,11 @@ export class DirectStream extends Duplex {
     private readonly carrier: Duplex,
     private readonly host: string,
     private readonly port: number,
+    window = DIRECT_WINDOW,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: READ_HIGH_WATER_MARK });
+    this.sendCredit = window;
+    this.incoming = new CreditReturn(window);
     this.opened = new Promise((resolve, reject) => {
       this.markOpened = resolve;
       this.failOpen = reject;
@@ -145,8 +76,10 @@ export class DirectStream extends Duplex {
       },
       credit: (bytes) => {
         this.sendCredit += bytes;
+        this.starved = false;
         this.flushWaiting();
       },
+      blocked: () => this.sendCreditFrame(this.incoming.blocked(this.pushed - this.readableLength)),
       opened: () => {
         this.isOpen = true;
         this.markOpened();
@@ -206,7 +139,10 @@ export class DirectStream extends Duplex {
 
   /** Credit goes back for what our reader has taken out of the buffer. */
   private returnCredit(): void {
-    const bytes = this.incoming.due(this.pushed - this.readableLength);
+    this.sendCreditFrame(this.incoming.due(this.pushed - this.readableLength));
+  }
+
+  private sendCreditFrame(bytes: number): void {
     if (bytes > 0 && !this.carrier.destroyed) this.carrier.write(encodeFrameHeader(FrameType.Credit, bytes));
   }
 
@@ -227,7 +163,6 @@ export class DirectStream extends Duplex {
 
   /** Sends what the credit allows; the rest waits for CREDIT, and so does the callback. */
   private send(chunks: Buffer[], callback: (error?: Error | null) => void): void {
-    if (process.env.KT_TIMING) { const g = globalThis as any; g.__tx ??= { n: 0, bytes: 0, calls: 0 }; g.__tx.calls++; for (const c of chunks) { g.__tx.n++; g.__tx.bytes += c.length; } if (g.__tx.calls % 500 === 0) console.error("direct tx calls", g.__tx.calls, "chunks", g.__tx.n, "avg chunk", (g.__tx.bytes / g.__tx.n).toFixed(0)); }
     chunks = chunks.filter((chunk) => chunk.length > 0); // splice's empty writes only mark a point in the queue
     const now: Buffer[] = [];
     let room = this.sendCredit;
@@ -254,8 +189,13 @@ export class DirectStream extends Duplex {
       else this.carrier.write(frames[frames.length - 1]!);
       this.carrier.uncork();
     }
-    if (rest.length > 0) this.waiting = { chunks: rest, callback };
-    else if (now.length === 0) callback();
+    if (rest.length > 0) {
+      this.waiting = { chunks: rest, callback };
+      if (!this.starved && !this.carrier.destroyed) {
+        this.starved = true; // told once per wait: the shadow may answer with a bigger window
+        this.carrier.write(encodeFrameHeader(FrameType.Blocked, 0));
+      }
+    } else if (now.length === 0) callback();
   }
 
   private flushWaiting(): void {

@@ -6,7 +6,7 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
-import { CarrierPool, startDirectStream, type DirectEndpoint, type SiblingStreams } from "./direct.ts";
+import { startDirectStream, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
@@ -15,9 +15,11 @@ import {
   SSH_USERNAME,
   STREAM_ORIGIN_ADDRESS,
   TUNNEL_PROTOCOL_VERSION,
-  type StreamFailure,
 } from "./protocol.ts";
 import type { Splice } from "./splice.ts";
+import { StreamOpenError } from "./stream-error.ts";
+
+export { StreamOpenError } from "./stream-error.ts";
 
 export interface LinkTiming {
   /** Bound on the SSH handshake plus the control hello. */
@@ -64,25 +66,14 @@ export class PermanentLinkError extends Error {
   }
 }
 
-/** The shadow could not open a stream; `reason` says why, as seen from inside the cluster. */
-export class StreamOpenError extends KtctlError {
-  constructor(
-    readonly host: string,
-    readonly port: number,
-    readonly reason: StreamFailure | "link-lost",
-    detail: string,
-  ) {
-    super(`cannot reach ${host}:${port} from the cluster: ${detail}`, ExitCode.unreachable);
-  }
-}
-
 export class Link {
   readonly lost: Promise<string>;
   private lostReason: string | undefined;
   private markLost!: (reason: string) => void;
   private readonly splices = new Set<Splice>();
-  private readonly streams = new Set<Duplex>();
-  private direct: { endpoint: DirectEndpoint; carriers: CarrierPool } | undefined;
+  private readonly channels = new Set<ClientChannel>();
+  private readonly directStreams = new Set<DirectStream>();
+  private direct: DirectEndpoint | undefined;
   private readonly warmTargets = new WarmTargets();
   private nextRef = 1;
   private liveness: ReturnType<typeof setInterval> | undefined;
@@ -162,7 +153,7 @@ export class Link {
   /** A new stream to host:port, opened by the shadow inside the cluster. */
   openStream(host: string, port: number): Promise<Duplex> {
     const direct = this.direct;
-    if (direct && this.siblings?.accepting) return this.openDirect(direct.carriers.take(), direct.endpoint, host, port);
+    if (direct && this.siblings?.accepting) return this.openDirect(direct, host, port);
     return this.openChannel(host, port);
   }
 
@@ -172,13 +163,13 @@ export class Link {
    * node saved per connection); should the target refuse after all, the stream fails with the same
    * StreamOpenError instead of the open. First contacts, and any after a refusal, wait for it.
    */
-  private async openDirect(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number): Promise<Duplex> {
+  private async openDirect(endpoint: DirectEndpoint, host: string, port: number): Promise<Duplex> {
     const key = `${host}:${port}`;
-    const stream = startDirectStream(carrier, endpoint, host, port);
+    const stream = startDirectStream(this.siblings!.open(endpoint.port), endpoint, host, port);
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
-    this.streams.add(stream);
-    stream.once("close", () => this.streams.delete(stream));
+    this.directStreams.add(stream);
+    stream.once("close", () => this.directStreams.delete(stream));
     const confirmed = stream.opened.then(
       () => this.warmTargets.touch(key),
       () => this.warmTargets.forget(key),
@@ -207,8 +198,8 @@ export class Link {
       try {
         this.ssh.forwardOut(STREAM_ORIGIN_ADDRESS, ref, host, port, (error, channel) => {
           if (error) return failed(error);
-          this.streams.add(channel);
-          channel.once("close", () => this.streams.delete(channel));
+          this.channels.add(channel);
+          channel.once("close", () => this.channels.delete(channel));
           resolve(channel);
         });
       } catch (error) {
@@ -252,14 +243,16 @@ export class Link {
     if (this.lostReason !== undefined) return;
     this.lostReason = reason;
     clearInterval(this.liveness);
-    this.direct?.carriers.close();
     this.control?.abandon(reason);
     for (const spliced of this.splices) spliced.abort();
     this.splices.clear();
     // Streams handed out by openStream would otherwise just end, which looks like a clean close.
     const error = new Error(`tunnel link lost (${reason})`);
-    for (const channel of this.streams) if (channel.listenerCount("error") > 0) channel.emit("error", error);
-    this.streams.clear();
+    for (const channel of this.channels) if (channel.listenerCount("error") > 0) channel.emit("error", error);
+    this.channels.clear();
+    // Direct streams ride the link's own port-forward connection, which goes with it; say why.
+    for (const stream of this.directStreams) stream.destroy(error);
+    this.directStreams.clear();
     this.sock.destroy();
     this.markLost(reason);
   }
@@ -295,10 +288,7 @@ export class Link {
     if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
       // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
       const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
-      if (ready) {
-        const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
-        this.direct = { endpoint, carriers: new CarrierPool(this.siblings, endpoint) };
-      }
+      if (ready) this.direct = { port: ready.port, token: Buffer.from(ready.token, "hex") };
     }
     this.shadow = {
       version: welcome.shadow,

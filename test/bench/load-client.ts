@@ -51,6 +51,7 @@ function readResponse(socket: Socket): Promise<void> {
       if (length < 0) return reject(new Error("response without Content-Length"));
       if (buffer.length >= headerEnd + 4 + length) {
         socket.off("data", onData);
+        socket.off("error", reject);
         resolve();
       }
     };

@@ -1,0 +1,119 @@
+import { describe, expect, test } from "bun:test";
+import {
+  CreditReturn,
+  DIRECT_MAX_WINDOW,
+  DirectFrameReader,
+  FrameType,
+  decodePreamble,
+  encodeDataFrames,
+  encodeFrameHeader,
+  encodePreamble,
+  encodeRefused,
+} from "../../core/tunnel/direct-protocol.ts";
+
+const token = Buffer.alloc(32, 7);
+
+function readAll(chunks: Buffer[]) {
+  const seen: string[] = [];
+  const payloads: Buffer[] = [];
+  const reader = new DirectFrameReader({
+    data: (p) => {
+      payloads.push(p);
+      seen.push(`data:${p.length}`);
+    },
+    eof: () => seen.push("eof"),
+    credit: (n) => seen.push(`credit:${n}`),
+    blocked: () => seen.push("blocked"),
+    opened: () => seen.push("opened"),
+    refused: (reason, message) => seen.push(`refused:${reason}:${message}`),
+  });
+  for (const c of chunks) reader.push(c);
+  return { seen, payloads };
+}
+
+describe("preamble", () => {
+  test("round trip: token, window, port and host name", () => {
+    const bytes = encodePreamble({ token, host: "echo.demo.svc", port: 8080, window: 1 << 20 });
+    const decoded = decodePreamble(Buffer.concat([bytes, Buffer.from("rest")]))!;
+    expect(decoded.target).toEqual({ token, host: "echo.demo.svc", port: 8080, window: 1 << 20 });
+    expect(decoded.rest.toString()).toBe("rest");
+  });
+
+  test("incomplete is undefined (wait for more); anything else is refused at once", () => {
+    const bytes = encodePreamble({ token, host: "10.1.2.3", port: 80, window: 4096 });
+    for (let n = 0; n < bytes.length; n++) expect(decodePreamble(bytes.subarray(0, n))).toBeUndefined();
+    expect(() => decodePreamble(Buffer.from("GET / HTTP/1.1\r\n"))).toThrow(/not a direct stream/);
+    expect(() => decodePreamble(Buffer.from("SSH"))).toThrow(/not a direct stream/);
+    const hugeWindow = Buffer.from(bytes);
+    hugeWindow.writeUInt32BE(DIRECT_MAX_WINDOW + 1, 36);
+    expect(() => decodePreamble(hugeWindow)).toThrow(/window/);
+    expect(() => encodePreamble({ token: Buffer.alloc(3), host: "x", port: 1, window: 1 })).toThrow(/token/);
+    expect(() => encodePreamble({ token, host: "", port: 1, window: 1 })).toThrow(/host/);
+  });
+});
+
+describe("frames", () => {
+  test("every kind, whole or split at every byte, reads the same", () => {
+    const stream = Buffer.concat([
+      encodeFrameHeader(FrameType.Opened, 0),
+      ...encodeDataFrames([Buffer.from("hello"), Buffer.from("world!")], 4),
+      encodeFrameHeader(FrameType.Credit, 65536),
+      encodeFrameHeader(FrameType.Blocked, 0),
+      encodeFrameHeader(FrameType.Eof, 0),
+    ]);
+    const whole = readAll([stream]);
+    expect(whole.seen).toEqual(["opened", "data:4", "data:1", "data:4", "data:2", "credit:65536", "blocked", "eof"]);
+    expect(Buffer.concat(whole.payloads).toString()).toBe("helloworld!");
+    const split = readAll([...stream].map((b) => Buffer.from([b])));
+    expect(Buffer.concat(split.payloads).toString()).toBe("helloworld!");
+    expect(split.seen.filter((s) => !s.startsWith("data"))).toEqual(["opened", "credit:65536", "blocked", "eof"]);
+  });
+
+  test("data frames are header and payload views, never copies", () => {
+    const payload = Buffer.from("abc");
+    const [header, view] = encodeDataFrames([payload]);
+    expect(header).toEqual(encodeFrameHeader(FrameType.Data, 3));
+    expect(view!.buffer).toBe(payload.buffer);
+  });
+
+  test("a refusal carries the reason and the shadow's sentence", () => {
+    expect(readAll([encodeRefused("refused", "connection refused")]).seen).toEqual(["refused:refused:connection refused"]);
+  });
+
+  test("unknown types and empty or oversized DATA frames are protocol errors", () => {
+    expect(() => readAll([encodeFrameHeader(99 as FrameType, 0)])).toThrow(/unknown frame type 99/);
+    expect(() => readAll([encodeFrameHeader(FrameType.Data, 0)])).toThrow(/DATA frame of 0 bytes/);
+    expect(() => readAll([encodeFrameHeader(FrameType.Data, 16 * 1024 * 1024)])).toThrow(/DATA frame/);
+  });
+});
+
+describe("credit", () => {
+  test("returned in quarter-window batches, as the consumer uses what arrived", () => {
+    const credit = new CreditReturn(1000, 4000);
+    expect(credit.arrived(600)).toBe(true);
+    expect(credit.due(100)).toBe(0); // a batch is 250
+    expect(credit.due(300)).toBe(300);
+    expect(credit.due(300)).toBe(0);
+    expect(credit.arrived(700)).toBe(true); // 1000 outstanding: exactly the window
+    expect(credit.arrived(1)).toBe(false); // the sender overran what it was given
+  });
+
+  test("when the sender is nearly dry, even a small amount goes back", () => {
+    const credit = new CreditReturn(1000, 4000);
+    credit.arrived(900);
+    expect(credit.due(100)).toBe(100); // 100 < batch, but only 100 of credit was left with the sender
+  });
+
+  test("BLOCKED doubles the window only while the consumer keeps up, up to the maximum", () => {
+    const credit = new CreditReturn(1000, 3000);
+    credit.arrived(1000);
+    expect(credit.blocked(400)).toBe(400); // consumer behind: what it used goes back, no growth
+    expect(credit.currentWindow).toBe(1000);
+    expect(credit.blocked(1000)).toBe(600 + 1000); // everything used: the window doubles
+    expect(credit.currentWindow).toBe(2000);
+    expect(credit.arrived(2000)).toBe(true); // the grown window may be used whole
+    expect(credit.blocked(3000)).toBe(2000 + 1000); // capped at the maximum
+    expect(credit.currentWindow).toBe(3000);
+    expect(credit.blocked(3000)).toBe(0);
+  });
+});
