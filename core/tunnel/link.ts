@@ -1,6 +1,7 @@
 // One SSH connection to the shadow over one stream: handshake, version check, liveness, and
-// the channel operations the tunnel needs. A Link never comes back once lost; client.ts makes
-// a new one.
+// the channel operations the tunnel needs. Outbound streams go as direct streams (direct.ts) when
+// the stream underneath can open siblings and the shadow serves them, else as SSH channels. A Link
+// never comes back once lost; client.ts makes a new one.
 
 import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";

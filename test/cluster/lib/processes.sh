@@ -32,11 +32,10 @@ wait_until() { # description timeout-seconds command...
 
 # TERM to all at once, then wait for each (KILL after 5 s): stopping them one by one is slower.
 stop_daemons() { # names...
-  local name pid pids=()
+  local name
   for name in "$@"; do
     [[ -f "$RUN_DIR/pids/$name.pid" ]] || continue
-    pid="$(cat "$RUN_DIR/pids/$name.pid")"
-    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    kill -TERM "$(cat "$RUN_DIR/pids/$name.pid")" 2>/dev/null || true
   done
   for name in "$@"; do stop_daemon "$name"; done
 }
