@@ -254,7 +254,8 @@ async function bindBoth(host: string, wanted: number): Promise<{ udp: UdpSocket;
     const tcp = createServer({ allowHalfOpen: false });
     try {
       await new Promise<void>((resolve, reject) => {
-        tcp.once("error", reject);
+        // `on`, not `once`: Bun may report a failed listen twice, and an unheard error kills the process.
+        tcp.on("error", reject);
         tcp.listen({ port, host, exclusive: true }, () => {
           tcp.off("error", reject);
           resolve();
@@ -262,6 +263,8 @@ async function bindBoth(host: string, wanted: number): Promise<{ udp: UdpSocket;
       });
       return { udp, tcp, port };
     } catch (error) {
+      tcp.on("error", () => {});
+      tcp.close();
       udp.close();
       // A free UDP port whose TCP twin is taken: with a chosen port that is final, with 0 pick again.
       if (wanted !== 0 || attempt >= 10 || (error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
