@@ -66,6 +66,7 @@ export class SpdyPortForwardConnection {
   private endReason: Error | null | undefined;
   /** The server said GOAWAY: no new streams, the open ones carry on. */
   private goneAway = false;
+
   readonly closed: Promise<void>;
   private markClosed!: () => void;
 
@@ -105,8 +106,11 @@ export class SpdyPortForwardConnection {
     return this.endReason === undefined && this.ws.open;
   }
 
-  /** A new forwarded stream to `port` of the pod. Bytes may be written at once. */
-  open(port: number): Duplex {
+  /**
+   * A new forwarded stream to `port` of the pod. Bytes may be written at once; `first` bytes go in
+   * the same message as the stream's opening frames (one write instead of two).
+   */
+  open(port: number, first?: Buffer): Duplex {
     if (!this.isOpen || this.goneAway) throw this.closedError();
     const requestId = String(this.nextRequestId++);
     const errorId = this.takeStreamId();
@@ -120,13 +124,13 @@ export class SpdyPortForwardConnection {
       ["requestid", requestId],
     ];
     // The error stream first, closed on our side at once (we never write to it), then the data stream.
-    this.ws.sendOwned(
-      Buffer.concat([
-        encodeSynStream(errorId, this.headerWriter.encode(headers("error"))),
-        encodeDataHeader(errorId, 0, true),
-        encodeSynStream(dataId, this.headerWriter.encode(headers("data"))),
-      ]),
-    );
+    const frames = [
+      encodeSynStream(errorId, this.headerWriter.encode(headers("error"))),
+      encodeDataHeader(errorId, 0, true),
+      encodeSynStream(dataId, this.headerWriter.encode(headers("data"))),
+    ];
+    if (first?.length) frames.push(encodeDataHeader(dataId, first.length), first);
+    this.ws.sendOwned(Buffer.concat(frames));
     return channel;
   }
 

@@ -217,8 +217,8 @@ export async function openPortForwardSocket(
 
 /** A port-forward connection to one pod that can carry several streams (SPDY only). */
 export interface PortForwardSession {
-  /** Another stream to `port` of the same pod, on the same connection. */
-  open(port: number): Duplex;
+  /** Another stream to `port` of the same pod, on the same connection; `first` bytes go with its opening. */
+  open(port: number, first?: Buffer): Duplex;
   /** False once the connection is closing or gone. */
   readonly accepting: boolean;
   readonly closed: Promise<void>;

@@ -423,7 +423,6 @@ export class ClientWebSocket {
       maskInPlace(body, key);
       this.socket.write(Buffer.concat([frameHeader(OP_PONG, body.length, key), body]));
     } else if (opcode === OP_CLOSE) {
-      if (process.env.WSDEBUG) console.error("close frame", payload.length >= 2 ? payload.readUInt16BE(0) : -1, payload.subarray(2).toString());
       if (!this.closeSent) {
         this.closeSent = true;
         const key = this.keys.next();

@@ -36,6 +36,11 @@ export const DIRECT_WINDOW = 8 * 1024 * 1024;
 export const DIRECT_MAX_WINDOW = 16 * 1024 * 1024;
 /** Largest DATA payload either side sends or accepts. */
 export const DIRECT_MAX_FRAME = 256 * 1024;
+/**
+ * The host keeps a few streams to the direct port open ahead of need; the shadow drops one that
+ * stays silent this long (and one whose preamble stalls half-way much sooner).
+ */
+export const DIRECT_IDLE_MS = 5 * 60_000;
 /** Credit is returned in batches of at least a quarter of the window (or when it runs low). */
 const CREDIT_BATCH_SHARE = 4;
 const MAX_HOST_BYTES = 255;

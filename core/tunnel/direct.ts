@@ -19,7 +19,8 @@ const READ_HIGH_WATER_MARK = 256 * 1024;
 
 /** Opens port-forward streams to another port of the shadow's pod, on the link's own connection. */
 export interface SiblingStreams {
-  open(port: number): Duplex;
+  /** A stream to `port`; `first` is written on it before anything else (with its opening, if it can). */
+  open(port: number, first?: Buffer): Duplex;
   readonly accepting: boolean;
 }
 
@@ -29,13 +30,94 @@ export interface DirectEndpoint {
 }
 
 /**
- * Starts a direct stream on `carrier`. Bytes may be written at once (the shadow holds them until
- * the target accepts); `opened` settles when the shadow has connected to host:port, or says why not.
+ * Streams to the shadow's direct port opened ahead of need. Opening one is the slow part of a new
+ * connection (the container runtime sets up the stream pair and dials the shadow from inside the
+ * pod's network namespace: 1-2 ms on the test node, more under load); a waiting one leaves only
+ * the shadow's dial to the target on the connection's path. Idle ones are replaced well before
+ * the shadow would drop them (DIRECT_IDLE_MS).
  */
-export function startDirectStream(carrier: Duplex, endpoint: DirectEndpoint, host: string, port: number, window = DIRECT_WINDOW): DirectStream {
-  const stream = new DirectStream(carrier, host, port, window);
-  carrier.write(encodePreamble({ token: endpoint.token, host, port, window }));
-  return stream;
+export class CarrierPool {
+  private readonly idle: { carrier: Duplex; since: number; drop: () => void }[] = [];
+  private readonly timer: ReturnType<typeof setInterval>;
+  private refilling = false;
+  private closed = false;
+
+  constructor(
+    private readonly siblings: SiblingStreams,
+    private readonly port: number,
+    private readonly size = CARRIER_POOL_SIZE,
+  ) {
+    this.refill();
+    this.timer = setInterval(() => this.renew(), CARRIER_IDLE_MS / 2);
+    this.timer.unref?.();
+  }
+
+  /** A stream to the direct port with `first` written on it: a waiting one if there is one. */
+  take(first: Buffer): Duplex {
+    const entry = this.idle.shift();
+    // Replacing it is not this connection's business: after its own bytes have gone.
+    if (!this.refilling) {
+      this.refilling = true;
+      setImmediate(() => this.refill());
+    }
+    if (!entry) return this.siblings.open(this.port, first);
+    entry.carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
+    entry.carrier.write(first);
+    return entry.carrier;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const { carrier } of this.idle.splice(0)) carrier.destroy();
+  }
+
+  private refill(): void {
+    this.refilling = false;
+    while (!this.closed && this.siblings.accepting && this.idle.length < this.size) {
+      let carrier: Duplex;
+      try {
+        carrier = this.siblings.open(this.port);
+      } catch {
+        return; // the connection is closing; the link will notice
+      }
+      const entry = { carrier, since: Date.now(), drop: () => {} };
+      entry.drop = () => {
+        const at = this.idle.indexOf(entry);
+        if (at >= 0) this.idle.splice(at, 1);
+        carrier.destroy();
+      };
+      carrier.once("close", entry.drop).once("end", entry.drop).on("error", entry.drop);
+      this.idle.push(entry);
+    }
+  }
+
+  private renew(): void {
+    const stale = Date.now() - CARRIER_IDLE_MS;
+    while (this.idle.length > 0 && this.idle[0]!.since < stale) this.idle.shift()!.carrier.destroy();
+    this.refill();
+  }
+}
+
+/** Streams kept waiting per link: enough for a client that opens connections back to back. */
+export const CARRIER_POOL_SIZE = 2;
+/** A waiting stream is replaced after this long, well before the shadow would drop it. */
+export const CARRIER_IDLE_MS = 60_000;
+
+/**
+ * Starts a direct stream: `open` gets the preamble to send first and returns the stream it rides.
+ * Bytes may be written at once (the shadow holds them until the target accepts); `opened` settles
+ * when the shadow has connected to host:port, or says why not.
+ */
+export function startDirectStream(
+  open: (preamble: Buffer) => Duplex,
+  endpoint: DirectEndpoint,
+  host: string,
+  port: number,
+  window = DIRECT_WINDOW,
+): DirectStream {
+  const preamble = encodePreamble({ token: endpoint.token, host, port, window });
+  return new DirectStream(open(preamble), host, port, window);
 }
 
 export class DirectStream extends Duplex {
@@ -142,8 +224,11 @@ export class DirectStream extends Duplex {
     this.sendCreditFrame(this.incoming.due(this.pushed - this.readableLength));
   }
 
+  /** Credit only matters while the shadow may still send: none after its EOF (or after our end). */
   private sendCreditFrame(bytes: number): void {
-    if (bytes > 0 && !this.carrier.destroyed) this.carrier.write(encodeFrameHeader(FrameType.Credit, bytes));
+    if (bytes > 0 && !this.eofReceived && !this.carrier.writableEnded && !this.carrier.destroyed) {
+      this.carrier.write(encodeFrameHeader(FrameType.Credit, bytes));
+    }
   }
 
   override _read(): void {
@@ -191,7 +276,7 @@ export class DirectStream extends Duplex {
     }
     if (rest.length > 0) {
       this.waiting = { chunks: rest, callback };
-      if (!this.starved && !this.carrier.destroyed) {
+      if (!this.starved && !this.carrier.writableEnded && !this.carrier.destroyed) {
         this.starved = true; // told once per wait: the shadow may answer with a bigger window
         this.carrier.write(encodeFrameHeader(FrameType.Blocked, 0));
       }

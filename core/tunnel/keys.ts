@@ -13,13 +13,26 @@ export interface SessionKeyPair {
 }
 
 export function createSessionKeyPair(comment = "ktctl-session"): SessionKeyPair {
-  const pair = utils.generateKeyPairSync("ed25519", { comment });
+  const pair = generateEd25519(comment);
   return { privateKey: pair.private, publicKey: pair.public };
 }
 
 /** A fresh private host key for the shadow's SSH endpoint. */
 export function createHostKey(): string {
-  return utils.generateKeyPairSync("ed25519").private;
+  return generateEd25519().private;
+}
+
+/**
+ * ssh2's generator, checked: under Bun about 1 in 250 of its ed25519 private keys is one ssh2
+ * itself then refuses to parse ("Malformed OpenSSH private key"), which would fail a session or a
+ * shadow at random. A new pair is drawn until one parses.
+ */
+function generateEd25519(comment?: string): { private: string; public: string } {
+  for (let attempt = 1; ; attempt++) {
+    const pair = utils.generateKeyPairSync("ed25519", comment === undefined ? undefined : { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair;
+    if (attempt >= 16) throw new Error("could not generate a usable ed25519 key");
+  }
 }
 
 /** Parses an OpenSSH public key line; only ed25519 keys are accepted. */

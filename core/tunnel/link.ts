@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
-import { startDirectStream, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
+import { CarrierPool, startDirectStream, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
@@ -59,6 +59,12 @@ export interface LinkOptions {
   onIncoming(details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void;
 }
 
+/** Where direct streams go, and the streams to there kept ready. */
+interface DirectPath {
+  endpoint: DirectEndpoint;
+  carriers: CarrierPool;
+}
+
 /** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
 export class PermanentLinkError extends Error {
   constructor(readonly failure: KtctlError) {
@@ -74,7 +80,7 @@ export class Link {
   private readonly splices = new Set<Splice>();
   private readonly channels = new Set<ClientChannel>();
   private readonly directStreams = new Set<DirectStream>();
-  private direct: DirectEndpoint | undefined;
+  private direct: DirectPath | undefined;
   private readonly warmTargets = new WarmTargets();
   private nextRef = 1;
   private liveness: ReturnType<typeof setInterval> | undefined;
@@ -164,9 +170,9 @@ export class Link {
    * node saved per connection); should the target refuse after all, the stream fails with the same
    * StreamOpenError instead of the open. First contacts, and any after a refusal, wait for it.
    */
-  private async openDirect(endpoint: DirectEndpoint, host: string, port: number): Promise<Duplex> {
+  private async openDirect(direct: DirectPath, host: string, port: number): Promise<Duplex> {
     const key = `${host}:${port}`;
-    const stream = startDirectStream(this.siblings!.open(endpoint.port), endpoint, host, port);
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble), direct.endpoint, host, port);
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -244,6 +250,7 @@ export class Link {
     if (this.lostReason !== undefined) return;
     this.lostReason = reason;
     clearInterval(this.liveness);
+    this.direct?.carriers.close();
     this.control?.abandon(reason);
     for (const spliced of this.splices) spliced.abort();
     this.splices.clear();
@@ -289,7 +296,10 @@ export class Link {
     if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
       // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
       const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
-      if (ready) this.direct = { port: ready.port, token: Buffer.from(ready.token, "hex") };
+      if (ready) {
+        const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
+        this.direct = { endpoint, carriers: new CarrierPool(this.siblings, endpoint.port) };
+      }
     }
     this.shadow = {
       version: welcome.shadow,

@@ -1,0 +1,88 @@
+// The tunnel's data paths against the real API server: direct streams over the SPDY port-forward
+// (the default), SSH channels (KTCTL_TUNNEL_DIRECT=0), and the v4 WebSocket port-forward that
+// older API servers speak (KTCTL_PORT_FORWARD=v4). Each must carry bytes intact both ways, keep
+// TCP's half-close, and say why a stream failed.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import type { Duplex } from "node:stream";
+import { connectKube } from "../../core/kube/index.ts";
+import { DEMO_NS, KUBECONFIG, eventually, leftovers, podsOf, requireCluster, runInLaptop, startKtctl } from "./harness.ts";
+
+const SLOW = 120_000;
+const MiB = 1024 * 1024;
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+beforeAll(requireCluster);
+afterAll(async () => {
+  await eventually(async () => expect(await leftovers()).toEqual([]), 30_000);
+});
+
+/** 4 MiB through the forward's TCP echo port and back, then a half-closed exchange (socat shut-down). */
+async function checkForward(env: Record<string, string>, port: number, direct: boolean): Promise<void> {
+  const ktctl = startKtctl(["--debug", "-n", DEMO_NS, "forward", "svc/echo", `${port}:9090`], env);
+  try {
+    await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${port}`));
+    await ktctl.waitForOutput(/tunnel: connected/);
+    expect(ktctl.output().includes("direct streams")).toBe(direct);
+    const script =
+      `f=$(mktemp); head -c ${4 * MiB} /dev/urandom > "$f"; ` +
+      `timeout 30 socat - TCP:127.0.0.1:${port},shut-down < "$f" | sha256sum; sha256sum < "$f"; rm -f "$f"`;
+    const r = await runInLaptop(["sh", "-c", script], { timeoutMs: 60_000 });
+    const [echoed, sent] = r.stdout.trim().split("\n");
+    expect(echoed).toBe(sent!);
+    const half = await runInLaptop(["sh", "-c", `printf 'half-closed' | timeout 5 socat - TCP:127.0.0.1:${port},shut-down`]);
+    expect(half.stdout).toBe("half-closed");
+  } finally {
+    expect(await ktctl.stop("SIGINT")).toBe(130);
+  }
+}
+
+describe("ktctl forward over each data path", () => {
+  test("direct streams on the SPDY port-forward (the default)", () => checkForward({}, 18181, true), SLOW);
+
+  test("SSH channels when direct streams are off", () => checkForward({ KTCTL_TUNNEL_DIRECT: "0" }, 18182, false), SLOW);
+
+  test("SSH over the v4 WebSocket port-forward (what an API server without SPDY tunnelling gets)", () =>
+    checkForward({ KTCTL_PORT_FORWARD: "v4" }, 18183, false), SLOW);
+});
+
+describe("kube.portForward over v4", () => {
+  let pod: string;
+  const previous = process.env.KTCTL_PORT_FORWARD;
+  beforeAll(async () => {
+    process.env.KTCTL_PORT_FORWARD = "v4";
+    pod = (await podsOf("tcp-echo"))[0]!.name; // its plain TCP echo listens on 7000
+  });
+  afterAll(() => {
+    if (previous === undefined) delete process.env.KTCTL_PORT_FORWARD;
+    else process.env.KTCTL_PORT_FORWARD = previous;
+  });
+
+  test("8 MiB round-trips intact; a port nobody listens on is named", async () => {
+    const kube = await connectKube({ kubeconfig: KUBECONFIG });
+    const stream: Duplex = await kube.portForward(DEMO_NS, pod, 7000);
+    const data = randomBytes(8 * MiB);
+    const back: Buffer[] = [];
+    let got = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on("data", (c: Buffer) => {
+        back.push(c);
+        got += c.length;
+        if (got >= data.length) resolve();
+      });
+      stream.on("error", reject);
+    });
+    stream.write(data);
+    await done;
+    expect(sha256(Buffer.concat(back))).toBe(sha256(data));
+    stream.destroy();
+
+    const refused = await kube.portForward(DEMO_NS, pod, 9999);
+    refused.resume();
+    refused.write("anyone?");
+    const [error] = await once(refused, "error");
+    expect(error.message).toBe(`port-forward to ${DEMO_NS}/${pod}:9999 failed: nothing listens on port 9999 in the pod (connection refused)`);
+  }, SLOW);
+});
