@@ -6,13 +6,11 @@ import type { ArgsDef, CommandDef } from "citty";
 import type { ConsolaInstance } from "consola";
 import type { Duplex } from "node:stream";
 import type { CoreV1Api, AppsV1Api, CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
-import type { KtctlError, ExitCode } from "./errors.ts";
-import type { CleanOptions, CleanPlan, CleanResult } from "./session/clean.ts";
-import type { SessionInfo, StatusOptions } from "./session/status.ts";
-import type { UndoKind } from "./session/undo.ts";
 
-export type { CleanOptions, CleanPlan, CleanResult, SessionInfo, StatusOptions, UndoKind };
-
+/**
+ * The contract's version. A plugin declares the one it was written for in `apiVersion`; see
+ * docs/plugins.md for what changes it. (The host reads this constant; plugins only import types.)
+ */
 export const PLUGIN_API_VERSION = 1;
 
 /** What a plugin module exports as default. */
@@ -46,6 +44,55 @@ export interface GlobalOptions {
   portForwardTimeout?: number;
 }
 
+/** The exit codes ktctl uses, by name (docs/troubleshooting.md lists them). */
+export interface ExitCodes {
+  ok: 0;
+  failure: 1;
+  usage: 2;
+  config: 3;
+  kubeconfig: 4;
+  notFound: 5;
+  forbidden: 6;
+  portInUse: 7;
+  image: 8;
+  timeout: 9;
+  conflict: 10;
+  plugin: 11;
+  unreachable: 12;
+  interrupted: 130;
+}
+
+/** The one error type a user sees as one line (plus its hint) and an exit code. */
+export interface KtctlErrorInstance extends Error {
+  readonly exitCode: number;
+  readonly hint?: string;
+}
+export type KtctlErrorClass = new (message: string, exitCode?: number, hint?: string) => KtctlErrorInstance;
+
+export interface ErrorsApi {
+  KtctlError: KtctlErrorClass;
+  ExitCode: ExitCodes;
+  /** The HTTP status a failed API request carries (404, 409, ...), if any. */
+  httpStatus(error: unknown): number | undefined;
+  /** The message of anything thrown, as one string. */
+  text(error: unknown): string;
+}
+
+/** Which object: what step builders record and `kube.pathOf` turns into a REST path. */
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+/** An object as the API returns it, as far as references need it. */
+export interface KubeObjectHead {
+  apiVersion: string;
+  kind: string;
+  metadata: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+}
+
 /** Kube access resolved exactly as kubectl resolves it. */
 export interface Kube {
   kc: KubeConfig;
@@ -61,6 +108,171 @@ export interface Kube {
   watch(path: string, query: Record<string, string>, onEvent: (type: string, obj: any) => void, signal: AbortSignal): Promise<void>;
   /** One byte stream to `port` of a pod through the API server (port-forward). */
   portForward(namespace: string, pod: string, port: number): Promise<Duplex>;
+  /** GET of one object; undefined when it does not exist (404), other failures throw. */
+  get<T = any>(path: string): Promise<T | undefined>;
+  /** JSON merge patch (RFC 7386) of the object at `path`. */
+  mergePatch<T = any>(path: string, patch: unknown): Promise<T>;
+  /** The REST path of an object (kinds ktctl does not know are looked up through discovery). */
+  pathOf(ref: ObjectRef): Promise<string>;
+}
+
+/**
+ * The one naming and labelling scheme. `clean`, `status` and every mode find what a session made or
+ * changed by these labels alone, so a plugin uses these and invents no keys of its own under the
+ * domain.
+ */
+export interface Scheme {
+  /** "ktctl.io": every label and annotation key of ktctl starts with it. */
+  domain: string;
+  labels: { managedBy: string; session: string; role: string; owner: string; share: string };
+  /** The value of labels.managedBy on everything ktctl created. */
+  managedByValue: string;
+  /** undo: the step that restores an object a session CHANGED; sharers: ids on a shared object. */
+  annotations: { undo: string; sharers: string };
+  /** Any text as a valid label value ("alice@laptop" -> "alice-laptop"); long values end in a hash. */
+  labelSafe(text: string): string;
+  /** Lowercase DNS-label form of a word: "Exchange Echo" -> "exchange-echo". */
+  dnsSafe(text: string): string;
+  /** The name of an object a session creates: `ktctl-<id>-<role>`, at most 63 characters. */
+  objectName(sessionId: string, role: string): string;
+  /** The labels that select exactly one session's shadow pod of one role (its replacements too). */
+  shadowSelector(sessionId: string, role: string): Record<string, string>;
+  /** The session that marked (created or changed) an object, if any. */
+  markedBy(object: unknown): string | undefined;
+  /** True for objects a session created (as opposed to changed). */
+  isCreatedByKtctl(object: unknown): boolean;
+  /** The undo recorded on a changed object by `changeMarks`, if any. */
+  undoMarkOf(object: unknown): { kind: string; undo: Record<string, unknown> } | undefined;
+  /** Labels and annotations to merge into the patch that changes an object someone else owns. */
+  changeMarks(sessionId: string, undo: { kind: string; undo: Record<string, unknown> }): ChangeMarks;
+}
+
+export interface ChangeMarks {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/**
+ * Step builders: each records the state BEFORE a change (which is what makes undo exact) with an
+ * undo kind of the core, so the watchdog and `ktctl clean` can undo it even where the plugin that
+ * made it is not loaded. Pass the result to `session.step(spec, apply)`.
+ */
+export interface StepBuilders {
+  /** The step for CREATING an object: its undo deletes it (only while it carries the session label). */
+  deleteObject(ref: ObjectRef, describe?: string): StepSpec;
+  /**
+   * The step for changing fields of an existing object, given the object as read before the change
+   * and the field paths the change touches (e.g. [["spec","selector"]]). Merge `marks` into the
+   * change's own patch, so the object itself says how to restore it.
+   */
+  patchObject(sessionId: string, before: KubeObjectHead, paths: string[][], describe: string): { spec: StepSpec; marks: ChangeMarks };
+  /** The step for scaling a workload, given the workload as read before scaling. */
+  scale(sessionId: string, before: KubeObjectHead & { spec?: { replicas?: number } }, describe: string): { spec: StepSpec; marks: ChangeMarks };
+  /** The step for changing a laptop file: captures its bytes, mode and owner now (or its absence). */
+  restoreFile(path: string, describe?: string): Promise<StepSpec>;
+  /** The step whose undo runs laptop commands; `tolerate`: stderr texts that mean "already undone". */
+  run(commands: string[][], describe: string, tolerate?: string[]): StepSpec;
+  /** The reference of an object as the API returns it. */
+  refOf(object: KubeObjectHead): ObjectRef;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Undo kinds, clean plans and session listings (what `sessions` answers)
+
+export interface UndoContext {
+  /** Present when the runner may touch the cluster; laptop-only runs (`clean --localOnly`) have none. */
+  kube?: Kube;
+  /** The session the step belongs to: runners only undo what carries this session's marks. */
+  sessionId: string;
+  logger?: Pick<ConsolaInstance, "debug" | "info" | "warn">;
+}
+
+export type UndoRunner = (ctx: UndoContext, data: Record<string, unknown>) => Promise<void>;
+
+/** Where a kind acts: cluster undos can run from any machine, laptop undos only on the session's host. */
+export type UndoWhere = "cluster" | "laptop";
+
+export interface UndoKind {
+  where: UndoWhere;
+  run: UndoRunner;
+}
+
+export interface CleanOptions {
+  /** Namespace to clean; the kube's namespace by default. */
+  namespace?: string;
+  allNamespaces?: boolean;
+  /** Only this laptop's leftovers (local journals of dead processes); the cluster is not touched. */
+  localOnly?: boolean;
+}
+
+export interface StepRef {
+  seq?: number;
+  kind: string;
+  describe: string;
+  undo: Record<string, unknown>;
+}
+
+export type CleanAction =
+  | { type: "undo"; describe: string; step: StepRef; where: UndoWhere; source: "journal" | "object" }
+  | { type: "delete-lease"; describe: string; namespace: string; name: string }
+  | { type: "remove-local-journal"; describe: string; sessionId: string };
+
+export interface CleanEntry {
+  sessionId: string;
+  namespace?: string;
+  owner?: string;
+  mode?: string;
+  target?: string;
+  host?: string;
+  /** Why this session may be cleaned. */
+  why: string;
+  /** An expired Lease is claimed (compare-and-swap on this version) before anything is undone. */
+  claim?: { namespace: string; name: string; resourceVersion: string };
+  /** The local journal is updated as steps are undone. */
+  localJournal: boolean;
+  actions: CleanAction[];
+  notes: string[];
+}
+
+export interface CleanPlan {
+  /** API server time the plan was judged at (absent for --localOnly). */
+  serverTime?: string;
+  scope: string;
+  entries: CleanEntry[];
+  /** Sessions left alone, and why. */
+  skipped: { sessionId: string; namespace?: string; owner?: string; reason: string }[];
+  notes: string[];
+}
+
+export interface CleanResult {
+  entries: { sessionId: string; outcome: "cleaned" | "partial" | "skipped"; detail?: string; failures: string[] }[];
+  undone: number;
+  failed: number;
+}
+
+export interface SessionInfo {
+  id: string;
+  namespace: string;
+  owner: string;
+  mode: string;
+  target?: string;
+  host: string;
+  pid?: number;
+  /** Seconds since the session started (server clock when from a Lease). */
+  ageSeconds?: number;
+  /** Seconds since the Lease was last renewed, by the server's clock. */
+  renewedSecondsAgo?: number;
+  /** "alive": fresh Lease or running process; "expired": Lease not renewed in time; "dead": process gone. */
+  state: "alive" | "expired" | "dead";
+  /** Steps not yet undone. */
+  pendingSteps: number;
+  /** Where the session was found. */
+  seenIn: ("cluster" | "local")[];
+}
+
+export interface StatusOptions {
+  namespace?: string;
+  allNamespaces?: boolean;
 }
 
 /** One undoable change. `undo` must be idempotent: it may run from the watchdog or `clean` too. */
@@ -184,7 +396,11 @@ export interface PluginApi {
   /** Global args every command should spread into its own args. */
   globalArgs: ArgsDef;
   logger: ConsolaInstance;
-  errors: { KtctlError: typeof KtctlError; ExitCode: typeof ExitCode };
+  errors: ErrorsApi;
+  /** The naming and labelling scheme. */
+  scheme: Scheme;
+  /** Step builders with the core undo kinds. */
+  steps: StepBuilders;
   /** Effective config: flag defaults and plugin settings from ~/.ktctl/config.yaml and .ktctl.yaml. */
   config: { get<T = unknown>(key: string): T | undefined; all(): Record<string, unknown> };
   /** Parses the global flags out of a command's parsed args. */

@@ -14,6 +14,7 @@ import {
 } from "@kubernetes/client-node";
 import type { Kube } from "../plugin-api.ts";
 import { loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
+import { getOrUndefined, mergePatch, objectPath } from "./objects.ts";
 import { openPortForward } from "./portforward.ts";
 import { createTransport, requestJson, type Transport } from "./transport.ts";
 import { watchCollection } from "./watch.ts";
@@ -31,6 +32,7 @@ export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
     httpApi: wrapHttpLibrary({ send: (request) => sendTyped(transport, request) }),
     authMethods: {},
   });
+  const request: Kube["request"] = (method, path, body, contentType) => requestJson(transport, method, path, body, contentType);
   return {
     kc,
     context,
@@ -39,9 +41,12 @@ export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
     core: new CoreV1Api(configuration),
     apps: new AppsV1Api(configuration),
     coordination: new CoordinationV1Api(configuration),
-    request: (method, path, body, contentType) => requestJson(transport, method, path, body, contentType),
+    request,
     watch: (path, query, onEvent, signal) => watchCollection(transport, path, query, onEvent, signal),
     portForward: (ns, pod, port) => openPortForward(transport, ns, pod, port),
+    get: (path) => getOrUndefined({ request }, path),
+    mergePatch: (path, patch) => mergePatch({ request }, path, patch),
+    pathOf: (ref) => objectPath({ request }, ref),
   };
 }
 

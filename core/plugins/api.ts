@@ -12,6 +12,8 @@ import { isLocalPortListening, parsePorts } from "../ports.ts";
 import { parseTarget } from "../targets.ts";
 import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
+import { errorText, httpStatus } from "../kube/objects.ts";
+import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { VERSION } from "../../build/version.ts";
 
 export interface PluginApiDeps {
@@ -57,7 +59,9 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     defineCommand,
     globalArgs: argsFor(GLOBAL_SCOPE, config.defaultsFor(GLOBAL_SCOPE)),
     logger,
-    errors: { KtctlError, ExitCode },
+    errors: { KtctlError, ExitCode, httpStatus, text: errorText },
+    scheme: SCHEME,
+    steps: STEP_BUILDERS,
     config: { get: (key) => config.get(key), all: () => config.all() },
     globalOptions: (args) => globalOptions(args),
     kube,

@@ -26,9 +26,12 @@ import {
 } from "./journal.ts";
 import { LABEL_MANAGED_BY, LABEL_SESSION, LABEL_SHARE, leaseName, leaseSelector } from "./labels.ts";
 import { sharersOf } from "./shares.ts";
+import type { CleanAction, CleanEntry, CleanOptions, CleanPlan, CleanResult, StepRef } from "../plugin-api.ts";
 import { httpStatus, releaseShareStep, undoMarkOf, type UndoRegistry, type UndoWhere } from "./undo.ts";
 
 /** Resource types searched for objects carrying a session label. */
+export type { CleanAction, CleanEntry, CleanOptions, CleanPlan, CleanResult, StepRef };
+
 export const CLEAN_RESOURCES = [
   "api/v1/pods",
   "api/v1/services",
@@ -43,52 +46,10 @@ export const CLEAN_RESOURCES = [
   "apis/networking.k8s.io/v1/networkpolicies",
 ] as const;
 
-export interface CleanOptions {
-  /** Namespace to clean; the kube's namespace by default. */
-  namespace?: string;
-  allNamespaces?: boolean;
-  /** Only this laptop's leftovers (local journals of dead processes); the cluster is not touched. */
-  localOnly?: boolean;
-}
 
-export interface StepRef {
-  seq?: number;
-  kind: string;
-  describe: string;
-  undo: Record<string, unknown>;
-}
 
-export type CleanAction =
-  | { type: "undo"; describe: string; step: StepRef; where: UndoWhere; source: "journal" | "object" }
-  | { type: "delete-lease"; describe: string; namespace: string; name: string }
-  | { type: "remove-local-journal"; describe: string; sessionId: string };
 
-export interface CleanEntry {
-  sessionId: string;
-  namespace?: string;
-  owner?: string;
-  mode?: string;
-  target?: string;
-  host?: string;
-  /** Why this session may be cleaned. */
-  why: string;
-  /** An expired Lease is claimed (compare-and-swap on this version) before anything is undone. */
-  claim?: { namespace: string; name: string; resourceVersion: string };
-  /** The local journal is updated as steps are undone. */
-  localJournal: boolean;
-  actions: CleanAction[];
-  notes: string[];
-}
 
-export interface CleanPlan {
-  /** API server time the plan was judged at (absent for --localOnly). */
-  serverTime?: string;
-  scope: string;
-  entries: CleanEntry[];
-  /** Sessions left alone, and why. */
-  skipped: { sessionId: string; namespace?: string; owner?: string; reason: string }[];
-  notes: string[];
-}
 
 /** A labelled object as listed (only the fields the plan reads). */
 export interface LabelledObject {
@@ -428,11 +389,6 @@ async function listShared(kube: Kube, namespace: string | undefined, notes: stri
 // ---------------------------------------------------------------------------------------------
 // Acting
 
-export interface CleanResult {
-  entries: { sessionId: string; outcome: "cleaned" | "partial" | "skipped"; detail?: string; failures: string[] }[];
-  undone: number;
-  failed: number;
-}
 
 async function markLocalStep(home: string, id: string, seq: number | undefined, error?: string) {
   if (seq === undefined) return;

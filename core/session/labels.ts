@@ -134,3 +134,15 @@ export function changeMarks(sessionId: string, undo: { kind: string; undo: Recor
     annotations: { [ANNOTATION_UNDO]: JSON.stringify(undo) },
   };
 }
+
+/**
+ * The labels that select exactly one session's shadow of one role. startShadow puts the session
+ * label and the role label (made label-safe the same way) on every shadow pod it creates, including
+ * the replacement of a deleted one, so a selector made of these two keeps following the shadow.
+ */
+export function shadowSelector(sessionId: string, role: string): Record<string, string> {
+  return { [LABEL_SESSION]: sessionId, [LABEL_ROLE]: labelSafe(dnsSafe(role)) };
+}
+
+/** The session that marked (changed or created) an object, if any. */
+export const markedBy = (object: any): string | undefined => object?.metadata?.labels?.[LABEL_SESSION] || undefined;

@@ -15,31 +15,11 @@ import {
 } from "./journal.ts";
 import type { LocalJournalState } from "./clean.ts";
 import { leaseSelector } from "./labels.ts";
+import type { SessionInfo, StatusOptions } from "../plugin-api.ts";
 
-export interface SessionInfo {
-  id: string;
-  namespace: string;
-  owner: string;
-  mode: string;
-  target?: string;
-  host: string;
-  pid?: number;
-  /** Seconds since the session started (server clock when from a Lease). */
-  ageSeconds?: number;
-  /** Seconds since the Lease was last renewed, by the server's clock. */
-  renewedSecondsAgo?: number;
-  /** "alive": fresh Lease or running process; "expired": Lease not renewed in time; "dead": process gone. */
-  state: "alive" | "expired" | "dead";
-  /** Steps not yet undone. */
-  pendingSteps: number;
-  /** Where the session was found. */
-  seenIn: ("cluster" | "local")[];
-}
+export type { SessionInfo, StatusOptions };
 
-export interface StatusOptions {
-  namespace?: string;
-  allNamespaces?: boolean;
-}
+
 
 /** Merges Leases and local journals into one list. Pure: times come in as arguments. */
 export function sessionInfos(leases: LeaseRecord[], serverNowMs: number | undefined, local: LocalJournalState[], localNowMs: number): SessionInfo[] {

@@ -6,28 +6,17 @@ import { lstat, readFile, readlink, rm, symlink, writeFile, rename, chmod, chown
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ConsolaInstance } from "consola";
-import type { Kube, StepSpec } from "../plugin-api.ts";
+import type { Kube, ObjectRef, StepSpec, UndoContext, UndoKind, UndoRunner, UndoWhere } from "../plugin-api.ts";
+
+export type { UndoContext, UndoKind, UndoRunner, UndoWhere };
+import { MERGE_PATCH, getOrUndefined, httpStatus, objectPath, refOf } from "../kube/objects.ts";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ANNOTATION_SHARERS, ANNOTATION_UNDO, DOMAIN, LABEL_MANAGED_BY, LABEL_SESSION, changeMarks, leaseName } from "./labels.ts";
 import { isSharedObject, releaseChange, sharersOf, sharersValue } from "./shares.ts";
 
-export interface UndoContext {
-  /** Present when the runner may touch the cluster; laptop-only runs (`clean --localOnly`) have none. */
-  kube?: Kube;
-  /** The session the step belongs to: runners only undo what carries this session's marks. */
-  sessionId: string;
-  logger?: Pick<ConsolaInstance, "debug" | "info" | "warn">;
-}
 
-export type UndoRunner = (ctx: UndoContext, data: Record<string, unknown>) => Promise<void>;
 
-/** Where a kind acts: cluster undos can run from any machine, laptop undos only on the session's host. */
-export type UndoWhere = "cluster" | "laptop";
 
-export interface UndoKind {
-  where: UndoWhere;
-  run: UndoRunner;
-}
 
 export interface UndoRegistry {
   /** Adds a kind; refuses to replace an existing one, so a plugin cannot silently change core undo. */
@@ -66,58 +55,10 @@ export function createUndoRegistry(): UndoRegistry {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Object references and API paths
+// Object references and API paths live in core/kube/objects.ts; re-exported for the session code.
 
-export interface ObjectRef {
-  apiVersion: string;
-  kind: string;
-  namespace?: string;
-  name: string;
-}
-
-/** Plural resource names of the kinds ktctl touches, so the common case needs no discovery call. */
-const KNOWN_RESOURCES: Record<string, string> = {
-  "v1/Pod": "pods",
-  "v1/Service": "services",
-  "v1/ConfigMap": "configmaps",
-  "v1/Secret": "secrets",
-  "v1/ServiceAccount": "serviceaccounts",
-  "v1/Endpoints": "endpoints",
-  "apps/v1/Deployment": "deployments",
-  "apps/v1/StatefulSet": "statefulsets",
-  "apps/v1/ReplicaSet": "replicasets",
-  "apps/v1/DaemonSet": "daemonsets",
-  "coordination.k8s.io/v1/Lease": "leases",
-  "rbac.authorization.k8s.io/v1/Role": "roles",
-  "rbac.authorization.k8s.io/v1/RoleBinding": "rolebindings",
-  "networking.k8s.io/v1/NetworkPolicy": "networkpolicies",
-  "networking.k8s.io/v1/Ingress": "ingresses",
-  "batch/v1/Job": "jobs",
-};
-
-const apiPrefix = (apiVersion: string) => (apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`);
-
-/** The REST path of one object; kinds outside the table are looked up through API discovery. */
-export async function objectPath(kube: Kube | undefined, ref: ObjectRef): Promise<string> {
-  let plural: string | undefined = KNOWN_RESOURCES[`${ref.apiVersion}/${ref.kind}`];
-  if (!plural) {
-    if (!kube) throw new UndoError(`cannot resolve the resource of ${ref.apiVersion} ${ref.kind} without cluster access`);
-    const list = await kube.request<{ resources?: { name: string; kind: string }[] }>("GET", apiPrefix(ref.apiVersion));
-    plural = list.resources?.find((r) => r.kind === ref.kind && !r.name.includes("/"))?.name;
-    if (!plural) throw new UndoError(`the API server does not serve ${ref.apiVersion} ${ref.kind}`);
-  }
-  const scope = ref.namespace ? `/namespaces/${encodeURIComponent(ref.namespace)}` : "";
-  return `${apiPrefix(ref.apiVersion)}${scope}/${plural}/${encodeURIComponent(ref.name)}`;
-}
-
-/** The HTTP status an API error carries (core/kube's KubeApiError has `status`), if any. */
-export function httpStatus(error: unknown): number | undefined {
-  const e = error as { status?: unknown; statusCode?: unknown; code?: unknown; response?: { status?: unknown } };
-  for (const value of [e?.status, e?.statusCode, e?.response?.status, e?.code]) {
-    if (typeof value === "number" && value >= 100 && value < 600) return value;
-  }
-  return undefined;
-}
+export { objectPath, httpStatus, refOf } from "../kube/objects.ts";
+export type { ObjectRef } from "../plugin-api.ts";
 
 const describeRef = (ref: ObjectRef) => `${ref.kind.toLowerCase()} ${ref.namespace ? `${ref.namespace}/` : ""}${ref.name}`;
 
@@ -129,16 +70,6 @@ function readRef(data: Record<string, unknown>): ObjectRef {
   return { apiVersion, kind, name, namespace: typeof namespace === "string" && namespace ? namespace : undefined };
 }
 
-async function getOrUndefined(kube: Kube, path: string): Promise<any | undefined> {
-  try {
-    return await kube.request<any>("GET", path);
-  } catch (error) {
-    if (httpStatus(error) === 404) return undefined;
-    throw error;
-  }
-}
-
-const MERGE_PATCH = "application/merge-patch+json";
 
 /**
  * The session label on a changed object must be ours (or gone). If another session marked it since,
@@ -490,10 +421,6 @@ export const CORE_UNDO_KINDS = Object.keys(CORE_KINDS);
 // ---------------------------------------------------------------------------------------------
 // Step builders: they record the state BEFORE the change, which is what makes undo exact.
 
-/** Reference of a Kubernetes object as the API returns it. */
-export function refOf(object: { apiVersion: string; kind: string; metadata: { name?: string; namespace?: string } }): ObjectRef {
-  return { apiVersion: object.apiVersion, kind: object.kind, namespace: object.metadata.namespace, name: object.metadata.name! };
-}
 
 /** Step for creating an object: its undo deletes it (if it still carries the session label). */
 export function deleteObjectStep(ref: ObjectRef, describe = `create ${describeRef(ref)}`): StepSpec {

@@ -4,7 +4,7 @@ import { formatCidr } from "../../core/net/cidr.ts";
 import { parseConnectOptions } from "../../plugins/connect/options.ts";
 import plugin from "../../plugins/connect/index.ts";
 
-const errors = { KtctlError, ExitCode };
+const errors = { KtctlError, ExitCode, httpStatus: () => undefined, text: String };
 const linuxRoot = { platform: "linux", isRoot: true };
 const parse = (args: Record<string, unknown>, host = linuxRoot) => parseConnectOptions(args, errors, host);
 
