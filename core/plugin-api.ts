@@ -4,6 +4,7 @@
 
 import type { ArgsDef, CommandDef } from "citty";
 import type { ConsolaInstance } from "consola";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { CoreV1Api, AppsV1Api, CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 
@@ -389,6 +390,42 @@ export interface SessionsApi {
   registerUndoKind(kind: string, definition: UndoKind): void;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Laptop services: the SOCKS5/HTTP proxy (connect's proxy mode, exchange --connect, a team's mode)
+
+/** Opens one stream to host:port as seen from inside the cluster (e.g. `shadow.tunnel.openStream`). */
+export type OpenStream = (host: string, port: number) => Promise<Duplex>;
+
+export interface ProxyServerOptions {
+  /** Default 127.0.0.1: the proxy must not be open to the network. */
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+  openStream: OpenStream;
+  onError?(error: unknown, target: string): void;
+}
+
+export interface ProxyServer {
+  host: string;
+  port: number;
+  stats(): { socks: number; connect: number; http: number; refused: number; open: number };
+  close(): Promise<void>;
+}
+
+/** How programs are pointed at a proxy: environment variables and JVM system properties. */
+export interface ProxyUsage {
+  env: Record<string, string>;
+  jvmFlags: string[];
+}
+
+export interface ProxyApi {
+  /** SOCKS5 and HTTP (CONNECT and absolute-URI requests) on one loopback port. */
+  start(options: ProxyServerOptions): Promise<ProxyServer>;
+  usage(host: string, port: number): ProxyUsage;
+  /** Shell lines a user can paste: exports (with lower-case twins) and the JVM flags. */
+  instructions(host: string, port: number): string[];
+}
+
 export interface PluginApi {
   version: string;
   apiVersion: number;
@@ -416,6 +453,13 @@ export interface PluginApi {
   parseTarget(text: string): TargetRef;
   /** True when something on this machine accepts TCP connections on host:port. */
   isLocalPortListening(port: number, host?: string): Promise<boolean>;
+  /** The laptop's SOCKS5/HTTP proxy into the cluster. */
+  proxy: ProxyApi;
+  /**
+   * Joins a local socket to a stream into the cluster (half-close carried both ways for tunnel
+   * streams); settles when both sides are closed.
+   */
+  carry(socket: Socket, stream: Duplex): Promise<void>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */
   parsePorts(spec: string): { local: number; remote: number }[];
 }

@@ -14,6 +14,7 @@ import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
+import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { VERSION } from "../../build/version.ts";
 
 export interface PluginApiDeps {
@@ -69,6 +70,12 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     sessions,
     startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
+    proxy: {
+      start: async (options) => (await import("../laptop/proxy-server.ts")).startProxyServer(options),
+      usage: proxyUsage,
+      instructions: proxyInstructions,
+    },
+    carry: async (socket, stream) => (await import("../laptop/carry.ts")).carry(socket, stream),
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),

@@ -13,7 +13,7 @@ import { DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
 import { clusterHostsEntries } from "../../core/net/hosts-entries.ts";
 import { AliasLayout, MappedListeners, addressTargets } from "../../core/net/mapped-capture.ts";
 import { loadOriginalDestination } from "../../core/net/original-dst.ts";
-import { startProxyServer, type ProxyServer } from "../../core/net/proxy-server.ts";
+import { startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
 import { startRelayListener, type OpenStream, type RelayListener } from "../../core/net/relay-listener.ts";
 import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
 import type { ConnectOptions } from "./options.ts";

@@ -4,7 +4,7 @@
 // the shadow exists (connections wait for it), so its address can go into --envFile up front.
 
 import type { Duplex } from "node:stream";
-import { startProxyServer, type ProxyServer } from "../../core/net/proxy-server.ts";
+import { startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
 import { proxyInstructions, proxyUsage } from "../../core/net/drivers/proxy.ts";
 import type { PluginApi, Shadow } from "../../core/plugin-api.ts";
 import { errorText } from "./lifecycle.ts";

@@ -4,7 +4,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect, createServer, type Server } from "node:net";
-import { parseAuthority, rewriteProxyRequest, socksReplyFor, startProxyServer, type ProxyServer } from "../../core/net/proxy-server.ts";
+import { parseAuthority, rewriteProxyRequest, socksReplyFor, startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
 
 let http: ReturnType<typeof Bun.serve>;
 let echo: Server;

@@ -2,38 +2,9 @@
 // programs send it; this driver only says how to point programs at it.
 
 import type { NetDriver } from "../driver.ts";
+import { proxyInstructions } from "../../laptop/proxy-usage.ts";
 
-export interface ProxyUsage {
-  env: Record<string, string>;
-  jvmFlags: string[];
-}
-
-export function proxyUsage(host: string, port: number): ProxyUsage {
-  const http = `http://${host}:${port}`;
-  return {
-    env: {
-      HTTP_PROXY: http,
-      HTTPS_PROXY: http,
-      ALL_PROXY: `socks5h://${host}:${port}`,
-      NO_PROXY: "localhost,127.0.0.1,::1",
-    },
-    jvmFlags: [
-      `-DsocksProxyHost=${host}`,
-      `-DsocksProxyPort=${port}`,
-      `-Dhttp.proxyHost=${host}`,
-      `-Dhttp.proxyPort=${port}`,
-      `-Dhttps.proxyHost=${host}`,
-      `-Dhttps.proxyPort=${port}`,
-    ],
-  };
-}
-
-/** Shell lines a user can paste (POSIX shells; lower-case twins for tools that read only those). */
-export function proxyInstructions(host: string, port: number): string[] {
-  const usage = proxyUsage(host, port);
-  const exports = Object.entries(usage.env).flatMap(([key, value]) => [`export ${key}=${value}`, `export ${key.toLowerCase()}=${value}`]);
-  return [...exports, `JVM: java ${usage.jvmFlags.join(" ")} ...`];
-}
+export { proxyInstructions, proxyUsage } from "../../laptop/proxy-usage.ts";
 
 export function createProxyDriver(): NetDriver {
   return {

@@ -9,24 +9,9 @@ import { createServer, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { carry } from "./carry.ts";
+import type { OpenStream, ProxyServer, ProxyServerOptions } from "../plugin-api.ts";
 
-export type OpenStream = (host: string, port: number) => Promise<Duplex>;
-
-export interface ProxyServerOptions {
-  /** Default 127.0.0.1: the proxy must not be open to the network. */
-  host?: string;
-  /** 0 picks a free port. */
-  port: number;
-  openStream: OpenStream;
-  onError?(error: unknown, target: string): void;
-}
-
-export interface ProxyServer {
-  host: string;
-  port: number;
-  stats(): { socks: number; connect: number; http: number; refused: number; open: number };
-  close(): Promise<void>;
-}
+export type { OpenStream, ProxyServer, ProxyServerOptions };
 
 const MAX_HEAD = 64 * 1024;
 
