@@ -5,6 +5,8 @@
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
 import { suggestKey } from "../config/keys.ts";
 import { ExitCode, KtctlError } from "../errors.ts";
+import { checkArgs } from "./strict-args.ts";
+import { colorWanted, stripAnsi } from "./color.ts";
 
 type AnyCommand = CommandDef<any>;
 
@@ -49,16 +51,16 @@ async function findSubCommand(cmd: AnyCommand, name: string): Promise<AnyCommand
 }
 
 /** The command the words select, and the names leading to it ("ktctl config set"). */
-async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Promise<{ cmd: AnyCommand; path: string[] }> {
+async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Promise<{ cmd: AnyCommand; path: string[]; rest: string[] }> {
   let cmd = root;
   const path = ["ktctl"];
   let rest = [...rawArgs];
   for (;;) {
-    if (!cmd.subCommands) return { cmd, path };
+    if (!cmd.subCommands) return { cmd, path, rest };
     const index = commandIndex(rest, (await resolveValue(cmd.args)) ?? {});
-    if (index === -1) return { cmd, path };
+    if (index === -1) return { cmd, path, rest };
     const sub = await findSubCommand(cmd, rest[index]!);
-    if (!sub) return { cmd, path };
+    if (!sub) return { cmd, path, rest };
     path.push(rest[index]!);
     cmd = sub;
     rest = rest.slice(index + 1);
@@ -74,7 +76,8 @@ export function moveLeadingFlags(rawArgs: readonly string[], rootArgs: ArgsDef):
 
 async function printUsage(cmd: AnyCommand, path: string[], version?: string) {
   const parent: AnyCommand | undefined = path.length > 1 ? { meta: { name: path.slice(0, -1).join(" "), version } } : undefined;
-  console.log(`${await renderUsage(cmd, parent)}\n`);
+  const usage = await renderUsage(cmd, parent);
+  console.log(`${colorWanted(process.stdout) ? usage : stripAnsi(usage)}\n`);
 }
 
 /** Runs the CLI; resolves when the command finished, throws what the command threw. */
@@ -110,6 +113,9 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[]): Pr
       suggestion ? `did you mean "ktctl ${suggestion}"?` : 'run "ktctl --help" for the commands',
     );
   }
+  const { cmd, path, rest } = await selectCommand(root, args);
+  // A group ("ktctl config") without a known sub-command is citty's to report; a leaf is checked.
+  if (!cmd.subCommands) checkArgs(rest, { ...rootArgs, ...((await resolveValue(cmd.args)) ?? {}) }, path.join(" "));
   await runCommand(root, { rawArgs: args });
 }
 

@@ -1,12 +1,13 @@
 // The one logger: info and above by default, debug with --debug (or `debug: true` in config).
 
 import { createConsola, type ConsolaInstance } from "consola";
+import { colorWanted } from "./color.ts";
 
 const INFO = 3;
 const DEBUG = 4;
 
 export function createLogger(debug: boolean): ConsolaInstance {
-  return createConsola({ level: debug ? DEBUG : INFO, formatOptions: { date: false } });
+  return createConsola({ level: debug ? DEBUG : INFO, formatOptions: { date: false, colors: colorWanted(process.stderr) } });
 }
 
 /**

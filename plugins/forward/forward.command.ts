@@ -10,7 +10,7 @@ const forward: CommandFactory = (api) =>
     args: {
       ...api.globalArgs,
       target: { type: "positional", description: "svc/NAME, pod/NAME, deployment/NAME (a bare NAME is a service)", required: true },
-      ports: { type: "positional", description: "[LOCAL:]REMOTE, comma-separated or repeated", required: true },
+      ports: { type: "positional", valueHint: "[LOCAL:]REMOTE...", description: "[LOCAL:]REMOTE, comma-separated or repeated", required: true },
       address: { type: "string", description: "Local address to listen on", default: "127.0.0.1" },
     },
     async run({ args }) {

@@ -6,6 +6,7 @@ import type { CoreCommandFactory } from "./index.ts";
 const watchdogCommand: CoreCommandFactory = ({ api, sessionHost }) =>
   defineCommand({
     meta: { name: "__watchdog", description: "Undo a session whose ktctl process died (internal)", hidden: true },
+    args: { sessionId: { type: "positional", required: true, description: "The session to watch" } },
     async run({ rawArgs }) {
       // The host's session machinery, so undo kinds registered by plugins are known here too.
       const host = await sessionHost();
