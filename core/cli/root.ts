@@ -28,6 +28,7 @@ export function buildCommands({ api, sessionHost, config, plugins }: RootParts):
     sessionHost,
     config,
     plugins,
+    commands: () => commands,
     commandOptions: async () => {
       const pluginRows = await Promise.all(commands.map((c) => c.ownOptions()));
       const coreRows = OPTIONS.filter((o) => o.scope !== GLOBAL_SCOPE);

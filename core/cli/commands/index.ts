@@ -6,12 +6,15 @@ import type { OptionSpec } from "../../options.ts";
 import type { PluginApi } from "../../plugin-api.ts";
 import type { PluginLoadResult } from "../../plugins/loader.ts";
 import type { SessionHost } from "../../session/index.ts";
+import type { LazyCommand } from "../lazy-command.ts";
 
 export interface CoreContext {
   api: PluginApi;
   sessionHost(): Promise<SessionHost>;
   config: EffectiveConfig;
   plugins: PluginLoadResult;
+  /** Every top-level command, plugin commands included (for completion). */
+  commands(): LazyCommand[];
   /** Option rows of every command (core table and plugin commands' own flags), for config keys. */
   commandOptions(): Promise<OptionSpec[]>;
 }
@@ -22,5 +25,7 @@ export const CORE_COMMANDS: Record<string, () => Promise<{ default: CoreCommandF
   version: () => import("./version.ts"),
   config: () => import("./config.ts"),
   plugins: () => import("./plugins.ts"),
+  completion: () => import("./completion.ts"),
+  __complete: () => import("./complete.ts"),
   __watchdog: () => import("./watchdog.ts"),
 };
