@@ -539,6 +539,7 @@ export interface WaitsApi {
    * with every object seen so far, by name, after each event; resolves with its first non-undefined
    * answer. `check` may throw to end the wait with its error.
    */
+  until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions & { what: string }): Promise<T>;
   until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions): Promise<T | undefined>;
   /** Waits until the ready endpoints of a service in kube.namespace satisfy `accept`; false at the timeout. */
   forEndpoints(kube: Kube, service: string, accept: (ready: Set<string>) => boolean, options: EndpointsWaitOptions): Promise<boolean>;

@@ -10,6 +10,8 @@ import type { EndpointsWaitOptions, Kube, WaitOptions } from "../plugin-api.ts";
  * so far after each event; resolves with the first non-undefined answer. At the timeout (or when the
  * watch ends by itself) it answers undefined, or, given `what`, rejects with a KtctlError naming it.
  */
+export function watchUntil<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions & { what: string }): Promise<T>;
+export function watchUntil<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions): Promise<T | undefined>;
 export function watchUntil<T>(
   kube: Kube,
   path: string,
