@@ -426,7 +426,168 @@ export interface ProxyApi {
   instructions(host: string, port: number): string[];
 }
 
-export interface PluginApi {
+// ---------------------------------------------------------------------------------------------
+// --- serving: a shadow that serves cluster traffic to the laptop (exchange, preview, a team's mode
+// alike), the waits on cluster state such a mode needs, and one session per object (ownership).
+
+/** SIGINT/SIGTERM/SIGHUP taken over by a mode that must restore things in an order of its own. */
+export interface StopSignals {
+  /** Resolves with the first SIGINT, SIGTERM or SIGHUP. */
+  readonly received: Promise<NodeJS.Signals>;
+  readonly signal: NodeJS.Signals | undefined;
+  /** The shell's exit code for the signal received (130, 143, 129), if any. */
+  exitCode(): number | undefined;
+  dispose(): void;
+}
+
+/** One port the shadow declares and serves from the laptop. */
+export interface ServedPort {
+  shadowPort: number;
+  /** Port name on the shadow pod (so a Service can target it by name). */
+  name?: string;
+  localPort: number;
+}
+
+export interface ServingShadowOptions {
+  role: string;
+  /** Extra pod labels (e.g. a workload's pod labels, so its services select the shadow). */
+  labels?: Record<string, string>;
+  ports: ServedPort[];
+  /** Address of the local process. */
+  localHost: string;
+}
+
+export interface ServingShadow {
+  shadow: Shadow;
+  /** Connections the cluster sent to the laptop so far. */
+  connections(): number;
+  /**
+   * Once the services no longer list the shadow: resolves when no connection has arrived for
+   * `quietMs` (kube-proxy has caught up), or after `maxMs` at the latest (then false).
+   */
+  drained(quietMs: number, maxMs: number): Promise<boolean>;
+  /** Closes the local relays (after the session closed). */
+  close(): Promise<void>;
+}
+
+/** How `requireLocalListeners` treats silent ports: fail at once, or wait (seconds 0: until interrupted). */
+export interface LocalListenerWait {
+  enabled: boolean;
+  seconds: number;
+  /** The flag that turns waiting on, named in the hint when it is off (e.g. "--waitLocal"). */
+  flag: string;
+}
+
+/**
+ * The local process reaching the cluster through the same session: a SOCKS5/HTTP proxy on loopback
+ * that listens before the shadow exists (connections wait for `attach`).
+ */
+export interface ConnectBack {
+  proxy: ProxyServer;
+  /** HTTP_PROXY, ALL_PROXY, ... (and their lower-case twins) for the local process. */
+  env: [string, string][];
+  /** Lines to print: exports and JVM flags. */
+  instructions: string[];
+  /** Hands the shadow over once it runs; until then connections wait. */
+  attach(shadow: Shadow): void;
+  /** The session could not start: waiting connections fail. */
+  fail(error: unknown): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The life of a session whose shadow serves traffic to the laptop. Start the session with
+ * `handleSignals: false`, take the signals with `stopSignals()`, build everything inside `setUp`,
+ * wait for `session.ended`, `stop.received` or `tunnelClosed`, restore in your own order, close the
+ * session, then `exitForSignal`.
+ */
+export interface ServingApi {
+  /** Takes over SIGINT/SIGTERM/SIGHUP: the first starts the end, later ones only say it is under way. */
+  stopSignals(): StopSignals;
+  /** Runs `setup`; any failure (or a signal meanwhile) closes the session, undoing everything, then rethrows. */
+  setUp<T>(session: Session, stop: StopSignals, setup: () => Promise<T>): Promise<T>;
+  /** Starts the shadow declaring `ports`, each forwarded to the laptop through a relay that counts arrivals. */
+  startShadow(session: Session, options: ServingShadowOptions): Promise<ServingShadow>;
+  /** Resolves (with a reason) when the tunnel gives up for good; it reconnects by itself otherwise. */
+  tunnelClosed(shadow: Shadow): Promise<string>;
+  /** Disposes the signal handlers and leaves with the signal's exit code when a signal ended the session. */
+  exitForSignal(stop: StopSignals): void;
+  /** Fails (naming every silent port) unless something listens on each local port, or waits for them. */
+  requireLocalListeners(host: string, ports: number[], wait: LocalListenerWait): Promise<void>;
+  /** Starts the --connect proxy on loopback `port` (0: a free one). */
+  connectBack(port: number): Promise<ConnectBack>;
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  /**
+   * What is awaited, for messages. Given: the timeout (or the watch ending) rejects with a timeout
+   * KtctlError "timed out after Ns waiting for <what>". Absent: the wait answers undefined/false.
+   */
+  what?: string;
+}
+
+export interface EndpointsWaitOptions extends WaitOptions {
+  /** What `accept` is given of the ready endpoints: their addresses (default) or their pods' names. */
+  by?: "address" | "pod";
+}
+
+/** Waits on cluster state by watching it (list, then watch): none of them polls; each is bounded. */
+export interface WaitsApi {
+  /**
+   * Watches the collection at `path` (with `query` selectors, e.g. labelSelector) and calls `check`
+   * with every object seen so far, by name, after each event; resolves with its first non-undefined
+   * answer. `check` may throw to end the wait with its error.
+   */
+  until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions & { what: string }): Promise<T>;
+  until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions): Promise<T | undefined>;
+  /** Waits until the ready endpoints of a service in kube.namespace satisfy `accept`; false at the timeout. */
+  forEndpoints(kube: Kube, service: string, accept: (ready: Set<string>) => boolean, options: EndpointsWaitOptions): Promise<boolean>;
+  /** Waits until a Deployment in kube.namespace has `replicas` ready pods, reporting each change; false at the timeout. */
+  forReplicas(kube: Kube, deployment: string, replicas: number, options: WaitOptions & { onProgress?(summary: string): void }): Promise<boolean>;
+  /** The first load-balancer address (IP or hostname) of a service in kube.namespace; undefined at the timeout. */
+  forLoadBalancer(kube: Kube, service: string, options: WaitOptions): Promise<string | undefined>;
+  /** Ready endpoint addresses (or pod names) of a service, from its EndpointSlices. */
+  readyEndpoints(slices: Iterable<any>, by?: "address" | "pod"): Set<string>;
+  /** A Deployment's rollout towards `replicas`: done, and "1/2 ready". */
+  rolloutProgress(workload: any, replicas: number): { done: boolean; summary: string };
+  /** `accept` for forEndpoints: exactly these (asked at each event, so it may follow a moving pod). */
+  exactly(expected: () => string[]): (ready: Set<string>) => boolean;
+  /** `accept` for forEndpoints: not this one (any more). */
+  without(entry: () => string): (ready: Set<string>) => boolean;
+}
+
+/**
+ * One session at a time per object: a session's mark on an object (its session label, see
+ * Scheme.markedBy) is the lock. A live holder refuses the newcomer; a dead one is cleaned first,
+ * through the same plan `ktctl clean` runs. Sessions are looked up in kube.namespace.
+ */
+export interface OwnershipApi {
+  /** Refuses (conflict) for a live holder of any of `objects`, cleans a dead one; true when something was cleaned (read the objects again). */
+  ensureNotHeld(kube: Kube, objects: any[]): Promise<boolean>;
+  /** The session with this id, as `status` lists it, if known. */
+  findSession(kube: Kube, sessionId: string): Promise<SessionInfo | undefined>;
+  /** Cleans one dead session through clean's own plan: undefined when cleaned, else why it was left alone. */
+  cleanDeadSession(kube: Kube, sessionId: string): Promise<string | undefined>;
+  /** "alice (session ab12, exchange, started 5m ago)" */
+  describeHolder(info: Pick<SessionInfo, "id" | "owner" | "mode" | "ageSeconds" | "host">): string;
+  /** "45s", "5m", "2h", "3d" */
+  formatAge(seconds: number | undefined): string;
+}
+
+/** The members above, as PluginApi carries them. */
+export interface ServingMembers {
+  /** The serving lifecycle: signals, setup with undo, the serving shadow, local listeners, --connect. */
+  serving: ServingApi;
+  /** Waits on cluster state by watching it. */
+  waits: WaitsApi;
+  /** One session at a time per object. */
+  ownership: OwnershipApi;
+}
+// --- end of serving
+// ---------------------------------------------------------------------------------------------
+
+export interface PluginApi extends ServingMembers {
   version: string;
   apiVersion: number;
   defineCommand: <T extends ArgsDef>(def: CommandDef<T>) => CommandDef<T>;

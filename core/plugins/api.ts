@@ -14,6 +14,7 @@ import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
+import { servingMembers } from "./serving-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { VERSION } from "../../build/version.ts";
 
@@ -79,6 +80,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
+    ...servingMembers(() => api),
   };
   return { api, sessionHost };
 }
