@@ -5,13 +5,13 @@
 //   3. wait; the session's end (signal, lost lease, shadow gone for good) undoes everything.
 
 import type { CommandFactory, Shadow } from "../../core/plugin-api.ts";
-import { cidrContains, formatCidr, parseIPv4 } from "../../core/net/cidr.ts";
-import { apiServerAddresses, captureRanges, discoverClusterRanges } from "../../core/net/cluster-cidrs.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { formatPlan, PlanExecutor } from "../../core/net/driver.ts";
-import { selectDriver } from "../../core/net/drivers/index.ts";
-import { proxyInstructions } from "../../core/net/drivers/proxy.ts";
-import type { OpenStream } from "../../core/net/relay-listener.ts";
+import { cidrContains, formatCidr, parseIPv4 } from "./net/cidr.ts";
+import { apiServerAddresses, captureRanges, discoverClusterRanges } from "./net/cluster-cidrs.ts";
+import { ClusterIndex } from "./net/cluster-index.ts";
+import { formatPlan, PlanExecutor } from "./net/driver.ts";
+import { selectDriver } from "./net/drivers/index.ts";
+import { proxyInstructions } from "./net/drivers/proxy.ts";
+import type { OpenStream } from "./net/relay-listener.ts";
 import { startLaptopSide } from "./laptop.ts";
 import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 

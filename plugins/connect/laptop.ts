@@ -3,19 +3,19 @@
 // servers start before anything changes, so a taken port fails before the system is touched.
 
 import { readFile } from "node:fs/promises";
-import type { ClusterIndex } from "../../core/net/cluster-index.ts";
-import type { CaptureRanges } from "../../core/net/cluster-cidrs.ts";
-import { answerName, classifyName, type NamingContext } from "../../core/net/cluster-names.ts";
-import { clusterRoute } from "../../core/net/cluster-route.ts";
-import { startDnsServer, type DnsServer } from "../../core/net/dns-server.ts";
-import type { ConnectNetSpec, HostFacts, NetDriver } from "../../core/net/driver.ts";
-import { DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { clusterHostsEntries } from "../../core/net/hosts-entries.ts";
-import { AliasLayout, MappedListeners, addressTargets } from "../../core/net/mapped-capture.ts";
-import { loadOriginalDestination } from "../../core/net/original-dst.ts";
+import type { ClusterIndex } from "./net/cluster-index.ts";
+import type { CaptureRanges } from "./net/cluster-cidrs.ts";
+import { answerName, classifyName, type NamingContext } from "./net/cluster-names.ts";
+import { clusterRoute } from "./net/cluster-route.ts";
+import { startDnsServer, type DnsServer } from "./net/dns-server.ts";
+import type { ConnectNetSpec, HostFacts, NetDriver } from "./net/driver.ts";
+import { DNS_ADDRESS } from "./net/drivers/linux.ts";
+import { clusterHostsEntries } from "./net/hosts-entries.ts";
+import { AliasLayout, MappedListeners, addressTargets } from "./net/mapped-capture.ts";
+import { loadOriginalDestination } from "./net/original-dst.ts";
 import { startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
-import { startRelayListener, type OpenStream, type RelayListener } from "../../core/net/relay-listener.ts";
-import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
+import { startRelayListener, type OpenStream, type RelayListener } from "./net/relay-listener.ts";
+import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "./net/resolv-conf.ts";
 import type { ConnectOptions } from "./options.ts";
 
 export interface LaptopSideOptions {

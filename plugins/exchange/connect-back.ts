@@ -5,7 +5,7 @@
 
 import type { Duplex } from "node:stream";
 import { startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
-import { proxyInstructions, proxyUsage } from "../../core/net/drivers/proxy.ts";
+import { proxyInstructions, proxyUsage } from "../../core/laptop/proxy-usage.ts";
 import type { PluginApi, Shadow } from "../../core/plugin-api.ts";
 import { errorText } from "./lifecycle.ts";
 

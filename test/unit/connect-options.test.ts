@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ExitCode, KtctlError } from "../../core/errors.ts";
-import { formatCidr } from "../../core/net/cidr.ts";
+import { formatCidr } from "../../plugins/connect/net/cidr.ts";
 import { parseConnectOptions } from "../../plugins/connect/options.ts";
 import plugin from "../../plugins/connect/index.ts";
 

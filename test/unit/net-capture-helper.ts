@@ -6,15 +6,15 @@
 
 import { createServer, connect, type Socket } from "node:net";
 import { readFile } from "node:fs/promises";
-import { parseCidr } from "../../core/net/cidr.ts";
-import { answerName, classifyName, serviceNameForms } from "../../core/net/cluster-names.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { startDnsServer } from "../../core/net/dns-server.ts";
-import { PlanExecutor, spawnRunner, type ConnectNetSpec } from "../../core/net/driver.ts";
-import { createLinuxDriver, DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { loadOriginalDestination } from "../../core/net/original-dst.ts";
-import { startRelayListener } from "../../core/net/relay-listener.ts";
-import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
+import { parseCidr } from "../../plugins/connect/net/cidr.ts";
+import { answerName, classifyName, serviceNameForms } from "../../plugins/connect/net/cluster-names.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
+import { startDnsServer } from "../../plugins/connect/net/dns-server.ts";
+import { PlanExecutor, spawnRunner, type ConnectNetSpec } from "../../plugins/connect/net/driver.ts";
+import { createLinuxDriver, DNS_ADDRESS } from "../../plugins/connect/net/drivers/linux.ts";
+import { loadOriginalDestination } from "../../plugins/connect/net/original-dst.ts";
+import { startRelayListener } from "../../plugins/connect/net/relay-listener.ts";
+import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../plugins/connect/net/resolv-conf.ts";
 import { demoObjects, localSession, storeWith } from "./net-support.ts";
 
 const mode = process.argv[2] === "hosts" ? "hosts" : "system";

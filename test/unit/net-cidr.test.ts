@@ -9,7 +9,7 @@ import {
   parseIPv4,
   subtractCidrs,
   tryParseCidr,
-} from "../../core/net/cidr.ts";
+} from "../../plugins/connect/net/cidr.ts";
 import {
   apiServerAddresses,
   captureRanges,
@@ -17,7 +17,7 @@ import {
   podCidrsFromPodIps,
   serviceCidrsFromMessage,
   serviceCidrsFromObjects,
-} from "../../core/net/cluster-cidrs.ts";
+} from "../../plugins/connect/net/cluster-cidrs.ts";
 
 const cidrs = (...texts: string[]) => texts.map((t) => parseCidr(t));
 const texts = (list: { base: number; prefix: number }[]) => list.map(formatCidr);

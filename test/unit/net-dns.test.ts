@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import { connect, createServer, type Server } from "node:net";
 import DNS, { Packet, TCPClient, UDPClient } from "dns2";
-import { startDnsServer, type DnsServer } from "../../core/net/dns-server.ts";
-import { answerName, classifyName } from "../../core/net/cluster-names.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
+import { startDnsServer, type DnsServer } from "../../plugins/connect/net/dns-server.ts";
+import { answerName, classifyName } from "../../plugins/connect/net/cluster-names.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
 import { demoObjects, endpointSlice, service, storeWith } from "./net-support.ts";
 
 let upstream: any;

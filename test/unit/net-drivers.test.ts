@@ -4,15 +4,15 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseCidr } from "../../core/net/cidr.ts";
-import { formatPlan, PlanExecutor, type ConnectNetSpec, type HostFacts, type NetAction } from "../../core/net/driver.ts";
-import { createLinuxDriver, DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { createDarwinDriver, pfAnchorRules } from "../../core/net/drivers/darwin.ts";
-import { createWindowsDriver } from "../../core/net/drivers/windows.ts";
-import { createProxyDriver, proxyUsage } from "../../core/net/drivers/proxy.ts";
-import { defaultMode, selectDriver } from "../../core/net/drivers/index.ts";
-import { clusterSearchDomains, connectResolvConf, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
-import { withHostsBlock, withoutHostsBlock } from "../../core/net/hosts-file.ts";
+import { parseCidr } from "../../plugins/connect/net/cidr.ts";
+import { formatPlan, PlanExecutor, type ConnectNetSpec, type HostFacts, type NetAction } from "../../plugins/connect/net/driver.ts";
+import { createLinuxDriver, DNS_ADDRESS } from "../../plugins/connect/net/drivers/linux.ts";
+import { createDarwinDriver, pfAnchorRules } from "../../plugins/connect/net/drivers/darwin.ts";
+import { createWindowsDriver } from "../../plugins/connect/net/drivers/windows.ts";
+import { createProxyDriver, proxyUsage } from "../../plugins/connect/net/drivers/proxy.ts";
+import { defaultMode, selectDriver } from "../../plugins/connect/net/drivers/index.ts";
+import { clusterSearchDomains, connectResolvConf, parseResolvConf, upstreamsOf } from "../../plugins/connect/net/resolv-conf.ts";
+import { withHostsBlock, withoutHostsBlock } from "../../plugins/connect/net/hosts-file.ts";
 import { localSession } from "./net-support.ts";
 
 const spec: ConnectNetSpec = {

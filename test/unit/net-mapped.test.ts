@@ -2,8 +2,8 @@
 
 import { describe, expect, test } from "bun:test";
 import { connect, createServer } from "node:net";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { AliasLayout, MappedListeners, addressTargets, loopbackAlias } from "../../core/net/mapped-capture.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
+import { AliasLayout, MappedListeners, addressTargets, loopbackAlias } from "../../plugins/connect/net/mapped-capture.ts";
 import { demoObjects, service, storeWith } from "./net-support.ts";
 
 const ctx = { namespace: "demo", domain: "cluster.local" };

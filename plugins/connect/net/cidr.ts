@@ -1,7 +1,7 @@
 // IPv4 addresses and CIDR ranges as plain numbers: enough arithmetic for deciding what connect
 // captures (cluster ranges, minus the API server and --excludeIps, plus --includeIps).
 
-import { ExitCode, KtctlError } from "../errors.ts";
+import { ExitCode, KtctlError } from "../../../core/errors.ts";
 
 export interface Cidr {
   /** Network address as an unsigned 32-bit number (host bits zero). */

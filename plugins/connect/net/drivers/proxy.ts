@@ -2,9 +2,9 @@
 // programs send it; this driver only says how to point programs at it.
 
 import type { NetDriver } from "../driver.ts";
-import { proxyInstructions } from "../../laptop/proxy-usage.ts";
+import { proxyInstructions } from "../../../../core/laptop/proxy-usage.ts";
 
-export { proxyInstructions, proxyUsage } from "../../laptop/proxy-usage.ts";
+export { proxyInstructions, proxyUsage } from "../../../../core/laptop/proxy-usage.ts";
 
 export function createProxyDriver(): NetDriver {
   return {

@@ -10,7 +10,7 @@
 // which /etc/resolver cannot add system-wide: on macOS use name.namespace or the FQDN.
 
 import { lstat } from "node:fs/promises";
-import { ExitCode, KtctlError } from "../../errors.ts";
+import { ExitCode, KtctlError } from "../../../../core/errors.ts";
 import { formatCidr } from "../cidr.ts";
 import { spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
 

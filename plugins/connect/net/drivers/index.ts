@@ -1,7 +1,7 @@
 // Which driver a connect uses: chosen by --mode and by the OS. Every driver is compiled into every
 // binary, so a plan for another OS can be printed and tested anywhere.
 
-import { ExitCode, KtctlError } from "../../errors.ts";
+import { ExitCode, KtctlError } from "../../../../core/errors.ts";
 import type { NetDriver } from "../driver.ts";
 import { createDarwinDriver } from "./darwin.ts";
 import { createLinuxDriver, type LinuxDnsMode } from "./linux.ts";

@@ -14,7 +14,7 @@
 // port of 127.0.0.1; resolvers are given DNS_ADDRESS:53, which the same rule set redirects to it.
 
 import { lstat, readFile, realpath } from "node:fs/promises";
-import { ExitCode, KtctlError } from "../../errors.ts";
+import { ExitCode, KtctlError } from "../../../../core/errors.ts";
 import { formatCidr, cidrBounds } from "../cidr.ts";
 import { connectResolvConf, resolvConfSession } from "../resolv-conf.ts";
 import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";

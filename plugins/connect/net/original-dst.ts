@@ -5,7 +5,7 @@
 // connection, whatever its address and port.
 
 import type { Socket } from "node:net";
-import { ExitCode, KtctlError } from "../errors.ts";
+import { ExitCode, KtctlError } from "../../../core/errors.ts";
 
 const SOL_IP = 0;
 const SO_ORIGINAL_DST = 80;

@@ -6,7 +6,7 @@
 // runtime (Java, .NET, Go, Node) and by VPN clients' resolvers, unlike interface DNS (kt-connect #457).
 // ClusterIPs and pod IPs by address need --mode proxy on Windows.
 
-import { ExitCode, KtctlError } from "../../errors.ts";
+import { ExitCode, KtctlError } from "../../../../core/errors.ts";
 import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";
 import { fileHeldByOtherConnect, spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
 import { readFile } from "node:fs/promises";

@@ -6,7 +6,7 @@
 
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
-import { ExitCode, KtctlError } from "../errors.ts";
+import { ExitCode, KtctlError } from "../../../core/errors.ts";
 import { cidrContains, parseIPv4 } from "./cidr.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import { answerName, canonicalName, classifyName, dashIp, type ClusterName, type NameView, type NamingContext } from "./cluster-names.ts";

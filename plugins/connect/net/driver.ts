@@ -5,9 +5,9 @@
 // printed (--dryRun) and compared in unit tests on any OS, including macOS and Windows plans.
 
 import { writeFile } from "node:fs/promises";
-import type { Session, StepSpec } from "../plugin-api.ts";
-import { ExitCode, KtctlError } from "../errors.ts";
-import { restoreFileStep, runStep } from "../session/undo.ts";
+import type { Session, StepSpec } from "../../../core/plugin-api.ts";
+import { ExitCode, KtctlError } from "../../../core/errors.ts";
+import { restoreFileStep, runStep } from "../../../core/session/undo.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import type { HostsEntry } from "./hosts-file.ts";
 

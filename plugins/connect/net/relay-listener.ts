@@ -4,8 +4,8 @@
 
 import { createServer, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { ExitCode, KtctlError } from "../errors.ts";
-import { carry } from "../laptop/carry.ts";
+import { ExitCode, KtctlError } from "../../../core/errors.ts";
+import { carry } from "../../../core/laptop/carry.ts";
 import type { Destination } from "./original-dst.ts";
 
 export type OpenStream = (host: string, port: number) => Promise<Duplex>;
