@@ -3,7 +3,7 @@
 // servers start before anything changes, so a taken port fails before the system is touched.
 
 import { readFile } from "node:fs/promises";
-import type { PluginApi, ProxyServer } from "../../core/plugin-api.ts";
+import type { OpenStream, PluginApi, ProxyServer } from "../../core/plugin-api.ts";
 import type { ClusterIndex } from "./net/cluster-index.ts";
 import type { CaptureRanges } from "./net/cluster-cidrs.ts";
 import { answerName, classifyName, type NamingContext } from "./net/cluster-names.ts";
@@ -14,7 +14,7 @@ import { DNS_ADDRESS } from "./net/drivers/linux.ts";
 import { clusterHostsEntries } from "./net/hosts-entries.ts";
 import { AliasLayout, MappedListeners, addressTargets } from "./net/mapped-capture.ts";
 import { loadOriginalDestination } from "./net/original-dst.ts";
-import { startRelayListener, type OpenStream, type RelayListener } from "./net/relay-listener.ts";
+import { startRelayListener, type RelayListener } from "./net/relay-listener.ts";
 import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "./net/resolv-conf.ts";
 import type { ConnectOptions } from "./options.ts";
 

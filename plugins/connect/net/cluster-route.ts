@@ -6,11 +6,10 @@
 
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
-import type { ErrorsApi, KtctlErrorInstance } from "../../../core/plugin-api.ts";
+import type { ErrorsApi, KtctlErrorInstance, OpenStream } from "../../../core/plugin-api.ts";
 import { cidrContains, parseIPv4 } from "./cidr.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import { answerName, canonicalName, classifyName, dashIp, type ClusterName, type NameView, type NamingContext } from "./cluster-names.ts";
-import type { OpenStream } from "./relay-listener.ts";
 
 export interface ClusterRouteOptions {
   context: NamingContext;

@@ -1,11 +1,12 @@
 // Capture by mapping, for systems that cannot tell a listener a connection's original destination
 // (macOS pf, Windows): one loopback listener per cluster target, kept in step with the index.
 
+import type { OpenStream } from "../../../core/plugin-api.ts";
 import type { ClusterIndex } from "./cluster-index.ts";
 import { serviceNameForms, type NamingContext } from "./cluster-names.ts";
 import type { PortMapping } from "./driver.ts";
 import type { HostsEntry } from "./hosts-file.ts";
-import { startRelayListener, type OpenStream, type RelayApi, type RelayListener } from "./relay-listener.ts";
+import { startRelayListener, type RelayApi, type RelayListener } from "./relay-listener.ts";
 
 export interface DesiredMapping {
   /** Stable identity: the same key keeps its listener (and port) across syncs. */

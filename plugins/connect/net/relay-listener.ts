@@ -6,8 +6,6 @@ import { createServer, type Socket } from "node:net";
 import type { OpenStream, PluginApi } from "../../../core/plugin-api.ts";
 import type { Destination } from "./original-dst.ts";
 
-export type { OpenStream };
-
 /** What a relay listener takes from the plugin API: the core's carry (half-close both ways) and errors. */
 export type RelayApi = Pick<PluginApi, "carry" | "errors">;
 
