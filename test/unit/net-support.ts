@@ -3,23 +3,21 @@
 // resourceVersion, a watch from that version sees every later change, a missing object is a 404).
 // The real API server is exercised by the e2e tests; this keeps the index's own logic testable.
 
-import { ExitCode, KtctlError } from "../../core/errors.ts";
+import { createConsola } from "consola";
+import { EffectiveConfig } from "../../core/config/load.ts";
 import { KubeApiError } from "../../core/kube/errors.ts";
-import { errorText, httpStatus } from "../../core/kube/objects.ts";
-import { carry } from "../../core/laptop/carry.ts";
-import { startProxyServer } from "../../core/laptop/proxy-server.ts";
-import { proxyInstructions, proxyUsage } from "../../core/laptop/proxy-usage.ts";
 import type { PluginApi, StepSpec } from "../../core/plugin-api.ts";
-import { STEP_BUILDERS } from "../../core/plugins/scheme-api.ts";
+import { createHostApi } from "../../core/plugins/api.ts";
 import { createUndoRegistry } from "../../core/session/undo.ts";
 
-/** The parts of the plugin API connect's networking takes, made of the real core pieces. */
-export const connectApi: Pick<PluginApi, "errors" | "steps" | "carry" | "proxy"> = {
-  errors: { KtctlError, ExitCode, httpStatus, text: errorText },
-  steps: STEP_BUILDERS,
-  carry,
-  proxy: { start: startProxyServer, usage: proxyUsage, instructions: proxyInstructions },
-};
+/**
+ * The plugin API exactly as a plugin gets it (no config files, a silent logger): connect's
+ * networking is tested with the real errors, step builders, carry and proxy, loaded as they load.
+ */
+export const connectApi: PluginApi = createHostApi({
+  config: new EffectiveConfig([], "/nonexistent/.ktctl/config.yaml", undefined),
+  logger: createConsola({ level: -999 }),
+}).api;
 
 type Watcher = { collection: string; onEvent: (type: string, obj: any) => void; signal: AbortSignal };
 

@@ -53,8 +53,9 @@ export function startRelayListener(options: RelayListenerOptions, api: RelayApi)
         remote.destroy();
         return;
       }
+      // No resume here: carry's pipe starts the flow once it is attached. The API may load carry
+      // on first use, and a socket resumed before that would drop the client's first bytes.
       void api.carry(socket, remote);
-      socket.resume();
     } catch (error) {
       options.onError?.(error, destination);
       // A reset tells the client at once; a clean close would look like an empty answer.
