@@ -618,7 +618,8 @@ export interface PluginApi extends ServingMembers {
   proxy: ProxyApi;
   /**
    * Joins a local socket to a stream into the cluster (half-close carried both ways for tunnel
-   * streams); settles when both sides are closed.
+   * streams); settles when both sides are closed. It starts the data flow itself once both sides
+   * are wired: do not resume the socket before calling it.
    */
   carry(socket: Socket, stream: Duplex): Promise<void>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */

@@ -16,6 +16,7 @@ import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { servingMembers } from "./serving-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
+import { carry } from "../laptop/carry.ts";
 import { VERSION } from "../../build/version.ts";
 
 export interface PluginApiDeps {
@@ -76,7 +77,9 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
       usage: proxyUsage,
       instructions: proxyInstructions,
     },
-    carry: async (socket, stream) => (await import("../laptop/carry.ts")).carry(socket, stream),
+    // Imported up front (it is small): a lazy import would wire the sockets a tick late, and a
+    // caller that resumes the socket right after calling carry would lose the first bytes.
+    carry,
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
