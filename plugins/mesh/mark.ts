@@ -2,7 +2,7 @@
 // `--versionMark [KEY:]VALUE` (kt-connect's spelling), or generated when the user names none.
 
 import { randomBytes } from "node:crypto";
-import { ContractError, DEFAULT_MARK_HEADER, checkMarkHeader, checkMarkValue } from "../../shadow/router/contract.ts";
+import { ContractError, DEFAULT_MARK_HEADER, checkMarkHeader, checkMarkValue } from "../../core/protocol/router.ts";
 
 export interface Mark {
   /** As the user spells it (HTTP/1 headers are case-insensitive; h2 and gRPC see it lowercase). */

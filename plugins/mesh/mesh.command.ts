@@ -1,5 +1,5 @@
 import type { CommandFactory, Kube, PluginApi, Session, Shadow } from "../../core/plugin-api.ts";
-import { ContractError, checkPathPrefix, type Route } from "../../shadow/router/contract.ts";
+import { ContractError, checkPathPrefix, type Route } from "../../core/protocol/router.ts";
 import { curlLine, generateMarkValue, parseMark, type Mark } from "./mark.ts";
 import { joinMesh, meshRecordOf, participantsOf, servicePath, type MeshLog, type MeshRecord } from "./membership.ts";
 import { MESH_LEAVE_KIND, companionName, developerRole, routerName } from "./names.ts";

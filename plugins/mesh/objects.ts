@@ -5,8 +5,8 @@
 
 import { generateKeyPairSync } from "node:crypto";
 import { LABEL_ROLE } from "../../core/session/labels.ts";
-import { SHADOW_ENV } from "../../core/tunnel/protocol.ts";
-import { ROUTER_CONFIG_ENV, type RouterConfig } from "../../shadow/router/contract.ts";
+import { SHADOW_ENV } from "../../core/protocol/tunnel.ts";
+import { ROUTER_CONFIG_ENV, type RouterConfig } from "../../core/protocol/router.ts";
 import { ANNOTATION_MESH_SERVICE, companionRole, routerSelector } from "./names.ts";
 import type { MeshPort } from "./ports.ts";
 

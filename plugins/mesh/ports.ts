@@ -3,8 +3,8 @@
 // them come to the laptop (`--expose LOCAL[:REMOTE]`, REMOTE being the service port or its target
 // port). Pure functions over the service and pod objects, so they are unit-tested.
 
-import { SHADOW_TUNNEL_PORT } from "../../core/tunnel/protocol.ts";
-import { DEFAULT_ADMIN_PORT, listenerProtocolOf, type ListenerProtocol } from "../../shadow/router/contract.ts";
+import { SHADOW_TUNNEL_PORT } from "../../core/protocol/tunnel.ts";
+import { DEFAULT_ADMIN_PORT, listenerProtocolOf, type ListenerProtocol } from "../../core/protocol/router.ts";
 
 export interface MeshPort {
   /** The service port clients call. */

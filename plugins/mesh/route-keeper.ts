@@ -4,7 +4,7 @@
 // who is gone does not, and so leaves nothing behind on the new pod.
 
 import type { Kube } from "../../core/plugin-api.ts";
-import type { Route } from "../../shadow/router/contract.ts";
+import type { Route } from "../../core/protocol/router.ts";
 import type { MeshLog } from "./membership.ts";
 import { labelSelectorText, routerSelector } from "./names.ts";
 import { isRouterPodReady, putRoute, readyRouterPods, RouteConflictError } from "./router-admin.ts";

@@ -4,7 +4,7 @@
 
 import type { Duplex } from "node:stream";
 import type { Kube } from "../../core/plugin-api.ts";
-import type { Route } from "../../shadow/router/contract.ts";
+import type { Route } from "../../core/protocol/router.ts";
 import { labelSelectorText, routerSelector } from "./names.ts";
 
 const ADMIN_TIMEOUT_MS = 15_000;

@@ -2,8 +2,8 @@
 // that attach a service to its router and give it back exactly.
 
 import { describe, expect, test } from "bun:test";
-import { parseAuthorizedKey } from "../../core/tunnel/keys.ts";
-import { ContractError, validateRouterConfig } from "../../shadow/router/contract.ts";
+import { parseAuthorizedKey } from "../../core/protocol/keys.ts";
+import { ContractError, validateRouterConfig } from "../../core/protocol/router.ts";
 import { curlLine, generateMarkValue, parseMark } from "../../plugins/mesh/mark.ts";
 import { meshPatch, meshRecordOf, participantsOf, restorePatch, type MeshRecord } from "../../plugins/mesh/membership.ts";
 import { companionName, routerName, routerRole, routerSelector } from "../../plugins/mesh/names.ts";
