@@ -15,6 +15,8 @@ import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
+import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
+import { sharedObjectsApi } from "./shared-api.ts";
 import { VERSION } from "../../build/version.ts";
 
 export interface PluginApiDeps {
@@ -79,6 +81,9 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
+    router: ROUTER_API,
+    shadowPods: SHADOW_PODS_API,
+    shared: sharedObjectsApi(sessions),
   };
   return { api, sessionHost };
 }
