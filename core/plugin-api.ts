@@ -450,6 +450,8 @@ export interface RouterApi {
   listenerProtocolOf(port: { name?: string; appProtocol?: string }): RouterListenerProtocol;
   /** What the checks throw: the user's input broke the contract (a usage error). */
   ContractError: new (message: string) => Error;
+  /** The router configuration a shadow pod (or pod template) was started with, if any. */
+  configOf(pod: unknown): RouterStartConfig | undefined;
 }
 
 export interface ShadowPodTemplateInput {
