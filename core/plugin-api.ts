@@ -587,6 +587,144 @@ export interface ServingMembers {
 // --- end of serving
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// Shared-workload building blocks: the router contract, shadow pod templates, shared objects.
+// What mesh builds on, offered so a team's mode can run a router, a shadow of its own making, or
+// an object several sessions hold at once, exactly as mesh and `connect --shareShadow` do.
+
+export type { ListenerConfig, ListenerProtocol, Route, RouterConfig, Upstream } from "./protocol/router.ts";
+import type { ListenerProtocol as RouterListenerProtocol, RouterConfig as RouterStartConfig } from "./protocol/router.ts";
+
+/** The router role's contract (core/protocol/router.ts): the checks it applies, so a plugin refuses early what the router would. */
+export interface RouterApi {
+  /** Header a mark travels in when the user names none. */
+  defaultMarkHeader: string;
+  /** Loopback port of the router's admin endpoint (routes are pushed there through a port-forward). */
+  defaultAdminPort: number;
+  /** A header name usable as a mark, lowercased; throws ContractError with the reason. */
+  checkMarkHeader(name: string): string;
+  /** A header value usable as a mark; throws ContractError with the reason. */
+  checkMarkValue(value: string): string;
+  /** A path prefix in its canonical form ("/api/" -> "/api"); throws ContractError with the reason. */
+  checkPathPrefix(prefix: string): string;
+  /** What a listener expects, from a service port's appProtocol or name. */
+  listenerProtocolOf(port: { name?: string; appProtocol?: string }): RouterListenerProtocol;
+  /** What the checks throw: the user's input broke the contract (a usage error). */
+  ContractError: new (message: string) => Error;
+  /** The router configuration a shadow pod (or pod template) was started with, if any. */
+  configOf(pod: unknown): RouterStartConfig | undefined;
+}
+
+export interface ShadowPodTemplateInput {
+  /** The session's global flags: image, pull secret, node selector, quota, service account, debug, extra labels. */
+  global: GlobalOptions;
+  /** What the shadow reports as its session (a shadow serving no one session may name what it serves). */
+  sessionId: string;
+  /** The one OpenSSH public key its tunnel accepts. */
+  authorizedKey: string;
+  /** Roles besides the tunnel, e.g. ["router"] or ["dns"]. */
+  roles?: string[];
+  /** The router role's start-up configuration (with roles ["router"]). */
+  routerConfig?: RouterStartConfig;
+  /** The tunnel role's port, when the default (shadowPods.tunnelPort) is taken by a listener. */
+  tunnelPort?: number;
+  /** Labels of the pod (merged over --withLabel). */
+  labels?: Record<string, string>;
+  /** Ports the container declares besides the tunnel. */
+  ports?: { name?: string; port: number }[];
+}
+
+/** A pod template (a Deployment's `spec.template`, or a Pod without its name). */
+export interface ShadowPodTemplate {
+  metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+  spec: any;
+}
+
+export interface ShadowPodsApi {
+  /** The tunnel role's default port. */
+  tunnelPort: number;
+  /** The shadow's pod template as the core makes every shadow: same image, security, resources and environment. */
+  template(input: ShadowPodTemplateInput): ShadowPodTemplate;
+}
+
+/** Marks the first holder writes together with its own change (merge them into the create or patch). */
+export interface HolderMarks {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/**
+ * One cluster object several sessions hold at once. It lists its holders (session ids, a JSON list)
+ * in an annotation; every write is conditional on the resourceVersion just read, and a 409 reads again.
+ */
+export interface SharedObjectOptions {
+  ref: ObjectRef;
+  /** The session joining or leaving. */
+  sessionId: string;
+  /** The annotation listing the holders; default scheme.annotations.sharers. */
+  annotation?: string;
+  /** A label kept naming one live holder (e.g. scheme.labels.session, so `clean` sees a live session's object); none by default. */
+  holderLabel?: string;
+  /** True when the object as read is shared; default: it carries the annotation. */
+  isShared?(object: any): boolean;
+  /**
+   * Which holders are dropped as gone: "ended" (default) those whose session Lease no longer exists;
+   * "expired" also those whose Lease was not renewed in time (as `status` judges them).
+   */
+  drop?: "ended" | "expired";
+  logger?: { debug(message: string): void };
+}
+
+export interface SharedJoinHooks {
+  /**
+   * The object is absent (undefined) or not shared yet: make this session its first holder, writing
+   * `marks` with the change, conditionally (a create, or a patch carrying the resourceVersion read).
+   * Return false to read again (e.g. after waiting for another session's creation).
+   */
+  create(object: any | undefined, marks: HolderMarks): Promise<boolean>;
+  /** An existing object that cannot be joined now (e.g. being deleted): make way, return false to read again. */
+  usable?(object: any): Promise<boolean>;
+}
+
+export interface SharedJoinResult {
+  /** This session created (or took over) the object. */
+  created: boolean;
+  /** The holders after joining, this session included. */
+  holders: string[];
+  /** The object as read before this session's write (undefined when it was created from nothing). */
+  object?: any;
+  /** The holders dropped as gone. */
+  dropped: string[];
+  /** The new holder named by holderLabel, when it passed on. */
+  holderChanged?: string;
+}
+
+export interface SharedLeaveHooks {
+  /**
+   * This session is the last holder: restore or delete the object, conditionally on its
+   * resourceVersion. Default: delete it (preconditions uid and resourceVersion).
+   */
+  last?(object: any): Promise<void>;
+}
+
+export interface SharedLeaveResult {
+  /** "last": this session was the last holder; "left": others remain; "absent": gone, going, or not shared. */
+  outcome: "last" | "left" | "absent";
+  holders: string[];
+  /** The object as read before this session's write. */
+  object?: any;
+  holderChanged?: string;
+}
+
+export interface SharedObjectsApi {
+  /** Joins (the first creates); safe to call again. */
+  join(kube: Kube, options: SharedObjectOptions, hooks: SharedJoinHooks): Promise<SharedJoinResult>;
+  /** Leaves (the last restores or deletes); idempotent, so it serves as an undo. */
+  leave(kube: Kube, options: SharedObjectOptions, hooks?: SharedLeaveHooks): Promise<SharedLeaveResult>;
+  /** The holders an object lists (unreadable annotation: none). */
+  holdersOf(object: unknown, annotation?: string): string[];
+}
+
 export interface PluginApi extends ServingMembers {
   version: string;
   apiVersion: number;
@@ -624,4 +762,10 @@ export interface PluginApi extends ServingMembers {
   carry(socket: Socket, stream: Duplex): Promise<void>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */
   parsePorts(spec: string): { local: number; remote: number }[];
+  /** The router role's contract (see RouterApi). */
+  router: RouterApi;
+  /** Shadow pods a plugin creates itself (e.g. a router Deployment). */
+  shadowPods: ShadowPodsApi;
+  /** Objects several sessions hold at once: the first creates, the last restores or deletes. */
+  shared: SharedObjectsApi;
 }

@@ -17,6 +17,8 @@ import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { servingMembers } from "./serving-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { carry } from "../laptop/carry.ts";
+import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
+import { sharedObjectsApi } from "./shared-api.ts";
 import { VERSION } from "../../build/version.ts";
 
 export interface PluginApiDeps {
@@ -84,6 +86,9 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
     ...servingMembers(() => api),
+    router: ROUTER_API,
+    shadowPods: SHADOW_PODS_API,
+    shared: sharedObjectsApi(sessions),
   };
   return { api, sessionHost };
 }

@@ -13,7 +13,7 @@ import { backoffDelay } from "./backoff.ts";
 import { sessionOf } from "../kube/portforward.ts";
 import type { SiblingStreams } from "./direct.ts";
 import { Link, PermanentLinkError, describeError, type LinkTiming, type ShadowInfo } from "./link.ts";
-import { splice } from "./splice.ts";
+import { splice } from "../protocol/splice.ts";
 
 export { StreamOpenError, type ShadowInfo } from "./link.ts";
 

@@ -2,8 +2,7 @@
 // and the wait until a router pod is ready. Objects a dead session left half made are cleared; a
 // live session making them at the same moment wins, and this one joins its mesh instead.
 
-import type { Kube, PluginApi } from "../../core/plugin-api.ts";
-import { LABEL_MANAGED_BY, LABEL_SESSION } from "../../core/session/labels.ts";
+import type { GlobalOptions, Kube, PluginApi } from "../../core/plugin-api.ts";
 import { ConcurrentCreation, deploymentPath, meshRecordOf, servicePath, type Liveness, type MeshLog, type MeshRecord } from "./membership.ts";
 import { companionName, labelSelectorText, routerName, routerSelector } from "./names.ts";
 import { companionService, routerConfig, routerDeployment } from "./objects.ts";
@@ -13,21 +12,19 @@ import { watchUntil } from "./wait.ts";
 
 export interface SetupContext {
   kube: Kube;
-  api: Pick<PluginApi, "errors">;
+  api: Pick<PluginApi, "errors" | "scheme" | "shadowPods">;
   namespace: string;
   sessionId: string;
+  /** This session's global flags: the router is a shadow made with them. */
+  global: GlobalOptions;
   /** Labels of this session (managed-by, session, owner): the creator holds the mesh first. */
   labels: Record<string, string>;
   plan: MeshPort[];
   ownPorts: { tunnel: number; admin: number };
-  /** This developer's shadow pod: the router copies its image and settings. */
-  model: any;
   live: Liveness;
   log: MeshLog;
   timeoutMs: number;
 }
-
-const statusOf = (error: unknown): number | undefined => (error as { status?: number })?.status;
 
 /** Waiting reasons that mean a pod will not start by itself. */
 const HOPELESS = new Set(["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CrashLoopBackOff"]);
@@ -40,16 +37,13 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
       await ctx.kube.request("POST", collection, object);
       return;
     } catch (error) {
-      if (statusOf(error) !== 409) throw error;
+      if (ctx.api.errors.httpStatus(error) !== 409) throw error;
     }
-    const existing = await ctx.kube.request<any>("GET", path).catch((error) => {
-      if (statusOf(error) === 404) return undefined;
-      throw error;
-    });
+    const existing = await ctx.kube.get(path);
     if (!existing) continue; // deleted meanwhile: create again
-    const holder: string | undefined = existing.metadata?.labels?.[LABEL_SESSION];
+    const holder = ctx.api.scheme.markedBy(existing);
     if (holder === ctx.sessionId) return; // ours, from an attempt that was interrupted
-    if (existing.metadata?.labels?.[LABEL_MANAGED_BY] === undefined) {
+    if (!ctx.api.scheme.isCreatedByKtctl(existing)) {
       const { KtctlError, ExitCode } = ctx.api.errors;
       throw new KtctlError(`${object.kind} ${ctx.namespace}/${object.metadata.name} already exists and is not ktctl's`, ExitCode.conflict, "rename or remove it, then mesh again");
     }
@@ -58,7 +52,8 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
     await ctx.kube
       .request("DELETE", path, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", preconditions: { uid: existing.metadata.uid } })
       .catch((error) => {
-        if (statusOf(error) !== 404 && statusOf(error) !== 409) throw error;
+        const status = ctx.api.errors.httpStatus(error);
+        if (status !== 404 && status !== 409) throw error;
       });
   }
   throw new ConcurrentCreation(undefined);
@@ -78,18 +73,18 @@ export async function createMesh(ctx: SetupContext, service: any): Promise<MeshR
     adminPort: ctx.ownPorts.admin,
   };
 
-  await createOwned(ctx, `/api/v1/namespaces/${namespace}/services`, companionService({ name: record.companion, original: service, labels: ctx.labels }));
+  await createOwned(ctx, `/api/v1/namespaces/${namespace}/services`, companionService(ctx.api, { name: record.companion, original: service, labels: ctx.labels }));
   const companion = await kube.request<any>("GET", servicePath(namespace, record.companion));
   const config = routerConfig(ctx.plan, companion.spec.clusterIP, `${namespace}/${name}`, ctx.ownPorts.admin);
   await createOwned(
     ctx,
     `/apis/apps/v1/namespaces/${namespace}/deployments`,
-    routerDeployment({
+    routerDeployment(ctx.api, {
       name: record.router,
       namespace,
       service: name,
       labels: ctx.labels,
-      model: ctx.model,
+      global: ctx.global,
       config,
       plan: ctx.plan,
       tunnelPort: ctx.ownPorts.tunnel,
@@ -106,7 +101,7 @@ export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "names
     ctx.kube,
     ctx.api,
     `/api/v1/namespaces/${ctx.namespace}/pods`,
-    { labelSelector: labelSelectorText(routerSelector(service)) },
+    { labelSelector: labelSelectorText(routerSelector(ctx.api, service)) },
     (pods) => {
       for (const pod of pods.values()) {
         if (isRouterPodReady(pod)) return pod;
@@ -135,20 +130,13 @@ export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespac
     ctx.api,
     `/api/v1/namespaces/${ctx.namespace}/services`,
     { fieldSelector: `metadata.name=${service}` },
-    (services) => (meshRecordOf(services.get(service)) ? true : undefined),
+    (services) => (meshRecordOf(ctx.api, services.get(service)) ? true : undefined),
     ctx.timeoutMs,
     `the mesh of service ${ctx.namespace}/${service} to be set up by another session`,
   ).then(() => undefined);
 }
 
-export async function readRouterDeployment(kube: Kube, namespace: string, name: string): Promise<any | undefined> {
-  try {
-    return await kube.request<any>("GET", deploymentPath(namespace, name));
-  } catch (error) {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  }
-}
+export const readRouterDeployment = (kube: Kube, namespace: string, name: string): Promise<any | undefined> => kube.get(deploymentPath(namespace, name));
 
 /**
  * Resolves once the service's endpoints are what `wanted` says (judged on the ready endpoints'
