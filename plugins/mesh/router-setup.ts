@@ -8,11 +8,10 @@ import { companionName, labelSelectorText, routerName, routerSelector } from "./
 import { companionService, routerConfig, routerDeployment } from "./objects.ts";
 import { isRouterPodReady } from "./router-admin.ts";
 import type { MeshPort } from "./ports.ts";
-import { watchUntil } from "./wait.ts";
 
 export interface SetupContext {
   kube: Kube;
-  api: Pick<PluginApi, "errors" | "scheme" | "shadowPods">;
+  api: Pick<PluginApi, "errors" | "scheme" | "shadowPods" | "waits">;
   namespace: string;
   sessionId: string;
   /** This session's global flags: the router is a shadow made with them. */
@@ -97,9 +96,8 @@ export async function createMesh(ctx: SetupContext, service: any): Promise<MeshR
 /** Resolves with a ready router pod of the service; fails at once on a pod that cannot start. */
 export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<any> {
   const { KtctlError, ExitCode } = ctx.api.errors;
-  return watchUntil(
+  return ctx.api.waits.until(
     ctx.kube,
-    ctx.api,
     `/api/v1/namespaces/${ctx.namespace}/pods`,
     { labelSelector: labelSelectorText(routerSelector(ctx.api, service)) },
     (pods) => {
@@ -118,22 +116,21 @@ export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "names
       }
       return undefined;
     },
-    ctx.timeoutMs,
-    `a ready mesh router pod for service ${ctx.namespace}/${service}`,
+    { timeoutMs: ctx.timeoutMs, what: `a ready mesh router pod for service ${ctx.namespace}/${service}` },
   );
 }
 
 /** Resolves once another session's mesh shows on the service. */
 export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<void> {
-  return watchUntil(
-    ctx.kube,
-    ctx.api,
-    `/api/v1/namespaces/${ctx.namespace}/services`,
-    { fieldSelector: `metadata.name=${service}` },
-    (services) => (meshRecordOf(ctx.api, services.get(service)) ? true : undefined),
-    ctx.timeoutMs,
-    `the mesh of service ${ctx.namespace}/${service} to be set up by another session`,
-  ).then(() => undefined);
+  return ctx.api.waits
+    .until(
+      ctx.kube,
+      `/api/v1/namespaces/${ctx.namespace}/services`,
+      { fieldSelector: `metadata.name=${service}` },
+      (services) => (meshRecordOf(ctx.api, services.get(service)) ? true : undefined),
+      { timeoutMs: ctx.timeoutMs, what: `the mesh of service ${ctx.namespace}/${service} to be set up by another session` },
+    )
+    .then(() => undefined);
 }
 
 export const readRouterDeployment = (kube: Kube, namespace: string, name: string): Promise<any | undefined> => kube.get(deploymentPath(namespace, name));
@@ -148,21 +145,7 @@ export function waitForEndpoints(
   wanted: (readyPods: string[]) => boolean,
   what: string,
 ): Promise<void> {
-  return watchUntil(
-    ctx.kube,
-    ctx.api,
-    `/apis/discovery.k8s.io/v1/namespaces/${ctx.namespace}/endpointslices`,
-    { labelSelector: `kubernetes.io/service-name=${service}` },
-    (slices) => {
-      const ready: string[] = [];
-      for (const slice of slices.values()) {
-        for (const endpoint of slice.endpoints ?? []) {
-          if (endpoint.conditions?.ready !== false && endpoint.targetRef?.name) ready.push(endpoint.targetRef.name);
-        }
-      }
-      return wanted(ready) ? true : undefined;
-    },
-    ctx.timeoutMs,
-    what,
-  ).then(() => undefined);
+  return ctx.api.waits
+    .forEndpoints(ctx.kube, service, (ready) => wanted([...ready]), { timeoutMs: ctx.timeoutMs, what, by: "pod" })
+    .then(() => undefined);
 }
