@@ -193,9 +193,21 @@ export type UndoRunner = (ctx: UndoContext, data: Record<string, unknown>) => Pr
 /** Where a kind acts: cluster undos can run from any machine, laptop undos only on the session's host. */
 export type UndoWhere = "cluster" | "laptop";
 
+/** A right an undo uses on one object: checked before the step's change is made. */
+export interface UndoRight {
+  verb: "get" | "patch" | "delete" | "update";
+  ref: ObjectRef;
+}
+
 export interface UndoKind {
   where: UndoWhere;
   run: UndoRunner;
+  /**
+   * The API rights `run` takes for this step's data. The session asks the API server for them before
+   * the change is made (a SelfSubjectAccessReview), so a missing right refuses the change instead of
+   * stranding it: ktctl makes no change it cannot undo.
+   */
+  rights?(data: Record<string, unknown>): UndoRight[];
 }
 
 export interface CleanOptions {

@@ -7,7 +7,8 @@ import { hostname, userInfo } from "node:os";
 import type { ConsolaInstance } from "consola";
 import type { Kube, Session, SessionOptions, StepSpec } from "../plugin-api.ts";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
-import { newSessionId, sessionLabels } from "./labels.ts";
+import { leaseName, newSessionId, sessionLabels } from "./labels.ts";
+import { createRightsChecker } from "./rights.ts";
 import {
   LEASE_DURATION_SECONDS,
   LEASE_RENEW_SECONDS,
@@ -114,8 +115,15 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
     closeFromLoss?.(reason);
   };
 
+  const rights = createRightsChecker(kube);
   for (let attempt = 1; ; attempt++) {
     const id = newSessionId();
+    // The Lease is renewed (patch) and removed at the end (delete): both, or no session at all.
+    const leaseRef = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace, name: leaseName(id) };
+    await rights.require(
+      (["patch", "delete"] as const).map((verb) => ({ verb, ref: leaseRef })),
+      `record session ${id} in a Lease`,
+    );
     meta = {
       id,
       owner,
@@ -237,7 +245,7 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
     if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     if (!registry.get(spec.kind)) throw new KtctlError(`no undo runner for step kind "${spec.kind}"`, ExitCode.plugin);
     JSON.stringify(spec.undo); // throws now, not in the watchdog, if the undo is not serialisable
-    await watchdogReady;
+    await Promise.all([watchdogReady, rights.require(registry.get(spec.kind)?.rights?.(spec.undo) ?? [], spec.describe)]);
     if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     const entry: JournalStep = {
       seq: ++seq,

@@ -6,7 +6,7 @@ import { lstat, readFile, readlink, rm, symlink, writeFile, rename, chmod, chown
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ConsolaInstance } from "consola";
-import type { ObjectRef, StepSpec, UndoContext, UndoKind, UndoRunner, UndoWhere } from "../plugin-api.ts";
+import type { ObjectRef, StepSpec, UndoContext, UndoKind, UndoRight, UndoRunner, UndoWhere } from "../plugin-api.ts";
 
 export type { UndoContext, UndoKind, UndoRunner, UndoWhere };
 import { MERGE_PATCH, getOrUndefined, httpStatus, objectPath, refOf } from "../kube/objects.ts";
@@ -163,8 +163,17 @@ function isNoop(object: unknown, patch: unknown): boolean {
 // ---------------------------------------------------------------------------------------------
 // Core kinds
 
+/** The rights an undo of one object takes: read it, then `verbs` on it. */
+const onObject =
+  (...verbs: UndoRight["verb"][]) =>
+  (data: Record<string, unknown>): UndoRight[] => {
+    const ref = readRef(data);
+    return (["get", ...verbs] as UndoRight["verb"][]).map((verb) => ({ verb, ref }));
+  };
+
 const deleteObject: UndoKind = {
   where: "cluster",
+  rights: onObject("delete"),
   async run(ctx, data) {
     const kube = ctx.kube!;
     const ref = readRef(data);
@@ -194,6 +203,7 @@ const deleteObject: UndoKind = {
 
 const patchObject: UndoKind = {
   where: "cluster",
+  rights: onObject("patch"),
   async run(ctx, data) {
     const kube = ctx.kube!;
     const ref = readRef(data);
@@ -217,6 +227,7 @@ const patchObject: UndoKind = {
 
 const scale: UndoKind = {
   where: "cluster",
+  rights: onObject("patch"),
   async run(ctx, data) {
     const kube = ctx.kube!;
     const ref = readRef(data);
@@ -240,6 +251,7 @@ const scale: UndoKind = {
  */
 const releaseSharedShadow: UndoKind = {
   where: "cluster",
+  rights: onObject("patch", "delete"),
   async run(ctx, data) {
     const kube = ctx.kube!;
     const ref = readRef(data);

@@ -3,7 +3,7 @@
 // The undo of every auto-mode session is the reference-counted leave (membership.ts), registered
 // here so that the watchdog and `ktctl clean` run it too.
 
-import type { KtctlPlugin } from "../../core/plugin-api.ts";
+import type { KtctlPlugin, UndoRight } from "../../core/plugin-api.ts";
 import { leaveMesh } from "./membership.ts";
 import { MESH_LEAVE_KIND } from "./names.ts";
 
@@ -25,6 +25,17 @@ export default {
   setup(api) {
     api.sessions.registerUndoKind(MESH_LEAVE_KIND, {
       where: "cluster",
+      // Leaving patches the service back (and the router's route through its port-forward), then the
+      // last one out deletes the router Deployment and the companion Service.
+      rights(data): UndoRight[] {
+        const { namespace, name, router, companion } = readRecord(data);
+        const service = (n: string) => ({ apiVersion: "v1", kind: "Service", namespace, name: n });
+        return [
+          { verb: "patch", ref: service(name) },
+          { verb: "delete", ref: service(companion) },
+          { verb: "delete", ref: { apiVersion: "apps/v1", kind: "Deployment", namespace, name: router } },
+        ];
+      },
       async run(ctx, data) {
         const record = readRecord(data);
         const log = {
