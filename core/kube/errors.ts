@@ -53,6 +53,31 @@ export function describeRequest(method: string, pathOrUrl: string): RequestTarge
   return { verb, resource, namespace, name };
 }
 
+/**
+ * Refuses a request path whose object names could escape their place: a name "." or ".." (URL
+ * resolution turns services/.. into the namespace itself) or one holding "/" (an encoded slash
+ * reaches a subresource: services/a%2Fstatus is the status of a). Kubernetes names never hold
+ * either, so such a name is bad input, said in one line before anything is sent.
+ */
+export function assertSafePath(method: string, pathOrUrl: string): void {
+  const raw = new URL(pathOrUrl, "http://api.invalid").pathname;
+  // new URL() already resolved dot segments; compare with the text as given.
+  const given = pathOrUrl.replace(/^https?:\/\/[^/]+/, "").split("?")[0]!;
+  const segments = given.split("/").filter(Boolean);
+  const bad = segments.map(safeDecode).find((s) => s === "." || s === ".." || s.includes("/"));
+  if (bad === undefined && raw === given) return;
+  const name = bad ?? given;
+  throw new KtctlError(`invalid name ${JSON.stringify(name)} (${method.toUpperCase()} refused): Kubernetes names hold no "/" and are not "." or ".."`, ExitCode.usage);
+}
+
+const safeDecode = (segment: string) => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+};
+
 /** "pods" -> "pod", "ingresses" -> "ingress", "endpoints" stays. Good enough for messages. */
 export function singular(resource: string): string {
   const base = resource.split("/")[0]!;

@@ -10,7 +10,7 @@
 
 import { Duplex } from "node:stream";
 import { ExitCode, KtctlError } from "../errors.ts";
-import { apiErrorFrom, connectionErrorFrom } from "./errors.ts";
+import { apiErrorFrom, assertSafePath, connectionErrorFrom } from "./errors.ts";
 import type { Transport } from "./transport.ts";
 import { SPDY_PORT_FORWARD_PROTOCOL, SpdyPortForwardConnection, summarizeForwardError } from "./portforward-spdy.ts";
 import { ClientWebSocket, UpgradeRefusedError } from "./websocket.ts";
@@ -195,6 +195,7 @@ export async function openPortForwardSocket(
 ): Promise<ClientWebSocket> {
   const { headers, tls } = await transport.credentials();
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`;
+  assertSafePath("POST", path);
   try {
     return await ClientWebSocket.connect({
       url: transport.server.replace(/^http/, "ws") + path,

@@ -5,7 +5,7 @@
 
 import type { KubeConfig } from "@kubernetes/client-node";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
-import { apiErrorFrom, connectionErrorFrom, describeRequest } from "./errors.ts";
+import { apiErrorFrom, assertSafePath, connectionErrorFrom, describeRequest } from "./errors.ts";
 
 export interface TlsMaterial {
   ca?: string | Buffer;
@@ -68,6 +68,7 @@ export function createTransport(kc: KubeConfig, server: string): Transport {
   const fetchApi: Transport["fetch"] = async (pathOrUrl, init) => {
     const url = pathOrUrl.startsWith("http") ? pathOrUrl : `${server}${pathOrUrl}`;
     const method = init.method ?? "GET";
+    assertSafePath(method, pathOrUrl);
     const { headers, tls } = await credentials();
     let response: Response;
     try {

@@ -262,6 +262,9 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
       steps.splice(steps.indexOf(entry), 1);
       throw isKtctlError(error) ? error : new KtctlError(`cannot journal "${spec.describe}": ${errorText(error)}`);
     }
+    // close() may have begun while the journal was written: its undo saw nothing in flight, so a
+    // change applied now would land after the restore and stay (a hosts block left behind).
+    if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     const running = apply();
     inFlight.add(running);
     try {

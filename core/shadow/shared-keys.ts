@@ -3,9 +3,9 @@
 // directory), made by whichever process needs it first. Creation is atomic (a complete file is
 // linked into place, or another process's file wins), so two connects starting together agree.
 
-import { chmod, link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { link, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { utils } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { dnsSafe } from "../session/labels.ts";
@@ -56,14 +56,28 @@ export async function loadSharedKeyPair(home: string, key: string): Promise<Sess
   }
 }
 
-async function readPair(path: string, comment: string): Promise<SessionKeyPair> {
+/**
+ * A private key others can read is a key others may already have used: refuse it, as ssh does,
+ * rather than narrow it silently. The same for its directory (others could swap the file).
+ */
+async function assertPrivate(path: string, what: string, allowed: number): Promise<void> {
   const mode = (await stat(path)).mode & 0o777;
-  // A private key others can read is a key others can use: narrow it, as ssh insists on.
-  if (mode & 0o077) await chmod(path, 0o600);
+  if (mode & ~allowed & 0o777) {
+    throw new KtctlError(
+      `${what} ${path} is accessible by others (mode ${mode.toString(8).padStart(4, "0")}); refusing to use it`,
+      ExitCode.localState,
+      `chmod ${allowed.toString(8)} ${path} if nobody else could have read it; otherwise remove it and ktctl makes a new one`,
+    );
+  }
+}
+
+async function readPair(path: string, comment: string): Promise<SessionKeyPair> {
+  await assertPrivate(dirname(path), "key directory", 0o700);
+  await assertPrivate(path, "key file", 0o600);
   const privateKey = await readFile(path, "utf8");
   try {
     return { privateKey, publicKey: publicKeyOf(privateKey, comment) };
   } catch (error) {
-    throw new KtctlError(`${path} holds no usable key (${(error as Error).message})`, ExitCode.failure, `remove it; ktctl makes a new one`);
+    throw new KtctlError(`${path} holds no usable key (${(error as Error).message})`, ExitCode.localState, `remove it; ktctl makes a new one`);
   }
 }

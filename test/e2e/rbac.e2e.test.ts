@@ -20,6 +20,8 @@ import {
   ktctlArgv,
   ktctlObjects,
   laptopQuiet,
+  laptopState,
+  differences,
   probe,
   tidyWorkspace,
   restrictedKubeconfig,
@@ -70,6 +72,7 @@ const REPRESENTATIVE: [string, string][] = [
 let scratch: string;
 let kubeconfig: string;
 let before: string;
+let laptopBefore: Record<string, string>;
 let laptop: { stop(): Promise<void> };
 
 /** Applies the Role's rules and waits until the API server's authorizer agrees. */
@@ -146,6 +149,8 @@ async function expectNothingLeft(context: string): Promise<void> {
       if (left.length) throw new Error(`${context}: left behind ${left.join(", ")}`);
       const now = await clusterState(NS);
       if (now !== before) throw new Error(`${context}: namespace not restored:\n${now}\n!=\n${before}`);
+      const changed = differences(await laptopState(), laptopBefore);
+      if (changed.length) throw new Error(`${context}: laptop not restored: ${changed.join(", ")}`);
     }, 30_000);
   } catch (error) {
     // Leave the next case a clean namespace, then fail this one.
@@ -169,6 +174,8 @@ beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), "ktctl-rbac-"));
   await deployWorkspace(NS);
   before = await clusterState(NS);
+  await laptopQuiet();
+  laptopBefore = await laptopState();
   laptop = await startLaptopServer(PORT);
 }, 180_000);
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { apiErrorFrom, connectionErrorFrom, describeRequest, singular, KubeApiError } from "../../core/kube/errors.ts";
+import { apiErrorFrom, assertSafePath, connectionErrorFrom, describeRequest, singular, KubeApiError } from "../../core/kube/errors.ts";
 import { ExitCode, isKtctlError } from "../../core/errors.ts";
 
 const SERVER = "https://10.0.0.1:6443";
@@ -100,5 +100,38 @@ describe("connection failures", () => {
     const e = connectionErrorFrom(tls, SERVER);
     expect(e.exitCode).toBe(ExitCode.unreachable);
     expect(e.message).toBe(`TLS verification of API server ${SERVER} failed: UNABLE_TO_VERIFY_LEAF_SIGNATURE`);
+  });
+});
+
+describe("assertSafePath", () => {
+  test("ordinary paths pass, queries and group versions included", () => {
+    for (const path of [
+      "/api/v1/namespaces/demo/services/echo",
+      "/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices?labelSelector=a%3Db",
+      "/api/v1/namespaces/demo/pods/x-1.y/portforward?ports=2222",
+      "https://10.0.0.1:6443/api/v1/namespaces/demo/pods",
+    ]) {
+      expect(() => assertSafePath("GET", path)).not.toThrow();
+    }
+  });
+
+  test('a name "..", "." or holding an encoded "/" is refused as usage, naming it', () => {
+    const cases: [string, RegExp][] = [
+      [`/api/v1/namespaces/demo/services/${encodeURIComponent("..")}`, /invalid name "\.\." \(PATCH refused\)/],
+      ["/api/v1/namespaces/demo/services/.", /invalid name "\."/],
+      [`/api/v1/namespaces/demo/services/${encodeURIComponent("echo/status")}`, /invalid name "echo\/status"/],
+      [`/api/v1/namespaces/${encodeURIComponent("..")}/services/echo`, /invalid name "\.\."/],
+      ["/api/v1/namespaces/demo/services/%2e%2e", /invalid name "\.\."/],
+    ];
+    for (const [path, message] of cases) {
+      let error: any;
+      try {
+        assertSafePath("PATCH", path);
+      } catch (e) {
+        error = e;
+      }
+      expect(error?.message).toMatch(message);
+      expect(error?.exitCode).toBe(2);
+    }
   });
 });

@@ -150,12 +150,17 @@ describe("shared key pairs", () => {
     expect(() => sharedKeyPath(home, "///")).toThrow("invalid share key");
   });
 
-  test("a key file others can read is narrowed to 0600; a broken one is refused with a hint", async () => {
+  test("a key file or key directory others can reach is refused, and left as it is; a broken one is refused with a hint", async () => {
     await loadSharedKeyPair(home, "connect");
     const path = sharedKeyPath(home, "connect");
     await chmod(path, 0o644);
+    await expect(loadSharedKeyPair(home, "connect")).rejects.toThrow(/key file .*connect\.key is accessible by others \(mode 0644\)/);
+    expect((await stat(path)).mode & 0o777).toBe(0o644);
+    await chmod(path, 0o600);
+    await chmod(join(home, "shared"), 0o755);
+    await expect(loadSharedKeyPair(home, "connect")).rejects.toThrow(/key directory .* is accessible by others \(mode 0755\)/);
+    await chmod(join(home, "shared"), 0o700);
     await loadSharedKeyPair(home, "connect");
-    expect((await stat(path)).mode & 0o777).toBe(0o600);
     await writeFile(path, "garbage");
     await expect(loadSharedKeyPair(home, "connect")).rejects.toThrow("holds no usable key");
   });
