@@ -176,19 +176,28 @@ describe("the shadow and the router let in only the session", () => {
       expect(router).toBeDefined();
       // Inside the pod (a kubelet port-forward connects to the pod's loopback): it answers.
       const sock = await kube.portForward(NS, router.metadata.name, DEFAULT_ADMIN_PORT);
-      const reply = await new Promise<string>((resolve, reject) => {
+      const reply = await new Promise<string>((resolve) => {
         let text = "";
-        sock.on("data", (chunk: Buffer) => (text += chunk.toString()));
-        sock.once("close", () => resolve(text));
-        sock.once("error", reject);
+        const done = () => {
+          clearTimeout(timer);
+          sock.destroy();
+          resolve(text);
+        };
+        const timer = setTimeout(done, 10_000);
+        sock.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+          if (/\r\n\r\n[\s\S]*ok/.test(text)) done();
+        });
+        sock.once("end", done);
+        sock.once("error", done);
         sock.write("GET /healthz HTTP/1.1\r\nHost: router\r\nConnection: close\r\n\r\n");
       });
       expect(reply).toMatch(/^HTTP\/1\.1 200/);
       // From another pod, to the router pod's address: refused.
-      const outside = await runInPod(["sh", "-c", `nc -z -w 3 ${router.status.podIP} ${DEFAULT_ADMIN_PORT}; echo exit=$?`]);
+      const outside = await runInPod(["sh", "-c", `nc -w 3 ${router.status.podIP} ${DEFAULT_ADMIN_PORT} </dev/null; echo exit=$?`]);
       expect(outside.stdout.trim()).toBe("exit=1");
       // ... while its service port on the same address answers, so the refusal is the admin port's own.
-      const served = await runInPod(["sh", "-c", `nc -z -w 3 ${router.status.podIP} 8080; echo exit=$?`]);
+      const served = await runInPod(["sh", "-c", `nc -w 3 ${router.status.podIP} 8080 </dev/null; echo exit=$?`]);
       expect(served.stdout.trim()).toBe("exit=0");
     } finally {
       await stop(k);
