@@ -16,7 +16,7 @@ export const ExitCode = {
   conflict: 10, // target already taken by another session, name already used
   plugin: 11, // a plugin failed to load or has the wrong API version
   unreachable: 12, // API server or shadow cannot be reached
-  localState: 13, // a file of ktctl's own (session journal, key) is corrupt, unreadable or unsafe
+  localState: 13, // a record of ktctl's own (local journal, key file, Lease journal) is corrupt, unreadable or unsafe
   interrupted: 130,
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;

@@ -60,6 +60,7 @@ export interface ExitCodes {
   conflict: 10;
   plugin: 11;
   unreachable: 12;
+  localState: 13;
   interrupted: 130;
 }
 
@@ -255,6 +256,12 @@ export interface CleanPlan {
   /** Sessions left alone, and why. */
   skipped: { sessionId: string; namespace?: string; owner?: string; reason: string }[];
   notes: string[];
+  /**
+   * ktctl's own records that could not be read (a corrupt local journal, a Lease journal edited by
+   * hand), one line each. What the cluster's own marks describe is still restored; the records are
+   * left as found, and `clean` says so with its own exit code.
+   */
+  damaged?: string[];
 }
 
 export interface CleanResult {

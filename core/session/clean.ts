@@ -89,6 +89,8 @@ export interface PlanInput {
   /** For session ids seen only on objects: "absent" (no Lease anywhere) or "unknown" (could not look). */
   leaseElsewhere: Record<string, "absent" | "unknown" | "present">;
   notes?: string[];
+  /** Records that could not be read (see CleanPlan.damaged). */
+  damaged?: string[];
 }
 
 const ago = (ms: number) => {
@@ -155,6 +157,7 @@ export function computePlan(input: PlanInput): CleanPlan {
     entries: [],
     skipped: [],
     notes: [...(input.notes ?? [])],
+    damaged: [...(input.damaged ?? [])],
   };
   const objectsBySession = new Map<string, LabelledObject[]>();
   for (const object of input.objects) {
@@ -221,7 +224,10 @@ export function computePlan(input: PlanInput): CleanPlan {
       continue;
     }
     const notes: string[] = [];
-    if (lease.journalError) notes.push(lease.journalError);
+    if (lease.journalError) {
+      notes.push(lease.journalError);
+      plan.damaged!.push(`lease ${lease.namespace}/${lease.name}: ${lease.journalError}`);
+    }
     const pending = pendingSteps(lease.steps);
     const laptop = pending.filter((s) => s.where === "laptop");
     if (laptop.length) notes.push(`${laptop.length} laptop step(s) can only be undone on ${lease.host || "its host"} (ktctl clean there)`);
@@ -318,9 +324,12 @@ async function listLabelled(kube: Kube, namespace: string | undefined, notes: st
   return objects;
 }
 
-async function localStates(home: string, notes: string[]): Promise<LocalJournalState[]> {
+async function localStates(home: string, notes: string[], damaged: string[]): Promise<LocalJournalState[]> {
   const { journals, unreadable } = await listLocalJournals(home);
-  for (const bad of unreadable) notes.push(`unreadable journal ${bad.path}: ${bad.error}`);
+  for (const bad of unreadable) {
+    notes.push(`unreadable journal ${bad.path}: ${bad.error}`);
+    damaged.push(`session journal ${bad.path} is unreadable (${bad.error})`);
+  }
   const here = hostname();
   return journals.map((journal) => {
     const meta = journal.meta;
@@ -333,9 +342,10 @@ async function localStates(home: string, notes: string[]): Promise<LocalJournalS
 /** Reads leases, labelled objects, local journals and the server clock, then computes the plan. */
 export async function planClean(kube: Kube | undefined, options: CleanOptions, ctx: CleanContext): Promise<CleanPlan> {
   const notes: string[] = [];
-  const local = await localStates(ctx.home, notes);
+  const damaged: string[] = [];
+  const local = await localStates(ctx.home, notes, damaged);
   if (options.localOnly || !kube) {
-    return computePlan({ scope: "this host only", localOnly: true, leases: [], objects: [], local, leaseElsewhere: {}, notes });
+    return computePlan({ scope: "this host only", localOnly: true, leases: [], objects: [], local, leaseElsewhere: {}, notes, damaged });
   }
   const namespace = options.allNamespaces ? undefined : options.namespace || kube.namespace;
   const now = await serverNow(kube, options.namespace || kube.namespace);
@@ -370,6 +380,7 @@ export async function planClean(kube: Kube | undefined, options: CleanOptions, c
     leaseElsewhere,
     shared,
     notes,
+    damaged,
   });
 }
 

@@ -37,12 +37,24 @@ const clean: CommandFactory = (api) =>
         plan = await api.sessions.planClean(undefined, { ...options, localOnly: true });
       }
       console.log(api.sessions.renderPlan(plan));
-      if (args.dryRun || !plan.entries.length) return;
+      // A record that cannot be read is said last, in one line with its own exit code, after all
+      // that the cluster's own marks describe has been restored.
+      const damaged = plan.damaged ?? [];
+      const refuseDamaged = () => {
+        if (!damaged.length) return;
+        throw new KtctlError(
+          `${damaged[0]}${damaged.length > 1 ? ` (and ${damaged.length - 1} more record(s), listed above)` : ""}`,
+          ExitCode.localState,
+          "what the cluster's records describe was restored; the record is left as found: read it, undo what it names by hand, then remove it",
+        );
+      };
+      if (args.dryRun || !plan.entries.length) return refuseDamaged();
       const result = await api.sessions.executePlan(plan, kube);
       console.log(summary(result));
       if (result.entries.some((e) => e.outcome === "partial")) {
         throw new KtctlError("some steps could not be undone (see above)", ExitCode.failure, "fix the cause and run ktctl clean again");
       }
+      refuseDamaged();
     },
   });
 

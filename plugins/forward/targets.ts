@@ -92,7 +92,7 @@ export async function createResolver(
   const label = `${target.kind}/${target.name}`;
 
   if (target.kind === "service") {
-    const svc = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/services/${target.name}`);
+    const svc = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/services/${encodeURIComponent(target.name)}`);
     const ports: any[] = svc.spec?.ports ?? [];
     for (const remote of remotePorts)
       if (!ports.some((p) => p.port === remote))
@@ -125,7 +125,7 @@ export async function createResolver(
   }
 
   if (target.kind === "pod") {
-    await kube.request("GET", `/api/v1/namespaces/${namespace}/pods/${target.name}`);
+    await kube.request("GET", `/api/v1/namespaces/${namespace}/pods/${encodeURIComponent(target.name)}`);
     const pods = new ReadyPods(kube, namespace, { fieldSelector: `metadata.name=${target.name}` }, label, api);
     await pods.start();
     return {
@@ -135,7 +135,7 @@ export async function createResolver(
     };
   }
 
-  const deployment = await kube.request<any>("GET", `/apis/apps/v1/namespaces/${namespace}/deployments/${target.name}`);
+  const deployment = await kube.request<any>("GET", `/apis/apps/v1/namespaces/${namespace}/deployments/${encodeURIComponent(target.name)}`);
   const matchLabels: Record<string, string> = deployment.spec?.selector?.matchLabels ?? {};
   const selector = Object.entries(matchLabels).map(([k, v]) => `${k}=${v}`).join(",");
   if (!selector) throw new KtctlError(`deployment ${namespace}/${target.name} has no matchLabels selector`, ExitCode.usage);

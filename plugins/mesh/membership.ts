@@ -37,8 +37,10 @@ export interface MeshLog {
 /** What membership needs of the plugin API. */
 export type MembershipApi = Pick<PluginApi, "errors" | "scheme" | "shared">;
 
-export const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/services/${name}`;
-export const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`;
+// Encoded: a name holding "/" must not reach a subresource (services/echo/status is echo's status).
+const segment = encodeURIComponent;
+export const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${segment(namespace)}/services/${segment(name)}`;
+export const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${segment(namespace)}/deployments/${segment(name)}`;
 
 /** The mesh record on a service, if the service is meshed. */
 export function meshRecordOf(api: Naming, service: any): MeshRecord | undefined {
