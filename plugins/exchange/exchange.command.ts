@@ -184,10 +184,23 @@ const exchange: CommandFactory = (api) =>
             );
           }
         } else {
-          const { spec, marks } = api.steps.scale(session.id, workload, `scale deployment ${namespace}/${workload.metadata.name} to 0 (from ${originalReplicas})`);
-          await session.step(spec, () =>
-            kube.mergePatch(deploymentPath(kube, workload.metadata.name), { metadata: { ...marks, resourceVersion: workload.metadata.resourceVersion }, spec: { replicas: 0 } }),
-          );
+          // The deployment was read before the shadow started: its controller bumps resourceVersion
+          // with every status update meanwhile (a rollout settling), which would fail the guarded
+          // patch as a conflict. Read it again right before scaling; retry a status race.
+          const path = deploymentPath(kube, workload.metadata.name);
+          for (let attempt = 1; ; attempt++) {
+            const current = (await kube.get<any>(path)) ?? workload;
+            const holder = api.scheme.markedBy(current);
+            if (holder && holder !== session.id) throw new KtctlError(`deployment ${namespace}/${workload.metadata.name} is taken by session ${holder}`, ExitCode.conflict);
+            const { spec, marks } = api.steps.scale(session.id, { ...current, spec: { ...current.spec, replicas: originalReplicas } }, `scale deployment ${namespace}/${workload.metadata.name} to 0 (from ${originalReplicas})`);
+            try {
+              await session.step(spec, () => kube.mergePatch(path, { metadata: { ...marks, resourceVersion: current.metadata.resourceVersion }, spec: { replicas: 0 } }));
+              break;
+            } catch (error) {
+              if (api.errors.httpStatus(error) !== 409 || attempt >= 3) throw error;
+              api.logger.debug(`deployment ${namespace}/${workload.metadata.name} changed while scaling (${api.errors.text(error)}); reading it again`);
+            }
+          }
         }
         return shadow;
       }).catch(async (error) => {
