@@ -15,7 +15,7 @@ import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
-import { VERSION } from "../../build/version.ts";
+import { VERSION } from "../protocol/version.ts";
 
 export interface PluginApiDeps {
   config: EffectiveConfig;

@@ -6,7 +6,7 @@ import { parseKeyValueList, parsePodQuota } from "../options.ts";
 import type { GlobalOptions, ShadowOptions } from "../plugin-api.ts";
 import { LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
 import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../tunnel/protocol.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "../protocol/version.ts";
 
 /** The uid the shadow image runs as; the tunnel role needs no privilege at all. */
 export const SHADOW_UID = 65532;

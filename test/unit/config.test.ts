@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../core/config/load.ts";
 import { ExitCode, isKtctlError } from "../../core/errors.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "../../core/protocol/version.ts";
 import { scratch, type Scratch } from "./cli-support.ts";
 
 let s: Scratch;
