@@ -66,7 +66,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     config: { get: (key) => config.get(key), all: () => config.all() },
     globalOptions: (args) => globalOptions(args),
     kube,
-    startSession: async (options) => (await sessionHost()).startSession(await kube(options.global), options),
+    startSession: async (options) => (await sessionHost()).startSession(options),
     sessions,
     startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),

@@ -26,6 +26,7 @@ import {
 } from "./journal.ts";
 import { LABEL_MANAGED_BY, LABEL_SESSION, LABEL_SHARE, leaseName, leaseSelector } from "./labels.ts";
 import { sharersOf } from "./shares.ts";
+import { namespaceInView } from "./status.ts";
 import type { CleanAction, CleanEntry, CleanOptions, CleanPlan, CleanResult, StepRef } from "../plugin-api.ts";
 import { httpStatus, releaseShareStep, undoMarkOf, type UndoRegistry, type UndoWhere } from "./undo.ts";
 
@@ -337,8 +338,8 @@ export async function planClean(kube: Kube | undefined, options: CleanOptions, c
   if (options.localOnly || !kube) {
     return computePlan({ scope: "this host only", localOnly: true, leases: [], objects: [], local, leaseElsewhere: {}, notes });
   }
-  const namespace = options.allNamespaces ? undefined : options.namespace || kube.namespace;
-  const now = await serverNow(kube, options.namespace || kube.namespace);
+  const { scope: namespace, clock } = namespaceInView(kube, options);
+  const now = await serverNow(kube, clock);
   const leases = (await listLeases(kube, namespace, leaseSelector())).map(readLease);
   const objects = await listLabelled(kube, namespace, notes);
   const shared = await listShared(kube, namespace, notes);

@@ -93,11 +93,12 @@ export function defaultOwner(env: Record<string, string | undefined> = process.e
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-export async function startSession(kube: Kube, options: StartSessionOptions): Promise<LocalSession> {
+export async function startSession(options: StartSessionOptions): Promise<LocalSession> {
+  const kube = options.kube;
   const logger = options.logger;
   const registry = options.registry ?? createUndoRegistry();
   const home = options.home ?? ktctlHome();
-  const namespace = options.global.namespace || kube.namespace;
+  const namespace = kube.namespace;
   const owner = options.owner ?? defaultOwner();
   const leaseDurationSeconds = options.leaseDurationSeconds ?? leaseSecondsFromEnv() ?? LEASE_DURATION_SECONDS;
   const renewSeconds = options.renewSeconds ?? Math.min(LEASE_RENEW_SECONDS, Math.max(1, Math.floor(leaseDurationSeconds / 3)));

@@ -144,7 +144,7 @@ const exchange: CommandFactory = (api) =>
             ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
           }
           if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
-          return await startModeSession(api, { mode: "exchange", target: target.label, global });
+          return await startModeSession(api, { kube, mode: "exchange", target: target.label, global });
         } catch (error) {
           connectBack?.fail(error);
           await connectBack?.close();

@@ -110,7 +110,7 @@ const preview: CommandFactory = (api) =>
       const session = await (async () => {
         await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
         await claimName(api, kube, namespace, name);
-        return startModeSession(api, { mode: "preview", target: `svc/${name}`, global });
+        return startModeSession(api, { kube, mode: "preview", target: `svc/${name}`, global });
       })().catch(abandon);
       const stop = listenForStop(api.logger);
       const role = `preview-${name}`;

@@ -159,7 +159,8 @@ async function expectChanged(id: string, target: string, created: string, file: 
 describe("session close", () => {
   test("close() undoes every step last-first and removes lease, journal and watchdog", async () => {
     const { home, target, file } = await scene();
-    const session = await startSession(kube, {
+    const session = await startSession({
+      kube,
       mode: "e2e",
       target: `configmap/${target}`,
       global: { kubeconfig: KUBECONFIG, namespace: NS },
@@ -207,7 +208,7 @@ describe("session close", () => {
 
   test("a step whose apply fails is undone at once; an object that was not ours survives", async () => {
     const { home, target } = await scene();
-    const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+    const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
     sessionIds.add(session.id);
     try {
       // Created, then the apply fails afterwards: the object must not stay.
@@ -250,7 +251,7 @@ describe("session close", () => {
       spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: "c", image: "ktctl.local/echo:1" }] } } },
     });
     try {
-      const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+      const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
       sessionIds.add(session.id);
       const before = await kube.request<any>("GET", `${deployments}/${name}`);
       const { scaleStep } = await import("../../core/session/undo.ts");
@@ -453,7 +454,8 @@ describe("session killed", () => {
 describe("takeover", () => {
   test("a session whose lease was claimed by clean ends itself at its next renewal", async () => {
     const { home, target, file } = await scene();
-    const session = await startSession(kube, {
+    const session = await startSession({
+      kube,
       mode: "e2e",
       global: { namespace: NS },
       logger,
@@ -481,7 +483,7 @@ describe("takeover", () => {
 
   test("a stale claim fails: clean backs off when the session renewed after the plan", async () => {
     const { home } = await scene();
-    const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
+    const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
     sessionIds.add(session.id);
     const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`;
     const read = await kube.request<any>("GET", path);
