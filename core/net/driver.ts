@@ -7,7 +7,7 @@
 import { writeFile } from "node:fs/promises";
 import type { Session, StepSpec } from "../plugin-api.ts";
 import { ExitCode, KtctlError } from "../errors.ts";
-import { restoreFileStep, runStep } from "../session/undo.ts";
+import { restoreFileStep, runStep } from "../session/steps.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import type { HostsEntry } from "./hosts-file.ts";
 

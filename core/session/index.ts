@@ -40,7 +40,8 @@ export function createSessionHost(deps: { logger: ConsolaInstance; home?: string
 }
 
 export * from "./labels.ts";
-export { createUndoRegistry, deleteObjectStep, patchObjectStep, scaleStep, restoreFileStep, runStep, type UndoRegistry, type UndoKind } from "./undo.ts";
+export { createUndoRegistry, type UndoRegistry, type UndoKind } from "./undo.ts";
+export { deleteObjectStep, patchObjectStep, scaleStep, restoreFileStep, runStep } from "./steps.ts";
 export { startSession, type LocalSession, type StartSessionOptions } from "./session.ts";
 export { runWatchdog, watchdogArgv, WATCHDOG_COMMAND } from "./watchdog.ts";
 export type { SessionInfo, StatusOptions } from "./status.ts";

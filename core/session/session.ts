@@ -8,21 +8,11 @@ import type { ConsolaInstance } from "consola";
 import type { Kube, Session, SessionOptions, StepSpec } from "../plugin-api.ts";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
 import { newSessionId, sessionLabels } from "./labels.ts";
-import {
-  LEASE_DURATION_SECONDS,
-  LEASE_RENEW_SECONDS,
-  SessionLease,
-  ktctlHome,
-  pendingSteps,
-  processIdentity,
-  removeLocalJournal,
-  watchdogLogPath,
-  writeLocalJournal,
-  type Journal,
-  type JournalStep,
-  type SessionMeta,
-} from "./journal.ts";
-import { createUndoRegistry, httpStatus, type UndoRegistry } from "./undo.ts";
+import { LEASE_DURATION_SECONDS, LEASE_RENEW_SECONDS, SessionLease } from "./lease.ts";
+import { ktctlHome, pendingSteps, removeLocalJournal, watchdogLogPath, writeLocalJournal, type Journal, type JournalStep, type SessionMeta } from "./journal.ts";
+import { processIdentity } from "./processes.ts";
+import { httpStatus } from "../kube/objects.ts";
+import { createUndoRegistry, type UndoRegistry } from "./undo.ts";
 import { spawnWatchdog, watchdogArgv, type WatchdogHandle } from "./watchdog.ts";
 import { rm } from "node:fs/promises";
 import { resolve } from "node:path";

@@ -3,7 +3,7 @@
 // sharer joins by adding itself and journals a release that removes it again; whoever removes the
 // last sharer deletes the object. Every change is conditional on the resourceVersion read just
 // before, so two sessions joining or leaving at the same moment never lose each other's entry.
-// This file holds the pure decisions; the requests live in undo.ts (release) and the shadow (join).
+// This file holds the pure decisions; the requests live in undo-kinds/shared.ts (release) and the shadow (join).
 
 import { ANNOTATION_SHARERS, LABEL_SHARE, isSessionId } from "./labels.ts";
 

@@ -3,16 +3,9 @@
 
 import { hostname } from "node:os";
 import type { Kube } from "../plugin-api.ts";
-import {
-  isLeaseExpired,
-  isProcessAlive,
-  listLeases,
-  listLocalJournals,
-  pendingSteps,
-  readLease,
-  serverNow,
-  type LeaseRecord,
-} from "./journal.ts";
+import { isLeaseExpired, listLeases, readLease, serverNow, type LeaseRecord } from "./lease.ts";
+import { isProcessAlive } from "./processes.ts";
+import { listLocalJournals, pendingSteps } from "./journal.ts";
 import type { LocalJournalState } from "./clean.ts";
 import { leaseSelector } from "./labels.ts";
 import type { SessionInfo, StatusOptions } from "../plugin-api.ts";

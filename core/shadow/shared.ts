@@ -11,7 +11,8 @@ import { waitForObject } from "../kube/wait.ts";
 import type { GlobalOptions, Kube, ShadowOptions } from "../plugin-api.ts";
 import { ANNOTATION_SHARERS, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_SHARE, MANAGED_BY_VALUE, dnsSafe, labelSafe } from "../session/labels.ts";
 import { joinChange, sharersOf, sharersValue } from "../session/shares.ts";
-import { goneSessions, httpStatus } from "../session/undo.ts";
+import { httpStatus } from "../kube/objects.ts";
+import { goneSessions } from "../session/undo-kinds/shared.ts";
 import { shadowPodSpec } from "./pod-spec.ts";
 
 const MAX_NAME = 63;

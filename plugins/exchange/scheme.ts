@@ -11,7 +11,8 @@ export {
   dnsSafe,
   labelSafe,
 } from "../../core/session/labels.ts";
-export { deleteObjectStep, patchObjectStep, scaleStep, undoMarkOf, isCreatedByKtctl } from "../../core/session/undo.ts";
+export { deleteObjectStep, patchObjectStep, scaleStep } from "../../core/session/steps.ts";
+export { undoMarkOf, isCreatedByKtctl } from "../../core/session/labels.ts";
 
 import { LABEL_ROLE, LABEL_SESSION, dnsSafe, labelSafe } from "../../core/session/labels.ts";
 
