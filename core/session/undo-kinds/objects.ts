@@ -84,14 +84,33 @@ function isNoop(object: unknown, patch: unknown): boolean {
   );
 }
 
+/** The object a step names, as it is now; undefined when it is gone. */
+async function currentObject(ctx: UndoContext, data: Record<string, unknown>) {
+  const kube = ctx.kube!;
+  const ref = readRef(data);
+  const path = await objectPath(kube, ref);
+  const object = await getOrUndefined(kube, path);
+  return object ? { kube, ref, path, object } : undefined;
+}
+
+/**
+ * The object a change step names, when it still holds this session's change: a marked change
+ * without our mark on the object never landed (or was undone already), so nothing of ours is there,
+ * whoever marks it now. Only unmarked steps need the takeover guard.
+ */
+async function changedObject(ctx: UndoContext, data: Record<string, unknown>) {
+  const current = await currentObject(ctx, data);
+  if (!current || !carriesOurMark(current.object, ctx, data)) return undefined;
+  assertNotTakenOver(current.object, ctx, current.ref);
+  return current;
+}
+
 export const deleteObject: UndoKind = {
   where: "cluster",
   async run(ctx, data) {
-    const kube = ctx.kube!;
-    const ref = readRef(data);
-    const path = await objectPath(kube, ref);
-    const object = await getOrUndefined(kube, path);
-    if (!object) return;
+    const current = await currentObject(ctx, data);
+    if (!current) return;
+    const { kube, ref, path, object } = current;
     // Only what this session made: a same-named object someone else owns (e.g. the create failed
     // with AlreadyExists and this is the immediate undo) must survive.
     if (object.metadata?.labels?.[LABEL_SESSION] !== ctx.sessionId) {
@@ -116,15 +135,9 @@ export const deleteObject: UndoKind = {
 export const patchObject: UndoKind = {
   where: "cluster",
   async run(ctx, data) {
-    const kube = ctx.kube!;
-    const ref = readRef(data);
-    const path = await objectPath(kube, ref);
-    const object = await getOrUndefined(kube, path);
-    if (!object) return;
-    // A marked change without our mark on the object never landed (or was undone already): nothing
-    // of ours is there, whoever marks it now. Only unmarked steps need the takeover guard.
-    if (!carriesOurMark(object, ctx, data)) return;
-    assertNotTakenOver(object, ctx, ref);
+    const changed = await changedObject(ctx, data);
+    if (!changed) return;
+    const { kube, path, object } = changed;
     let patch: Record<string, unknown> = {};
     for (const field of (data.fields as FieldRestore[] | undefined) ?? []) {
       patch = deepMerge(patch, nest(field.path, exactMergePatch(valueAt(object, field.path), field.value)));
@@ -139,16 +152,10 @@ export const patchObject: UndoKind = {
 export const scale: UndoKind = {
   where: "cluster",
   async run(ctx, data) {
-    const kube = ctx.kube!;
-    const ref = readRef(data);
-    if (typeof data.replicas !== "number") throw new UndoError(`scale undo of ${describeRef(ref)} lacks the replica count`);
-    const path = await objectPath(kube, ref);
-    const object = await getOrUndefined(kube, path);
-    if (!object) return;
-    // A marked change without our mark on the object never landed (or was undone already): nothing
-    // of ours is there, whoever marks it now. Only unmarked steps need the takeover guard.
-    if (!carriesOurMark(object, ctx, data)) return;
-    assertNotTakenOver(object, ctx, ref);
+    if (typeof data.replicas !== "number") throw new UndoError(`scale undo of ${describeRef(readRef(data))} lacks the replica count`);
+    const changed = await changedObject(ctx, data);
+    if (!changed) return;
+    const { kube, path, object } = changed;
     const patch = deepMerge({ spec: { replicas: data.replicas } }, unmarkPatch(object));
     if (isNoop(object, patch)) return;
     await kube.request("PATCH", path, patch, MERGE_PATCH);
