@@ -60,6 +60,7 @@ export interface ExitCodes {
   conflict: 10;
   plugin: 11;
   unreachable: 12;
+  pluginOff: 13;
   interrupted: 130;
 }
 
