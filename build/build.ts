@@ -13,7 +13,7 @@ import { compileBinary, runOnce } from "./compile.ts";
 import type { Arch } from "./oci.ts";
 import { displayPath, mib, seconds } from "./format.ts";
 import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
-import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
+import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "../core/protocol/version.ts";
 
 export type KtctlTarget = { id: string; bunTarget: string; file: string };
 

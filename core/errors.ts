@@ -16,6 +16,7 @@ export const ExitCode = {
   conflict: 10, // target already taken by another session, name already used
   plugin: 11, // a plugin failed to load or has the wrong API version
   unreachable: 12, // API server or shadow cannot be reached
+  pluginOff: 13, // the command belongs to a built-in plugin that is switched off
   interrupted: 130,
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;

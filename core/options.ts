@@ -6,7 +6,7 @@
 import type { ArgDef, ArgsDef } from "citty";
 import { ExitCode, KtctlError } from "./errors.ts";
 import type { GlobalOptions } from "./plugin-api.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "./protocol/version.ts";
 
 export type OptionType = "string" | "boolean" | "number" | "enum";
 export type OptionValue = string | number | boolean;

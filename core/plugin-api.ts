@@ -60,6 +60,7 @@ export interface ExitCodes {
   conflict: 10;
   plugin: 11;
   unreachable: 12;
+  pluginOff: 13;
   interrupted: 130;
 }
 
@@ -199,7 +200,7 @@ export interface UndoKind {
 }
 
 export interface CleanOptions {
-  /** Namespace to clean; the kube's namespace by default. */
+  /** Another namespace than the kube's (e.g. an undo runner cleaning up after a record). */
   namespace?: string;
   allNamespaces?: boolean;
   /** Only this laptop's leftovers (local journals of dead processes); the cluster is not touched. */
@@ -272,6 +273,7 @@ export interface SessionInfo {
 }
 
 export interface StatusOptions {
+  /** Another namespace than the kube's (e.g. an undo runner judging the sessions of a record). */
   namespace?: string;
   allNamespaces?: boolean;
 }
@@ -305,6 +307,8 @@ export interface Session {
 }
 
 export interface SessionOptions {
+  /** The plugin's kube (from `api.kube(global)`): the session lives in its namespace. */
+  kube: Kube;
   mode: string;
   /** What the session acts on, for `status` (e.g. "svc/echo"). */
   target?: string;

@@ -80,8 +80,13 @@ async function printUsage(cmd: AnyCommand, path: string[], version?: string) {
   console.log(`${colorWanted(process.stdout) ? usage : stripAnsi(usage)}\n`);
 }
 
+export interface DispatchOptions {
+  /** A more helpful error for a command that is not there (e.g. one of a switched-off plugin). */
+  unknownCommand?(name: string): KtctlError | undefined;
+}
+
 /** Runs the CLI; resolves when the command finished, throws what the command threw. */
-export async function dispatch(root: AnyCommand, rawArgs: readonly string[]): Promise<void> {
+export async function dispatch(root: AnyCommand, rawArgs: readonly string[], options: DispatchOptions = {}): Promise<void> {
   const rootArgs = (await resolveValue(root.args)) ?? {};
   const rootMeta = await resolveValue(root.meta);
   const args = moveLeadingFlags(rawArgs, rootArgs);
@@ -105,6 +110,8 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[]): Pr
   if (index === -1) throw new KtctlError("no command given", ExitCode.usage, 'run "ktctl --help" for the commands');
   const name = args[index]!;
   if (!(await findSubCommand(root, name))) {
+    const explained = options.unknownCommand?.(name);
+    if (explained) throw explained;
     const subCommands = Object.keys((await resolveValue(root.subCommands)) ?? {});
     const suggestion = suggestKey(name, subCommands.filter((c) => !c.startsWith("__")).map((key) => ({ key, path: [key] })));
     throw new KtctlError(

@@ -7,7 +7,7 @@ import { OPTIONS, GLOBAL_SCOPE, type OptionSpec } from "../options.ts";
 import type { PluginApi } from "../plugin-api.ts";
 import type { PluginLoadResult } from "../plugins/loader.ts";
 import type { SessionHost } from "../session/index.ts";
-import { VERSION } from "../../build/version.ts";
+import { VERSION } from "../protocol/version.ts";
 import { CORE_COMMANDS, type CoreContext } from "./commands/index.ts";
 import { lazyCommand, type LazyCommand } from "./lazy-command.ts";
 

@@ -19,7 +19,7 @@ import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { carry } from "../laptop/carry.ts";
 import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
 import { sharedObjectsApi } from "./shared-api.ts";
-import { VERSION } from "../../build/version.ts";
+import { VERSION } from "../protocol/version.ts";
 
 export interface PluginApiDeps {
   config: EffectiveConfig;
@@ -70,7 +70,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     config: { get: (key) => config.get(key), all: () => config.all() },
     globalOptions: (args) => globalOptions(args),
     kube,
-    startSession: async (options) => (await sessionHost()).startSession(await kube(options.global), options),
+    startSession: async (options) => (await sessionHost()).startSession(options),
     sessions,
     startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),

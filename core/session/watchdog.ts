@@ -8,16 +8,8 @@ import { closeSync, openSync, writeSync } from "node:fs";
 import { resolve } from "node:path";
 import type { ConsolaInstance } from "consola";
 import type { GlobalOptions, Kube } from "../plugin-api.ts";
-import {
-  deleteLease,
-  ktctlHome,
-  pendingSteps,
-  readLocalJournal,
-  removeLocalJournal,
-  watchdogLogPath,
-  writeLocalJournal,
-  type Journal,
-} from "./journal.ts";
+import { deleteLease } from "./lease.ts";
+import { ktctlHome, pendingSteps, readLocalJournal, removeLocalJournal, watchdogLogPath, writeLocalJournal, type Journal } from "./journal.ts";
 import { leaseName, isSessionId } from "./labels.ts";
 import { createUndoRegistry, type UndoRegistry } from "./undo.ts";
 import { rm } from "node:fs/promises";

@@ -8,7 +8,7 @@ import type { GlobalOptions, ShadowOptions, ShadowPodTemplate, ShadowPodTemplate
 import { LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
 import { ROUTER_CONFIG_ENV } from "../protocol/router.ts";
 import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "../protocol/version.ts";
 
 /** The uid the shadow image runs as; the tunnel role needs no privilege at all. */
 export const SHADOW_UID = 65532;

@@ -47,7 +47,7 @@ const deps: CommandFactory = (api) =>
         }
       }
 
-      const session = await api.startSession({ mode: "team-deps", target: services.map((d) => d.name).join(","), global });
+      const session = await api.startSession({ kube, mode: "team-deps", target: services.map((d) => d.name).join(","), global });
       const listeners: LocalForward[] = [];
       try {
         const shadow = await api.startShadow(session, { role: "deps" });

@@ -117,7 +117,7 @@ const connect: CommandFactory = (api) =>
       // --- 2. the session, the shadow, the laptop changes ---------------------------------------
       let session;
       try {
-        session = await api.startSession({ mode: "connect", target: `namespace/${namespace}`, global });
+        session = await api.startSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
       } catch (error) {
         await release();
         throw error;

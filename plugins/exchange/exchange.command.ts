@@ -141,7 +141,7 @@ const exchange: CommandFactory = (api) =>
           }
           if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
           // The mode handles the signals: traffic goes back before the session's undo runs.
-          return await api.startSession({ mode: "exchange", target: target.label, global, handleSignals: false });
+          return await api.startSession({ kube, mode: "exchange", target: target.label, global, handleSignals: false });
         } catch (error) {
           connectBack?.fail(error);
           await connectBack?.close();

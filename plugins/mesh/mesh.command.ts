@@ -57,7 +57,7 @@ const mesh: CommandFactory = (api) =>
       // Checked before anything exists in the cluster; a generated value is named after the session's owner.
       const given = usage(api, () => parseMark(api.router, args.versionMark ? String(args.versionMark) : undefined, "dev"));
       if (mode === "manual") manualLabels(api, service, given.generated ? { ...given, value: "generated" } : given);
-      const session = await api.startSession({ mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
+      const session = await api.startSession({ kube, mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
       const mark: Mark = given.generated ? { ...given, value: generateMarkValue(session.owner) } : given;
       const shadowLabels = mode === "manual" ? manualLabels(api, service, mark) : undefined;
       let reason = "failed to start";

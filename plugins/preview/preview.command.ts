@@ -93,7 +93,7 @@ const preview: CommandFactory = (api) =>
       const session = await (async () => {
         await api.serving.requireLocalListeners(localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
         await claimName(api, kube, name);
-        return api.startSession({ mode: "preview", target: `svc/${name}`, global, handleSignals: false });
+        return api.startSession({ kube, mode: "preview", target: `svc/${name}`, global, handleSignals: false });
       })().catch(abandon);
       const stop = api.serving.stopSignals();
       const role = `preview-${name}`;

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { ExitCode } from "../../core/errors.ts";
 import { PLUGIN_API_VERSION } from "../../core/plugin-api.ts";
-import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../core/protocol/version.ts";
 import { describeError } from "../../core/cli/errors.ts";
 import { commandIndex, moveLeadingFlags } from "../../core/cli/dispatch.ts";
 import { argsFor, GLOBAL_SCOPE } from "../../core/options.ts";

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { argsFor } from "../../options.ts";
 import { PLUGIN_API_VERSION } from "../../plugin-api.ts";
-import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../protocol/version.ts";
 import type { CoreCommandFactory } from "./index.ts";
 
 const versionCommand: CoreCommandFactory = () =>
