@@ -16,6 +16,7 @@ import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { VERSION } from "../../build/version.ts";
+import { createUiMembers } from "../ui/api.ts";
 
 export interface PluginApiDeps {
   config: EffectiveConfig;
@@ -54,6 +55,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     registerUndoKind: (kind, definition) => registry.register(kind, definition),
   };
 
+  const { ui, reportShadow } = createUiMembers(logger);
   const api: PluginApi = {
     version: VERSION,
     apiVersion: PLUGIN_API_VERSION,
@@ -68,7 +70,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     kube,
     startSession: async (options) => (await sessionHost()).startSession(await kube(options.global), options),
     sessions,
-    startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
+    startShadow: async (session, options) => reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger })),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {
       start: async (options) => (await import("../laptop/proxy-server.ts")).startProxyServer(options),
@@ -79,6 +81,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
+    ui,
   };
   return { api, sessionHost };
 }
