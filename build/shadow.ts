@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { SHADOW_ENV } from "../core/tunnel/protocol.ts";
+import { SHADOW_ENV } from "../core/protocol/tunnel.ts";
 import { compileBinary, type CompileResult } from "./compile.ts";
 import { displayPath, mib, seconds } from "./format.ts";
 import { checkImageStarts, type StartupCheck, type StartupResult } from "./image-check.ts";

@@ -322,8 +322,12 @@ export interface SessionOptions {
 export interface Tunnel {
   /** A new stream to host:port as seen from inside the cluster. */
   openStream(host: string, port: number): Promise<Duplex>;
-  /** The shadow listens on remotePort and every connection comes to localHost:localPort. */
-  addRemoteListener(remotePort: number, localHost: string, localPort: number): Promise<void>;
+  /**
+   * The shadow listens on remotePort and every connection comes to localHost:localPort. `observe`
+   * is asked once per connection, with the cluster address the shadow saw, for a tap (api.ui.tap)
+   * that watches copies of its bytes; undefined taps nothing.
+   */
+  addRemoteListener(remotePort: number, localHost: string, localPort: number, observe?: ObserveConnection): Promise<void>;
   removeRemoteListener(remotePort: number): Promise<void>;
   onStateChange(listener: (state: "connected" | "reconnecting" | "closed", detail?: string) => void): void;
   close(): Promise<void>;
@@ -427,6 +431,307 @@ export interface ProxyApi {
 }
 
 // ---------------------------------------------------------------------------------------------
+// --- serving: a shadow that serves cluster traffic to the laptop (exchange, preview, a team's mode
+// alike), the waits on cluster state such a mode needs, and one session per object (ownership).
+
+/** SIGINT/SIGTERM/SIGHUP taken over by a mode that must restore things in an order of its own. */
+export interface StopSignals {
+  /** Resolves with the first SIGINT, SIGTERM or SIGHUP. */
+  readonly received: Promise<NodeJS.Signals>;
+  readonly signal: NodeJS.Signals | undefined;
+  /** The shell's exit code for the signal received (130, 143, 129), if any. */
+  exitCode(): number | undefined;
+  dispose(): void;
+}
+
+/** One port the shadow declares and serves from the laptop. */
+export interface ServedPort {
+  shadowPort: number;
+  /** Port name on the shadow pod (so a Service can target it by name). */
+  name?: string;
+  localPort: number;
+}
+
+export interface ServingShadowOptions {
+  role: string;
+  /** Extra pod labels (e.g. a workload's pod labels, so its services select the shadow). */
+  labels?: Record<string, string>;
+  ports: ServedPort[];
+  /** Address of the local process. */
+  localHost: string;
+  /** What the ui calls this traffic (default: the role). */
+  describe?: string;
+}
+
+export interface ServingShadow {
+  shadow: Shadow;
+  /** Connections the cluster sent to the laptop so far. */
+  connections(): number;
+  /**
+   * Once the services no longer list the shadow: resolves when no connection has arrived for
+   * `quietMs` (kube-proxy has caught up), or after `maxMs` at the latest (then false).
+   */
+  drained(quietMs: number, maxMs: number): Promise<boolean>;
+  /** Closes the local relays (after the session closed). */
+  close(): Promise<void>;
+}
+
+/** How `requireLocalListeners` treats silent ports: fail at once, or wait (seconds 0: until interrupted). */
+export interface LocalListenerWait {
+  enabled: boolean;
+  seconds: number;
+  /** The flag that turns waiting on, named in the hint when it is off (e.g. "--waitLocal"). */
+  flag: string;
+}
+
+/**
+ * The local process reaching the cluster through the same session: a SOCKS5/HTTP proxy on loopback
+ * that listens before the shadow exists (connections wait for `attach`).
+ */
+export interface ConnectBack {
+  proxy: ProxyServer;
+  /** HTTP_PROXY, ALL_PROXY, ... (and their lower-case twins) for the local process. */
+  env: [string, string][];
+  /** Lines to print: exports and JVM flags. */
+  instructions: string[];
+  /** Hands the shadow over once it runs; until then connections wait. */
+  attach(shadow: Shadow): void;
+  /** The session could not start: waiting connections fail. */
+  fail(error: unknown): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The life of a session whose shadow serves traffic to the laptop. Start the session with
+ * `handleSignals: false`, take the signals with `stopSignals()`, build everything inside `setUp`,
+ * wait for `session.ended`, `stop.received` or `tunnelClosed`, restore in your own order, close the
+ * session, then `exitForSignal`.
+ */
+export interface ServingApi {
+  /** Takes over SIGINT/SIGTERM/SIGHUP: the first starts the end, later ones only say it is under way. */
+  stopSignals(): StopSignals;
+  /** Runs `setup`; any failure (or a signal meanwhile) closes the session, undoing everything, then rethrows. */
+  setUp<T>(session: Session, stop: StopSignals, setup: () => Promise<T>): Promise<T>;
+  /** Starts the shadow declaring `ports`, each forwarded to the laptop through a relay that counts arrivals. */
+  startShadow(session: Session, options: ServingShadowOptions): Promise<ServingShadow>;
+  /** Resolves (with a reason) when the tunnel gives up for good; it reconnects by itself otherwise. */
+  tunnelClosed(shadow: Shadow): Promise<string>;
+  /** Disposes the signal handlers and leaves with the signal's exit code when a signal ended the session. */
+  exitForSignal(stop: StopSignals): void;
+  /** Fails (naming every silent port) unless something listens on each local port, or waits for them. */
+  requireLocalListeners(host: string, ports: number[], wait: LocalListenerWait): Promise<void>;
+  /** Starts the --connect proxy on loopback `port` (0: a free one). */
+  connectBack(port: number): Promise<ConnectBack>;
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  /**
+   * What is awaited, for messages. Given: the timeout (or the watch ending) rejects with a timeout
+   * KtctlError "timed out after Ns waiting for <what>". Absent: the wait answers undefined/false.
+   */
+  what?: string;
+}
+
+export interface EndpointsWaitOptions extends WaitOptions {
+  /** What `accept` is given of the ready endpoints: their addresses (default) or their pods' names. */
+  by?: "address" | "pod";
+}
+
+/** Waits on cluster state by watching it (list, then watch): none of them polls; each is bounded. */
+export interface WaitsApi {
+  /**
+   * Watches the collection at `path` (with `query` selectors, e.g. labelSelector) and calls `check`
+   * with every object seen so far, by name, after each event; resolves with its first non-undefined
+   * answer. `check` may throw to end the wait with its error.
+   */
+  until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions & { what: string }): Promise<T>;
+  until<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions): Promise<T | undefined>;
+  /** Waits until the ready endpoints of a service in kube.namespace satisfy `accept`; false at the timeout. */
+  forEndpoints(kube: Kube, service: string, accept: (ready: Set<string>) => boolean, options: EndpointsWaitOptions): Promise<boolean>;
+  /** Waits until a Deployment in kube.namespace has `replicas` ready pods, reporting each change; false at the timeout. */
+  forReplicas(kube: Kube, deployment: string, replicas: number, options: WaitOptions & { onProgress?(summary: string): void }): Promise<boolean>;
+  /** The first load-balancer address (IP or hostname) of a service in kube.namespace; undefined at the timeout. */
+  forLoadBalancer(kube: Kube, service: string, options: WaitOptions): Promise<string | undefined>;
+  /** Ready endpoint addresses (or pod names) of a service, from its EndpointSlices. */
+  readyEndpoints(slices: Iterable<any>, by?: "address" | "pod"): Set<string>;
+  /** A Deployment's rollout towards `replicas`: done, and "1/2 ready". */
+  rolloutProgress(workload: any, replicas: number): { done: boolean; summary: string };
+  /** `accept` for forEndpoints: exactly these (asked at each event, so it may follow a moving pod). */
+  exactly(expected: () => string[]): (ready: Set<string>) => boolean;
+  /** `accept` for forEndpoints: not this one (any more). */
+  without(entry: () => string): (ready: Set<string>) => boolean;
+}
+
+/**
+ * One session at a time per object: a session's mark on an object (its session label, see
+ * Scheme.markedBy) is the lock. A live holder refuses the newcomer; a dead one is cleaned first,
+ * through the same plan `ktctl clean` runs. Sessions are looked up in kube.namespace.
+ */
+export interface OwnershipApi {
+  /** Refuses (conflict) for a live holder of any of `objects`, cleans a dead one; true when something was cleaned (read the objects again). */
+  ensureNotHeld(kube: Kube, objects: any[]): Promise<boolean>;
+  /** The session with this id, as `status` lists it, if known. */
+  findSession(kube: Kube, sessionId: string): Promise<SessionInfo | undefined>;
+  /** Cleans one dead session through clean's own plan: undefined when cleaned, else why it was left alone. */
+  cleanDeadSession(kube: Kube, sessionId: string): Promise<string | undefined>;
+  /** "alice (session ab12, exchange, started 5m ago)" */
+  describeHolder(info: Pick<SessionInfo, "id" | "owner" | "mode" | "ageSeconds" | "host">): string;
+  /** "45s", "5m", "2h", "3d" */
+  formatAge(seconds: number | undefined): string;
+}
+
+/** The members above, as PluginApi carries them. */
+export interface ServingMembers {
+  /** The serving lifecycle: signals, setup with undo, the serving shadow, local listeners, --connect. */
+  serving: ServingApi;
+  /** Waits on cluster state by watching it. */
+  waits: WaitsApi;
+  /** One session at a time per object. */
+  ownership: OwnershipApi;
+}
+// --- end of serving
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Shared-workload building blocks: the router contract, shadow pod templates, shared objects.
+// What mesh builds on, offered so a team's mode can run a router, a shadow of its own making, or
+// an object several sessions hold at once, exactly as mesh and `connect --shareShadow` do.
+
+export type { ListenerConfig, ListenerProtocol, Route, RouterConfig, Upstream } from "./protocol/router.ts";
+import type { ListenerProtocol as RouterListenerProtocol, RouterConfig as RouterStartConfig } from "./protocol/router.ts";
+
+/** The router role's contract (core/protocol/router.ts): the checks it applies, so a plugin refuses early what the router would. */
+export interface RouterApi {
+  /** Header a mark travels in when the user names none. */
+  defaultMarkHeader: string;
+  /** Loopback port of the router's admin endpoint (routes are pushed there through a port-forward). */
+  defaultAdminPort: number;
+  /** A header name usable as a mark, lowercased; throws ContractError with the reason. */
+  checkMarkHeader(name: string): string;
+  /** A header value usable as a mark; throws ContractError with the reason. */
+  checkMarkValue(value: string): string;
+  /** A path prefix in its canonical form ("/api/" -> "/api"); throws ContractError with the reason. */
+  checkPathPrefix(prefix: string): string;
+  /** What a listener expects, from a service port's appProtocol or name. */
+  listenerProtocolOf(port: { name?: string; appProtocol?: string }): RouterListenerProtocol;
+  /** What the checks throw: the user's input broke the contract (a usage error). */
+  ContractError: new (message: string) => Error;
+  /** The router configuration a shadow pod (or pod template) was started with, if any. */
+  configOf(pod: unknown): RouterStartConfig | undefined;
+}
+
+export interface ShadowPodTemplateInput {
+  /** The session's global flags: image, pull secret, node selector, quota, service account, debug, extra labels. */
+  global: GlobalOptions;
+  /** What the shadow reports as its session (a shadow serving no one session may name what it serves). */
+  sessionId: string;
+  /** The one OpenSSH public key its tunnel accepts. */
+  authorizedKey: string;
+  /** Roles besides the tunnel, e.g. ["router"] or ["dns"]. */
+  roles?: string[];
+  /** The router role's start-up configuration (with roles ["router"]). */
+  routerConfig?: RouterStartConfig;
+  /** The tunnel role's port, when the default (shadowPods.tunnelPort) is taken by a listener. */
+  tunnelPort?: number;
+  /** Labels of the pod (merged over --withLabel). */
+  labels?: Record<string, string>;
+  /** Ports the container declares besides the tunnel. */
+  ports?: { name?: string; port: number }[];
+}
+
+/** A pod template (a Deployment's `spec.template`, or a Pod without its name). */
+export interface ShadowPodTemplate {
+  metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+  spec: any;
+}
+
+export interface ShadowPodsApi {
+  /** The tunnel role's default port. */
+  tunnelPort: number;
+  /** The shadow's pod template as the core makes every shadow: same image, security, resources and environment. */
+  template(input: ShadowPodTemplateInput): ShadowPodTemplate;
+}
+
+/** Marks the first holder writes together with its own change (merge them into the create or patch). */
+export interface HolderMarks {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/**
+ * One cluster object several sessions hold at once. It lists its holders (session ids, a JSON list)
+ * in an annotation; every write is conditional on the resourceVersion just read, and a 409 reads again.
+ */
+export interface SharedObjectOptions {
+  ref: ObjectRef;
+  /** The session joining or leaving. */
+  sessionId: string;
+  /** The annotation listing the holders; default scheme.annotations.sharers. */
+  annotation?: string;
+  /** A label kept naming one live holder (e.g. scheme.labels.session, so `clean` sees a live session's object); none by default. */
+  holderLabel?: string;
+  /** True when the object as read is shared; default: it carries the annotation. */
+  isShared?(object: any): boolean;
+  /**
+   * Which holders are dropped as gone: "ended" (default) those whose session Lease no longer exists;
+   * "expired" also those whose Lease was not renewed in time (as `status` judges them).
+   */
+  drop?: "ended" | "expired";
+  logger?: { debug(message: string): void };
+}
+
+export interface SharedJoinHooks {
+  /**
+   * The object is absent (undefined) or not shared yet: make this session its first holder, writing
+   * `marks` with the change, conditionally (a create, or a patch carrying the resourceVersion read).
+   * Return false to read again (e.g. after waiting for another session's creation).
+   */
+  create(object: any | undefined, marks: HolderMarks): Promise<boolean>;
+  /** An existing object that cannot be joined now (e.g. being deleted): make way, return false to read again. */
+  usable?(object: any): Promise<boolean>;
+}
+
+export interface SharedJoinResult {
+  /** This session created (or took over) the object. */
+  created: boolean;
+  /** The holders after joining, this session included. */
+  holders: string[];
+  /** The object as read before this session's write (undefined when it was created from nothing). */
+  object?: any;
+  /** The holders dropped as gone. */
+  dropped: string[];
+  /** The new holder named by holderLabel, when it passed on. */
+  holderChanged?: string;
+}
+
+export interface SharedLeaveHooks {
+  /**
+   * This session is the last holder: restore or delete the object, conditionally on its
+   * resourceVersion. Default: delete it (preconditions uid and resourceVersion).
+   */
+  last?(object: any): Promise<void>;
+}
+
+export interface SharedLeaveResult {
+  /** "last": this session was the last holder; "left": others remain; "absent": gone, going, or not shared. */
+  outcome: "last" | "left" | "absent";
+  holders: string[];
+  /** The object as read before this session's write. */
+  object?: any;
+  holderChanged?: string;
+}
+
+export interface SharedObjectsApi {
+  /** Joins (the first creates); safe to call again. */
+  join(kube: Kube, options: SharedObjectOptions, hooks: SharedJoinHooks): Promise<SharedJoinResult>;
+  /** Leaves (the last restores or deletes); idempotent, so it serves as an undo. */
+  leave(kube: Kube, options: SharedObjectOptions, hooks?: SharedLeaveHooks): Promise<SharedLeaveResult>;
+  /** The holders an object lists (unreadable annotation: none). */
+  holdersOf(object: unknown, annotation?: string): string[];
+}
+
+// ---------------------------------------------------------------------------------------------
 // The ui (`ktctl ui`) — everything a session tells the local page, and the traffic tap.
 // A running session sends over a local channel ONLY while a ui is open: with none, `publish` and
 // `panel` just remember the latest panel contents, and `tap` returns undefined, so a relay pays one
@@ -489,6 +794,9 @@ export interface ConnectionTap {
   /** The connection closed (either side). */
   end(): void;
 }
+
+/** Per connection a tunnel delivers: the tap to feed, if any (see Tunnel.addRemoteListener). */
+export type ObserveConnection = (origin: { address: string; port: number }) => ConnectionTap | undefined;
 
 /** A plugin's own panel: a small table the page shows; publishing the same id again replaces it. */
 export interface UiPanel {
@@ -554,7 +862,7 @@ export interface UiApi {
   endSession(sessionId: string): Promise<void>;
 }
 
-export interface PluginApi {
+export interface PluginApi extends ServingMembers {
   version: string;
   apiVersion: number;
   defineCommand: <T extends ArgsDef>(def: CommandDef<T>) => CommandDef<T>;
@@ -585,11 +893,18 @@ export interface PluginApi {
   proxy: ProxyApi;
   /**
    * Joins a local socket to a stream into the cluster (half-close carried both ways for tunnel
-   * streams); settles when both sides are closed.
+   * streams); settles when both sides are closed. It starts the data flow itself once both sides
+   * are wired: do not resume the socket before calling it.
    */
   carry(socket: Socket, stream: Duplex): Promise<void>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */
   parsePorts(spec: string): { local: number; remote: number }[];
+  /** The router role's contract (see RouterApi). */
+  router: RouterApi;
+  /** Shadow pods a plugin creates itself (e.g. a router Deployment). */
+  shadowPods: ShadowPodsApi;
+  /** Objects several sessions hold at once: the first creates, the last restores or deletes. */
+  shared: SharedObjectsApi;
   /** The local page (`ktctl ui`): events, panels and the traffic tap. */
   ui: UiApi;
 }

@@ -1,7 +1,7 @@
 // What the shadow is asked to do, read once from its environment and arguments.
 // Roles read their own extra settings from `env` (see roles.ts); only shared settings live here.
 
-import { SHADOW_ENV, SHADOW_ROLES, SHADOW_TUNNEL_PORT, type ShadowRoleName } from "../core/tunnel/protocol.ts";
+import { SHADOW_ENV, SHADOW_ROLES, SHADOW_TUNNEL_PORT, type ShadowRoleName } from "../core/protocol/tunnel.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 
 export interface ShadowConfig {

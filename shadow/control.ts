@@ -1,15 +1,15 @@
 // The shadow's end of the control channel. Roles register what they answer; the tunnel role
-// serves the channel. A new request type is added to core/tunnel/protocol.ts first.
+// serves the channel. A new request type is added to core/protocol/tunnel.ts first.
 
 import type { Duplex } from "node:stream";
-import { ControlLink } from "../core/tunnel/control-link.ts";
+import { ControlLink } from "../core/protocol/control-link.ts";
 import {
   isControlRequest,
   type ControlReply,
   type ControlRequest,
   type ReplyFor,
   type StreamFailedEvent,
-} from "../core/tunnel/protocol.ts";
+} from "../core/protocol/tunnel.ts";
 import type { ShadowLog } from "./log.ts";
 
 type RequestType = ControlRequest["type"];

@@ -1,4 +1,4 @@
-// The shadow's end of direct streams (see core/tunnel/direct-protocol.ts): a loopback listener that
+// The shadow's end of direct streams (see core/protocol/direct-streams.ts): a loopback listener that
 // the host reaches through port-forward streams. Each connection names its target after a token
 // only the authenticated host knows; the shadow connects and then relays, framing both ways, with
 // per-stream credit so it never has to stop reading the port-forward side.
@@ -16,8 +16,8 @@ import {
   decodePreamble,
   encodeFrameHeader,
   encodeRefused,
-} from "../core/tunnel/direct-protocol.ts";
-import { streamFailureOf, type StreamFailure } from "../core/tunnel/protocol.ts";
+} from "../core/protocol/direct-streams.ts";
+import { streamFailureOf, type StreamFailure } from "../core/protocol/tunnel.ts";
 import type { ShadowLog } from "./log.ts";
 
 /**

@@ -1,5 +1,5 @@
 // The shadow: ktctl's in-cluster agent. Reads its roles and settings from the environment
-// (names in core/tunnel/protocol.ts), starts the roles, and stops them on SIGTERM.
+// (names in core/protocol/tunnel.ts), starts the roles, and stops them on SIGTERM.
 
 import { VERSION } from "../build/version.ts";
 import { readShadowConfig, ShadowConfigError } from "./config.ts";

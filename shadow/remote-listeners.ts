@@ -6,7 +6,7 @@
 
 import net from "node:net";
 import type { Channel } from "ssh2";
-import { splice, type Splice } from "../core/tunnel/splice.ts";
+import { splice, type Splice } from "../core/protocol/splice.ts";
 import type { ShadowLog } from "./log.ts";
 
 /** The SSH connection a listener delivers to. */

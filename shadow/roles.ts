@@ -3,10 +3,10 @@
 //
 // Adding a role (dns, router): write shadow/<role>-role.ts exporting `start(ctx)`, add its loader
 // below. A role that the host must talk to registers control answers on `ctx.control` (the
-// message types go into core/tunnel/protocol.ts first); a role that serves the cluster just
+// message types go into core/protocol/tunnel.ts first); a role that serves the cluster just
 // listens on its own port. Read role-specific settings from `ctx.config.env`.
 
-import type { ShadowRoleName } from "../core/tunnel/protocol.ts";
+import type { ShadowRoleName } from "../core/protocol/tunnel.ts";
 import type { ShadowConfig } from "./config.ts";
 import type { ControlHandlers } from "./control.ts";
 import type { ShadowLog } from "./log.ts";

@@ -27,9 +27,9 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT }] =
     await Promise.all([
       import("./tunnel-server.ts"),
-      import("../core/tunnel/keys.ts"),
+      import("../core/protocol/keys.ts"),
       import("./direct-server.ts"),
-      import("../core/tunnel/protocol.ts"),
+      import("../core/protocol/tunnel.ts"),
     ]);
   let authorizedKey;
   try {

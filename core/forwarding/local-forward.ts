@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import type { Channel } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { StreamOpenError } from "../tunnel/stream-error.ts";
-import { splice } from "../tunnel/splice.ts";
+import { splice } from "../protocol/splice.ts";
 import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 
 export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {

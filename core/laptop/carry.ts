@@ -1,11 +1,11 @@
 // Joins a local TCP connection to the stream that carries it into the cluster. The tunnel's streams
-// are SSH channels, for which core/tunnel/splice.ts carries half-close both ways; any other duplex
+// are SSH channels, for which core/protocol/splice.ts carries half-close both ways; any other duplex
 // (a plain socket) is piped, which ends each side after the other's last byte.
 
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Channel } from "ssh2";
-import { splice } from "../tunnel/splice.ts";
+import { splice } from "../protocol/splice.ts";
 
 const isChannel = (stream: Duplex): stream is Duplex & Channel =>
   typeof (stream as Partial<Channel>).eof === "function" && typeof (stream as Partial<Channel>).close === "function";

@@ -14,7 +14,11 @@ import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
 import { SCHEME, STEP_BUILDERS } from "./scheme-api.ts";
+import { servingMembers } from "./serving-api.ts";
 import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
+import { carry } from "../laptop/carry.ts";
+import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
+import { sharedObjectsApi } from "./shared-api.ts";
 import { VERSION } from "../../build/version.ts";
 import { createUiMembers } from "../ui/api.ts";
 
@@ -77,10 +81,16 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
       usage: proxyUsage,
       instructions: proxyInstructions,
     },
-    carry: async (socket, stream) => (await import("../laptop/carry.ts")).carry(socket, stream),
+    // Imported up front (it is small): a lazy import would wire the sockets a tick late, and a
+    // caller that resumes the socket right after calling carry would lose the first bytes.
+    carry,
     parsePorts: (spec) => parsePorts(spec),
     parseTarget: (text) => parseTarget(text),
     isLocalPortListening: (port, host) => isLocalPortListening(port, host),
+    ...servingMembers(() => api),
+    router: ROUTER_API,
+    shadowPods: SHADOW_PODS_API,
+    shared: sharedObjectsApi(sessions),
     ui,
   };
   return { api, sessionHost };

@@ -3,13 +3,14 @@
 // sharer joins by adding itself and journals a release that removes it again; whoever removes the
 // last sharer deletes the object. Every change is conditional on the resourceVersion read just
 // before, so two sessions joining or leaving at the same moment never lose each other's entry.
-// This file holds the pure decisions; the requests live in undo.ts (release) and the shadow (join).
+// This file holds the pure decisions; the requests live in shared-object.ts, which serves the
+// shared shadow (core/shadow/shared.ts, undo.ts) and every plugin through `api.shared`.
 
 import { ANNOTATION_SHARERS, LABEL_SHARE, isSessionId } from "./labels.ts";
 
-/** The session ids an object lists as its sharers; an unreadable annotation counts as none. */
-export function sharersOf(object: any): string[] {
-  const raw = object?.metadata?.annotations?.[ANNOTATION_SHARERS];
+/** The session ids an object lists as its sharers (in `annotation`); an unreadable annotation counts as none. */
+export function sharersOf(object: any, annotation: string = ANNOTATION_SHARERS): string[] {
+  const raw = object?.metadata?.annotations?.[annotation];
   if (typeof raw !== "string") return [];
   try {
     const parsed = JSON.parse(raw);

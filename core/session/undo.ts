@@ -6,13 +6,14 @@ import { lstat, readFile, readlink, rm, symlink, writeFile, rename, chmod, chown
 import { dirname, basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { ConsolaInstance } from "consola";
-import type { Kube, ObjectRef, StepSpec, UndoContext, UndoKind, UndoRunner, UndoWhere } from "../plugin-api.ts";
+import type { ObjectRef, StepSpec, UndoContext, UndoKind, UndoRunner, UndoWhere } from "../plugin-api.ts";
 
 export type { UndoContext, UndoKind, UndoRunner, UndoWhere };
 import { MERGE_PATCH, getOrUndefined, httpStatus, objectPath, refOf } from "../kube/objects.ts";
 import { ExitCode, KtctlError } from "../errors.ts";
-import { ANNOTATION_SHARERS, ANNOTATION_UNDO, DOMAIN, LABEL_MANAGED_BY, LABEL_SESSION, changeMarks, leaseName } from "./labels.ts";
-import { isSharedObject, releaseChange, sharersOf, sharersValue } from "./shares.ts";
+import { ANNOTATION_UNDO, DOMAIN, LABEL_MANAGED_BY, LABEL_SESSION, changeMarks } from "./labels.ts";
+import { isSharedObject } from "./shares.ts";
+import { goneSessions, leaveShared } from "./shared-object.ts";
 
 
 
@@ -233,67 +234,18 @@ const scale: UndoKind = {
   },
 };
 
-/** Conflicts are retried this often: each one means another sharer changed the list meanwhile. */
-const MAX_SHARE_ATTEMPTS = 20;
-
 /**
- * Of `ids`, the sessions whose Lease in `namespace` no longer exists: they ended without releasing
- * their share, and no journal anywhere will. A Lease we may not read counts as alive.
- */
-export async function goneSessions(kube: Kube, namespace: string, ids: readonly string[]): Promise<Set<string>> {
-  const gone = new Set<string>();
-  await Promise.all(
-    ids.map(async (id) => {
-      const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases/${encodeURIComponent(leaseName(id))}`;
-      try {
-        await kube.request("GET", path);
-      } catch (error) {
-        if (httpStatus(error) === 404) gone.add(id);
-      }
-    }),
-  );
-  return gone;
-}
-
-/**
- * Leaves a shared object (see shares.ts): takes this session off its sharers and deletes it when
- * nobody is left. Every write is conditional on the resourceVersion just read; a conflict (another
- * sharer joined or left meanwhile) reads again.
+ * Leaves a shared object (see shared-object.ts): takes this session off its sharers and deletes it
+ * when nobody is left, dropping sharers whose session Lease is gone.
  */
 const releaseSharedShadow: UndoKind = {
   where: "cluster",
   async run(ctx, data) {
     const kube = ctx.kube!;
     const ref = readRef(data);
-    const path = await objectPath(kube, ref);
-    for (let attempt = 1; ; attempt++) {
-      const object = await getOrUndefined(kube, path);
-      // Gone, going, or a same-named object that is not a shared one: nothing of ours to release.
-      if (!object || object.metadata?.deletionTimestamp || !isSharedObject(object)) return;
-      const current = sharersOf(object);
-      const others = current.filter((id) => id !== ctx.sessionId);
-      const change = releaseChange(current, ctx.sessionId, ref.namespace ? await goneSessions(kube, ref.namespace, others) : new Set());
-      const resourceVersion = object.metadata.resourceVersion;
-      try {
-        if (change.action === "update") {
-          await kube.request("PATCH", path, { metadata: { resourceVersion, annotations: { [ANNOTATION_SHARERS]: sharersValue(change.sharers) } } }, MERGE_PATCH);
-          ctx.logger?.debug(`${describeRef(ref)} stays for ${change.sharers.join(", ")}`);
-        } else if (change.action === "delete") {
-          await kube.request("DELETE", path, {
-            apiVersion: "v1",
-            kind: "DeleteOptions",
-            propagationPolicy: "Background",
-            preconditions: { uid: object.metadata.uid, resourceVersion },
-          });
-          ctx.logger?.debug(`${describeRef(ref)}: last sharer gone, deleted`);
-        }
-        return;
-      } catch (error) {
-        const status = httpStatus(error);
-        if (status === 404) return;
-        if (status !== 409 || attempt >= MAX_SHARE_ATTEMPTS) throw error;
-      }
-    }
+    const gone = (ids: readonly string[]) => (ref.namespace ? goneSessions(kube, ref.namespace, ids) : Promise.resolve(new Set<string>()));
+    const logger = ctx.logger && { debug: (message: string) => ctx.logger!.debug(message) };
+    await leaveShared(kube, { ref, sessionId: ctx.sessionId, isShared: isSharedObject, ...(logger ? { logger } : {}) }, {}, gone);
   },
 };
 

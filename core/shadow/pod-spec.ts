@@ -1,11 +1,13 @@
 // The shadow pod as ktctl creates it: pure data from the session and the global flags, so the
 // spec is unit-tested and identical wherever it is made (first start, or a replacement after the
-// pod was deleted mid-session).
+// pod was deleted mid-session). The template half (no name) also serves shadows that belong to no
+// one session, such as mesh's router Deployment: one place knows the shadow's environment.
 
 import { parseKeyValueList, parsePodQuota } from "../options.ts";
-import type { GlobalOptions, ShadowOptions } from "../plugin-api.ts";
+import type { GlobalOptions, ShadowOptions, ShadowPodTemplate, ShadowPodTemplateInput } from "../plugin-api.ts";
 import { LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
-import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../tunnel/protocol.ts";
+import { ROUTER_CONFIG_ENV } from "../protocol/router.ts";
+import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
 import { DEFAULT_SHADOW_IMAGE } from "../version.ts";
 
 /** The uid the shadow image runs as; the tunnel role needs no privilege at all. */
@@ -26,25 +28,34 @@ const DEFAULT_REQUESTS = { cpu: "10m", memory: "48Mi" };
 const DEFAULT_LIMITS = { memory: "512Mi" };
 
 export function shadowPodSpec(input: ShadowPodInput): any {
-  const { global, options } = input;
+  const { options } = input;
+  const template = shadowPodTemplate({
+    global: input.global,
+    sessionId: input.sessionId,
+    authorizedKey: input.publicKey,
+    labels: { ...options.labels, ...input.sessionLabels, [LABEL_ROLE]: labelSafe(dnsSafe(options.role)) },
+    ...(options.roles ? { roles: options.roles } : {}),
+    ...(options.ports ? { ports: options.ports } : {}),
+  });
+  return { apiVersion: "v1", kind: "Pod", metadata: { name: input.name, namespace: input.namespace, ...template.metadata }, spec: template.spec };
+}
+
+/** A shadow's pod template: labels, annotations and spec, with every global flag applied. */
+export function shadowPodTemplate(input: ShadowPodTemplateInput): ShadowPodTemplate {
+  const { global } = input;
   const quota = global.podQuota ? parsePodQuota(global.podQuota) : undefined;
   const resources = quota
     ? { requests: { ...quota }, limits: { ...quota } }
     : { requests: DEFAULT_REQUESTS, limits: DEFAULT_LIMITS };
-  const roles = ["tunnel", ...(options.roles ?? []).filter((r) => r !== "tunnel")];
+  const roles = ["tunnel", ...(input.roles ?? []).filter((r) => r !== "tunnel")];
+  const tunnelPort = input.tunnelPort ?? SHADOW_TUNNEL_PORT;
   const needsApiAccess = Boolean(global.serviceAccount);
 
   return {
-    apiVersion: "v1",
-    kind: "Pod",
     metadata: {
-      name: input.name,
-      namespace: input.namespace,
       labels: {
         ...(global.withLabel ? parseKeyValueList(global.withLabel, "withLabel", "label") : {}),
-        ...options.labels,
-        ...input.sessionLabels,
-        [LABEL_ROLE]: labelSafe(dnsSafe(options.role)),
+        ...input.labels,
       },
       annotations: global.withAnnotation ? parseKeyValueList(global.withAnnotation, "withAnnotation", "annotation") : {},
     },
@@ -71,16 +82,18 @@ export function shadowPodSpec(input: ShadowPodInput): any {
           image: global.image || DEFAULT_SHADOW_IMAGE,
           imagePullPolicy: "IfNotPresent",
           env: [
-            { name: SHADOW_ENV.authorizedKey, value: input.publicKey },
+            { name: SHADOW_ENV.authorizedKey, value: input.authorizedKey },
             { name: SHADOW_ENV.roles, value: roles.join(",") },
             { name: SHADOW_ENV.sessionId, value: input.sessionId },
+            ...(input.tunnelPort !== undefined ? [{ name: SHADOW_ENV.tunnelPort, value: String(input.tunnelPort) }] : []),
+            ...(input.routerConfig ? [{ name: ROUTER_CONFIG_ENV, value: JSON.stringify(input.routerConfig) }] : []),
             ...(global.debug ? [{ name: SHADOW_ENV.logLevel, value: "debug" }] : []),
           ],
           ports: [
-            { name: "tunnel", containerPort: SHADOW_TUNNEL_PORT },
-            ...(options.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), containerPort: p.port })),
+            { name: "tunnel", containerPort: tunnelPort },
+            ...(input.ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), containerPort: p.port })),
           ],
-          readinessProbe: { tcpSocket: { port: SHADOW_TUNNEL_PORT }, periodSeconds: 1, failureThreshold: 3 },
+          readinessProbe: { tcpSocket: { port: tunnelPort }, periodSeconds: 1, failureThreshold: 3 },
           resources,
           securityContext: {
             allowPrivilegeEscalation: false,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { utils } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { dnsSafe } from "../session/labels.ts";
-import { createSessionKeyPair, type SessionKeyPair } from "../tunnel/keys.ts";
+import { createSessionKeyPair, type SessionKeyPair } from "../protocol/keys.ts";
 
 export const sharedKeysDir = (home: string): string => join(home, "shared");
 

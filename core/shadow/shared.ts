@@ -3,21 +3,20 @@
 // same request from another process names the same pod, and a different image, role set or key
 // names another. Creating it under that name is the lock: the API server lets one create win, and
 // the rest join. Joining writes the session into the pod's sharers annotation (see
-// core/session/shares.ts); each sharer's journaled `release-shared-shadow` takes it out again, and
+// core/session/shared-object.ts); each sharer's journaled `release-shared-shadow` takes it out again, and
 // the last one deletes the pod.
 
 import { createHash } from "node:crypto";
 import { waitForObject } from "../kube/wait.ts";
 import type { GlobalOptions, Kube, ShadowOptions } from "../plugin-api.ts";
-import { ANNOTATION_SHARERS, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_SHARE, MANAGED_BY_VALUE, dnsSafe, labelSafe } from "../session/labels.ts";
-import { joinChange, sharersOf, sharersValue } from "../session/shares.ts";
-import { goneSessions, httpStatus } from "../session/undo.ts";
+import { LABEL_MANAGED_BY, LABEL_OWNER, LABEL_SHARE, MANAGED_BY_VALUE, dnsSafe, labelSafe } from "../session/labels.ts";
+import { httpStatus } from "../kube/objects.ts";
+import { goneSessions, joinShared } from "../session/shared-object.ts";
 import { shadowPodSpec } from "./pod-spec.ts";
 
 const MAX_NAME = 63;
 const NAME_PREFIX = "ktctl-shared-";
 const HASH_LENGTH = 10;
-const MAX_JOIN_ATTEMPTS = 20;
 
 export interface SharedShadowInput {
   namespace: string;
@@ -67,26 +66,26 @@ export interface JoinResult {
 const podsPath = (namespace: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`;
 
 /**
- * Makes this session a sharer of the shared pod: creates it (listing only this session) when it
- * does not exist, else adds the session to its sharers. A pod being deleted is waited out first;
- * a pod that ended (evicted) is deleted, as a replacement must take its name.
+ * Makes this session a sharer of the shared pod (a shared object, see core/session/shared-object.ts):
+ * creates it (listing only this session) when it does not exist, else adds the session to its
+ * sharers. A pod being deleted is waited out first; a pod that ended (evicted) is deleted, as a
+ * replacement must take its name.
  */
 export async function joinSharedShadow(kube: Kube, o: JoinOptions): Promise<JoinResult> {
   const path = `${podsPath(o.namespace)}/${encodeURIComponent(o.name)}`;
-  for (let attempt = 1; ; attempt++) {
-    const pod = await kube.request<any>("GET", path).catch((error) => {
-      if (httpStatus(error) === 404) return undefined;
-      throw error;
-    });
-    try {
-      if (!pod) {
+  const result = await joinShared(
+    kube,
+    { ref: { apiVersion: "v1", kind: "Pod", namespace: o.namespace, name: o.name }, sessionId: o.sessionId, isShared: () => true, logger: o.logger },
+    {
+      async create(_pod, marks) {
         const body = structuredClone(o.spec);
-        body.metadata.annotations = { ...body.metadata.annotations, [ANNOTATION_SHARERS]: sharersValue([o.sessionId]) };
+        body.metadata.annotations = { ...body.metadata.annotations, ...marks.annotations };
         await kube.request("POST", podsPath(o.namespace), body);
-        return { created: true, sharers: [o.sessionId] };
-      }
-      const ended = pod.status?.phase === "Failed" || pod.status?.phase === "Succeeded";
-      if (pod.metadata?.deletionTimestamp || ended) {
+        return true;
+      },
+      async usable(pod) {
+        const ended = pod.status?.phase === "Failed" || pod.status?.phase === "Succeeded";
+        if (!pod.metadata?.deletionTimestamp && !ended) return true;
         const uid = pod.metadata.uid;
         if (!pod.metadata?.deletionTimestamp) {
           o.logger.debug(`shared shadow ${o.name} ended (${pod.status?.phase}); replacing it`);
@@ -95,21 +94,10 @@ export async function joinSharedShadow(kube: Kube, o: JoinOptions): Promise<Join
           });
         }
         await waitForObject(kube, podsPath(o.namespace), o.name, (p: any) => !p || p.metadata?.uid !== uid, { timeoutMs: o.timeoutMs, kind: "pod" });
-        continue;
-      }
-      const current = sharersOf(pod);
-      const change = joinChange(current, o.sessionId, await goneSessions(kube, o.namespace, current.filter((id) => id !== o.sessionId)));
-      if (change.action === "none") return { created: false, sharers: current };
-      if (change.action === "update") {
-        const patch = { metadata: { resourceVersion: pod.metadata.resourceVersion, annotations: { [ANNOTATION_SHARERS]: sharersValue(change.sharers) } } };
-        await kube.request("PATCH", path, patch, "application/merge-patch+json");
-        return { created: false, sharers: change.sharers };
-      }
-      throw new Error(`unexpected share change ${change.action}`);
-    } catch (error) {
-      // 409: created by another process meanwhile (AlreadyExists) or the sharers changed (Conflict).
-      if (httpStatus(error) !== 409 || attempt >= MAX_JOIN_ATTEMPTS) throw error;
-      o.logger.debug(`shared shadow ${o.name} changed while joining; reading it again`);
-    }
-  }
+        return false;
+      },
+    },
+    (ids) => goneSessions(kube, o.namespace, ids),
+  );
+  return { created: result.created, sharers: result.holders };
 }

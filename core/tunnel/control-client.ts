@@ -2,14 +2,14 @@
 // shadow's stream-failure notes kept until the failed open asks for them.
 
 import type { Duplex } from "node:stream";
-import { ControlLink } from "./control-link.ts";
+import { ControlLink } from "../protocol/control-link.ts";
 import {
   REPLY_TYPE,
   type ControlReply,
   type ControlRequest,
   type ReplyFor,
   type StreamFailedEvent,
-} from "./protocol.ts";
+} from "../protocol/tunnel.ts";
 
 type RequestType = ControlRequest["type"];
 type RequestInit<T extends RequestType> = Omit<Extract<ControlRequest, { type: T }>, "id">;

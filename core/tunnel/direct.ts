@@ -1,4 +1,4 @@
-// The host's end of direct streams (see direct-protocol.ts): a stream into the cluster as a Duplex
+// The host's end of direct streams (see core/protocol/direct-streams.ts): a stream into the cluster as a Duplex
 // over one port-forward stream to the shadow's direct port. It behaves like the SSH channels it
 // stands in for: half-close both ways (end() sends EOF; 'end' is the far side's EOF), eof() and
 // close() as splice uses them, and back-pressure by per-stream credit.
@@ -12,7 +12,7 @@ import {
   encodeDataFrames,
   encodeFrameHeader,
   encodePreamble,
-} from "./direct-protocol.ts";
+} from "../protocol/direct-streams.ts";
 import { StreamOpenError } from "./stream-error.ts";
 
 const READ_HIGH_WATER_MARK = 256 * 1024;

@@ -16,8 +16,8 @@ import {
   SSH_USERNAME,
   STREAM_ORIGIN_ADDRESS,
   TUNNEL_PROTOCOL_VERSION,
-} from "./protocol.ts";
-import type { Splice } from "./splice.ts";
+} from "../protocol/tunnel.ts";
+import type { Splice } from "../protocol/splice.ts";
 import { StreamOpenError } from "./stream-error.ts";
 
 export { StreamOpenError } from "./stream-error.ts";
@@ -52,7 +52,7 @@ export interface LinkOptions {
   timing: LinkTiming;
   /**
    * When the stream under the link can open more streams to the shadow's pod, outbound streams
-   * become direct streams on it (see direct-protocol.ts), if the shadow serves them.
+   * become direct streams on it (see core/protocol/direct-streams.ts), if the shadow serves them.
    */
   siblings?: SiblingStreams;
   /** A connection arrived at one of the shadow's remote listeners. */

@@ -4,14 +4,13 @@
 //   2. the session; then the shadow and the laptop changes, each a journaled step with its undo;
 //   3. wait; the session's end (signal, lost lease, shadow gone for good) undoes everything.
 
-import type { CommandFactory, Shadow } from "../../core/plugin-api.ts";
-import { cidrContains, formatCidr, parseIPv4 } from "../../core/net/cidr.ts";
-import { apiServerAddresses, captureRanges, discoverClusterRanges } from "../../core/net/cluster-cidrs.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { formatPlan, PlanExecutor } from "../../core/net/driver.ts";
-import { selectDriver } from "../../core/net/drivers/index.ts";
-import { proxyInstructions } from "../../core/net/drivers/proxy.ts";
-import type { OpenStream } from "../../core/net/relay-listener.ts";
+import type { CommandFactory, OpenStream, Shadow } from "../../core/plugin-api.ts";
+import { cidrContains, formatCidr, parseIPv4 } from "./net/cidr.ts";
+import { apiServerAddresses, captureRanges, discoverClusterRanges } from "./net/cluster-cidrs.ts";
+import { ClusterIndex } from "./net/cluster-index.ts";
+import { countConnections, publishConnectPanel } from "./ui-panel.ts";
+import { formatPlan, PlanExecutor } from "./net/driver.ts";
+import { selectDriver } from "./net/drivers/index.ts";
 import { startLaptopSide } from "./laptop.ts";
 import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 
@@ -47,7 +46,7 @@ const connect: CommandFactory = (api) =>
       const kube = await api.kube(global);
       const namespace = global.namespace || kube.namespace;
       const context = { namespace, domain: options.clusterDomain };
-      const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode });
+      const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode }, api);
 
       // --- 1. read the cluster -----------------------------------------------------------------
       // Drivers that write names or mappings up front need every namespace; DNS and the proxy ask as they go.
@@ -89,9 +88,10 @@ const connect: CommandFactory = (api) =>
         shadowFailed = reject;
       });
       shadowPromise.catch(() => undefined);
-      const cluster: OpenStream = async (host, port) => (await shadowPromise).tunnel.openStream(host, port);
+      const counter = countConnections(async (host, port) => (await shadowPromise).tunnel.openStream(host, port));
+      const cluster: OpenStream = counter.open;
 
-      const laptop = await startLaptopSide({ driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch((error) => {
+      const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch((error) => {
         index.close();
         throw error;
       });
@@ -124,7 +124,7 @@ const connect: CommandFactory = (api) =>
         await release();
         throw error;
       }
-      const executor = new PlanExecutor(session);
+      const executor = new PlanExecutor(session, api);
       let spec = { ...laptop.spec, sessionId: session.id };
       try {
         // The plan is made now, with the session's id in every name, and checked before anything runs.
@@ -171,6 +171,7 @@ const connect: CommandFactory = (api) =>
           .finally(() => (refreshing = undefined));
       };
       index.onChange(() => refresh());
+      publishConnectPanel(api, { session, index, domain: options.clusterDomain, counter, proxy: laptop.proxy ? `${laptop.proxy.host}:${laptop.proxy.port}` : undefined });
 
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       api.logger.success(
@@ -178,7 +179,7 @@ const connect: CommandFactory = (api) =>
       );
       if (laptop.proxy) {
         api.logger.info(`SOCKS5 and HTTP proxy on ${laptop.proxy.host}:${laptop.proxy.port}. To use it:`);
-        for (const line of proxyInstructions(laptop.proxy.host, laptop.proxy.port)) process.stdout.write(`  ${line}\n`);
+        for (const line of api.proxy.instructions(laptop.proxy.host, laptop.proxy.port)) process.stdout.write(`  ${line}\n`);
       }
       api.logger.info("Press Ctrl-C to stop; everything ktctl changed is restored on exit.");
 

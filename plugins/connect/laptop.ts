@@ -3,22 +3,24 @@
 // servers start before anything changes, so a taken port fails before the system is touched.
 
 import { readFile } from "node:fs/promises";
-import type { ClusterIndex } from "../../core/net/cluster-index.ts";
-import type { CaptureRanges } from "../../core/net/cluster-cidrs.ts";
-import { answerName, classifyName, type NamingContext } from "../../core/net/cluster-names.ts";
-import { clusterRoute } from "../../core/net/cluster-route.ts";
-import { startDnsServer, type DnsServer } from "../../core/net/dns-server.ts";
-import type { ConnectNetSpec, HostFacts, NetDriver } from "../../core/net/driver.ts";
-import { DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { clusterHostsEntries } from "../../core/net/hosts-entries.ts";
-import { AliasLayout, MappedListeners, addressTargets } from "../../core/net/mapped-capture.ts";
-import { loadOriginalDestination } from "../../core/net/original-dst.ts";
-import { startProxyServer, type ProxyServer } from "../../core/laptop/proxy-server.ts";
-import { startRelayListener, type OpenStream, type RelayListener } from "../../core/net/relay-listener.ts";
-import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
+import type { OpenStream, PluginApi, ProxyServer } from "../../core/plugin-api.ts";
+import type { ClusterIndex } from "./net/cluster-index.ts";
+import type { CaptureRanges } from "./net/cluster-cidrs.ts";
+import { answerName, classifyName, type NamingContext } from "./net/cluster-names.ts";
+import { clusterRoute } from "./net/cluster-route.ts";
+import { startDnsServer, type DnsServer } from "./net/dns-server.ts";
+import type { ConnectNetSpec, HostFacts, NetDriver } from "./net/driver.ts";
+import { DNS_ADDRESS } from "./net/drivers/linux.ts";
+import { clusterHostsEntries } from "./net/hosts-entries.ts";
+import { AliasLayout, MappedListeners, addressTargets } from "./net/mapped-capture.ts";
+import { loadOriginalDestination } from "./net/original-dst.ts";
+import { startRelayListener, type RelayListener } from "./net/relay-listener.ts";
+import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "./net/resolv-conf.ts";
 import type { ConnectOptions } from "./options.ts";
 
 export interface LaptopSideOptions {
+  /** The core's laptop services (proxy, carry) and errors. */
+  api: Pick<PluginApi, "errors" | "carry" | "proxy">;
   driver: NetDriver;
   options: ConnectOptions;
   sessionId: string;
@@ -46,7 +48,7 @@ const usesDnsServer = (driver: NetDriver, options: ConnectOptions) =>
   driver.name === "darwin" || (driver.name === "linux-system" && options.dnsMode !== "hosts" && options.dnsMode !== "none");
 
 export async function startLaptopSide(o: LaptopSideOptions): Promise<LaptopSide> {
-  const { driver, options, context, index, capture, logger } = o;
+  const { api, driver, options, context, index, capture, logger } = o;
   const closers: (() => Promise<void>)[] = [];
   const close = async () => {
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
@@ -62,26 +64,29 @@ export async function startLaptopSide(o: LaptopSideOptions): Promise<LaptopSide>
     const aliasLayout = new AliasLayout();
 
     if (driver.capture === "transparent") {
-      const originalDestination = await loadOriginalDestination();
-      relay = await startRelayListener({
-        // A connection made to the listener itself (not redirected) reports the listener as its
-        // destination: refused, or it would loop into the cluster asking for 127.0.0.1.
-        destination: (socket) => {
-          const destination = originalDestination(socket);
-          return destination && !(destination.host === relay?.host && destination.port === relay?.port) ? destination : undefined;
+      const originalDestination = await loadOriginalDestination(api.errors);
+      relay = await startRelayListener(
+        {
+          // A connection made to the listener itself (not redirected) reports the listener as its
+          // destination: refused, or it would loop into the cluster asking for 127.0.0.1.
+          destination: (socket) => {
+            const destination = originalDestination(socket);
+            return destination && !(destination.host === relay?.host && destination.port === relay?.port) ? destination : undefined;
+          },
+          openStream: o.cluster,
+          onError: (error, destination) => failed(destination ? `${destination.host}:${destination.port}` : "a captured address")(error),
         },
-        openStream: o.cluster,
-        onError: (error, destination) => failed(destination ? `${destination.host}:${destination.port}` : "a captured address")(error),
-      });
+        api,
+      );
       closers.push(() => relay!.close());
       spec.transparentPort = relay.port;
     } else if (driver.capture === "mapped") {
-      mapped = new MappedListeners(o.cluster, (error, mapping) => failed(`${mapping.target.host}:${mapping.target.port}`)(error));
+      mapped = new MappedListeners(api, o.cluster, (error, mapping) => failed(`${mapping.target.host}:${mapping.target.port}`)(error));
       closers.push(() => mapped!.close());
     } else {
-      proxy = await startProxyServer({
+      proxy = await api.proxy.start({
         port: options.proxyPort,
-        openStream: clusterRoute({ context, view: index, capture, cluster: o.cluster }),
+        openStream: clusterRoute({ context, view: index, capture, cluster: o.cluster, errors: api.errors }),
         onError: (error, target) => failed(target)(error),
       });
       closers.push(() => proxy!.close());

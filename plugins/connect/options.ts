@@ -1,10 +1,10 @@
 // The connect flags, parsed and checked in one place (pure, so every refusal is unit-tested).
 
 import type { PluginApi } from "../../core/plugin-api.ts";
-import { parseCidrList, type Cidr } from "../../core/net/cidr.ts";
-import { DEFAULT_CLUSTER_DOMAIN } from "../../core/net/cluster-names.ts";
-import { CONNECT_MODES, DNS_MODES, defaultMode, type ConnectMode } from "../../core/net/drivers/index.ts";
-import type { LinuxDnsMode } from "../../core/net/drivers/linux.ts";
+import { parseCidrList, type Cidr } from "./net/cidr.ts";
+import { DEFAULT_CLUSTER_DOMAIN } from "./net/cluster-names.ts";
+import { CONNECT_MODES, DNS_MODES, defaultMode, type ConnectMode } from "./net/drivers/index.ts";
+import type { LinuxDnsMode } from "./net/drivers/linux.ts";
 
 export const DEFAULT_PROXY_PORT = 2223;
 
@@ -66,8 +66,8 @@ export function parseConnectOptions(
     extraNamespaces,
     proxyPort,
     disablePodIp: Boolean(args.disablePodIp),
-    include: parseCidrList(args.includeIps === undefined ? undefined : String(args.includeIps), "--includeIps"),
-    exclude: parseCidrList(args.excludeIps === undefined ? undefined : String(args.excludeIps), "--excludeIps"),
+    include: parseCidrList(args.includeIps === undefined ? undefined : String(args.includeIps), "--includeIps", errors),
+    exclude: parseCidrList(args.excludeIps === undefined ? undefined : String(args.excludeIps), "--excludeIps", errors),
     clusterDomain,
     shareShadow: Boolean(args.shareShadow),
     dryRun: Boolean(args.dryRun),

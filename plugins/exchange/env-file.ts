@@ -2,31 +2,29 @@
 // namespace's services) and writes the file, readable by its owner only: it may hold secrets.
 
 import { writeFile, chmod } from "node:fs/promises";
-import type { Kube } from "../../core/plugin-api.ts";
+import type { Kube, PluginApi } from "../../core/plugin-api.ts";
 import { buildEnvironment, formatEnvFile, pickContainer, type EnvResult } from "./env.ts";
 import type { ResolvedTarget } from "./target.ts";
 
-const statusOf = (error: any): number | undefined => {
-  for (const v of [error?.status, error?.statusCode, error?.response?.status]) if (typeof v === "number") return v;
-  return undefined;
-};
+type Api = Pick<PluginApi, "errors">;
 
-async function getData(kube: Kube, namespace: string, kind: "configmaps" | "secrets", name: string, notes: string[]) {
+/** The data of a ConfigMap or Secret in kube.namespace; undefined (with a note when forbidden) if unreadable. */
+async function getData(api: Api, kube: Kube, kind: "configmaps" | "secrets", name: string, notes: string[]) {
   try {
-    const object = await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/${kind}/${encodeURIComponent(name)}`);
-    return (object.data ?? {}) as Record<string, string>;
+    const object = await kube.get<any>(`/api/v1/namespaces/${encodeURIComponent(kube.namespace)}/${kind}/${encodeURIComponent(name)}`);
+    return object && ((object.data ?? {}) as Record<string, string>);
   } catch (error) {
-    const status = statusOf(error);
-    if (status === 403) notes.push(`not allowed to read ${kind.slice(0, -1)} ${name}`);
-    else if (status !== 404) throw error;
+    if (api.errors.httpStatus(error) !== 403) throw error;
+    notes.push(`not allowed to read ${kind.slice(0, -1)} ${name}`);
     return undefined;
   }
 }
 
-/** Builds the target container's environment from the cluster. */
+/** Builds the target container's environment from the cluster (the target is in kube.namespace). */
 export async function readEnvironment(
+  api: Api,
   kube: Kube,
-  target: Pick<ResolvedTarget, "namespace" | "pod" | "workload">,
+  target: Pick<ResolvedTarget, "pod" | "workload">,
   options: { container?: string; targetPorts: number[] },
 ): Promise<{ result: EnvResult; containerName: string } | { missing: string }> {
   const podSpec = target.pod?.spec ?? target.workload?.spec?.template?.spec;
@@ -36,7 +34,7 @@ export async function readEnvironment(
     const names = containers.map((c) => c.name).join(", ");
     return { missing: options.container ? `no container "${options.container}" (containers: ${names || "none"})` : "no pod or workload to read the environment from" };
   }
-  const namespace = target.namespace;
+  const namespace = kube.namespace;
   const notes: string[] = [];
   const configMapNames = new Set<string>();
   const secretNames = new Set<string>();
@@ -50,14 +48,15 @@ export async function readEnvironment(
   }
   const configMaps: Record<string, Record<string, string> | undefined> = {};
   const secrets: Record<string, Record<string, string> | undefined> = {};
-  for (const name of configMapNames) configMaps[name] = await getData(kube, namespace, "configmaps", name, notes);
-  for (const name of secretNames) secrets[name] = await getData(kube, namespace, "secrets", name, notes);
+  for (const name of configMapNames) configMaps[name] = await getData(api, kube, "configmaps", name, notes);
+  for (const name of secretNames) secrets[name] = await getData(api, kube, "secrets", name, notes);
 
   const services = ((await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`)).items ?? []) as any[];
   try {
     services.push(await kube.request<any>("GET", "/api/v1/namespaces/default/services/kubernetes"));
   } catch (error) {
-    if (statusOf(error) !== 403 && statusOf(error) !== 404) throw error;
+    const status = api.errors.httpStatus(error);
+    if (status !== 403 && status !== 404) throw error;
     notes.push("the kubernetes service of namespace default is not readable: KUBERNETES_SERVICE_* not set");
   }
   const result = buildEnvironment({

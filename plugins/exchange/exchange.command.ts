@@ -5,20 +5,13 @@
 // Every change is a journaled step whose undo restores the object exactly, and the object carries
 // its own undo record, so `clean`, `recover` and the next session can restore it without a journal.
 
-import type { CommandFactory, Kube, PluginApi, Session } from "../../core/plugin-api.ts";
-import { startConnectBack } from "./connect-back.ts";
+import type { CommandFactory, Kube, PluginApi, ServingShadow, Session } from "../../core/plugin-api.ts";
 import { readEnvironment, writeEnvFile } from "./env-file.ts";
-import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed, type ServingShadow } from "./lifecycle.ts";
-import { requireLocalListeners } from "./local.ts";
-import { ensureNotHeld } from "./ownership.ts";
 import { PortPlanError, planShadowPorts, type ShadowPortPlan } from "./ports.ts";
-import { patchObjectStep, scaleStep, shadowSelector } from "./scheme.ts";
 import { declaredContainerPorts, listObjects, podTemplateLabels, resolveTarget, selects, type ResolvedTarget } from "./target.ts";
-import { exactly, waitForEndpoints, waitForReplicas, without } from "./waits.ts";
 
 type Mode = "selector" | "scale";
 
-const MERGE_PATCH = "application/merge-patch+json";
 /** Upper bound on waiting for the endpoints to show the shadow only (kube-proxy follows them). */
 const ENDPOINTS_WAIT_MS = 30_000;
 /** Upper bound on waiting for the endpoints, then kube-proxy, to let go of the shadow before it is removed. */
@@ -29,8 +22,10 @@ const DRAIN_WAIT_MS = 10_000;
  */
 const DRAIN_QUIET_MS = 1_200;
 
-const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`;
-const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments/${encodeURIComponent(name)}`;
+const servicesPath = (kube: Kube) => `/api/v1/namespaces/${encodeURIComponent(kube.namespace)}/services`;
+const servicePath = (kube: Kube, name: string) => `${servicesPath(kube)}/${encodeURIComponent(name)}`;
+const deploymentPath = (kube: Kube, name: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(kube.namespace)}/deployments/${encodeURIComponent(name)}`;
+const podPath = (kube: Kube, name: string) => `/api/v1/namespaces/${encodeURIComponent(kube.namespace)}/pods/${encodeURIComponent(name)}`;
 
 const formatSelector = (selector: Record<string, string> | undefined) =>
   Object.entries(selector ?? {})
@@ -45,9 +40,10 @@ export function replaceSelectorPatch(from: Record<string, string> | undefined, t
 }
 
 /** Reads the target and checks it suits the mode; returns the services the session takes over. */
-async function prepareTarget(api: PluginApi, kube: Kube, namespace: string, targetText: string, mode: Mode) {
+async function prepareTarget(api: PluginApi, kube: Kube, targetText: string, mode: Mode) {
   const { KtctlError, ExitCode } = api.errors;
-  const target = await resolveTarget(kube, namespace, api.parseTarget(targetText), api.errors);
+  const namespace = kube.namespace;
+  const target = await resolveTarget(kube, api.parseTarget(targetText), api);
   let services = target.services;
   if (mode === "selector") {
     const bare = services.filter((s) => !Object.keys(s.spec?.selector ?? {}).length);
@@ -70,7 +66,7 @@ async function prepareTarget(api: PluginApi, kube: Kube, namespace: string, targ
     }
     // The shadow carries the workload's pod labels, so it takes over EVERY service selecting them.
     const labels = podTemplateLabels(target.workload);
-    const all = await listObjects(kube, `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`);
+    const all = await listObjects(kube, servicesPath(kube));
     const names = all.filter((s) => s.spec?.type !== "ExternalName" && selects(s.spec?.selector, labels)).map((s) => s.metadata.name as string);
     const extra = names.filter((n) => !services.some((s) => s.metadata.name === n));
     if (extra.length) {
@@ -127,24 +123,25 @@ const exchange: CommandFactory = (api) =>
       const started = performance.now();
 
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
-      let { target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode);
+      const namespace = kube.namespace;
+      let { target, services } = await prepareTarget(api, kube, String(args.target), mode);
       const plan = planPorts(api, target, services, mappings);
       if (plan.unexposed.length) api.logger.warn(`not exposed, refused while exchanged: ${plan.unexposed.join(", ")}`);
 
       const proxyPort = Number(args.proxyPort);
       if (!Number.isInteger(proxyPort) || proxyPort < 0 || proxyPort > 65535) throw new KtctlError(`invalid proxyPort "${args.proxyPort}"`, ExitCode.usage);
-      const connectBack = args.connect ? await startConnectBack(api, proxyPort) : undefined;
+      const connectBack = args.connect ? await api.serving.connectBack(proxyPort) : undefined;
       const session = await (async () => {
         try {
-          await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+          await api.serving.requireLocalListeners(localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
           // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
           const held = mode === "scale" ? [...services, target.workload] : services;
-          if (await ensureNotHeld(api, kube, namespace, held)) {
-            ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
+          if (await api.ownership.ensureNotHeld(kube, held)) {
+            ({ target, services } = await prepareTarget(api, kube, String(args.target), mode));
           }
           if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
-          return await startModeSession(api, { mode: "exchange", target: target.label, global });
+          // The mode handles the signals: traffic goes back before the session's undo runs.
+          return await api.startSession({ mode: "exchange", target: target.label, global, handleSignals: false });
         } catch (error) {
           connectBack?.fail(error);
           await connectBack?.close();
@@ -152,48 +149,45 @@ const exchange: CommandFactory = (api) =>
         }
       })();
 
-      const stop = listenForStop(api.logger);
+      const stop = api.serving.stopSignals();
       const role = `exchange-${target.ref.name}`;
       const workload = target.workload;
       const originalReplicas: number = workload?.spec?.replicas ?? 1;
 
       let serving: ServingShadow | undefined;
-      const shadow = await setUp(session, stop, api.logger, async () => {
+      const shadow = await api.serving.setUp(session, stop, async () => {
         if (mode === "scale") {
           // The lock: the service carries this session's mark while the workload is scaled away.
           for (const service of services) {
-            const { spec, marks } = patchObjectStep(session.id, service, [], `mark service ${namespace}/${service.metadata.name} as exchanged`);
-            await session.step(spec, () =>
-              kube.request("PATCH", servicePath(namespace, service.metadata.name), { metadata: { ...marks, resourceVersion: service.metadata.resourceVersion } }, MERGE_PATCH),
-            );
+            const { spec, marks } = api.steps.patchObject(session.id, service, [], `mark service ${namespace}/${service.metadata.name} as exchanged`);
+            await session.step(spec, () => kube.mergePatch(servicePath(kube, service.metadata.name), { metadata: { ...marks, resourceVersion: service.metadata.resourceVersion } }));
           }
         }
-        serving = await startServingShadow(api, session, {
+        serving = await api.serving.startShadow(session, {
           role,
           labels: mode === "scale" ? podTemplateLabels(workload) : undefined,
           ports: plan.listeners,
           localHost,
+          describe: `exchange ${target.label}`,
         });
         const shadow = serving.shadow;
         if (mode === "selector") {
-          const selector = shadowSelector(session.id, role);
+          const selector = api.scheme.shadowSelector(session.id, role);
           for (const service of services) {
             const name = service.metadata.name;
-            const { spec, marks } = patchObjectStep(session.id, service, [["spec", "selector"]], `point service ${namespace}/${name} at the shadow (selector was ${formatSelector(service.spec.selector)})`);
+            const { spec, marks } = api.steps.patchObject(session.id, service, [["spec", "selector"]], `point service ${namespace}/${name} at the shadow (selector was ${formatSelector(service.spec.selector)})`);
             await session.step(spec, () =>
-              kube.request(
-                "PATCH",
-                servicePath(namespace, name),
+              kube.mergePatch(
+                servicePath(kube, name),
                 // resourceVersion: if anyone changed the service since it was checked, nothing is patched.
                 { metadata: { ...marks, resourceVersion: service.metadata.resourceVersion }, spec: { selector: replaceSelectorPatch(service.spec.selector, selector) } },
-                MERGE_PATCH,
               ),
             );
           }
         } else {
-          const { spec, marks } = scaleStep(session.id, workload, `scale deployment ${namespace}/${workload.metadata.name} to 0 (from ${originalReplicas})`);
+          const { spec, marks } = api.steps.scale(session.id, workload, `scale deployment ${namespace}/${workload.metadata.name} to 0 (from ${originalReplicas})`);
           await session.step(spec, () =>
-            kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { metadata: { ...marks, resourceVersion: workload.metadata.resourceVersion }, spec: { replicas: 0 } }, MERGE_PATCH),
+            kube.mergePatch(deploymentPath(kube, workload.metadata.name), { metadata: { ...marks, resourceVersion: workload.metadata.resourceVersion }, spec: { replicas: 0 } }),
           );
         }
         return shadow;
@@ -207,7 +201,7 @@ const exchange: CommandFactory = (api) =>
 
       // Ctrl-C while the endpoints switch must not wait for them.
       const switched = await Promise.race([
-        Promise.all(services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, exactly(() => [shadow.podIP]), ENDPOINTS_WAIT_MS))),
+        Promise.all(services.map((s) => api.waits.forEndpoints(kube, s.metadata.name, api.waits.exactly(() => [shadow.podIP]), { timeoutMs: ENDPOINTS_WAIT_MS }))),
         stop.received.then(() => services.map(() => true)),
       ]);
       const late = services.filter((_, i) => !switched[i]).map((s) => s.metadata.name);
@@ -222,26 +216,25 @@ const exchange: CommandFactory = (api) =>
       }
       api.logger.info(`exchanged ${target.label} in ${seconds}s (${mode} mode, session ${session.id}); Ctrl-C restores it`);
 
-      const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
+      const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), api.serving.tunnelClosed(shadow)]);
       await connectBack?.close();
       await finish(api, kube, session, serving!, {
         mode,
-        namespace,
         services,
-        shadowSelector: shadowSelector(session.id, role),
+        shadowSelector: api.scheme.shadowSelector(session.id, role),
         workload,
         originalReplicas,
         recoverWaitSeconds,
         reason,
         lost: !stop.signal && !reason.startsWith("tunnel"),
       });
-      exitForSignal(stop);
+      api.serving.exitForSignal(stop);
     },
   });
 
 /** Writes the target container's environment (plus the proxy settings of --connect) to `path`. */
 async function writeTargetEnv(api: PluginApi, kube: Kube, target: ResolvedTarget, plan: ShadowPortPlan, path: string, container: string | undefined, extra: [string, string][]) {
-  const env = await readEnvironment(kube, target, { container, targetPorts: plan.listeners.map((l) => l.shadowPort) });
+  const env = await readEnvironment(api, kube, target, { container, targetPorts: plan.listeners.map((l) => l.shadowPort) });
   if ("missing" in env) throw new api.errors.KtctlError(`cannot write ${path}: ${env.missing}`, api.errors.ExitCode.usage);
   const vars = new Map(env.result.vars);
   for (const [k, v] of extra) vars.set(k, v);
@@ -261,38 +254,43 @@ async function finish(
   kube: Kube,
   session: Session,
   serving: ServingShadow,
-  end: { mode: Mode; namespace: string; services: any[]; shadowSelector: Record<string, string>; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
+  end: { mode: Mode; services: any[]; shadowSelector: Record<string, string>; workload?: any; originalReplicas: number; recoverWaitSeconds: number; reason: string; lost: boolean },
 ) {
-  const { mode, namespace, workload, originalReplicas } = end;
+  const { mode, workload, originalReplicas } = end;
+  const namespace = kube.namespace;
   const shadow = serving.shadow;
   let ready = false;
-  const progress = (summary: string) => api.logger.info(`deployment ${namespace}/${workload?.metadata?.name}: ${summary}`);
+  const replicasReady = () =>
+    api.waits.forReplicas(kube, workload.metadata.name, originalReplicas, {
+      timeoutMs: end.recoverWaitSeconds * 1000,
+      onProgress: (summary) => api.logger.info(`deployment ${namespace}/${workload?.metadata?.name}: ${summary}`),
+    });
   if (!end.lost) {
     try {
       if (mode === "selector") {
         for (const service of end.services) {
           const patch = { spec: { selector: replaceSelectorPatch(end.shadowSelector, service.spec.selector) } };
-          await kube.request("PATCH", servicePath(namespace, service.metadata.name), patch, MERGE_PATCH);
+          await kube.mergePatch(servicePath(kube, service.metadata.name), patch);
         }
       } else {
-        await kube.request("PATCH", deploymentPath(namespace, workload.metadata.name), { spec: { replicas: originalReplicas } }, MERGE_PATCH);
-        ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+        await kube.mergePatch(deploymentPath(kube, workload.metadata.name), { spec: { replicas: originalReplicas } });
+        ready = await replicasReady();
         // The shadow leaves the services by dropping the workload's labels (it is deleted next anyway).
         const labels = Object.fromEntries(Object.keys(podTemplateLabels(workload)).map((k) => [k, null]));
-        await kube.request("PATCH", `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(shadow.podName)}`, { metadata: { labels } }, MERGE_PATCH);
+        await kube.mergePatch(podPath(kube, shadow.podName), { metadata: { labels } });
       }
-      await Promise.all(end.services.map((s) => waitForEndpoints(kube, namespace, s.metadata.name, without(() => shadow.podIP), DRAIN_WAIT_MS)));
+      await Promise.all(end.services.map((s) => api.waits.forEndpoints(kube, s.metadata.name, api.waits.without(() => shadow.podIP), { timeoutMs: DRAIN_WAIT_MS })));
       // kube-proxy applies that a little later: connections landing on the shadow meanwhile are
       // still served; it goes once they stop.
       await serving.drained(DRAIN_QUIET_MS, DRAIN_WAIT_MS);
     } catch (error) {
-      api.logger.warn(`could not hand the traffic back before removing the shadow: ${errorText(error)}`);
+      api.logger.warn(`could not hand the traffic back before removing the shadow: ${api.errors.text(error)}`);
     }
   }
   await session.close(end.reason);
   await serving.close();
   if (mode === "scale" && !ready) {
-    ready = await waitForReplicas(kube, namespace, workload.metadata.name, originalReplicas, end.recoverWaitSeconds * 1000, progress);
+    ready = await replicasReady();
   }
   if (mode === "scale" && !ready) {
     api.logger.warn(`deployment ${namespace}/${workload.metadata.name} is back to ${originalReplicas} replicas but not all ready after ${end.recoverWaitSeconds}s`);

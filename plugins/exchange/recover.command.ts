@@ -2,9 +2,7 @@
 // record on the service and on the workload behind it), for the rare case that neither the session,
 // its watchdog nor `clean` did. No journal is needed.
 
-import type { CleanPlan, CommandFactory, Kube, PluginApi } from "../../core/plugin-api.ts";
-import { cleanDeadSession, describeHolder, sessionInfo } from "./ownership.ts";
-import { isCreatedByKtctl, markedBy, undoMarkOf } from "./scheme.ts";
+import type { CleanPlan, CommandFactory, Kube, PluginApi, Scheme } from "../../core/plugin-api.ts";
 import { listObjects, podTemplateLabels, selects } from "./target.ts";
 
 type UndoAction = CleanPlan["entries"][number]["actions"][number];
@@ -18,8 +16,8 @@ const undoAction = (describe: string, kind: string, undo: Record<string, unknown
 });
 
 /** The selector the service had before the session, from its own undo record (else its current one). */
-export function originalSelector(service: any): Record<string, string> | undefined {
-  const mark = undoMarkOf(service);
+export function originalSelector(scheme: Pick<Scheme, "undoMarkOf">, service: any): Record<string, string> | undefined {
+  const mark = scheme.undoMarkOf(service);
   const fields = (mark?.undo?.fields ?? []) as { path: string[]; value?: unknown }[];
   const saved = fields.find((f) => f.path.join(".") === "spec.selector");
   if (saved) return (saved.value ?? undefined) as Record<string, string> | undefined;
@@ -27,20 +25,21 @@ export function originalSelector(service: any): Record<string, string> | undefin
 }
 
 /** Undo actions for the service and for the workloads of the same session behind it. */
-async function targetedActions(kube: Kube, namespace: string, service: any, holder: string): Promise<UndoAction[]> {
+async function targetedActions(scheme: Scheme, kube: Kube, service: any, holder: string): Promise<UndoAction[]> {
+  const namespace = kube.namespace;
   const name = service.metadata.name;
   const actions: UndoAction[] = [];
-  if (isCreatedByKtctl(service)) {
+  if (scheme.isCreatedByKtctl(service)) {
     actions.push(undoAction(`delete service ${namespace}/${name} (created by session ${holder})`, "delete-object", { apiVersion: "v1", kind: "Service", namespace, name }));
     return actions;
   }
-  const mark = undoMarkOf(service);
+  const mark = scheme.undoMarkOf(service);
   if (mark) actions.push(undoAction(`restore service ${namespace}/${name} from its ${mark.kind} record`, mark.kind, mark.undo));
-  const selector = originalSelector(service);
+  const selector = originalSelector(scheme, service);
   const deployments = await listObjects(kube, `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`);
   for (const deployment of deployments) {
-    const record = undoMarkOf(deployment);
-    if (!record || markedBy(deployment) !== holder || !selects(selector, podTemplateLabels(deployment))) continue;
+    const record = scheme.undoMarkOf(deployment);
+    if (!record || scheme.markedBy(deployment) !== holder || !selects(selector, podTemplateLabels(deployment))) continue;
     actions.push(undoAction(`restore deployment ${namespace}/${deployment.metadata.name} from its ${record.kind} record`, record.kind, record.undo));
   }
   return actions;
@@ -59,31 +58,31 @@ const recover: CommandFactory = (api: PluginApi) =>
       const global = api.globalOptions(args);
       const name = String(args.service).replace(/^(svc|service|services)\//i, "");
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace;
       const service = await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`);
-      const holder = markedBy(service);
+      const holder = api.scheme.markedBy(service);
       if (!holder) {
         api.logger.info(`service ${namespace}/${name} carries no ktctl record: nothing to recover`);
         return;
       }
-      const info = await sessionInfo(api, kube, namespace, holder);
+      const info = await api.ownership.findSession(kube, holder);
       if (info?.state === "alive" && !args.force) {
         throw new KtctlError(
-          `service ${namespace}/${name} is held by ${describeHolder(info)}, which is alive`,
+          `service ${namespace}/${name} is held by ${api.ownership.describeHolder(info)}, which is alive`,
           ExitCode.conflict,
           "it is restored when that session ends; --force restores it now (that session then serves nothing)",
         );
       }
       if (info?.state !== "alive") {
         // The whole dead session, as clean would: the shadow goes too, the lease is released.
-        const reason = await cleanDeadSession(api, kube, namespace, holder);
+        const reason = await api.ownership.cleanDeadSession(kube, holder);
         if (!reason) {
           api.logger.success(`service ${namespace}/${name} restored (session ${holder} cleaned)`);
           return;
         }
         if (!args.force) throw new KtctlError(`session ${holder} holding service ${namespace}/${name} was not cleaned: ${reason}`, ExitCode.conflict, "--force restores the service from its own record now");
       }
-      const actions = await targetedActions(kube, namespace, service, holder);
+      const actions = await targetedActions(api.scheme, kube, service, holder);
       const plan: CleanPlan = {
         scope: `service ${namespace}/${name}`,
         entries: [{ sessionId: holder, namespace, owner: info?.owner, why: "ktctl recover", localJournal: false, actions, notes: [] }],

@@ -2,11 +2,8 @@
 // pods (for named ports and the environment), read from the cluster. Only reads; nothing changes.
 
 import type { Kube, PluginApi, TargetKind, TargetRef } from "../../core/plugin-api.ts";
-import { LABEL_MANAGED_BY } from "./scheme.ts";
 
 export type { TargetKind, TargetRef };
-
-export type ErrorsApi = PluginApi["errors"];
 
 /** True when every key of a (non-empty) selector matches the labels. */
 export function selects(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
@@ -39,8 +36,8 @@ export interface ResolvedTarget {
   otherWorkloads: string[];
 }
 
-const ns = (namespace: string) => `/api/v1/namespaces/${encodeURIComponent(namespace)}`;
-const appsNs = (namespace: string) => `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}`;
+const ns = (kube: Kube) => `/api/v1/namespaces/${encodeURIComponent(kube.namespace)}`;
+const appsNs = (kube: Kube) => `/apis/apps/v1/namespaces/${encodeURIComponent(kube.namespace)}`;
 
 /**
  * Items of a list, each with its apiVersion and kind (a list leaves them out of its items, and the
@@ -58,31 +55,32 @@ const list = listObjects;
 const labelQuery = (selector: Record<string, string>) => Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",");
 
 /** A running, non-ktctl pod matching the selector, if any. */
-async function runningPod(kube: Kube, namespace: string, selector: Record<string, string>): Promise<any | undefined> {
+async function runningPod(kube: Kube, api: Pick<PluginApi, "scheme">, selector: Record<string, string>): Promise<any | undefined> {
   if (!Object.keys(selector).length) return undefined;
-  const pods = await list(kube, `${ns(namespace)}/pods`, { labelSelector: `${labelQuery(selector)},!${LABEL_MANAGED_BY}` });
+  const pods = await list(kube, `${ns(kube)}/pods`, { labelSelector: `${labelQuery(selector)},!${api.scheme.labels.managedBy}` });
   return pods.find(isRunning) ?? pods[0];
 }
 
 /** The Deployment that controls a pod (pod -> ReplicaSet -> Deployment), if any. */
-async function deploymentOfPod(kube: Kube, namespace: string, pod: any): Promise<any | undefined> {
+async function deploymentOfPod(kube: Kube, pod: any): Promise<any | undefined> {
   const rsRef = (pod.metadata?.ownerReferences ?? []).find((o: any) => o.controller && o.kind === "ReplicaSet");
   if (!rsRef) return undefined;
-  const rs = await kube.request<any>("GET", `${appsNs(namespace)}/replicasets/${encodeURIComponent(rsRef.name)}`);
+  const rs = await kube.request<any>("GET", `${appsNs(kube)}/replicasets/${encodeURIComponent(rsRef.name)}`);
   const depRef = (rs.metadata?.ownerReferences ?? []).find((o: any) => o.controller && o.kind === "Deployment");
   if (!depRef) return undefined;
-  return kube.request<any>("GET", `${appsNs(namespace)}/deployments/${encodeURIComponent(depRef.name)}`);
+  return kube.request<any>("GET", `${appsNs(kube)}/deployments/${encodeURIComponent(depRef.name)}`);
 }
 
-/** Reads the target and everything around it. Fails with notFound/usage errors that say what is missing. */
-export async function resolveTarget(kube: Kube, namespace: string, ref: TargetRef, errors: ErrorsApi): Promise<ResolvedTarget> {
-  const { KtctlError, ExitCode } = errors;
+/** Reads the target in kube.namespace and everything around it. Fails with notFound/usage errors that say what is missing. */
+export async function resolveTarget(kube: Kube, ref: TargetRef, api: Pick<PluginApi, "errors" | "scheme">): Promise<ResolvedTarget> {
+  const { KtctlError, ExitCode } = api.errors;
+  const namespace = kube.namespace;
   const label = `${ref.kind === "service" ? "svc" : ref.kind}/${ref.name}`;
-  const allServices = async () => (await list(kube, `${ns(namespace)}/services`)).filter((s) => s.spec?.type !== "ExternalName");
-  const deployments = () => list(kube, `${appsNs(namespace)}/deployments`);
+  const allServices = async () => (await list(kube, `${ns(kube)}/services`)).filter((s) => s.spec?.type !== "ExternalName");
+  const deployments = () => list(kube, `${appsNs(kube)}/deployments`);
 
   if (ref.kind === "service") {
-    const service = await kube.request<any>("GET", `${ns(namespace)}/services/${encodeURIComponent(ref.name)}`);
+    const service = await kube.request<any>("GET", `${ns(kube)}/services/${encodeURIComponent(ref.name)}`);
     const selector: Record<string, string> = service.spec?.selector ?? {};
     const matching = Object.keys(selector).length ? (await deployments()).filter((d) => selects(selector, podTemplateLabels(d))) : [];
     return {
@@ -91,27 +89,27 @@ export async function resolveTarget(kube: Kube, namespace: string, ref: TargetRe
       label,
       services: [service],
       workload: matching.length === 1 ? matching[0] : undefined,
-      pod: await runningPod(kube, namespace, selector),
+      pod: await runningPod(kube, api, selector),
       otherWorkloads: matching.length > 1 ? matching.map((d) => d.metadata.name) : [],
     };
   }
 
   if (ref.kind === "deployment") {
-    const workload = await kube.request<any>("GET", `${appsNs(namespace)}/deployments/${encodeURIComponent(ref.name)}`);
+    const workload = await kube.request<any>("GET", `${appsNs(kube)}/deployments/${encodeURIComponent(ref.name)}`);
     const labels = podTemplateLabels(workload);
     const services = (await allServices()).filter((s) => selects(s.spec?.selector, labels));
     if (!services.length) {
       throw new KtctlError(`no service in ${namespace} selects the pods of deployment ${ref.name}`, ExitCode.notFound, "exchange takes over a service's traffic; create one, or use preview");
     }
-    return { ref, namespace, label, services, workload, pod: await runningPod(kube, namespace, workload.spec?.selector?.matchLabels ?? labels), otherWorkloads: [] };
+    return { ref, namespace, label, services, workload, pod: await runningPod(kube, api, workload.spec?.selector?.matchLabels ?? labels), otherWorkloads: [] };
   }
 
-  const pod = await kube.request<any>("GET", `${ns(namespace)}/pods/${encodeURIComponent(ref.name)}`);
+  const pod = await kube.request<any>("GET", `${ns(kube)}/pods/${encodeURIComponent(ref.name)}`);
   const services = (await allServices()).filter((s) => selects(s.spec?.selector, pod.metadata?.labels));
   if (!services.length) {
     throw new KtctlError(`no service in ${namespace} selects pod ${ref.name}`, ExitCode.notFound, "exchange takes over a service's traffic; create one, or use preview");
   }
-  return { ref, namespace, label, services, workload: await deploymentOfPod(kube, namespace, pod), pod, otherWorkloads: [] };
+  return { ref, namespace, label, services, workload: await deploymentOfPod(kube, pod), pod, otherWorkloads: [] };
 }
 
 /** Container ports the target's pods declare (a live pod first, else the workload's template). */

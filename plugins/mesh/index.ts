@@ -6,7 +6,6 @@
 import type { KtctlPlugin } from "../../core/plugin-api.ts";
 import { leaveMesh } from "./membership.ts";
 import { MESH_LEAVE_KIND } from "./names.ts";
-import { sessionLiveness } from "./liveness.ts";
 
 function readRecord(data: Record<string, unknown>) {
   const { namespace, name, router, companion, adminPort } = data;
@@ -33,7 +32,7 @@ export default {
           info: (m: string) => ctx.logger?.info(m),
           warn: (m: string) => ctx.logger?.warn(m),
         };
-        await leaveMesh({ kube: ctx.kube!, record, sessionId: ctx.sessionId, live: sessionLiveness(api, ctx.kube!, record.namespace), log });
+        await leaveMesh({ kube: ctx.kube!, api, record, sessionId: ctx.sessionId, log });
       },
     });
   },

@@ -2,7 +2,7 @@
 // `--versionMark [KEY:]VALUE` (kt-connect's spelling), or generated when the user names none.
 
 import { randomBytes } from "node:crypto";
-import { ContractError, DEFAULT_MARK_HEADER, checkMarkHeader, checkMarkValue } from "../../shadow/router/contract.ts";
+import type { RouterApi } from "../../core/plugin-api.ts";
 
 export interface Mark {
   /** As the user spells it (HTTP/1 headers are case-insensitive; h2 and gRPC see it lowercase). */
@@ -29,12 +29,13 @@ export function generateMarkValue(owner: string, random: (n: number) => Uint8Arr
 }
 
 /**
- * "VALUE" (header VERSION), "KEY:" (value generated) or "KEY:VALUE". Throws ContractError with
- * the reason when the header or value cannot travel as a mark.
+ * "VALUE" (header VERSION), "KEY:" (value generated) or "KEY:VALUE". Throws the router's
+ * ContractError with the reason when the header or value cannot travel as a mark.
  */
-export function parseMark(spec: string | undefined, owner: string, random?: (n: number) => Uint8Array): Mark {
+export function parseMark(router: RouterApi, spec: string | undefined, owner: string, random?: (n: number) => Uint8Array): Mark {
+  const { ContractError, checkMarkHeader, checkMarkValue } = router;
   const text = spec?.trim() ?? "";
-  let header = DEFAULT_MARK_HEADER;
+  let header = router.defaultMarkHeader;
   let value = text;
   const colon = text.indexOf(":");
   if (colon >= 0) {

@@ -1,15 +1,15 @@
-// Who is in a service's mesh, kept on the service itself and changed only by compare-and-swap
-// (a merge patch carrying the resourceVersion it was computed from). That one object serialises
-// every join and leave across laptops, so exactly one leaver sees the mesh become empty and
-// restores the service, and a joiner never attaches to a mesh that is being taken down.
+// Who is in a service's mesh, kept on the service itself: the service is a shared object
+// (api.shared) whose holders are the mesh's sessions, changed only by compare-and-swap. That one
+// object serialises every join and leave across laptops, so exactly one leaver sees the mesh
+// become empty and restores the service, and a joiner never attaches to a mesh that is being
+// taken down.
 //
 // The shared objects (router, companion, the service's change marks) carry the session label of
 // one live participant, the holder, so `ktctl clean` never takes them for a dead session's
 // leftovers while someone still uses them. When the holder leaves, the label passes on.
 
-import type { Kube, PluginApi } from "../../core/plugin-api.ts";
-import { ANNOTATION_UNDO, DOMAIN, LABEL_MANAGED_BY, LABEL_ROLE, LABEL_SESSION } from "../../core/session/labels.ts";
-import { ANNOTATION_MESH_SESSIONS, MESH_LEAVE_KIND, companionRole, routerRole, routerSelector } from "./names.ts";
+import type { Kube, PluginApi, SharedObjectOptions } from "../../core/plugin-api.ts";
+import { MESH_LEAVE_KIND, companionRole, meshSessionsAnnotation, routerRole, routerSelector, type Naming } from "./names.ts";
 import { deleteRouteEverywhere } from "./router-admin.ts";
 
 /** What leaving needs, journaled by every participant and recorded on the meshed service. */
@@ -34,28 +34,20 @@ export interface MeshLog {
   warn(message: string): void;
 }
 
-const MERGE_PATCH = "application/merge-patch+json";
-const MAX_ATTEMPTS = 8;
-
-const statusOf = (error: unknown): number | undefined => (error as { status?: number })?.status;
+/** What membership needs of the plugin API. */
+export type MembershipApi = Pick<PluginApi, "errors" | "scheme" | "shared">;
 
 export const servicePath = (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/services/${name}`;
 export const deploymentPath = (namespace: string, name: string) => `/apis/apps/v1/namespaces/${namespace}/deployments/${name}`;
 
 /** The mesh record on a service, if the service is meshed. */
-export function meshRecordOf(service: any): MeshRecord | undefined {
-  const raw = service?.metadata?.annotations?.[ANNOTATION_UNDO];
-  if (typeof raw !== "string") return undefined;
-  try {
-    const mark = JSON.parse(raw);
-    return mark?.kind === MESH_LEAVE_KIND && typeof mark.undo?.name === "string" ? (mark.undo as MeshRecord) : undefined;
-  } catch {
-    return undefined;
-  }
+export function meshRecordOf(api: Naming, service: any): MeshRecord | undefined {
+  const mark = api.scheme.undoMarkOf(service);
+  return mark?.kind === MESH_LEAVE_KIND && typeof mark.undo.name === "string" ? (mark.undo as unknown as MeshRecord) : undefined;
 }
 
-export function participantsOf(service: any): string[] {
-  const raw = service?.metadata?.annotations?.[ANNOTATION_MESH_SESSIONS];
+export function participantsOf(api: Naming, service: any): string[] {
+  const raw = service?.metadata?.annotations?.[meshSessionsAnnotation(api)];
   try {
     const list = JSON.parse(raw ?? "[]");
     return Array.isArray(list) ? list.filter((id) => typeof id === "string") : [];
@@ -65,17 +57,17 @@ export function participantsOf(service: any): string[] {
 }
 
 /** The merge patch that points the service at the router and marks it (one patch, so both or neither land). */
-export function meshPatch(service: any, record: MeshRecord, sessionId: string): any {
+export function meshPatch(api: Naming, service: any, record: MeshRecord, sessionId: string): any {
   const selector: Record<string, string | null> = {};
   for (const key of Object.keys(service.spec?.selector ?? {})) selector[key] = null;
-  Object.assign(selector, routerSelector(record.name));
+  Object.assign(selector, routerSelector(api, record.name));
   return {
     metadata: {
       resourceVersion: service.metadata.resourceVersion,
-      labels: { [LABEL_SESSION]: sessionId },
+      labels: { [api.scheme.labels.session]: sessionId },
       annotations: {
-        [ANNOTATION_UNDO]: JSON.stringify({ kind: MESH_LEAVE_KIND, undo: record }),
-        [ANNOTATION_MESH_SESSIONS]: JSON.stringify([sessionId]),
+        [api.scheme.annotations.undo]: JSON.stringify({ kind: MESH_LEAVE_KIND, undo: record }),
+        [meshSessionsAnnotation(api)]: JSON.stringify([sessionId]),
       },
     },
     spec: { selector },
@@ -83,25 +75,40 @@ export function meshPatch(service: any, record: MeshRecord, sessionId: string): 
 }
 
 /** The merge patch that gives the service back exactly its own selector and takes every ktctl mark away. */
-export function restorePatch(service: any, record: MeshRecord): any {
+export function restorePatch(api: Naming, service: any, record: MeshRecord): any {
   const original = record.selector ?? {};
   const selector: Record<string, string | null> = {};
   for (const key of Object.keys(service.spec?.selector ?? {})) if (!(key in original)) selector[key] = null;
   Object.assign(selector, original);
   const annotations: Record<string, null> = {};
-  for (const key of Object.keys(service.metadata?.annotations ?? {})) if (key.startsWith(`${DOMAIN}/`)) annotations[key] = null;
+  for (const key of Object.keys(service.metadata?.annotations ?? {})) if (key.startsWith(`${api.scheme.domain}/`)) annotations[key] = null;
   const labels: Record<string, null> = {};
-  if (service.metadata?.labels?.[LABEL_SESSION] !== undefined) labels[LABEL_SESSION] = null;
+  if (service.metadata?.labels?.[api.scheme.labels.session] !== undefined) labels[api.scheme.labels.session] = null;
   return { metadata: { resourceVersion: service.metadata.resourceVersion, labels, annotations }, spec: { selector } };
+}
+
+/**
+ * The service as a shared object: its participants in the mesh-sessions annotation, the holder in
+ * its session label; sessions that are not alive (as `status` judges them) are dropped.
+ */
+function membership(api: MembershipApi, namespace: string, name: string, sessionId: string, log: MeshLog): SharedObjectOptions {
+  return {
+    ref: { apiVersion: "v1", kind: "Service", namespace, name },
+    sessionId,
+    annotation: meshSessionsAnnotation(api),
+    holderLabel: api.scheme.labels.session,
+    isShared: (service) => meshRecordOf(api, service) !== undefined,
+    drop: "expired",
+    logger: log,
+  };
 }
 
 export interface JoinInput {
   kube: Kube;
-  api: Pick<PluginApi, "errors">;
+  api: MembershipApi;
   namespace: string;
   service: string;
   sessionId: string;
-  live: Liveness;
   log: MeshLog;
   /**
    * Makes the companion and the router for a service that is not meshed yet and returns the record
@@ -123,81 +130,50 @@ export class ConcurrentCreation extends Error {
  * whether this session created the shared objects.
  */
 export async function joinMesh(input: JoinInput): Promise<{ record: MeshRecord; created: boolean }> {
-  const { kube, namespace, service: name, sessionId, log } = input;
-  const { KtctlError, ExitCode } = input.api.errors;
+  const { kube, api, namespace, service: name, sessionId, log } = input;
+  const { KtctlError, ExitCode } = api.errors;
   let made: MeshRecord | undefined;
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const service = await kube.request<any>("GET", servicePath(namespace, name));
-    const existing = meshRecordOf(service);
-    if (existing) {
-      const participants = participantsOf(service);
-      const alive = await input.live(participants);
-      const next = [...new Set([...participants.filter((id) => alive.has(id)), sessionId])];
-      const holder = service.metadata.labels?.[LABEL_SESSION];
-      const newHolder = holder && alive.has(holder) ? holder : sessionId;
-      try {
-        await kube.request(
-          "PATCH",
-          servicePath(namespace, name),
-          {
-            metadata: {
-              resourceVersion: service.metadata.resourceVersion,
-              labels: { [LABEL_SESSION]: newHolder },
-              annotations: { [ANNOTATION_MESH_SESSIONS]: JSON.stringify(next) },
-            },
-          },
-          MERGE_PATCH,
+  const joined = await api.shared.join(kube, membership(api, namespace, name, sessionId, log), {
+    async create(service) {
+      if (!service) throw new KtctlError(`service ${namespace}/${name} not found`, ExitCode.notFound);
+      const holder = api.scheme.markedBy(service);
+      if (holder && holder !== sessionId) {
+        throw new KtctlError(
+          `service ${namespace}/${name} is changed by ktctl session ${holder} (not a mesh)`,
+          ExitCode.conflict,
+          "a service can be exchanged or meshed, not both; `ktctl status` shows the session",
         );
-      } catch (error) {
-        if (statusOf(error) === 409) continue;
-        throw error;
       }
-      if (newHolder !== holder) await relabel(kube, existing, newHolder, log);
-      const pruned = participants.filter((id) => !alive.has(id) && id !== sessionId);
-      if (pruned.length) log.debug(`mesh of ${namespace}/${name}: dropped sessions that are gone: ${pruned.join(", ")}`);
-      return { record: existing, created: false };
-    }
-
-    const holder = service.metadata.labels?.[LABEL_SESSION];
-    if (holder && holder !== sessionId) {
-      throw new KtctlError(
-        `service ${namespace}/${name} is changed by ktctl session ${holder} (not a mesh)`,
-        ExitCode.conflict,
-        "a service can be exchanged or meshed, not both; `ktctl status` shows the session",
-      );
-    }
-    if (!service.spec?.selector || Object.keys(service.spec.selector).length === 0) {
-      throw new KtctlError(`service ${namespace}/${name} has no selector, so there are no pods to put a router in front of`, ExitCode.usage);
-    }
-
-    if (!made) {
-      try {
-        made = { ...(await input.create(service)), selector: { ...service.spec.selector } };
-      } catch (error) {
-        if (!(error instanceof ConcurrentCreation)) throw error;
-        log.info(`${error.message}; joining it`);
-        await input.waitForMesh();
-        continue;
+      if (!service.spec?.selector || Object.keys(service.spec.selector).length === 0) {
+        throw new KtctlError(`service ${namespace}/${name} has no selector, so there are no pods to put a router in front of`, ExitCode.usage);
       }
-    } else {
+      if (!made) {
+        try {
+          made = await input.create(service);
+        } catch (error) {
+          if (!(error instanceof ConcurrentCreation)) throw error;
+          log.info(`${error.message}; joining it`);
+          await input.waitForMesh();
+          return false;
+        }
+      }
       made.selector = { ...service.spec.selector };
-    }
-    try {
-      await kube.request("PATCH", servicePath(namespace, name), meshPatch(service, made, sessionId), MERGE_PATCH);
-      return { record: made, created: true };
-    } catch (error) {
-      if (statusOf(error) === 409) continue; // changed meanwhile: look again
-      throw error;
-    }
-  }
-  throw new KtctlError(`service ${namespace}/${name} kept changing while joining its mesh; try again`, ExitCode.conflict);
+      // Carries the resourceVersion read: a service changed meanwhile fails with 409 and is read again.
+      await kube.mergePatch(servicePath(namespace, name), meshPatch(api, service, made, sessionId));
+      return true;
+    },
+  });
+  if (joined.created) return { record: made!, created: true };
+  const record = meshRecordOf(api, joined.object)!;
+  if (joined.holderChanged) await relabel(kube, api, record, joined.holderChanged, log);
+  return { record, created: false };
 }
 
 export interface LeaveInput {
   kube: Kube;
+  api: MembershipApi;
   record: Pick<MeshRecord, "namespace" | "name" | "router" | "companion" | "adminPort">;
   sessionId: string;
-  live: Liveness;
   log: MeshLog;
 }
 
@@ -207,83 +183,44 @@ export interface LeaveInput {
  * the router and the companion. Idempotent, and safe for a session that never finished joining.
  */
 export async function leaveMesh(input: LeaveInput): Promise<"restored" | "left" | "nothing"> {
-  const { kube, record, sessionId, log } = input;
+  const { kube, api, record, sessionId, log } = input;
   const { namespace, name } = record;
   // The mesh's own record knows its admin port (a journal written before joining may not).
-  const before = await kube.request<any>("GET", servicePath(namespace, name)).catch((error) => {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  });
-  const adminPort = meshRecordOf(before)?.adminPort ?? record.adminPort;
-  const routeFailures = await deleteRouteEverywhere(kube, namespace, name, adminPort, sessionId).catch((error: Error) => [error.message]);
+  const before = await kube.get(servicePath(namespace, name));
+  const adminPort = meshRecordOf(api, before)?.adminPort ?? record.adminPort;
+  const routeFailures = await deleteRouteEverywhere(kube, namespace, routerSelector(api, name), adminPort, sessionId).catch((error: Error) => [error.message]);
   // The route dies with the session anyway (its shadow goes, the router then skips it); not fatal.
   if (routeFailures.length) log.debug(`route of ${sessionId} not removed from every router: ${routeFailures.join("; ")}`);
 
-  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    let service: any;
-    try {
-      service = await kube.request<any>("GET", servicePath(namespace, name));
-    } catch (error) {
-      if (statusOf(error) !== 404) throw error;
-      service = undefined;
-    }
-    const current = meshRecordOf(service);
-    if (!current) {
-      // Not meshed (any more, or not yet: this session died while creating). Remove what it made.
-      await deleteShared(kube, record, (object) => object?.metadata?.labels?.[LABEL_SESSION] === sessionId, log);
-      return "nothing";
-    }
-    const participants = participantsOf(service);
-    const others = participants.filter((id) => id !== sessionId);
-    const alive = await input.live(others);
-    const remaining = others.filter((id) => alive.has(id));
-
-    if (remaining.length === 0) {
-      try {
-        await kube.request("PATCH", servicePath(namespace, name), restorePatch(service, current), MERGE_PATCH);
-      } catch (error) {
-        if (statusOf(error) === 409) continue;
-        throw error;
-      }
+  const left = await api.shared.leave(kube, membership(api, namespace, name, sessionId, log), {
+    async last(service) {
+      await kube.mergePatch(servicePath(namespace, name), restorePatch(api, service, meshRecordOf(api, service)!));
       log.info(`service ${namespace}/${name} restored; removing its mesh router`);
-      await deleteShared(kube, current, () => true, log);
-      return "restored";
-    }
-
-    const holder = service.metadata.labels?.[LABEL_SESSION];
-    const newHolder = remaining.includes(holder) ? holder : remaining[0]!;
-    try {
-      await kube.request(
-        "PATCH",
-        servicePath(namespace, name),
-        {
-          metadata: {
-            resourceVersion: service.metadata.resourceVersion,
-            labels: { [LABEL_SESSION]: newHolder },
-            annotations: { [ANNOTATION_MESH_SESSIONS]: JSON.stringify(remaining) },
-          },
-        },
-        MERGE_PATCH,
-      );
-    } catch (error) {
-      if (statusOf(error) === 409) continue;
-      throw error;
-    }
-    if (newHolder !== holder) await relabel(kube, current, newHolder, log);
-    log.debug(`left the mesh of ${namespace}/${name}; ${remaining.length} session(s) remain`);
-    return "left";
+    },
+  });
+  if (left.outcome === "absent") {
+    // Not meshed (any more, or not yet: this session died while creating). Remove what it made.
+    await deleteShared(kube, api, record, (object) => api.scheme.markedBy(object) === sessionId, log);
+    return "nothing";
   }
-  throw new Error(`service ${namespace}/${name} kept changing while leaving its mesh`);
+  const current = meshRecordOf(api, left.object)!;
+  if (left.outcome === "last") {
+    await deleteShared(kube, api, current, () => true, log);
+    return "restored";
+  }
+  if (left.holderChanged) await relabel(kube, api, current, left.holderChanged, log);
+  log.debug(`left the mesh of ${namespace}/${name}; ${left.holders.length} session(s) remain`);
+  return "left";
 }
 
 /** Hands the router and the companion to another holder (their session label). */
-async function relabel(kube: Kube, record: Pick<MeshRecord, "namespace" | "router" | "companion">, holder: string, log: MeshLog): Promise<void> {
-  const patch = { metadata: { labels: { [LABEL_SESSION]: holder } } };
+async function relabel(kube: Kube, api: MembershipApi, record: Pick<MeshRecord, "namespace" | "router" | "companion">, holder: string, log: MeshLog): Promise<void> {
+  const patch = { metadata: { labels: { [api.scheme.labels.session]: holder } } };
   for (const path of [deploymentPath(record.namespace, record.router), servicePath(record.namespace, record.companion)]) {
     try {
-      await kube.request("PATCH", path, patch, MERGE_PATCH);
+      await kube.mergePatch(path, patch);
     } catch (error) {
-      if (statusOf(error) !== 404) throw error;
+      if (api.errors.httpStatus(error) !== 404) throw error;
       log.debug(`${path} is gone; nothing to relabel`);
     }
   }
@@ -296,24 +233,21 @@ async function relabel(kube: Kube, record: Pick<MeshRecord, "namespace" | "route
  */
 async function deleteShared(
   kube: Kube,
+  api: MembershipApi,
   record: Pick<MeshRecord, "namespace" | "name" | "router" | "companion">,
   mine: (object: any) => boolean,
   log: MeshLog,
 ): Promise<void> {
+  const { labels: keys } = api.scheme;
   const targets = [
-    { path: deploymentPath(record.namespace, record.router), role: routerRole(record.name) },
-    { path: servicePath(record.namespace, record.companion), role: companionRole(record.name) },
+    { path: deploymentPath(record.namespace, record.router), role: routerRole(api, record.name) },
+    { path: servicePath(record.namespace, record.companion), role: companionRole(api, record.name) },
   ];
   for (const { path, role } of targets) {
-    let object: any;
-    try {
-      object = await kube.request<any>("GET", path);
-    } catch (error) {
-      if (statusOf(error) === 404) continue;
-      throw error;
-    }
-    const labels = object?.metadata?.labels ?? {};
-    if (labels[LABEL_MANAGED_BY] === undefined || labels[LABEL_ROLE] !== role || !mine(object)) continue;
+    const object = await kube.get(path);
+    if (!object) continue;
+    const labels = object.metadata?.labels ?? {};
+    if (labels[keys.managedBy] === undefined || labels[keys.role] !== role || !mine(object)) continue;
     try {
       await kube.request("DELETE", path, {
         apiVersion: "v1",
@@ -323,7 +257,8 @@ async function deleteShared(
       });
       log.debug(`deleted ${path}`);
     } catch (error) {
-      if (statusOf(error) !== 404 && statusOf(error) !== 409) throw error;
+      const status = api.errors.httpStatus(error);
+      if (status !== 404 && status !== 409) throw error;
     }
   }
 }

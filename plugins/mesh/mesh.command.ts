@@ -1,14 +1,14 @@
-import type { CommandFactory, Kube, PluginApi, Session, Shadow } from "../../core/plugin-api.ts";
-import { ContractError, checkPathPrefix, type Route } from "../../shadow/router/contract.ts";
+import type { CommandFactory, Kube, PluginApi, Route, Session, Shadow } from "../../core/plugin-api.ts";
 import { curlLine, generateMarkValue, parseMark, type Mark } from "./mark.ts";
 import { joinMesh, meshRecordOf, participantsOf, servicePath, type MeshLog, type MeshRecord } from "./membership.ts";
-import { MESH_LEAVE_KIND, companionName, developerRole, routerName } from "./names.ts";
+import { MESH_LEAVE_KIND, companionName, developerRole, routerName, routerSelector } from "./names.ts";
 import { configOfRouter } from "./objects.ts";
 import { PortPlanError, describeMeshPort, planExposedPorts, planFromRouterConfig, planMeshPorts, routerOwnPorts, type ExposedPort, type MeshPort } from "./ports.ts";
 import { RouteConflictError } from "./router-admin.ts";
 import { RouteKeeper } from "./route-keeper.ts";
 import { createMesh, readRouterDeployment, waitForEndpoints, waitForMeshOn, waitForRouterPod } from "./router-setup.ts";
 import { sessionLiveness } from "./liveness.ts";
+import { publishRoutesPanel } from "./ui-panel.ts";
 
 type Mode = "auto" | "manual";
 
@@ -35,11 +35,11 @@ const mesh: CommandFactory = (api) =>
       const kube = await api.kube(global);
       const namespace = global.namespace || kube.namespace;
       const serviceName = String(args.service);
-      const pathPrefix = args.path ? usage(api, () => checkPathPrefix(String(args.path))) : undefined;
+      const pathPrefix = args.path ? usage(api, () => api.router.checkPathPrefix(String(args.path))) : undefined;
       if (pathPrefix && mode === "manual") throw new KtctlError("--path works with --mode auto only (in manual mode your service mesh routes)", ExitCode.usage);
 
       const service = await getService(api, kube, namespace, serviceName);
-      if (mode === "manual" && meshRecordOf(service)) {
+      if (mode === "manual" && meshRecordOf(api, service)) {
         throw new KtctlError(
           `service ${namespace}/${serviceName} is meshed in auto mode by other developers; manual mode needs the service's own selector`,
           ExitCode.conflict,
@@ -47,7 +47,7 @@ const mesh: CommandFactory = (api) =>
         );
       }
       const plan = await portPlan(api, kube, namespace, service);
-      const exposed = usage(api, () => planExposedPorts(plan, mappings, `${namespace}/${serviceName}`));
+      const exposed = usage(api, () => planExposedPorts(api, plan, mappings, `${namespace}/${serviceName}`));
       if (mode === "manual") checkManualPorts(api, exposed);
       for (const e of exposed) {
         if (mode === "auto" && e.port.protocol === "tcp") {
@@ -56,7 +56,7 @@ const mesh: CommandFactory = (api) =>
       }
 
       // Checked before anything exists in the cluster; a generated value is named after the session's owner.
-      const given = usage(api, () => parseMark(args.versionMark ? String(args.versionMark) : undefined, "dev"));
+      const given = usage(api, () => parseMark(api.router, args.versionMark ? String(args.versionMark) : undefined, "dev"));
       if (mode === "manual") manualLabels(api, service, given.generated ? { ...given, value: "generated" } : given);
       const session = await api.startSession({ mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
       const mark: Mark = given.generated ? { ...given, value: generateMarkValue(session.owner) } : given;
@@ -68,7 +68,13 @@ const mesh: CommandFactory = (api) =>
           ports: exposed.map((e) => ({ port: e.shadowPort, ...(mode === "manual" && typeof e.port.targetPort === "string" ? { name: e.port.targetPort } : {}) })),
           ...(shadowLabels ? { labels: shadowLabels } : {}),
         });
-        for (const e of exposed) await shadow.tunnel.addRemoteListener(e.shadowPort, "127.0.0.1", e.local);
+        for (const e of exposed) {
+          const local = { host: "127.0.0.1", port: e.local };
+          const via = `mesh svc/${serviceName} :${e.shadowPort}`;
+          await shadow.tunnel.addRemoteListener(e.shadowPort, local.host, local.port, (origin) =>
+            api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}`, markHeader: mark.header }),
+          );
+        }
 
         let keeper: RouteKeeper | undefined;
         if (mode === "auto") keeper = await joinAndRoute(api, { kube, namespace, session, service, plan, exposed, shadow, mark, pathPrefix });
@@ -97,7 +103,7 @@ function usage<T>(api: PluginApi, fn: () => T): T {
   try {
     return fn();
   } catch (error) {
-    if (error instanceof ContractError) throw new KtctlError(error.message, ExitCode.usage);
+    if (error instanceof api.router.ContractError) throw new KtctlError(error.message, ExitCode.usage);
     if (error instanceof PortPlanError) throw new KtctlError(error.message, ExitCode.usage, error.hint);
     throw error;
   }
@@ -107,7 +113,7 @@ async function getService(api: PluginApi, kube: Kube, namespace: string, name: s
   const { KtctlError, ExitCode } = api.errors;
   const service = await kube.request<any>("GET", servicePath(namespace, name));
   if (service.spec?.type === "ExternalName") throw new KtctlError(`service ${namespace}/${name} is an ExternalName service: it has no pods to route between`, ExitCode.usage);
-  if (!meshRecordOf(service) && Object.keys(service.spec?.selector ?? {}).length === 0) {
+  if (!meshRecordOf(api, service) && Object.keys(service.spec?.selector ?? {}).length === 0) {
     throw new KtctlError(`service ${namespace}/${name} has no selector, so there are no pods to route between`, ExitCode.usage);
   }
   return service;
@@ -116,14 +122,14 @@ async function getService(api: PluginApi, kube: Kube, namespace: string, name: s
 /** The mesh's ports: as the running router serves them, or worked out from the service and its pods. */
 async function portPlan(api: PluginApi, kube: Kube, namespace: string, service: any): Promise<MeshPort[]> {
   const name: string = service.metadata.name;
-  if (meshRecordOf(service)) {
-    const config = configOfRouter(await readRouterDeployment(kube, namespace, routerName(name)));
+  if (meshRecordOf(api, service)) {
+    const config = configOfRouter(api, await readRouterDeployment(kube, namespace, routerName(name)));
     if (config) return planFromRouterConfig(config.listeners, service);
   }
-  const selector = meshRecordOf(service)?.selector ?? service.spec.selector;
+  const selector = meshRecordOf(api, service)?.selector ?? service.spec.selector;
   const query = new URLSearchParams({ labelSelector: Object.entries(selector).map(([k, v]) => `${k}=${v}`).join(",") });
   const pods = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/pods?${query}`);
-  return usage(api, () => planMeshPorts(service, pods.items ?? []));
+  return usage(api, () => planMeshPorts(api, service, pods.items ?? []));
 }
 
 function checkManualPorts(api: PluginApi, exposed: ExposedPort[]): void {
@@ -171,9 +177,8 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
   const live = sessionLiveness(api, kube, namespace);
   const timeoutMs = (session.global.podCreationTimeout ?? 60) * 1000;
   // The ports a router made by this session would use; a mesh that exists already says its own.
-  const ownPorts = routerOwnPorts(plan);
-  const model = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${ctx.shadow.podName}`);
-  const setup = { kube, api, namespace, sessionId: session.id, labels: session.labels, plan, ownPorts, model, live, log, timeoutMs };
+  const ownPorts = routerOwnPorts(api, plan);
+  const setup = { kube, api, namespace, sessionId: session.id, global: session.global, labels: session.labels, plan, ownPorts, live, log, timeoutMs };
 
   const undo: MeshRecord = {
     apiVersion: "v1",
@@ -193,7 +198,6 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
         namespace,
         service: name,
         sessionId: session.id,
-        live,
         log,
         create: (current) => createMesh(setup, current),
         waitForMesh: () => waitForMeshOn(setup, name),
@@ -209,7 +213,7 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
     ...(ctx.pathPrefix ? { pathPrefix: ctx.pathPrefix } : {}),
     upstreams: Object.fromEntries(ctx.exposed.map((e) => [String(e.port.routerPort), { host: ctx.shadow.podIP, port: e.shadowPort }])),
   });
-  const keeper = new RouteKeeper(kube, namespace, name, record.adminPort, route, log, (conflict) => {
+  const keeper = new RouteKeeper(kube, namespace, routerSelector(api, name), record.adminPort, route, log, (conflict) => {
     api.logger.error(`${conflict.message}; ending this session`);
     void session.close("mark taken by another session");
   });
@@ -235,6 +239,7 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
     void keeper.refresh();
   });
   watchMembership(api, kube, namespace, name, session);
+  publishRoutesPanel(api, { kube, namespace, service: name, routerPods: routerSelector(api, name), adminPort: record.adminPort, session });
   return keeper;
 }
 
@@ -248,7 +253,7 @@ function watchMembership(api: PluginApi, kube: Kube, namespace: string, name: st
       { fieldSelector: `metadata.name=${name}` },
       (type, service) => {
         if (stop.signal.aborted) return;
-        const gone = type === "DELETED" || !meshRecordOf(service) || !participantsOf(service).includes(session.id);
+        const gone = type === "DELETED" || !meshRecordOf(api, service) || !participantsOf(api, service).includes(session.id);
         if (!gone) return;
         stop.abort();
         api.logger.warn(`service ${namespace}/${name} is no longer meshed for this session; stopping`);

@@ -1,14 +1,17 @@
 // Names and marks of everything mesh creates or changes, derived from the service name alone, so
 // every developer's ktctl (and the watchdog, and `ktctl clean`) finds the same router and
-// companion without asking anyone. Keys follow the ktctl.io scheme of core/session/labels.ts.
+// companion without asking anyone. Keys follow the core's naming scheme (api.scheme).
 
-import { DOMAIN, LABEL_MANAGED_BY, LABEL_ROLE, MANAGED_BY_VALUE, dnsSafe, labelSafe } from "../../core/session/labels.ts";
+import type { PluginApi } from "../../core/plugin-api.ts";
 import { createHash } from "node:crypto";
 
+/** What naming needs of the plugin API. */
+export type Naming = Pick<PluginApi, "scheme">;
+
 /** On the meshed service: the sessions whose routes keep the mesh alive (JSON list of ids). */
-export const ANNOTATION_MESH_SESSIONS = `${DOMAIN}/mesh-sessions`;
+export const meshSessionsAnnotation = ({ scheme }: Naming): string => `${scheme.domain}/mesh-sessions`;
 /** On the router and the companion: the service they belong to. */
-export const ANNOTATION_MESH_SERVICE = `${DOMAIN}/mesh-service`;
+export const meshServiceAnnotation = ({ scheme }: Naming): string => `${scheme.domain}/mesh-service`;
 
 /** The step kind every auto-mode session journals; its undo is the reference-counted leave. */
 export const MESH_LEAVE_KIND = "mesh-leave";
@@ -30,14 +33,15 @@ export const companionName = (service: string): string => derivedName(service, "
 export const routerName = (service: string): string => derivedName(service, "ktctl-router");
 
 /** Role label values. "mesh-route-" and "mesh-router-" never collide: the character after "mesh-route" differs. */
-export const routerRole = (service: string): string => labelSafe(dnsSafe(`mesh-router-${service}`));
-export const companionRole = (service: string): string => labelSafe(dnsSafe(`mesh-original-${service}`));
+export const routerRole = ({ scheme }: Naming, service: string): string => scheme.labelSafe(scheme.dnsSafe(`mesh-router-${service}`));
+export const companionRole = ({ scheme }: Naming, service: string): string => scheme.labelSafe(scheme.dnsSafe(`mesh-original-${service}`));
 /** Role (and pod name suffix) of a developer's own shadow. */
 export const developerRole = (service: string): string => `mesh-route-${service}`;
 
 /** The labels the router pods carry; the meshed service selects exactly these. */
-export function routerSelector(service: string): Record<string, string> {
-  return { [LABEL_MANAGED_BY]: MANAGED_BY_VALUE, [LABEL_ROLE]: routerRole(service) };
+export function routerSelector(api: Naming, service: string): Record<string, string> {
+  const { scheme } = api;
+  return { [scheme.labels.managedBy]: scheme.managedByValue, [scheme.labels.role]: routerRole(api, service) };
 }
 
 export const labelSelectorText = (labels: Record<string, string>): string =>

@@ -1,19 +1,18 @@
 // The objects auto mode creates, as pure data: the companion service (the original pods under a
-// second name, the router's way to them) and the router Deployment. The router's pod is modelled
-// on the developer's own shadow pod, so --image, --imagePullSecret, --nodeSelector, --podQuota
-// and the security settings apply to it exactly as they do to every shadow.
+// second name, the router's way to them) and the router Deployment. The router's pod is the core's
+// shadow pod template (api.shadowPods) made from the session's flags, so --image,
+// --imagePullSecret, --nodeSelector, --podQuota and the security settings apply to it exactly as
+// they do to every shadow.
 
 import { generateKeyPairSync } from "node:crypto";
-import { LABEL_ROLE } from "../../core/session/labels.ts";
-import { SHADOW_ENV } from "../../core/tunnel/protocol.ts";
-import { ROUTER_CONFIG_ENV, type RouterConfig } from "../../shadow/router/contract.ts";
-import { ANNOTATION_MESH_SERVICE, companionRole, routerSelector } from "./names.ts";
+import type { GlobalOptions, PluginApi, RouterConfig } from "../../core/plugin-api.ts";
+import { companionRole, meshServiceAnnotation, routerSelector, type Naming } from "./names.ts";
 import type { MeshPort } from "./ports.ts";
 
 /** The router Deployment runs one pod; the Deployment brings it back at once if it is deleted. */
 const ROUTER_REPLICAS = 1;
 
-export function companionService(input: {
+export function companionService(api: Naming, input: {
   name: string;
   original: any;
   labels: Record<string, string>;
@@ -25,8 +24,8 @@ export function companionService(input: {
     metadata: {
       name: input.name,
       namespace: original.metadata.namespace,
-      labels: { ...input.labels, [LABEL_ROLE]: companionRole(original.metadata.name) },
-      annotations: { [ANNOTATION_MESH_SERVICE]: original.metadata.name },
+      labels: { ...input.labels, [api.scheme.labels.role]: companionRole(api, original.metadata.name) },
+      annotations: { [meshServiceAnnotation(api)]: original.metadata.name },
     },
     spec: {
       type: "ClusterIP",
@@ -74,41 +73,40 @@ export function unusableAuthorizedKey(): string {
   return `ssh-ed25519 ${blob.toString("base64")} ktctl-mesh-router-nobody`;
 }
 
+/** What the router Deployment needs of the plugin API. */
+export type RouterBuilding = Pick<PluginApi, "scheme" | "shadowPods">;
+
 export interface RouterDeploymentInput {
   name: string;
   namespace: string;
   service: string;
   /** Labels of the session that holds the shared objects (managed-by, session, owner). */
   labels: Record<string, string>;
-  /** The developer's running shadow pod, whose settings the router copies. */
-  model: any;
+  /** The creating session's global flags: the router is a shadow like theirs. */
+  global: GlobalOptions;
   config: RouterConfig;
   plan: MeshPort[];
   tunnelPort: number;
 }
 
-export function routerDeployment(input: RouterDeploymentInput): any {
-  const { model, config, plan } = input;
-  const modelContainer = model?.spec?.containers?.[0] ?? {};
-  const selector = routerSelector(input.service);
-  const lowPorts = config.listeners.some((l) => l.port < 1024);
+export function routerDeployment(api: RouterBuilding, input: RouterDeploymentInput): any {
+  const { config, plan } = input;
+  const selector = routerSelector(api, input.service);
+  const serviceAnnotation = { [meshServiceAnnotation(api)]: input.service };
   const names = new Map<number, string>();
   for (const port of plan) if (typeof port.targetPort === "string" && !/^\d+$/.test(port.targetPort)) names.set(port.routerPort, port.targetPort);
 
-  const podSecurity = { ...(model?.spec?.securityContext ?? {}) };
-  if (lowPorts) {
-    // Namespaced and on Kubernetes' list of safe sysctls: lets the unprivileged router bind :80.
-    podSecurity.sysctls = [...(podSecurity.sysctls ?? []), { name: "net.ipv4.ip_unprivileged_port_start", value: "0" }];
-  }
-  const env = [
-    { name: SHADOW_ENV.authorizedKey, value: unusableAuthorizedKey() },
-    { name: SHADOW_ENV.roles, value: "tunnel,router" },
-    { name: SHADOW_ENV.sessionId, value: `mesh-${input.service}` },
-    { name: SHADOW_ENV.tunnelPort, value: String(input.tunnelPort) },
-    { name: ROUTER_CONFIG_ENV, value: JSON.stringify(config) },
-  ];
-  const debug = (modelContainer.env ?? []).find((e: any) => e.name === SHADOW_ENV.logLevel);
-  if (debug) env.push({ name: SHADOW_ENV.logLevel, value: debug.value });
+  const pod = api.shadowPods.template({
+    global: input.global,
+    sessionId: `mesh-${input.service}`,
+    authorizedKey: unusableAuthorizedKey(),
+    roles: ["router"],
+    routerConfig: config,
+    tunnelPort: input.tunnelPort,
+    labels: selector,
+  });
+  const { serviceAccountName: _noToken, ...spec } = pod.spec;
+  const container = spec.containers[0];
 
   return {
     apiVersion: "apps/v1",
@@ -117,7 +115,7 @@ export function routerDeployment(input: RouterDeploymentInput): any {
       name: input.name,
       namespace: input.namespace,
       labels: { ...input.labels, ...selector },
-      annotations: { [ANNOTATION_MESH_SERVICE]: input.service },
+      annotations: serviceAnnotation,
     },
     spec: {
       replicas: ROUTER_REPLICAS,
@@ -125,45 +123,29 @@ export function routerDeployment(input: RouterDeploymentInput): any {
       template: {
         // No session label here: the holder of the mesh changes, and relabelling a template would
         // roll the router pod.
-        metadata: { labels: selector, annotations: { [ANNOTATION_MESH_SERVICE]: input.service } },
+        metadata: { labels: pod.metadata.labels, annotations: { ...pod.metadata.annotations, ...serviceAnnotation } },
         spec: {
+          ...spec,
+          // Open connections get a moment to finish; the router holds no Kubernetes token.
           terminationGracePeriodSeconds: 2,
-          enableServiceLinks: false,
           automountServiceAccountToken: false,
-          securityContext: podSecurity,
-          ...(model?.spec?.imagePullSecrets ? { imagePullSecrets: model.spec.imagePullSecrets } : {}),
-          ...(model?.spec?.nodeSelector ? { nodeSelector: model.spec.nodeSelector } : {}),
           containers: [
             {
-              name: "shadow",
-              image: modelContainer.image,
-              imagePullPolicy: modelContainer.imagePullPolicy ?? "IfNotPresent",
-              env,
+              ...container,
               ports: [
                 ...config.listeners.map((l) => ({ ...(names.has(l.port) ? { name: names.get(l.port) } : {}), containerPort: l.port })),
                 { name: "tunnel", containerPort: input.tunnelPort },
               ],
+              // Ready once it serves the service's traffic, not merely its tunnel.
               readinessProbe: { tcpSocket: { port: config.listeners[0]!.port }, periodSeconds: 1, failureThreshold: 3 },
-              ...(modelContainer.resources ? { resources: modelContainer.resources } : {}),
-              ...(modelContainer.securityContext ? { securityContext: modelContainer.securityContext } : {}),
-              ...(modelContainer.volumeMounts ? { volumeMounts: modelContainer.volumeMounts.filter((m: any) => !m.name.startsWith("kube-api-access")) } : {}),
             },
           ],
-          ...(model?.spec?.volumes ? { volumes: model.spec.volumes.filter((v: any) => !v.name.startsWith("kube-api-access")) } : {}),
         },
       },
     },
   };
 }
 
-/** The JSON the router was started with, read back from its Deployment. */
-export function configOfRouter(deployment: any): RouterConfig | undefined {
-  const env: any[] = deployment?.spec?.template?.spec?.containers?.[0]?.env ?? [];
-  const text = env.find((e) => e.name === ROUTER_CONFIG_ENV)?.value;
-  if (typeof text !== "string") return undefined;
-  try {
-    return JSON.parse(text) as RouterConfig;
-  } catch {
-    return undefined;
-  }
-}
+/** The configuration the router was started with, read back from its Deployment. */
+export const configOfRouter = (api: Pick<PluginApi, "router">, deployment: any): RouterConfig | undefined =>
+  api.router.configOf(deployment?.spec?.template);

@@ -3,8 +3,10 @@
 // them come to the laptop (`--expose LOCAL[:REMOTE]`, REMOTE being the service port or its target
 // port). Pure functions over the service and pod objects, so they are unit-tested.
 
-import { SHADOW_TUNNEL_PORT } from "../../core/tunnel/protocol.ts";
-import { DEFAULT_ADMIN_PORT, listenerProtocolOf, type ListenerProtocol } from "../../shadow/router/contract.ts";
+import type { ListenerProtocol, PluginApi } from "../../core/plugin-api.ts";
+
+/** What port planning needs of the plugin API: the router's protocol hints and the default ports. */
+export type PortDefaults = Pick<PluginApi, "router" | "shadowPods">;
 
 export interface MeshPort {
   /** The service port clients call. */
@@ -53,7 +55,7 @@ function namedPort(pods: any[], name: string): number | undefined {
 }
 
 /** The mesh ports of a service, from its spec and its original pods (for named target ports). */
-export function planMeshPorts(service: any, originalPods: any[]): MeshPort[] {
+export function planMeshPorts(api: PortDefaults, service: any, originalPods: any[]): MeshPort[] {
   const ports: any[] = service?.spec?.ports ?? [];
   if (ports.length === 0) throw new PortPlanError(`service ${service?.metadata?.name} has no ports`);
   const other = ports.filter((p) => (p.protocol ?? "TCP") !== "TCP");
@@ -77,13 +79,13 @@ export function planMeshPorts(service: any, originalPods: any[]): MeshPort[] {
         );
       }
     }
-    const protocol = listenerProtocolOf(p);
+    const protocol = api.router.listenerProtocolOf(p);
     return { servicePort: p.port, ...(p.name ? { name: p.name } : {}), targetPort, routerPort, ...(protocol !== "auto" ? { protocol } : {}) };
   });
 }
 
 /** Ports the router itself needs besides the service's: its tunnel and its admin endpoint. */
-export function routerOwnPorts(plan: MeshPort[]): { tunnel: number; admin: number } {
+export function routerOwnPorts(api: PortDefaults, plan: MeshPort[]): { tunnel: number; admin: number } {
   const taken = new Set(plan.map((p) => p.routerPort));
   const free = (preferred: number) => {
     let port = preferred;
@@ -91,7 +93,7 @@ export function routerOwnPorts(plan: MeshPort[]): { tunnel: number; admin: numbe
     taken.add(port);
     return port;
   };
-  return { tunnel: free(SHADOW_TUNNEL_PORT), admin: free(DEFAULT_ADMIN_PORT) };
+  return { tunnel: free(api.shadowPods.tunnelPort), admin: free(api.router.defaultAdminPort) };
 }
 
 /**
@@ -99,7 +101,13 @@ export function routerOwnPorts(plan: MeshPort[]): { tunnel: number; admin: numbe
  * port number. The developer's shadow listens on the router port when it may (unprivileged, not
  * its own tunnel port), else on a high port of its own.
  */
-export function planExposedPorts(plan: MeshPort[], mappings: { local: number; remote: number }[], serviceName: string): ExposedPort[] {
+export function planExposedPorts(
+  api: PortDefaults,
+  plan: MeshPort[],
+  mappings: { local: number; remote: number }[],
+  serviceName: string,
+): ExposedPort[] {
+  const tunnelPort = api.shadowPods.tunnelPort;
   const used = new Set<number>();
   const exposed = mappings.map((mapping) => {
     const port = plan.find((p) => p.servicePort === mapping.remote) ?? plan.find((p) => p.routerPort === mapping.remote);
@@ -117,8 +125,8 @@ export function planExposedPorts(plan: MeshPort[], mappings: { local: number; re
   const shadowPorts = new Set<number>();
   return exposed.map(({ port, local }) => {
     let shadowPort = port.routerPort;
-    if (shadowPort < 1024 || shadowPort === SHADOW_TUNNEL_PORT || shadowPorts.has(shadowPort)) {
-      while (used.has(spare) || shadowPorts.has(spare) || spare === SHADOW_TUNNEL_PORT) spare++;
+    if (shadowPort < 1024 || shadowPort === tunnelPort || shadowPorts.has(shadowPort)) {
+      while (used.has(spare) || shadowPorts.has(spare) || spare === tunnelPort) spare++;
       shadowPort = spare++;
     }
     shadowPorts.add(shadowPort);

@@ -3,10 +3,9 @@
 // and every live developer puts their route back as soon as the new pod is ready. A developer
 // who is gone does not, and so leaves nothing behind on the new pod.
 
-import type { Kube } from "../../core/plugin-api.ts";
-import type { Route } from "../../shadow/router/contract.ts";
+import type { Kube, Route } from "../../core/plugin-api.ts";
 import type { MeshLog } from "./membership.ts";
-import { labelSelectorText, routerSelector } from "./names.ts";
+import { labelSelectorText } from "./names.ts";
 import { isRouterPodReady, putRoute, readyRouterPods, RouteConflictError } from "./router-admin.ts";
 
 /**
@@ -31,7 +30,8 @@ export class RouteKeeper {
   constructor(
     private readonly kube: Kube,
     private readonly namespace: string,
-    private readonly service: string,
+    /** The router pods' labels (routerSelector of the service). */
+    private readonly routerPods: Record<string, string>,
     private readonly adminPort: number,
     private readonly route: () => Route,
     private readonly log: MeshLog,
@@ -41,7 +41,7 @@ export class RouteKeeper {
 
   /** Puts the route on every ready router pod now; a conflict (mark taken) is thrown. */
   async pushAll(): Promise<number> {
-    const pods = await readyRouterPods(this.kube, this.namespace, this.service);
+    const pods = await readyRouterPods(this.kube, this.namespace, this.routerPods);
     for (const pod of pods) await this.pushTo(pod, true);
     return pods.length;
   }
@@ -51,7 +51,7 @@ export class RouteKeeper {
     void this.kube
       .watch(
         `/api/v1/namespaces/${this.namespace}/pods`,
-        { labelSelector: labelSelectorText(routerSelector(this.service)) },
+        { labelSelector: labelSelectorText(this.routerPods) },
         (type, pod) => {
           if (type === "DELETED") {
             for (const key of [...this.given.keys()]) if (key.startsWith(`${pod?.metadata?.uid}/`)) this.given.delete(key);

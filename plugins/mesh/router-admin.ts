@@ -3,9 +3,8 @@
 // HTTP/1.1 request on it. Used by the developer's ktctl, its watchdog and `ktctl clean`.
 
 import type { Duplex } from "node:stream";
-import type { Kube } from "../../core/plugin-api.ts";
-import type { Route } from "../../shadow/router/contract.ts";
-import { labelSelectorText, routerSelector } from "./names.ts";
+import type { Kube, Route } from "../../core/plugin-api.ts";
+import { labelSelectorText } from "./names.ts";
 
 const ADMIN_TIMEOUT_MS = 15_000;
 
@@ -62,9 +61,9 @@ export async function adminRequest(kube: Kube, namespace: string, pod: string, p
 const isReady = (pod: any) =>
   !pod?.metadata?.deletionTimestamp && (pod?.status?.conditions ?? []).some((c: any) => c.type === "Ready" && c.status === "True");
 
-/** The router pods of a service that can take a route now. */
-export async function readyRouterPods(kube: Kube, namespace: string, service: string): Promise<any[]> {
-  const query = new URLSearchParams({ labelSelector: labelSelectorText(routerSelector(service)) });
+/** The router pods of a service (selected by `routerPods`, its routerSelector) that can take a route now. */
+export async function readyRouterPods(kube: Kube, namespace: string, routerPods: Record<string, string>): Promise<any[]> {
+  const query = new URLSearchParams({ labelSelector: labelSelectorText(routerPods) });
   const list = await kube.request<any>("GET", `/api/v1/namespaces/${namespace}/pods?${query}`);
   return (list.items ?? []).filter(isReady);
 }
@@ -89,9 +88,9 @@ export async function putRoute(kube: Kube, namespace: string, pod: string, admin
 }
 
 /** Takes a route off every router pod of the service; a router that is gone has no route to take off. */
-export async function deleteRouteEverywhere(kube: Kube, namespace: string, service: string, adminPort: number, id: string): Promise<string[]> {
+export async function deleteRouteEverywhere(kube: Kube, namespace: string, routerPods: Record<string, string>, adminPort: number, id: string): Promise<string[]> {
   const failures: string[] = [];
-  for (const pod of await readyRouterPods(kube, namespace, service)) {
+  for (const pod of await readyRouterPods(kube, namespace, routerPods)) {
     try {
       const reply = await adminRequest(kube, namespace, pod.metadata.name, adminPort, "DELETE", `/routes/${encodeURIComponent(id)}`);
       if (reply.status !== 200) failures.push(`${pod.metadata.name}: ${reply.status}`);

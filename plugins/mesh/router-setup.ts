@@ -2,32 +2,28 @@
 // and the wait until a router pod is ready. Objects a dead session left half made are cleared; a
 // live session making them at the same moment wins, and this one joins its mesh instead.
 
-import type { Kube, PluginApi } from "../../core/plugin-api.ts";
-import { LABEL_MANAGED_BY, LABEL_SESSION } from "../../core/session/labels.ts";
+import type { GlobalOptions, Kube, PluginApi } from "../../core/plugin-api.ts";
 import { ConcurrentCreation, deploymentPath, meshRecordOf, servicePath, type Liveness, type MeshLog, type MeshRecord } from "./membership.ts";
 import { companionName, labelSelectorText, routerName, routerSelector } from "./names.ts";
 import { companionService, routerConfig, routerDeployment } from "./objects.ts";
 import { isRouterPodReady } from "./router-admin.ts";
 import type { MeshPort } from "./ports.ts";
-import { watchUntil } from "./wait.ts";
 
 export interface SetupContext {
   kube: Kube;
-  api: Pick<PluginApi, "errors">;
+  api: Pick<PluginApi, "errors" | "scheme" | "shadowPods" | "waits">;
   namespace: string;
   sessionId: string;
+  /** This session's global flags: the router is a shadow made with them. */
+  global: GlobalOptions;
   /** Labels of this session (managed-by, session, owner): the creator holds the mesh first. */
   labels: Record<string, string>;
   plan: MeshPort[];
   ownPorts: { tunnel: number; admin: number };
-  /** This developer's shadow pod: the router copies its image and settings. */
-  model: any;
   live: Liveness;
   log: MeshLog;
   timeoutMs: number;
 }
-
-const statusOf = (error: unknown): number | undefined => (error as { status?: number })?.status;
 
 /** Waiting reasons that mean a pod will not start by itself. */
 const HOPELESS = new Set(["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CrashLoopBackOff"]);
@@ -40,16 +36,13 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
       await ctx.kube.request("POST", collection, object);
       return;
     } catch (error) {
-      if (statusOf(error) !== 409) throw error;
+      if (ctx.api.errors.httpStatus(error) !== 409) throw error;
     }
-    const existing = await ctx.kube.request<any>("GET", path).catch((error) => {
-      if (statusOf(error) === 404) return undefined;
-      throw error;
-    });
+    const existing = await ctx.kube.get(path);
     if (!existing) continue; // deleted meanwhile: create again
-    const holder: string | undefined = existing.metadata?.labels?.[LABEL_SESSION];
+    const holder = ctx.api.scheme.markedBy(existing);
     if (holder === ctx.sessionId) return; // ours, from an attempt that was interrupted
-    if (existing.metadata?.labels?.[LABEL_MANAGED_BY] === undefined) {
+    if (!ctx.api.scheme.isCreatedByKtctl(existing)) {
       const { KtctlError, ExitCode } = ctx.api.errors;
       throw new KtctlError(`${object.kind} ${ctx.namespace}/${object.metadata.name} already exists and is not ktctl's`, ExitCode.conflict, "rename or remove it, then mesh again");
     }
@@ -58,7 +51,8 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
     await ctx.kube
       .request("DELETE", path, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", preconditions: { uid: existing.metadata.uid } })
       .catch((error) => {
-        if (statusOf(error) !== 404 && statusOf(error) !== 409) throw error;
+        const status = ctx.api.errors.httpStatus(error);
+        if (status !== 404 && status !== 409) throw error;
       });
   }
   throw new ConcurrentCreation(undefined);
@@ -78,18 +72,18 @@ export async function createMesh(ctx: SetupContext, service: any): Promise<MeshR
     adminPort: ctx.ownPorts.admin,
   };
 
-  await createOwned(ctx, `/api/v1/namespaces/${namespace}/services`, companionService({ name: record.companion, original: service, labels: ctx.labels }));
+  await createOwned(ctx, `/api/v1/namespaces/${namespace}/services`, companionService(ctx.api, { name: record.companion, original: service, labels: ctx.labels }));
   const companion = await kube.request<any>("GET", servicePath(namespace, record.companion));
   const config = routerConfig(ctx.plan, companion.spec.clusterIP, `${namespace}/${name}`, ctx.ownPorts.admin);
   await createOwned(
     ctx,
     `/apis/apps/v1/namespaces/${namespace}/deployments`,
-    routerDeployment({
+    routerDeployment(ctx.api, {
       name: record.router,
       namespace,
       service: name,
       labels: ctx.labels,
-      model: ctx.model,
+      global: ctx.global,
       config,
       plan: ctx.plan,
       tunnelPort: ctx.ownPorts.tunnel,
@@ -102,11 +96,10 @@ export async function createMesh(ctx: SetupContext, service: any): Promise<MeshR
 /** Resolves with a ready router pod of the service; fails at once on a pod that cannot start. */
 export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<any> {
   const { KtctlError, ExitCode } = ctx.api.errors;
-  return watchUntil(
+  return ctx.api.waits.until(
     ctx.kube,
-    ctx.api,
     `/api/v1/namespaces/${ctx.namespace}/pods`,
-    { labelSelector: labelSelectorText(routerSelector(service)) },
+    { labelSelector: labelSelectorText(routerSelector(ctx.api, service)) },
     (pods) => {
       for (const pod of pods.values()) {
         if (isRouterPodReady(pod)) return pod;
@@ -123,32 +116,24 @@ export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "names
       }
       return undefined;
     },
-    ctx.timeoutMs,
-    `a ready mesh router pod for service ${ctx.namespace}/${service}`,
+    { timeoutMs: ctx.timeoutMs, what: `a ready mesh router pod for service ${ctx.namespace}/${service}` },
   );
 }
 
 /** Resolves once another session's mesh shows on the service. */
 export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<void> {
-  return watchUntil(
-    ctx.kube,
-    ctx.api,
-    `/api/v1/namespaces/${ctx.namespace}/services`,
-    { fieldSelector: `metadata.name=${service}` },
-    (services) => (meshRecordOf(services.get(service)) ? true : undefined),
-    ctx.timeoutMs,
-    `the mesh of service ${ctx.namespace}/${service} to be set up by another session`,
-  ).then(() => undefined);
+  return ctx.api.waits
+    .until(
+      ctx.kube,
+      `/api/v1/namespaces/${ctx.namespace}/services`,
+      { fieldSelector: `metadata.name=${service}` },
+      (services) => (meshRecordOf(ctx.api, services.get(service)) ? true : undefined),
+      { timeoutMs: ctx.timeoutMs, what: `the mesh of service ${ctx.namespace}/${service} to be set up by another session` },
+    )
+    .then(() => undefined);
 }
 
-export async function readRouterDeployment(kube: Kube, namespace: string, name: string): Promise<any | undefined> {
-  try {
-    return await kube.request<any>("GET", deploymentPath(namespace, name));
-  } catch (error) {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  }
-}
+export const readRouterDeployment = (kube: Kube, namespace: string, name: string): Promise<any | undefined> => kube.get(deploymentPath(namespace, name));
 
 /**
  * Resolves once the service's endpoints are what `wanted` says (judged on the ready endpoints'
@@ -160,21 +145,7 @@ export function waitForEndpoints(
   wanted: (readyPods: string[]) => boolean,
   what: string,
 ): Promise<void> {
-  return watchUntil(
-    ctx.kube,
-    ctx.api,
-    `/apis/discovery.k8s.io/v1/namespaces/${ctx.namespace}/endpointslices`,
-    { labelSelector: `kubernetes.io/service-name=${service}` },
-    (slices) => {
-      const ready: string[] = [];
-      for (const slice of slices.values()) {
-        for (const endpoint of slice.endpoints ?? []) {
-          if (endpoint.conditions?.ready !== false && endpoint.targetRef?.name) ready.push(endpoint.targetRef.name);
-        }
-      }
-      return wanted(ready) ? true : undefined;
-    },
-    ctx.timeoutMs,
-    what,
-  ).then(() => undefined);
+  return ctx.api.waits
+    .forEndpoints(ctx.kube, service, (ready) => wanted([...ready]), { timeoutMs: ctx.timeoutMs, what, by: "pod" })
+    .then(() => undefined);
 }

@@ -2,62 +2,45 @@
 // the session's shadow and served by this machine. `--external` makes it a LoadBalancer, or a
 // NodePort where no load balancer answers. The Service is a journaled step: it goes with the session.
 
-import type { CommandFactory, Kube, PluginApi } from "../../core/plugin-api.ts";
-import { errorText, exitForSignal, listenForStop, setUp, startModeSession, startServingShadow, tunnelClosed, type ServingShadow } from "../exchange/lifecycle.ts";
-import { startConnectBack } from "../exchange/connect-back.ts";
-import { requireLocalListeners } from "../exchange/local.ts";
-import { ensureNotHeld } from "../exchange/ownership.ts";
-import { deleteObjectStep, isCreatedByKtctl, shadowSelector } from "../exchange/scheme.ts";
-import { exactly, waitForEndpoints, waitForLoadBalancer } from "../exchange/waits.ts";
+import type { CommandFactory, Kube, PluginApi, ServingShadow } from "../../core/plugin-api.ts";
 import { formatAddress, nodeAddresses, previewService } from "./service.ts";
 
 const ENDPOINTS_WAIT_MS = 30_000;
-const MERGE_PATCH = "application/merge-patch+json";
 const DNS_LABEL = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-const statusOf = (error: any): number | undefined => {
-  for (const v of [error?.status, error?.statusCode, error?.response?.status]) if (typeof v === "number") return v;
-  return undefined;
-};
-
-async function getService(kube: Kube, namespace: string, name: string): Promise<any | undefined> {
-  try {
-    return await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`);
-  } catch (error) {
-    if (statusOf(error) === 404) return undefined;
-    throw error;
-  }
-}
+const servicesPath = (kube: Kube) => `/api/v1/namespaces/${encodeURIComponent(kube.namespace)}/services`;
+const servicePath = (kube: Kube, name: string) => `${servicesPath(kube)}/${encodeURIComponent(name)}`;
 
 /** Refuses a name taken by a service ktctl did not make; a dead session's preview is cleaned first. */
-async function claimName(api: PluginApi, kube: Kube, namespace: string, name: string): Promise<void> {
+async function claimName(api: PluginApi, kube: Kube, name: string): Promise<void> {
   const { KtctlError, ExitCode } = api.errors;
-  const existing = await getService(kube, namespace, name);
+  const namespace = kube.namespace;
+  const existing = await kube.get(servicePath(kube, name));
   if (!existing) return;
-  if (!isCreatedByKtctl(existing)) {
+  if (!api.scheme.isCreatedByKtctl(existing)) {
     throw new KtctlError(`service ${namespace}/${name} already exists and was not created by ktctl; preview will not replace it`, ExitCode.conflict, "choose another name, or use exchange to take that service over");
   }
-  await ensureNotHeld(api, kube, namespace, [existing]);
-  if (await getService(kube, namespace, name)) {
+  await api.ownership.ensureNotHeld(kube, [existing]);
+  if (await kube.get(servicePath(kube, name))) {
     throw new KtctlError(`service ${namespace}/${name} is still there after cleaning the session that made it`, ExitCode.conflict, "run ktctl clean and try again");
   }
 }
 
 /** LoadBalancer address, or a switch to NodePort and the nodes' addresses when none appears in time. */
-async function externalAddresses(api: PluginApi, kube: Kube, namespace: string, name: string, waitMs: number): Promise<string[]> {
-  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/services/${encodeURIComponent(name)}`;
-  const ingress = await waitForLoadBalancer(kube, namespace, name, waitMs);
+async function externalAddresses(api: PluginApi, kube: Kube, name: string, waitMs: number): Promise<string[]> {
+  const path = servicePath(kube, name);
+  const ingress = await api.waits.forLoadBalancer(kube, name, { timeoutMs: waitMs });
   const service = await kube.request<any>("GET", path);
   const ports: any[] = service.spec?.ports ?? [];
   if (ingress) return ports.map((p) => formatAddress(ingress, p.port));
   api.logger.info(`no load balancer answered within ${Math.round(waitMs / 1000)}s; switching service ${name} to NodePort`);
   // Ours (created by this session, deleted by its undo): a plain patch, no step of its own.
-  const patched = await kube.request<any>("PATCH", path, { spec: { type: "NodePort" } }, MERGE_PATCH);
+  const patched = await kube.mergePatch(path, { spec: { type: "NodePort" } });
   let hosts: string[] = [];
   try {
     hosts = nodeAddresses((await kube.request<any>("GET", "/api/v1/nodes")).items ?? []);
   } catch (error) {
-    api.logger.debug(`cannot list nodes: ${errorText(error)}`);
+    api.logger.debug(`cannot list nodes: ${api.errors.text(error)}`);
   }
   const nodePorts = (patched.spec?.ports ?? []).map((p: any) => p.nodePort as number);
   if (!hosts.length) return nodePorts.map((p: number) => `<any node>:${p}`);
@@ -100,43 +83,44 @@ const preview: CommandFactory = (api) =>
       if (!Number.isInteger(proxyPort) || proxyPort < 0 || proxyPort > 65535) throw new KtctlError(`invalid proxyPort "${args.proxyPort}"`, ExitCode.usage);
 
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
-      const connectBack = args.connect ? await startConnectBack(api, proxyPort) : undefined;
+      const namespace = kube.namespace;
+      const connectBack = args.connect ? await api.serving.connectBack(proxyPort) : undefined;
       const abandon = async (error: unknown) => {
         connectBack?.fail(error);
         await connectBack?.close();
         throw error;
       };
       const session = await (async () => {
-        await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
-        await claimName(api, kube, namespace, name);
-        return startModeSession(api, { mode: "preview", target: `svc/${name}`, global });
+        await api.serving.requireLocalListeners(localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
+        await claimName(api, kube, name);
+        return api.startSession({ mode: "preview", target: `svc/${name}`, global, handleSignals: false });
       })().catch(abandon);
-      const stop = listenForStop(api.logger);
+      const stop = api.serving.stopSignals();
       const role = `preview-${name}`;
       let serving: ServingShadow | undefined;
-      const { shadow, external } = await setUp(session, stop, api.logger, async () => {
-        serving = await startServingShadow(api, session, {
+      const { shadow, external } = await api.serving.setUp(session, stop, async () => {
+        serving = await api.serving.startShadow(session, {
           role,
           ports: mappings.map((m) => ({ shadowPort: m.remote, localPort: m.local })),
           localHost,
+          describe: `preview svc/${name}`,
         });
         const shadow = serving.shadow;
         const service = previewService({
           name,
           namespace,
           labels: session.labels,
-          selector: shadowSelector(session.id, role),
+          selector: api.scheme.shadowSelector(session.id, role),
           ports: mappings.map((m) => m.remote),
           external: Boolean(args.external),
         });
-        await session.step(deleteObjectStep({ apiVersion: "v1", kind: "Service", namespace, name }, `create preview service ${namespace}/${name}`), () =>
-          kube.request("POST", `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`, service).catch((error) => {
-            if (statusOf(error) === 409) throw new KtctlError(`service ${namespace}/${name} was created by someone else meanwhile`, ExitCode.conflict);
+        await session.step(api.steps.deleteObject({ apiVersion: "v1", kind: "Service", namespace, name }, `create preview service ${namespace}/${name}`), () =>
+          kube.request("POST", servicesPath(kube), service).catch((error) => {
+            if (api.errors.httpStatus(error) === 409) throw new KtctlError(`service ${namespace}/${name} was created by someone else meanwhile`, ExitCode.conflict);
             throw error;
           }),
         );
-        const external = args.external ? await externalAddresses(api, kube, namespace, name, lbWaitSeconds * 1000) : [];
+        const external = args.external ? await externalAddresses(api, kube, name, lbWaitSeconds * 1000) : [];
         return { shadow, external };
       }).catch(async (error) => {
         await serving?.close();
@@ -144,7 +128,7 @@ const preview: CommandFactory = (api) =>
       });
       connectBack?.attach(shadow);
 
-      const endpointsReady = waitForEndpoints(kube, namespace, name, exactly(() => [shadow.podIP]), ENDPOINTS_WAIT_MS);
+      const endpointsReady = api.waits.forEndpoints(kube, name, api.waits.exactly(() => [shadow.podIP]), { timeoutMs: ENDPOINTS_WAIT_MS });
       if (!(await Promise.race([endpointsReady, stop.received.then(() => true)]))) {
         api.logger.warn(`the endpoints of ${name} do not show the shadow yet`);
       }
@@ -156,12 +140,12 @@ const preview: CommandFactory = (api) =>
       }
       api.logger.info(`preview ${namespace}/${name} is up (session ${session.id}); Ctrl-C removes it`);
 
-      const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), tunnelClosed(shadow)]);
+      const reason = await Promise.race([session.ended, stop.received.then((s) => `signal ${s}`), api.serving.tunnelClosed(shadow)]);
       await connectBack?.close();
       await session.close(reason);
       await serving!.close();
       api.logger.success(`preview service ${namespace}/${name} removed (${reason}); the laptop served ${serving!.connections()} connection(s) from the cluster`);
-      exitForSignal(stop);
+      api.serving.exitForSignal(stop);
     },
   });
 

@@ -1,6 +1,6 @@
 // The router's admin endpoint: routes are added and removed here at run time, by each developer's
 // ktctl (and by the watchdog or `ktctl clean` for a developer who is gone), through a port-forward.
-// It listens on the pod's loopback only: see contract.ts for why that is the access control.
+// It listens on the pod's loopback only: see core/protocol/router.ts for why that is the access control.
 //
 //   GET    /routes        -> { routes, listeners }
 //   PUT    /routes/<id>   <- Route        -> 200 { route } | 400 | 409 { error, conflict }
@@ -9,7 +9,7 @@
 //   GET    /healthz       -> ok
 
 import http from "node:http";
-import { ADMIN_HOST, ContractError, validateRoute, type RoutesReply, type StatsReply } from "./contract.ts";
+import { ADMIN_HOST, ContractError, validateRoute, type RoutesReply, type StatsReply } from "../../core/protocol/router.ts";
 import type { Router } from "./router.ts";
 import { memoryFields } from "./stats.ts";
 import type { ShadowLog } from "../log.ts";

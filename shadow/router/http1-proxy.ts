@@ -10,7 +10,7 @@
 // header case, order and duplicates reach the upstream exactly as the client sent them.
 
 import type net from "node:net";
-import type { Upstream } from "./contract.ts";
+import type { Upstream } from "../../core/protocol/router.ts";
 import {
   BodyTracker,
   findHeadEnd,

@@ -5,7 +5,7 @@
 
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type net from "node:net";
-import type { Upstream } from "./contract.ts";
+import type { Upstream } from "../../core/protocol/router.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
 import { upstreamKey } from "./pool.ts";
 

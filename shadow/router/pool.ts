@@ -7,7 +7,7 @@
 // holds it now: attaching and removing four listeners per request measurably slowed the router.
 
 import net from "node:net";
-import type { Upstream } from "./contract.ts";
+import type { Upstream } from "../../core/protocol/router.ts";
 
 export interface PoolOptions {
   /** Idle connections kept per upstream. */

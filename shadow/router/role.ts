@@ -3,7 +3,7 @@
 // start; routes come later through the admin endpoint. It needs no capability: for target ports
 // below 1024 ktctl sets the pod's namespaced (and "safe") sysctl net.ipv4.ip_unprivileged_port_start.
 
-import { ContractError, ROUTER_CONFIG_ENV, validateRouterConfig, type RouterConfig } from "./contract.ts";
+import { ContractError, ROUTER_CONFIG_ENV, validateRouterConfig, type RouterConfig } from "../../core/protocol/router.ts";
 import { startAdmin } from "./admin.ts";
 import { Router } from "./router.ts";
 import { memoryFields } from "./stats.ts";

@@ -4,7 +4,7 @@
 // (admin.ts) without touching connections in flight.
 
 import net from "node:net";
-import type { ListenerConfig, RouterConfig, Upstream } from "./contract.ts";
+import type { ListenerConfig, RouterConfig, Upstream } from "../../core/protocol/router.ts";
 import { serveHttp1, type ListenerContext } from "./http1-proxy.ts";
 import { Http2Proxy } from "./http2-proxy.ts";
 import { connectTcp, DEFAULT_POOL_OPTIONS, UpstreamHealth, UpstreamPool, type PoolOptions } from "./pool.ts";

@@ -2,7 +2,7 @@
 // Lookups happen once per request on the hot path, so the table keeps an index per listener port
 // (header name -> value -> routes, longest path prefix first) rebuilt on every change, which is rare.
 
-import { sameMatch, type Route, type Upstream } from "./contract.ts";
+import { sameMatch, type Route, type Upstream } from "../../core/protocol/router.ts";
 
 export interface RouteMatch {
   route: Route;

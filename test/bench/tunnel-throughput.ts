@@ -5,7 +5,7 @@
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createTunnel } from "../../core/tunnel/client.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { ShadowProcess, localServer } from "../unit/tunnel-harness.ts";
 
 const MIB = 1024 * 1024;

@@ -11,7 +11,7 @@ import { connectKube } from "../../core/kube/index.ts";
 import { leaseName } from "../../core/session/labels.ts";
 import { createUndoRegistry, releaseShareStep } from "../../core/session/undo.ts";
 import { joinSharedShadow, sharedShadowPod } from "../../core/shadow/shared.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { KTCTL, KUBECONFIG, LAPTOP_NS, eventually, kubectl, kubectlJson, kubectlOk, requireCluster, runInLaptop, startKtctl, waitFor, type RunningKtctl } from "./harness.ts";
 
 const NS = "ktctl-share-e2e";

@@ -1,10 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { ExitCode, KtctlError } from "../../core/errors.ts";
-import { formatCidr } from "../../core/net/cidr.ts";
+import { formatCidr } from "../../plugins/connect/net/cidr.ts";
 import { parseConnectOptions } from "../../plugins/connect/options.ts";
 import plugin from "../../plugins/connect/index.ts";
+import { connectApi } from "./net-support.ts";
 
-const errors = { KtctlError, ExitCode, httpStatus: () => undefined, text: String };
+const { errors } = connectApi;
 const linuxRoot = { platform: "linux", isRoot: true };
 const parse = (args: Record<string, unknown>, host = linuxRoot) => parseConnectOptions(args, errors, host);
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { connect, createServer, type Server } from "node:net";
-import { startCountingRelay, type CountingRelay } from "../../plugins/exchange/relay.ts";
+import { startCountingRelay, type CountingRelay } from "../../core/serving/relay.ts";
 
 const servers: Server[] = [];
 const relays: CountingRelay[] = [];

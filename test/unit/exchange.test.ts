@@ -1,12 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { ExitCode, KtctlError } from "../../core/errors.ts";
 import { replaceSelectorPatch } from "../../plugins/exchange/exchange.command.ts";
-import { describeHolder, formatAge } from "../../plugins/exchange/ownership.ts";
+import { describeHolder, formatAge } from "../../core/serving/ownership.ts";
 import { PortPlanError, planShadowPorts, resolveTargetPort, shadowContainerPorts, type ServiceSpec } from "../../plugins/exchange/ports.ts";
 import { originalSelector } from "../../plugins/exchange/recover.command.ts";
-import { LABEL_ROLE, LABEL_SESSION, patchObjectStep, shadowSelector } from "../../plugins/exchange/scheme.ts";
+import { SCHEME } from "../../core/plugins/scheme-api.ts";
+import { LABEL_ROLE, LABEL_SESSION, shadowSelector } from "../../core/session/labels.ts";
+import { patchObjectStep } from "../../core/session/undo.ts";
 import { podTemplateLabels, selects } from "../../plugins/exchange/target.ts";
-import { readyAddresses, rolloutProgress } from "../../plugins/exchange/waits.ts";
+import { readyEndpoints, rolloutProgress } from "../../core/kube/collection-waits.ts";
 import { nodeAddresses, previewService } from "../../plugins/preview/service.ts";
 
 const errors = { KtctlError, ExitCode };
@@ -99,10 +101,10 @@ describe("selector changes", () => {
     const { spec, marks } = patchObjectStep("abcd1234", before, [["spec", "selector"]], "point echo at the shadow");
     const service = { ...before, metadata: { ...before.metadata, ...marks }, spec: { selector: shadowSelector("abcd1234", "exchange-echo") } };
     expect(spec.undo).toMatchObject({ kind: "Service", name: "echo", fields: [{ path: ["spec", "selector"], value: { app: "echo" } }] });
-    expect(originalSelector(service)).toEqual({ app: "echo" });
+    expect(originalSelector(SCHEME, service)).toEqual({ app: "echo" });
     // Scale mode marks the service without changing its selector.
     const lock = patchObjectStep("abcd1234", before, [], "mark echo");
-    expect(originalSelector({ ...before, metadata: { ...before.metadata, ...lock.marks } })).toEqual({ app: "echo" });
+    expect(originalSelector(SCHEME, { ...before, metadata: { ...before.metadata, ...lock.marks } })).toEqual({ app: "echo" });
   });
 });
 
@@ -127,7 +129,7 @@ describe("waits", () => {
       { endpoints: [{ addresses: ["10.0.0.3"] }] },
       {},
     ];
-    expect([...readyAddresses(slices)].sort()).toEqual(["10.0.0.1", "10.0.0.3"]);
+    expect([...readyEndpoints(slices)].sort()).toEqual(["10.0.0.1", "10.0.0.3"]);
   });
 
   test("a rollout is done only when the controller saw the latest generation and all replicas are ready", () => {

@@ -6,16 +6,16 @@
 
 import { createServer, connect, type Socket } from "node:net";
 import { readFile } from "node:fs/promises";
-import { parseCidr } from "../../core/net/cidr.ts";
-import { answerName, classifyName, serviceNameForms } from "../../core/net/cluster-names.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { startDnsServer } from "../../core/net/dns-server.ts";
-import { PlanExecutor, spawnRunner, type ConnectNetSpec } from "../../core/net/driver.ts";
-import { createLinuxDriver, DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { loadOriginalDestination } from "../../core/net/original-dst.ts";
-import { startRelayListener } from "../../core/net/relay-listener.ts";
-import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
-import { demoObjects, localSession, storeWith } from "./net-support.ts";
+import { parseCidr } from "../../plugins/connect/net/cidr.ts";
+import { answerName, classifyName, serviceNameForms } from "../../plugins/connect/net/cluster-names.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
+import { startDnsServer } from "../../plugins/connect/net/dns-server.ts";
+import { PlanExecutor, spawnRunner, type ConnectNetSpec } from "../../plugins/connect/net/driver.ts";
+import { createLinuxDriver, DNS_ADDRESS } from "../../plugins/connect/net/drivers/linux.ts";
+import { loadOriginalDestination } from "../../plugins/connect/net/original-dst.ts";
+import { startRelayListener } from "../../plugins/connect/net/relay-listener.ts";
+import { clusterSearchDomains, parseResolvConf, upstreamsOf } from "../../plugins/connect/net/resolv-conf.ts";
+import { connectApi, demoObjects, localSession, storeWith } from "./net-support.ts";
 
 const mode = process.argv[2] === "hosts" ? "hosts" : "system";
 const result: Record<string, unknown> = { mode };
@@ -63,18 +63,21 @@ const dns = await startDnsServer({
   upstreams: upstreamsOf(parseResolvConf(before.resolv), [DNS_ADDRESS]),
   answer: (qname) => answerName(classifyName(qname, context), index),
 });
-const originalDestination = await loadOriginalDestination();
+const originalDestination = await loadOriginalDestination(connectApi.errors);
 const opened: string[] = [];
-const listener = await startRelayListener({
-  destination: originalDestination,
-  openStream: async (host, port) => {
-    opened.push(`${host}:${port}`);
-    const socket: Socket = connect(7000, "127.0.0.2");
-    await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
-    socket.write(`${host}:${port}\n`);
-    return socket;
+const listener = await startRelayListener(
+  {
+    destination: originalDestination,
+    openStream: async (host, port) => {
+      opened.push(`${host}:${port}`);
+      const socket: Socket = connect(7000, "127.0.0.2");
+      await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+      socket.write(`${host}:${port}\n`);
+      return socket;
+    },
   },
-});
+  connectApi,
+);
 
 const spec: ConnectNetSpec = {
   sessionId: "unit0001",
@@ -85,12 +88,12 @@ const spec: ConnectNetSpec = {
   dns: { address: DNS_ADDRESS, port: dns.port, searchDomains: clusterSearchDomains("demo", "cluster.local"), namespaces: ["demo", "demo2"] },
   hosts: index.services().map((s) => ({ address: s.clusterIPs[0] ?? "0.0.0.0", names: serviceNameForms(s, context) })).filter((e) => e.address !== "0.0.0.0"),
 };
-const driver = createLinuxDriver({ variant: mode });
+const driver = createLinuxDriver({ errors: connectApi.errors, variant: mode });
 const facts = await driver.probe(spec);
 const plan = driver.prepare(spec, facts);
 result.unrouted = facts.unroutedCidrs;
 const session = localSession();
-await new PlanExecutor(session).apply(plan.actions);
+await new PlanExecutor(session, connectApi).apply(plan.actions);
 result.during = await state();
 
 result.answers = {

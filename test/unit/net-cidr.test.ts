@@ -9,7 +9,7 @@ import {
   parseIPv4,
   subtractCidrs,
   tryParseCidr,
-} from "../../core/net/cidr.ts";
+} from "../../plugins/connect/net/cidr.ts";
 import {
   apiServerAddresses,
   captureRanges,
@@ -17,7 +17,8 @@ import {
   podCidrsFromPodIps,
   serviceCidrsFromMessage,
   serviceCidrsFromObjects,
-} from "../../core/net/cluster-cidrs.ts";
+} from "../../plugins/connect/net/cluster-cidrs.ts";
+import { connectApi } from "./net-support.ts";
 
 const cidrs = (...texts: string[]) => texts.map((t) => parseCidr(t));
 const texts = (list: { base: number; prefix: number }[]) => list.map(formatCidr);
@@ -31,8 +32,8 @@ describe("cidr arithmetic", () => {
     expect(formatCidr(parseCidr("192.168.1.7"))).toBe("192.168.1.7/32");
     expect(tryParseCidr("10.0.0.0/33")).toBeUndefined();
     expect(tryParseCidr("fd00::/8")).toBeUndefined();
-    expect(() => parseCidrList("10.0.0.0/8, nonsense", "--excludeIps")).toThrow('invalid --excludeIps "nonsense"');
-    expect(texts(parseCidrList("10.1.0.0/16,,192.168.3.4", "--includeIps"))).toEqual(["10.1.0.0/16", "192.168.3.4/32"]);
+    expect(() => parseCidrList("10.0.0.0/8, nonsense", "--excludeIps", connectApi.errors)).toThrow('invalid --excludeIps "nonsense"');
+    expect(texts(parseCidrList("10.1.0.0/16,,192.168.3.4", "--includeIps", connectApi.errors))).toEqual(["10.1.0.0/16", "192.168.3.4/32"]);
   });
 
   test("containment and normalisation", () => {

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import { connect, createServer, type Server } from "node:net";
 import DNS, { Packet, TCPClient, UDPClient } from "dns2";
-import { startDnsServer, type DnsServer } from "../../core/net/dns-server.ts";
-import { answerName, classifyName } from "../../core/net/cluster-names.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
+import { startDnsServer, type DnsServer } from "../../plugins/connect/net/dns-server.ts";
+import { answerName, classifyName } from "../../plugins/connect/net/cluster-names.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
 import { demoObjects, endpointSlice, service, storeWith } from "./net-support.ts";
 
 let upstream: any;
@@ -51,9 +51,21 @@ beforeAll(async () => {
   // UDP port is used here and TCP forwarding is tested against the raw responder below.
   upstreamPort = addresses.udp.port;
 
-  raw = createSocket("udp4");
-  await new Promise<void>((resolve) => raw.bind(0, "127.0.0.1", resolve));
-  rawPort = raw.address().port;
+  // A free UDP port whose TCP twin another program holds: pick again (the machine is shared).
+  for (let attempt = 0; ; attempt++) {
+    raw = createSocket("udp4");
+    await new Promise<void>((resolve) => raw.bind(0, "127.0.0.1", resolve));
+    rawPort = raw.address().port;
+    const probe = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.on("error", () => resolve(false));
+      probe.listen(rawPort, "127.0.0.1", () => resolve(true));
+    });
+    await new Promise<void>((resolve) => (free ? probe.close(() => resolve()) : resolve()));
+    if (free) break;
+    raw.close();
+    if (attempt >= 10) throw new Error("no UDP port with a free TCP twin");
+  }
   raw.on("message", (query, peer) => {
     // An answer with a record type dns2 has no codec for (HTTPS, 65) and an EDNS cookie option.
     const response = Buffer.concat([

@@ -4,16 +4,19 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtemp, readFile, rm, writeFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseCidr } from "../../core/net/cidr.ts";
-import { formatPlan, PlanExecutor, type ConnectNetSpec, type HostFacts, type NetAction } from "../../core/net/driver.ts";
-import { createLinuxDriver, DNS_ADDRESS } from "../../core/net/drivers/linux.ts";
-import { createDarwinDriver, pfAnchorRules } from "../../core/net/drivers/darwin.ts";
-import { createWindowsDriver } from "../../core/net/drivers/windows.ts";
-import { createProxyDriver, proxyUsage } from "../../core/net/drivers/proxy.ts";
-import { defaultMode, selectDriver } from "../../core/net/drivers/index.ts";
-import { clusterSearchDomains, connectResolvConf, parseResolvConf, upstreamsOf } from "../../core/net/resolv-conf.ts";
-import { withHostsBlock, withoutHostsBlock } from "../../core/net/hosts-file.ts";
-import { localSession } from "./net-support.ts";
+import { parseCidr } from "../../plugins/connect/net/cidr.ts";
+import { formatPlan, PlanExecutor, type ConnectNetSpec, type HostFacts, type NetAction } from "../../plugins/connect/net/driver.ts";
+import { createLinuxDriver, DNS_ADDRESS } from "../../plugins/connect/net/drivers/linux.ts";
+import { createDarwinDriver, pfAnchorRules } from "../../plugins/connect/net/drivers/darwin.ts";
+import { createWindowsDriver } from "../../plugins/connect/net/drivers/windows.ts";
+import { createProxyDriver } from "../../plugins/connect/net/drivers/proxy.ts";
+import { proxyUsage } from "../../core/laptop/proxy-usage.ts";
+import { defaultMode, selectDriver } from "../../plugins/connect/net/drivers/index.ts";
+import { clusterSearchDomains, connectResolvConf, parseResolvConf, upstreamsOf } from "../../plugins/connect/net/resolv-conf.ts";
+import { withHostsBlock, withoutHostsBlock } from "../../plugins/connect/net/hosts-file.ts";
+import { connectApi, localSession } from "./net-support.ts";
+
+const { errors } = connectApi;
 
 const spec: ConnectNetSpec = {
   sessionId: "abcd1234",
@@ -42,7 +45,7 @@ const commandsOf = (actions: NetAction[]) => actions.flatMap((a) => (a.kind === 
 
 describe("linux system driver", () => {
   test("nftables: one table, one transaction; API server excluded; DNS redirected; loopback route where none exists", () => {
-    const plan = createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts());
+    const plan = createLinuxDriver({ errors, variant: "system" }).prepare(spec, linuxFacts());
     expect(commandsOf(plan.actions)).toEqual([
       [
         "nft",
@@ -68,7 +71,7 @@ describe("linux system driver", () => {
   });
 
   test("iptables fallback: own chain, one jump, undone in reverse", () => {
-    const plan = createLinuxDriver({ variant: "system", dnsMode: "none" }).prepare(spec, linuxFacts({ tools: { iptables: true, ip: true }, unroutedCidrs: [] }));
+    const plan = createLinuxDriver({ errors, variant: "system", dnsMode: "none" }).prepare(spec, linuxFacts({ tools: { iptables: true, ip: true }, unroutedCidrs: [] }));
     expect(plan.actions).toHaveLength(1);
     const [rules] = plan.actions;
     if (rules!.kind !== "run") throw new Error("expected commands");
@@ -92,7 +95,7 @@ describe("linux system driver", () => {
       resolvConf: { path: "/run/systemd/resolve/stub-resolv.conf", content: "nameserver 127.0.0.53\n", managedByResolved: true },
       unroutedCidrs: [],
     });
-    const plan = createLinuxDriver({ variant: "system" }).prepare(spec, facts);
+    const plan = createLinuxDriver({ errors, variant: "system" }).prepare(spec, facts);
     expect(commandsOf(plan.actions).slice(1)).toEqual([
       ["ip", "link", "add", "ktctlabcd1234", "type", "dummy"],
       ["ip", "link", "set", "ktctlabcd1234", "up"],
@@ -101,12 +104,12 @@ describe("linux system driver", () => {
       ["resolvectl", "default-route", "ktctlabcd1234", "false"],
     ]);
     expect(plan.actions.slice(1).map((a) => a.kind === "run" && a.undo)).toEqual([[["ip", "link", "del", "ktctlabcd1234"]], [["resolvectl", "revert", "ktctlabcd1234"]]]);
-    expect(() => createLinuxDriver({ variant: "system", dnsMode: "resolved" }).prepare(spec, linuxFacts())).toThrow("needs resolvectl");
+    expect(() => createLinuxDriver({ errors, variant: "system", dnsMode: "resolved" }).prepare(spec, linuxFacts())).toThrow("needs resolvectl");
   });
 
   test("not root: a clear refusal that points at proxy mode; no nat tool: likewise", () => {
-    expect(() => createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts({ isRoot: false }))).toThrow("needs root");
-    expect(() => createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts({ tools: { ip: true } }))).toThrow("neither nft nor iptables");
+    expect(() => createLinuxDriver({ errors, variant: "system" }).prepare(spec, linuxFacts({ isRoot: false }))).toThrow("needs root");
+    expect(() => createLinuxDriver({ errors, variant: "system" }).prepare(spec, linuxFacts({ tools: { ip: true } }))).toThrow("neither nft nor iptables");
   });
 });
 
@@ -115,7 +118,7 @@ describe("one connect at a time per DNS file", () => {
   const otherHosts = withHostsBlock("127.0.0.1\tlocalhost\n", [{ address: "10.96.1.1", names: ["x"] }], "zzzz9999");
 
   test("resolv.conf or hosts changed by another connect: refused (a conflict), naming the session and the way out", () => {
-    const system = () => createLinuxDriver({ variant: "system", dnsMode: "resolvconf" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: otherResolv, managedByResolved: false } }));
+    const system = () => createLinuxDriver({ errors, variant: "system", dnsMode: "resolvconf" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: otherResolv, managedByResolved: false } }));
     expect(system).toThrow("/etc/resolv.conf is already changed by ktctl connect session zzzz9999");
     try {
       system();
@@ -124,26 +127,26 @@ describe("one connect at a time per DNS file", () => {
       expect(error.hint).toContain("--mode proxy");
       expect(error.hint).toContain("ktctl clean --localOnly");
     }
-    expect(() => createLinuxDriver({ variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: otherHosts } }))).toThrow(
+    expect(() => createLinuxDriver({ errors, variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: otherHosts } }))).toThrow(
       "/etc/hosts is already changed by ktctl connect session zzzz9999",
     );
     const windowsFacts: HostFacts = { platform: "win32", isRoot: true, tools: {}, hostsFile: { path: "C:\\hosts", content: otherHosts.replace(/\n/g, "\r\n") } };
-    expect(() => createWindowsDriver().prepare(spec, windowsFacts)).toThrow("already changed by ktctl connect session zzzz9999");
+    expect(() => createWindowsDriver({ errors }).prepare(spec, windowsFacts)).toThrow("already changed by ktctl connect session zzzz9999");
   });
 
   test("its own marks, and DNS methods that touch neither file, are no conflict", () => {
     const own = connectResolvConf("nameserver 10.0.0.2\n", { nameserver: DNS_ADDRESS, searchFirst: [], sessionId: spec.sessionId });
-    expect(() => createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: own, managedByResolved: false } }))).not.toThrow();
+    expect(() => createLinuxDriver({ errors, variant: "system" }).prepare(spec, linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: own, managedByResolved: false } }))).not.toThrow();
     const ownHosts = withHostsBlock("127.0.0.1\tlocalhost\n", [], spec.sessionId);
-    expect(() => createLinuxDriver({ variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: ownHosts } }))).not.toThrow();
+    expect(() => createLinuxDriver({ errors, variant: "hosts" }).prepare(spec, linuxFacts({ hostsFile: { path: "/etc/hosts", content: ownHosts } }))).not.toThrow();
     const held = linuxFacts({ resolvConf: { path: "/etc/resolv.conf", content: otherResolv, managedByResolved: false }, hostsFile: { path: "/etc/hosts", content: otherHosts } });
-    expect(() => createLinuxDriver({ variant: "system", dnsMode: "none" }).prepare(spec, held)).not.toThrow();
+    expect(() => createLinuxDriver({ errors, variant: "system", dnsMode: "none" }).prepare(spec, held)).not.toThrow();
   });
 });
 
 describe("linux hosts driver", () => {
   test("capture plus a marked hosts block; refresh rewrites only the block", () => {
-    const driver = createLinuxDriver({ variant: "hosts" });
+    const driver = createLinuxDriver({ errors, variant: "hosts" });
     const facts = linuxFacts({ unroutedCidrs: [] });
     const plan = driver.prepare({ ...spec, dns: undefined }, facts);
     expect(plan.driver).toBe("linux-hosts");
@@ -161,7 +164,7 @@ describe("linux hosts driver", () => {
     expect(later[0]!.kind === "write-file" && later[0]!.content).toBe(
       "127.0.0.1\tlocalhost\n# BEGIN ktctl connect abcd1234\n# cluster names, kept current while ktctl connect runs; removed on exit\n10.96.1.1\tnew\n# END ktctl connect abcd1234\n",
     );
-    expect(createLinuxDriver({ variant: "system" }).refresh(spec, facts)).toEqual([]);
+    expect(createLinuxDriver({ errors, variant: "system" }).refresh(spec, facts)).toEqual([]);
   });
 });
 
@@ -183,7 +186,7 @@ describe("darwin driver (plan only)", () => {
         "pass out quick inet proto tcp from any to 10.96.0.1/32\n" +
         "pass out quick route-to lo0 inet proto tcp from any to { 10.96.0.0/16, 10.244.0.0/24 } keep state\n",
     );
-    const plan = createDarwinDriver().prepare(mapped, { platform: "darwin", isRoot: true, tools: {}, pfEnabled: false, resolverDirExists: false });
+    const plan = createDarwinDriver({ errors }).prepare(mapped, { platform: "darwin", isRoot: true, tools: {}, pfEnabled: false, resolverDirExists: false });
     expect(commandsOf(plan.actions)).toEqual([
       ["pfctl", "-e"],
       ["write", "/etc/pf.anchors/ktctl-abcd1234"],
@@ -197,7 +200,7 @@ describe("darwin driver (plan only)", () => {
     ]);
     const resolver = plan.actions.find((a) => a.kind === "write-file" && a.path === "/etc/resolver/cluster.local");
     expect(resolver?.kind === "write-file" && resolver.content).toBe("# ktctl connect abcd1234\nnameserver 127.0.0.1\nport 41053\n");
-    const refresh = createDarwinDriver().refresh(mapped, { platform: "darwin", isRoot: true, tools: {} });
+    const refresh = createDarwinDriver({ errors }).refresh(mapped, { platform: "darwin", isRoot: true, tools: {} });
     expect(refresh.map((a) => (a.kind === "run" ? a.undoKey : a.path))).toEqual(["/etc/pf.anchors/ktctl-abcd1234", "pf-anchor"]);
   });
 });
@@ -205,19 +208,19 @@ describe("darwin driver (plan only)", () => {
 describe("windows driver (plan only)", () => {
   test("hosts block in CRLF with per-service loopback addresses, DNS cache flushed", () => {
     const facts: HostFacts = { platform: "win32", isRoot: true, tools: {}, hostsFile: { path: "C:\\Windows\\System32\\drivers\\etc\\hosts", content: "# hosts\r\n127.0.0.1 localhost\r\n" } };
-    const plan = createWindowsDriver().prepare({ ...spec, hosts: [{ address: "127.20.0.1", names: ["echo", "echo.demo"] }] }, facts);
+    const plan = createWindowsDriver({ errors }).prepare({ ...spec, hosts: [{ address: "127.20.0.1", names: ["echo", "echo.demo"] }] }, facts);
     const [hosts, flush] = plan.actions;
     expect(hosts!.kind === "write-file" && hosts!.content).toBe(
       "# hosts\r\n127.0.0.1 localhost\r\n# BEGIN ktctl connect abcd1234\r\n# cluster names, kept current while ktctl connect runs; removed on exit\r\n127.20.0.1\techo echo.demo\r\n# END ktctl connect abcd1234\r\n",
     );
     expect(flush!.kind === "run" && flush!.commands).toEqual([["ipconfig", "/flushdns"]]);
-    expect(() => createWindowsDriver().prepare(spec, { ...facts, isRoot: false })).toThrow("administrator");
+    expect(() => createWindowsDriver({ errors }).prepare(spec, { ...facts, isRoot: false })).toThrow("administrator");
   });
 });
 
 describe("proxy driver and choice of driver", () => {
   test("proxy: no changes, the settings to use", () => {
-    const plan = createProxyDriver().prepare({ ...spec, proxy: { host: "127.0.0.1", port: 2223 } }, { platform: "linux", isRoot: false, tools: {} });
+    const plan = createProxyDriver(connectApi.proxy.instructions).prepare({ ...spec, proxy: { host: "127.0.0.1", port: 2223 } }, { platform: "linux", isRoot: false, tools: {} });
     expect(plan.actions).toEqual([]);
     expect(plan.notes).toContain("export ALL_PROXY=socks5h://127.0.0.1:2223");
     expect(proxyUsage("127.0.0.1", 2223).jvmFlags).toEqual([
@@ -234,14 +237,14 @@ describe("proxy driver and choice of driver", () => {
     expect(defaultMode("linux", true)).toBe("system");
     expect(defaultMode("linux", false)).toBe("proxy");
     expect(defaultMode("darwin", true)).toBe("proxy");
-    expect(selectDriver({ mode: "hosts", platform: "linux" }).name).toBe("linux-hosts");
-    expect(selectDriver({ mode: "system", platform: "win32" }).name).toBe("windows");
-    expect(selectDriver({ mode: "system", platform: "darwin" }).name).toBe("darwin");
-    expect(() => selectDriver({ mode: "hosts", platform: "darwin" })).toThrow("not available on macOS");
+    expect(selectDriver({ mode: "hosts", platform: "linux" }, connectApi).name).toBe("linux-hosts");
+    expect(selectDriver({ mode: "system", platform: "win32" }, connectApi).name).toBe("windows");
+    expect(selectDriver({ mode: "system", platform: "darwin" }, connectApi).name).toBe("darwin");
+    expect(() => selectDriver({ mode: "hosts", platform: "darwin" }, connectApi)).toThrow("not available on macOS");
   });
 
   test("formatPlan shows commands, files and undos", () => {
-    const text = formatPlan(createLinuxDriver({ variant: "system" }).prepare(spec, linuxFacts()));
+    const text = formatPlan(createLinuxDriver({ errors, variant: "system" }).prepare(spec, linuxFacts()));
     expect(text).toContain("driver: linux-system");
     expect(text).toContain("$ ip -4 route add 10.244.0.0/24 dev lo src 127.0.0.1");
     expect(text).toContain("undo: nft delete table ip ktctl_abcd1234");
@@ -295,7 +298,7 @@ describe("PlanExecutor with the real undo runners", () => {
     const inode = (await stat(file)).ino;
     const log = join(dir, "log");
     const session = localSession();
-    const executor = new PlanExecutor(session);
+    const executor = new PlanExecutor(session, connectApi);
     await executor.apply([
       { kind: "run", describe: "first", commands: [["sh", "-c", `echo do1 >> ${log}`]], undo: [["sh", "-c", `echo undo1 >> ${log}`]] },
       { kind: "write-file", describe: "hosts", path: file, content: "new content\n" },
@@ -318,7 +321,7 @@ describe("PlanExecutor with the real undo runners", () => {
   test("a failing command is undone at once and reported with its first error line", async () => {
     const log = join(dir, "log");
     const session = localSession();
-    const executor = new PlanExecutor(session);
+    const executor = new PlanExecutor(session, connectApi);
     const failing: NetAction = {
       kind: "run",
       describe: "half done",

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ClusterIndex, serviceRecordOf, sliceRecordOf } from "../../core/net/cluster-index.ts";
+import { ClusterIndex, serviceRecordOf, sliceRecordOf } from "../../plugins/connect/net/cluster-index.ts";
 import { demoObjects, endpointSlice, service, storeWith } from "./net-support.ts";
 
 describe("records", () => {

@@ -2,9 +2,9 @@
 
 import { describe, expect, test } from "bun:test";
 import { connect, createServer } from "node:net";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { AliasLayout, MappedListeners, addressTargets, loopbackAlias } from "../../core/net/mapped-capture.ts";
-import { demoObjects, service, storeWith } from "./net-support.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
+import { AliasLayout, MappedListeners, addressTargets, loopbackAlias } from "../../plugins/connect/net/mapped-capture.ts";
+import { connectApi, demoObjects, service, storeWith } from "./net-support.ts";
 
 const ctx = { namespace: "demo", domain: "cluster.local" };
 
@@ -56,7 +56,7 @@ describe("mapped capture", () => {
     await new Promise<void>((resolve) => far.listen(0, "127.0.0.1", resolve));
     const farPort = (far.address() as { port: number }).port;
     const asked: string[] = [];
-    const listeners = new MappedListeners(async (host, port) => {
+    const listeners = new MappedListeners(connectApi, async (host, port) => {
       asked.push(`${host}:${port}`);
       const socket = connect(farPort, "127.0.0.1");
       await new Promise((resolve) => socket.once("connect", resolve));

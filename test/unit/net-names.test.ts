@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { answerName, classifyName, serviceNameForms, undashIp, type NamingContext } from "../../core/net/cluster-names.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
+import { answerName, classifyName, serviceNameForms, undashIp, type NamingContext } from "../../plugins/connect/net/cluster-names.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
 import { demoObjects, storeWith } from "./net-support.ts";
 
 const ctx: NamingContext = { namespace: "demo", domain: "cluster.local" };

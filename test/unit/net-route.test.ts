@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { createServer } from "node:net";
 import { PassThrough } from "node:stream";
-import { parseCidr } from "../../core/net/cidr.ts";
-import { clusterRoute, directStream, isCapturedAddress } from "../../core/net/cluster-route.ts";
-import { ClusterIndex } from "../../core/net/cluster-index.ts";
-import { clusterHostsEntries } from "../../core/net/hosts-entries.ts";
-import { demoObjects, storeWith } from "./net-support.ts";
+import { parseCidr } from "../../plugins/connect/net/cidr.ts";
+import { clusterRoute, directStream, isCapturedAddress } from "../../plugins/connect/net/cluster-route.ts";
+import { ClusterIndex } from "../../plugins/connect/net/cluster-index.ts";
+import { clusterHostsEntries } from "../../plugins/connect/net/hosts-entries.ts";
+import { connectApi, demoObjects, storeWith } from "./net-support.ts";
 
 const capture = { capture: [parseCidr("10.96.0.0/16"), parseCidr("10.244.0.0/24")], exclude: [parseCidr("10.96.0.1/32")] };
 const ctx = { namespace: "demo", domain: "cluster.local" };
@@ -18,6 +18,7 @@ async function setup() {
     context: ctx,
     view: index,
     capture,
+    errors: connectApi.errors,
     cluster: async (host, port) => {
       routes.push(`cluster ${host}:${port}`);
       return new PassThrough();

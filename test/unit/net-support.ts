@@ -3,9 +3,21 @@
 // resourceVersion, a watch from that version sees every later change, a missing object is a 404).
 // The real API server is exercised by the e2e tests; this keeps the index's own logic testable.
 
+import { createConsola } from "consola";
+import { EffectiveConfig } from "../../core/config/load.ts";
 import { KubeApiError } from "../../core/kube/errors.ts";
-import type { StepSpec } from "../../core/plugin-api.ts";
+import type { PluginApi, StepSpec } from "../../core/plugin-api.ts";
+import { createHostApi } from "../../core/plugins/api.ts";
 import { createUndoRegistry } from "../../core/session/undo.ts";
+
+/**
+ * The plugin API exactly as a plugin gets it (no config files, a silent logger): connect's
+ * networking is tested with the real errors, step builders, carry and proxy, loaded as they load.
+ */
+export const connectApi: PluginApi = createHostApi({
+  config: new EffectiveConfig([], "/nonexistent/.ktctl/config.yaml", undefined),
+  logger: createConsola({ level: -999 }),
+}).api;
 
 type Watcher = { collection: string; onEvent: (type: string, obj: any) => void; signal: AbortSignal };
 

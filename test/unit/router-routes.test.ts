@@ -9,7 +9,7 @@ import {
   validateRoute,
   validateRouterConfig,
   type Route,
-} from "../../shadow/router/contract.ts";
+} from "../../core/protocol/router.ts";
 import { RouteTable, underPrefix } from "../../shadow/router/routes.ts";
 import { classify, H2_PREFACE } from "../../shadow/router/sniff.ts";
 

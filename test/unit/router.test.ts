@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import net from "node:net";
 import { startAdmin, type AdminServer } from "../../shadow/router/admin.ts";
-import { ROUTER_CONFIG_ENV, validateRouterConfig, type Route } from "../../shadow/router/contract.ts";
+import { ROUTER_CONFIG_ENV, validateRouterConfig, type Route } from "../../core/protocol/router.ts";
 import { Router } from "../../shadow/router/router.ts";
-import { SHADOW_ENV } from "../../core/tunnel/protocol.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { SHADOW_ENV } from "../../core/protocol/tunnel.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { ShadowProcess } from "./tunnel-harness.ts";
 import { startProtocolServer, type Answer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
 import {

@@ -7,7 +7,7 @@ import { isSharedObject, joinChange, releaseChange, sharersOf, sharersValue } fr
 import { createUndoRegistry, releaseShareStep } from "../../core/session/undo.ts";
 import { loadSharedKeyPair, publicKeyOf, sharedKeyPath } from "../../core/shadow/shared-keys.ts";
 import { sharedShadowPod } from "../../core/shadow/shared.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 
 const withSharers = (value: unknown) => ({ metadata: { labels: { [LABEL_SHARE]: "connect" }, annotations: { [ANNOTATION_SHARERS]: typeof value === "string" ? value : JSON.stringify(value) } } });
 const none = new Set<string>();

@@ -9,7 +9,7 @@ import {
   encodeFrameHeader,
   encodePreamble,
   encodeRefused,
-} from "../../core/tunnel/direct-protocol.ts";
+} from "../../core/protocol/direct-streams.ts";
 
 const token = Buffer.alloc(32, 7);
 

@@ -8,8 +8,8 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
 import { CARRIER_POOL_SIZE, DirectStream } from "../../core/tunnel/direct.ts";
-import { DIRECT_WINDOW, encodePreamble } from "../../core/tunnel/direct-protocol.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { DIRECT_WINDOW, encodePreamble } from "../../core/protocol/direct-streams.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { ShadowProcess, StateLog, connectTcp, echoServer, exchange, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");

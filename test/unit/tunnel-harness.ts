@@ -4,7 +4,7 @@
 import net from "node:net";
 import path from "node:path";
 import type { Duplex } from "node:stream";
-import { SHADOW_ENV } from "../../core/tunnel/protocol.ts";
+import { SHADOW_ENV } from "../../core/protocol/tunnel.ts";
 
 /** Set KTCTL_TEST_SHADOW_BIN to a compiled shadow to run the same tests against the binary. */
 export const SHADOW_COMMAND = process.env.KTCTL_TEST_SHADOW_BIN

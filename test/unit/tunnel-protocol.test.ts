@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { backoffDelay } from "../../core/tunnel/backoff.ts";
 import { utils } from "ssh2";
-import { createHostKey, createSessionKeyPair, fingerprint, parseAuthorizedKey } from "../../core/tunnel/keys.ts";
+import { createHostKey, createSessionKeyPair, fingerprint, parseAuthorizedKey } from "../../core/protocol/keys.ts";
 import {
   ControlLineDecoder,
   ControlProtocolError,
@@ -13,7 +13,7 @@ import {
   isControlRequest,
   streamFailureOf,
   type ControlMessage,
-} from "../../core/tunnel/protocol.ts";
+} from "../../core/protocol/tunnel.ts";
 import { readShadowConfig } from "../../shadow/config.ts";
 import { createShadowLog } from "../../shadow/log.ts";
 

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
 import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
 import { isKtctlError } from "../../core/errors.ts";
-import { createSessionKeyPair } from "../../core/tunnel/keys.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import {
   SHADOW_COMMAND,
   ShadowProcess,

@@ -1,12 +1,11 @@
 // Proxy mode, any OS, no root: nothing on the laptop changes. The SOCKS5/HTTP proxy carries what
 // programs send it; this driver only says how to point programs at it.
 
+import type { ProxyApi } from "../../../../core/plugin-api.ts";
 import type { NetDriver } from "../driver.ts";
-import { proxyInstructions } from "../../laptop/proxy-usage.ts";
 
-export { proxyInstructions, proxyUsage } from "../../laptop/proxy-usage.ts";
-
-export function createProxyDriver(): NetDriver {
+/** `instructions`: the core's proxy usage lines (api.proxy.instructions). */
+export function createProxyDriver(instructions: ProxyApi["instructions"]): NetDriver {
   return {
     name: "proxy",
     capture: "proxy",
@@ -15,7 +14,7 @@ export function createProxyDriver(): NetDriver {
     },
     prepare(spec) {
       if (!spec.proxy) throw new Error("proxy driver: the proxy address is missing");
-      return { driver: "proxy", actions: [], notes: proxyInstructions(spec.proxy.host, spec.proxy.port) };
+      return { driver: "proxy", actions: [], notes: instructions(spec.proxy.host, spec.proxy.port) };
     },
     refresh() {
       return [];

@@ -3,12 +3,11 @@
 // (one listener per target, where the OS cannot tell the original destination).
 
 import { createServer, type Socket } from "node:net";
-import type { Duplex } from "node:stream";
-import { ExitCode, KtctlError } from "../errors.ts";
-import { carry } from "../laptop/carry.ts";
+import type { OpenStream, PluginApi } from "../../../core/plugin-api.ts";
 import type { Destination } from "./original-dst.ts";
 
-export type OpenStream = (host: string, port: number) => Promise<Duplex>;
+/** What a relay listener takes from the plugin API: the core's carry (half-close both ways) and errors. */
+export type RelayApi = Pick<PluginApi, "carry" | "errors">;
 
 export interface RelayListenerOptions {
   /** Default 127.0.0.1. */
@@ -29,7 +28,7 @@ export interface RelayListener {
   close(): Promise<void>;
 }
 
-export function startRelayListener(options: RelayListenerOptions): Promise<RelayListener> {
+export function startRelayListener(options: RelayListenerOptions, api: RelayApi): Promise<RelayListener> {
   const host = options.host ?? "127.0.0.1";
   const sockets = new Set<Socket>();
   let accepted = 0;
@@ -54,8 +53,9 @@ export function startRelayListener(options: RelayListenerOptions): Promise<Relay
         remote.destroy();
         return;
       }
-      void carry(socket, remote);
-      socket.resume();
+      // No resume here: carry's pipe starts the flow once it is attached. The API may load carry
+      // on first use, and a socket resumed before that would drop the client's first bytes.
+      void api.carry(socket, remote);
     } catch (error) {
       options.onError?.(error, destination);
       // A reset tells the client at once; a clean close would look like an empty answer.
@@ -65,7 +65,7 @@ export function startRelayListener(options: RelayListenerOptions): Promise<Relay
 
   return new Promise((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) => {
-      reject(error.code === "EADDRINUSE" ? new KtctlError(`${host}:${options.port} is already in use`, ExitCode.portInUse) : error);
+      reject(error.code === "EADDRINUSE" ? new api.errors.KtctlError(`${host}:${options.port} is already in use`, api.errors.ExitCode.portInUse) : error);
     });
     server.listen({ host, port: options.port ?? 0, exclusive: true }, () => {
       const address = server.address();

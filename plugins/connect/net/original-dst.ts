@@ -5,7 +5,7 @@
 // connection, whatever its address and port.
 
 import type { Socket } from "node:net";
-import { ExitCode, KtctlError } from "../errors.ts";
+import type { ErrorsApi } from "../../../core/plugin-api.ts";
 
 const SOL_IP = 0;
 const SO_ORIGINAL_DST = 80;
@@ -33,8 +33,8 @@ export function decodeSockaddrIn(bytes: Uint8Array): Destination | undefined {
 }
 
 /** Loads getsockopt from libc; throws a KtctlError when this system cannot provide it. */
-export async function loadOriginalDestination(): Promise<OriginalDestination> {
-  if (process.platform !== "linux") throw new KtctlError("reading a connection's original destination works on Linux only", ExitCode.failure);
+export async function loadOriginalDestination(errors: ErrorsApi): Promise<OriginalDestination> {
+  if (process.platform !== "linux") throw new errors.KtctlError("reading a connection's original destination works on Linux only", errors.ExitCode.failure);
   const { dlopen, FFIType, ptr } = await import("bun:ffi");
   let getsockopt: ((fd: number, level: number, name: number, value: unknown, length: unknown) => number) | undefined;
   const failures: string[] = [];
@@ -48,7 +48,7 @@ export async function loadOriginalDestination(): Promise<OriginalDestination> {
     }
   }
   if (!getsockopt) {
-    throw new KtctlError(`cannot load libc for transparent capture (${failures.join("; ")})`, ExitCode.failure, "use --mode proxy");
+    throw new errors.KtctlError(`cannot load libc for transparent capture (${failures.join("; ")})`, errors.ExitCode.failure, "use --mode proxy");
   }
   const call = getsockopt;
   return (socket) => {

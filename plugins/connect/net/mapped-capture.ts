@@ -1,11 +1,12 @@
 // Capture by mapping, for systems that cannot tell a listener a connection's original destination
 // (macOS pf, Windows): one loopback listener per cluster target, kept in step with the index.
 
+import type { OpenStream } from "../../../core/plugin-api.ts";
 import type { ClusterIndex } from "./cluster-index.ts";
 import { serviceNameForms, type NamingContext } from "./cluster-names.ts";
 import type { PortMapping } from "./driver.ts";
 import type { HostsEntry } from "./hosts-file.ts";
-import { startRelayListener, type OpenStream, type RelayListener } from "./relay-listener.ts";
+import { startRelayListener, type RelayApi, type RelayListener } from "./relay-listener.ts";
 
 export interface DesiredMapping {
   /** Stable identity: the same key keeps its listener (and port) across syncs. */
@@ -70,6 +71,7 @@ export class MappedListeners {
   private syncing: Promise<unknown> = Promise.resolve();
 
   constructor(
+    private readonly api: RelayApi,
     private readonly openStream: OpenStream,
     private readonly onError?: (error: unknown, mapping: DesiredMapping) => void,
   ) {}
@@ -102,13 +104,16 @@ export class MappedListeners {
     for (const mapping of desired) {
       if (this.listeners.has(mapping.key)) continue;
       try {
-        const relay = await startRelayListener({
-          host: mapping.listen.host,
-          port: mapping.listen.port,
-          destination: () => mapping.target,
-          openStream: this.openStream,
-          onError: (error) => this.onError?.(error, mapping),
-        });
+        const relay = await startRelayListener(
+          {
+            host: mapping.listen.host,
+            port: mapping.listen.port,
+            destination: () => mapping.target,
+            openStream: this.openStream,
+            onError: (error) => this.onError?.(error, mapping),
+          },
+          this.api,
+        );
         this.listeners.set(mapping.key, { desired: mapping, relay });
       } catch (error) {
         this.onError?.(error, mapping);

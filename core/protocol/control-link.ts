@@ -1,5 +1,5 @@
 // One end of the control channel: newline-delimited, validated messages over a duplex stream.
-// Used by the host (control-client.ts) and by the shadow (shadow/control.ts).
+// Used by the host (core/tunnel/control-client.ts) and by the shadow (shadow/control.ts).
 
 import type { Duplex } from "node:stream";
 import {
@@ -8,7 +8,7 @@ import {
   decodeControlMessage,
   encodeControlMessage,
   type ControlMessage,
-} from "./protocol.ts";
+} from "./tunnel.ts";
 
 export interface ControlLinkHandlers {
   onMessage(message: ControlMessage): void;

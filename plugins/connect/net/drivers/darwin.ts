@@ -10,11 +10,13 @@
 // which /etc/resolver cannot add system-wide: on macOS use name.namespace or the FQDN.
 
 import { lstat } from "node:fs/promises";
-import { ExitCode, KtctlError } from "../../errors.ts";
+import type { ErrorsApi } from "../../../../core/plugin-api.ts";
 import { formatCidr } from "../cidr.ts";
 import { spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
 
 export interface DarwinDriverOptions {
+  /** The plugin API's errors: refusals are KtctlErrors with their exit codes. */
+  errors: ErrorsApi;
   runner?: CommandRunner;
   resolverDir?: string;
   anchorDir?: string;
@@ -35,7 +37,8 @@ export function pfAnchorRules(spec: ConnectNetSpec): string {
   return `${lines.join("\n")}\n`;
 }
 
-export function createDarwinDriver(options: DarwinDriverOptions = {}): NetDriver {
+export function createDarwinDriver(options: DarwinDriverOptions): NetDriver {
+  const { errors } = options;
   const runner = options.runner ?? spawnRunner;
   const resolverDir = options.resolverDir ?? "/etc/resolver";
   const anchorDir = options.anchorDir ?? "/etc/pf.anchors";
@@ -74,7 +77,7 @@ export function createDarwinDriver(options: DarwinDriverOptions = {}): NetDriver
     },
 
     prepare(spec, facts) {
-      if (!facts.isRoot) throw new KtctlError("connect in system mode needs root on macOS", ExitCode.forbidden, "run it with sudo, or use --mode proxy");
+      if (!facts.isRoot) throw new errors.KtctlError("connect in system mode needs root on macOS", errors.ExitCode.forbidden, "run it with sudo, or use --mode proxy");
       const actions: NetAction[] = [];
       if (!facts.pfEnabled) actions.push({ kind: "run", describe: "enable pf", commands: [["pfctl", "-e"]], undo: [["pfctl", "-d"]], tolerate: ["pf not enabled"] });
       actions.push(...anchorActions(spec));

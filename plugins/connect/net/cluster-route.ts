@@ -6,11 +6,10 @@
 
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
-import { ExitCode, KtctlError } from "../errors.ts";
+import type { ErrorsApi, KtctlErrorInstance, OpenStream } from "../../../core/plugin-api.ts";
 import { cidrContains, parseIPv4 } from "./cidr.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import { answerName, canonicalName, classifyName, dashIp, type ClusterName, type NameView, type NamingContext } from "./cluster-names.ts";
-import type { OpenStream } from "./relay-listener.ts";
 
 export interface ClusterRouteOptions {
   context: NamingContext;
@@ -20,6 +19,7 @@ export interface ClusterRouteOptions {
   cluster: OpenStream;
   /** From the laptop itself (default: a TCP connection). */
   direct?: OpenStream;
+  errors: ErrorsApi;
 }
 
 export function isCapturedAddress(ip: string, capture: CaptureRanges): boolean {
@@ -42,11 +42,9 @@ export function qualifiedName(name: ClusterName, domain: string): string | undef
   }
 }
 
-export class NotFoundError extends KtctlError {
-  readonly reason = "not-found";
-  constructor(host: string) {
-    super(`${host} is not a name in the cluster`, ExitCode.notFound);
-  }
+/** `reason` picks the proxy's answer to the client (SOCKS5 "host unreachable"), as for a DNS failure. */
+export function notFoundError(errors: ErrorsApi, host: string): KtctlErrorInstance & { reason: "not-found" } {
+  return Object.assign(new errors.KtctlError(`${host} is not a name in the cluster`, errors.ExitCode.notFound), { reason: "not-found" as const });
 }
 
 export const directStream: OpenStream = (host, port) =>
@@ -66,7 +64,7 @@ export function clusterRoute(options: ClusterRouteOptions): OpenStream {
     const classified = classifyName(host, options.context);
     const answer = await answerName(classified, options.view);
     if (answer.kind === "forward") return direct(host, port);
-    if (answer.kind === "nxdomain" || answer.kind === "nodata") throw new NotFoundError(host);
+    if (answer.kind === "nxdomain" || answer.kind === "nodata") throw notFoundError(options.errors, host);
     return options.cluster(qualifiedName(classified!, canonicalName(options.context.domain)) ?? canonicalName(host), port);
   };
 }

@@ -1,7 +1,8 @@
-// The laptop side of exchange and preview: is anything listening on the LOCAL ports? A session that
+// The laptop side of a serving session: is anything listening on the LOCAL ports? A session that
 // takes a service over while nothing answers locally only breaks the service for everyone else.
 
-import type { PluginApi } from "../../core/plugin-api.ts";
+import { ExitCode, KtctlError } from "../errors.ts";
+import type { LocalListenerWait, PluginApi } from "../plugin-api.ts";
 
 /** How often a waiting check tries the port again: there is no event for "someone started listening". */
 const RETRY_MS = 250;
@@ -11,12 +12,11 @@ const RETRY_MS = 250;
  * waits for them instead, up to `waitSeconds` (0: until interrupted).
  */
 export async function requireLocalListeners(
-  api: Pick<PluginApi, "errors" | "logger" | "isLocalPortListening">,
+  api: Pick<PluginApi, "logger" | "isLocalPortListening">,
   host: string,
   ports: number[],
-  wait: { enabled: boolean; seconds: number; flag: string },
+  wait: LocalListenerWait,
 ): Promise<void> {
-  const { KtctlError, ExitCode } = api.errors;
   const silent = async () => (await Promise.all(ports.map(async (p) => ((await api.isLocalPortListening(p, host)) ? undefined : p)))).filter((p): p is number => p !== undefined);
   let missing = await silent();
   if (!missing.length) return;

@@ -1,7 +1,7 @@
 // The tunnel's vocabulary, shared word for word by the host (core/tunnel) and the shadow.
 // Transport: SSH over one port-forward stream. Data streams are plain SSH channels
 // (direct-tcpip out, forwarded-tcpip in), or, when the port-forward carries several streams,
-// direct streams for the outbound ones (direct-protocol.ts); everything else (version handshake, liveness,
+// direct streams for the outbound ones (direct-streams.ts); everything else (version handshake, liveness,
 // in-cluster name lookups, failure reasons SSH cannot carry) travels as newline-delimited
 // JSON on one "session" channel running the CONTROL_SUBSYSTEM.
 // Change a message incompatibly => bump TUNNEL_PROTOCOL_VERSION. Adding an optional field or a
@@ -101,7 +101,7 @@ export interface ResolveRequest {
   name: string;
 }
 /**
- * host -> shadow: where and how to open direct streams (see direct-protocol.ts). Sent only to a
+ * host -> shadow: where and how to open direct streams (see direct-streams.ts). Sent only to a
  * shadow whose welcome lists the "direct" feature; otherwise the host keeps to SSH channels.
  */
 export interface DirectRequest {

@@ -1,20 +1,25 @@
-// Waiting on cluster state by watching it (list, then watch): endpoints that point at the shadow,
-// a workload's replicas ready again, a load balancer's address. Each wait is bounded and says how
-// it ended; none of them polls.
+// Waiting on collections by watching them (list, then watch): endpoints that point at a pod, a
+// workload's replicas ready again, a load balancer's address. Each wait is bounded and says how it
+// ended; none of them polls. Offered to plugins as `api.waits`.
 
-import type { Kube } from "../../core/plugin-api.ts";
+import { ExitCode, KtctlError } from "../errors.ts";
+import type { EndpointsWaitOptions, Kube, WaitOptions } from "../plugin-api.ts";
 
 /**
  * Watches the collection at `path` (with `query` selectors) and calls `check` with every object seen
- * so far after each event; resolves with the first non-undefined answer, or undefined at the timeout.
+ * so far after each event; resolves with the first non-undefined answer. At the timeout (or when the
+ * watch ends by itself) it answers undefined, or, given `what`, rejects with a KtctlError naming it.
  */
+export function watchUntil<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions & { what: string }): Promise<T>;
+export function watchUntil<T>(kube: Kube, path: string, query: Record<string, string>, check: (objects: Map<string, any>) => T | undefined, options: WaitOptions): Promise<T | undefined>;
 export function watchUntil<T>(
   kube: Kube,
   path: string,
   query: Record<string, string>,
   check: (objects: Map<string, any>) => T | undefined,
-  timeoutMs: number,
+  options: WaitOptions,
 ): Promise<T | undefined> {
+  const { timeoutMs, what } = options;
   const objects = new Map<string, any>();
   const stop = new AbortController();
   return new Promise<T | undefined>((resolve, reject) => {
@@ -27,7 +32,8 @@ export function watchUntil<T>(
       if (error) reject(error);
       else resolve(value);
     };
-    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    const giveUp = (failure: () => KtctlError) => (what ? finish(undefined, failure()) : finish(undefined));
+    const timer = setTimeout(() => giveUp(() => new KtctlError(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}`, ExitCode.timeout)), timeoutMs);
     const consider = () => {
       try {
         const answer = check(objects);
@@ -48,7 +54,7 @@ export function watchUntil<T>(
         },
         stop.signal,
       )
-      .then(() => finish(undefined))
+      .then(() => giveUp(() => new KtctlError(`stopped watching ${what}`, ExitCode.failure)))
       .catch((error) => finish(undefined, error));
     // An empty collection yields no event, yet may already be the answer.
     kube
@@ -60,26 +66,32 @@ export function watchUntil<T>(
   });
 }
 
-/** Ready endpoint addresses of a service, from its EndpointSlices. */
-export function readyAddresses(slices: Iterable<any>): Set<string> {
-  const addresses = new Set<string>();
+/** Ready endpoints of a service, from its EndpointSlices: their addresses, or their pods' names. */
+export function readyEndpoints(slices: Iterable<any>, by: "address" | "pod" = "address"): Set<string> {
+  const ready = new Set<string>();
   for (const slice of slices) {
     for (const endpoint of slice?.endpoints ?? []) {
       if (endpoint?.conditions?.ready === false) continue;
-      for (const address of endpoint?.addresses ?? []) addresses.add(address);
+      if (by === "pod") {
+        if (endpoint?.targetRef?.name) ready.add(endpoint.targetRef.name);
+      } else {
+        for (const address of endpoint?.addresses ?? []) ready.add(address);
+      }
     }
   }
-  return addresses;
+  return ready;
 }
 
-/** Waits until the service's ready endpoint addresses satisfy `accept`; false at the timeout. */
-export async function waitForEndpoints(kube: Kube, namespace: string, service: string, accept: (ready: Set<string>) => boolean, timeoutMs: number): Promise<boolean> {
+const namespacePath = (kube: Kube, group: string) => `${group}/namespaces/${encodeURIComponent(kube.namespace)}`;
+
+/** Waits until the ready endpoints of a service in kube.namespace satisfy `accept`; false at the timeout. */
+export async function waitForEndpoints(kube: Kube, service: string, accept: (ready: Set<string>) => boolean, options: EndpointsWaitOptions): Promise<boolean> {
   const answer = await watchUntil(
     kube,
-    `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
+    `${namespacePath(kube, "/apis/discovery.k8s.io/v1")}/endpointslices`,
     { labelSelector: `kubernetes.io/service-name=${service}` },
-    (slices) => (accept(readyAddresses(slices.values())) ? true : undefined),
-    timeoutMs,
+    (slices) => (accept(readyEndpoints(slices.values(), options.by)) ? true : undefined),
+    options,
   );
   return answer === true;
 }
@@ -103,42 +115,43 @@ export function rolloutProgress(workload: any, replicas: number): { done: boolea
   return { done, summary: `${ready}/${replicas} ready` };
 }
 
-/** Waits until a Deployment has `replicas` ready pods, reporting each change; false at the timeout. */
+/** Waits until a Deployment in kube.namespace has `replicas` ready pods, reporting each change; false at the timeout. */
 export async function waitForReplicas(
   kube: Kube,
-  namespace: string,
   name: string,
   replicas: number,
-  timeoutMs: number,
-  onProgress: (summary: string) => void,
+  options: WaitOptions & { onProgress?(summary: string): void },
 ): Promise<boolean> {
   let last = "";
   const answer = await watchUntil(
     kube,
-    `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/deployments`,
+    `${namespacePath(kube, "/apis/apps/v1")}/deployments`,
     { fieldSelector: `metadata.name=${name}` },
     (objects) => {
       const workload = objects.get(name);
       if (!workload) return undefined;
       const { done, summary } = rolloutProgress(workload, replicas);
-      if (summary !== last) onProgress((last = summary));
+      if (summary !== last) {
+        last = summary;
+        options.onProgress?.(summary);
+      }
       return done ? true : undefined;
     },
-    timeoutMs,
+    options,
   );
   return answer === true;
 }
 
-/** The first load-balancer address of a service, or undefined if none appears in time. */
-export async function waitForLoadBalancer(kube: Kube, namespace: string, name: string, timeoutMs: number): Promise<string | undefined> {
+/** The first load-balancer address of a service in kube.namespace, or undefined if none appears in time. */
+export async function waitForLoadBalancer(kube: Kube, name: string, options: WaitOptions): Promise<string | undefined> {
   return watchUntil(
     kube,
-    `/api/v1/namespaces/${encodeURIComponent(namespace)}/services`,
+    `${namespacePath(kube, "/api/v1")}/services`,
     { fieldSelector: `metadata.name=${name}` },
     (objects) => {
       const ingress = objects.get(name)?.status?.loadBalancer?.ingress?.[0];
       return ingress ? ingress.ip || ingress.hostname : undefined;
     },
-    timeoutMs,
+    options,
   );
 }

@@ -5,9 +5,7 @@
 // printed (--dryRun) and compared in unit tests on any OS, including macOS and Windows plans.
 
 import { writeFile } from "node:fs/promises";
-import type { Session, StepSpec } from "../plugin-api.ts";
-import { ExitCode, KtctlError } from "../errors.ts";
-import { restoreFileStep, runStep } from "../session/undo.ts";
+import type { ErrorsApi, KtctlErrorInstance, PluginApi, Session, StepSpec } from "../../../core/plugin-api.ts";
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import type { HostsEntry } from "./hosts-file.ts";
 
@@ -97,10 +95,10 @@ export interface NetDriver {
  * the bytes it found, so two at once would, leaving in the wrong order, put the other's changes back
  * for good (a resolv.conf naming a DNS server that is gone).
  */
-export function fileHeldByOtherConnect(path: string, holder: string): KtctlError {
-  return new KtctlError(
+export function fileHeldByOtherConnect(errors: ErrorsApi, path: string, holder: string): KtctlErrorInstance {
+  return new errors.KtctlError(
     `${path} is already changed by ktctl connect session ${holder}; only one connect at a time may change it`,
-    ExitCode.conflict,
+    errors.ExitCode.conflict,
     `stop that connect first, or run this one with --mode proxy; if session ${holder} is gone, \`ktctl clean --localOnly\` restores the file`,
   );
 }
@@ -152,11 +150,11 @@ export const spawnRunner: CommandRunner = async (argv) => {
 };
 
 /** Runs a command that must succeed; its first error line becomes the KtctlError. */
-export async function runChecked(runner: CommandRunner, argv: string[]): Promise<CommandResult> {
+export async function runChecked(runner: CommandRunner, argv: string[], errors: ErrorsApi): Promise<CommandResult> {
   const result = await runner(argv);
   if (result.code !== 0) {
     const detail = (result.stderr || result.stdout).trim().split("\n")[0] || `exit code ${result.code}`;
-    throw new KtctlError(`${commandLine(argv)} failed: ${detail}`, ExitCode.failure);
+    throw new errors.KtctlError(`${commandLine(argv)} failed: ${detail}`, errors.ExitCode.failure);
   }
   return result;
 }
@@ -170,6 +168,8 @@ export class PlanExecutor {
 
   constructor(
     private readonly session: Pick<Session, "step">,
+    /** The core's step builders (their undo kinds run even where this plugin is not loaded) and errors. */
+    private readonly api: Pick<PluginApi, "steps" | "errors">,
     private readonly runner: CommandRunner = spawnRunner,
   ) {}
 
@@ -182,17 +182,17 @@ export class PlanExecutor {
       const key = `file:${action.path}`;
       const write = () => writeInPlace(action.path, action.content);
       if (this.journaled.has(key)) return write();
-      const spec: StepSpec = await restoreFileStep(action.path, action.describe);
+      const spec: StepSpec = await this.api.steps.restoreFile(action.path, action.describe);
       await this.session.step(spec, write);
       this.journaled.add(key);
       return;
     }
     const run = async () => {
-      for (const argv of action.commands) await runChecked(this.runner, argv);
+      for (const argv of action.commands) await runChecked(this.runner, argv, this.api.errors);
     };
     const key = action.undoKey ? `run:${action.undoKey}` : undefined;
     if (key && this.journaled.has(key)) return run();
-    await this.session.step(runStep(action.undo, action.describe, action.tolerate ?? []), run);
+    await this.session.step(this.api.steps.run(action.undo, action.describe, action.tolerate ?? []), run);
     if (key) this.journaled.add(key);
   }
 }

@@ -1,7 +1,7 @@
 // IPv4 addresses and CIDR ranges as plain numbers: enough arithmetic for deciding what connect
 // captures (cluster ranges, minus the API server and --excludeIps, plus --includeIps).
 
-import { ExitCode, KtctlError } from "../errors.ts";
+import type { ErrorsApi } from "../../../core/plugin-api.ts";
 
 export interface Cidr {
   /** Network address as an unsigned 32-bit number (host bits zero). */
@@ -44,20 +44,27 @@ export function tryParseCidr(text: string): Cidr | undefined {
   return cidrOf(base, prefix);
 }
 
+const invalidCidr = (option: string, text: string) => `invalid ${option} "${text}": expected an IPv4 address or range such as 10.96.0.0/16`;
+
+/** A range written in code (or a test), not typed by a user: invalid text is a plain programming error. */
 export function parseCidr(text: string, option = "address range"): Cidr {
   const cidr = tryParseCidr(text);
-  if (!cidr) throw new KtctlError(`invalid ${option} "${text}": expected an IPv4 address or range such as 10.96.0.0/16`, ExitCode.usage);
+  if (!cidr) throw new Error(invalidCidr(option, text));
   return cidr;
 }
 
-/** A flag value such as "10.1.0.0/16,192.168.3.4"; empty text gives an empty list. */
-export function parseCidrList(text: string | undefined, option: string): Cidr[] {
+/** A flag value such as "10.1.0.0/16,192.168.3.4"; empty text gives an empty list; a bad part is a usage error. */
+export function parseCidrList(text: string | undefined, option: string, errors: ErrorsApi): Cidr[] {
   if (!text?.trim()) return [];
   return text
     .split(",")
     .map((part) => part.trim())
     .filter(Boolean)
-    .map((part) => parseCidr(part, option));
+    .map((part) => {
+      const cidr = tryParseCidr(part);
+      if (!cidr) throw new errors.KtctlError(invalidCidr(option, part), errors.ExitCode.usage);
+      return cidr;
+    });
 }
 
 export const formatCidr = (cidr: Cidr): string => `${formatIPv4(cidr.base)}/${cidr.prefix}`;

@@ -14,7 +14,7 @@
 // port of 127.0.0.1; resolvers are given DNS_ADDRESS:53, which the same rule set redirects to it.
 
 import { lstat, readFile, realpath } from "node:fs/promises";
-import { ExitCode, KtctlError } from "../../errors.ts";
+import type { ErrorsApi } from "../../../../core/plugin-api.ts";
 import { formatCidr, cidrBounds } from "../cidr.ts";
 import { connectResolvConf, resolvConfSession } from "../resolv-conf.ts";
 import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";
@@ -28,6 +28,8 @@ export type LinuxDnsMode = "auto" | "resolvconf" | "resolved" | "hosts" | "none"
 export interface LinuxDriverOptions {
   /** "system": DNS per dnsMode; "hosts": the hosts file. */
   variant: "system" | "hosts";
+  /** The plugin API's errors: refusals are KtctlErrors with their exit codes. */
+  errors: ErrorsApi;
   dnsMode?: LinuxDnsMode;
   resolvConfPath?: string;
   hostsPath?: string;
@@ -44,6 +46,7 @@ export function createLinuxDriver(options: LinuxDriverOptions): NetDriver {
   const hostsPath = options.hostsPath ?? "/etc/hosts";
   const runner = options.runner ?? spawnRunner;
   const dnsMode: LinuxDnsMode = options.variant === "hosts" ? "hosts" : (options.dnsMode ?? "auto");
+  const { errors } = options;
 
   return {
     name: options.variant === "hosts" ? "linux-hosts" : "linux-system",
@@ -61,33 +64,33 @@ export function createLinuxDriver(options: LinuxDriverOptions): NetDriver {
 
     prepare(spec, facts) {
       if (!facts.isRoot) {
-        throw new KtctlError("connect in system or hosts mode needs root on Linux", ExitCode.forbidden, "run it with sudo, or use --mode proxy (no root needed)");
+        throw new errors.KtctlError("connect in system or hosts mode needs root on Linux", errors.ExitCode.forbidden, "run it with sudo, or use --mode proxy (no root needed)");
       }
       if (spec.transparentPort === undefined) throw new Error("linux driver: the transparent listener port is missing");
-      const actions: NetAction[] = [captureAction(spec, facts)];
+      const actions: NetAction[] = [captureAction(spec, facts, errors)];
       for (const cidr of facts.unroutedCidrs ?? []) actions.push(loopbackRouteAction(cidr));
       const notes: string[] = [];
-      const method = dnsMethod(dnsMode, facts);
-      if (method === "resolvconf") actions.push(resolvConfAction(spec, facts));
+      const method = dnsMethod(dnsMode, facts, errors);
+      if (method === "resolvconf") actions.push(resolvConfAction(spec, facts, errors));
       else if (method === "resolved") {
         actions.push(...resolvedActions(spec));
         notes.push("systemd-resolved routes the cluster domains to ktctl's DNS server through a dummy link");
-      } else if (method === "hosts") actions.push(hostsAction(spec, facts));
+      } else if (method === "hosts") actions.push(hostsAction(spec, facts, errors));
       else notes.push("DNS is left alone (--dnsMode none): reach services by ClusterIP or pod IP");
       return { driver: this.name, actions, notes } satisfies NetPlan;
     },
 
     refresh(spec, facts) {
       // Transparent capture and the DNS server follow the index by themselves; only the hosts block is a copy.
-      return dnsMethod(dnsMode, facts) === "hosts" ? [hostsAction(spec, facts)] : [];
+      return dnsMethod(dnsMode, facts, errors) === "hosts" ? [hostsAction(spec, facts, errors)] : [];
     },
   };
 }
 
-function dnsMethod(mode: LinuxDnsMode, facts: HostFacts): "resolvconf" | "resolved" | "hosts" | "none" {
+function dnsMethod(mode: LinuxDnsMode, facts: HostFacts, errors: ErrorsApi): "resolvconf" | "resolved" | "hosts" | "none" {
   if (mode === "hosts" || mode === "none" || mode === "resolvconf") return mode;
   if (mode === "resolved") {
-    if (!facts.tools.resolvectl) throw new KtctlError("--dnsMode resolved needs resolvectl (systemd-resolved)", ExitCode.usage);
+    if (!facts.tools.resolvectl) throw new errors.KtctlError("--dnsMode resolved needs resolvectl (systemd-resolved)", errors.ExitCode.usage);
     return "resolved";
   }
   // auto: a resolv.conf that systemd-resolved owns would be overwritten under us; tell resolved instead.
@@ -96,7 +99,7 @@ function dnsMethod(mode: LinuxDnsMode, facts: HostFacts): "resolvconf" | "resolv
 
 // --- capture ---------------------------------------------------------------------------------
 
-export function captureAction(spec: ConnectNetSpec, facts: HostFacts): NetAction {
+export function captureAction(spec: ConnectNetSpec, facts: HostFacts, errors: ErrorsApi): NetAction {
   const capture = spec.capture.capture.map(formatCidr);
   const exclude = spec.capture.exclude.map(formatCidr);
   const dnsPort = spec.dns?.port;
@@ -133,7 +136,7 @@ export function captureAction(spec: ConnectNetSpec, facts: HostFacts): NetAction
     const undo = [ipt("-D", "OUTPUT", "-j", chain), ipt("-F", chain), ipt("-X", chain)];
     return { kind: "run", describe: `${describe} (iptables chain ${chain})`, commands, undo };
   }
-  throw new KtctlError("neither nft nor iptables is installed; system capture needs one of them", ExitCode.failure, "install nftables, or use --mode proxy");
+  throw new errors.KtctlError("neither nft nor iptables is installed; system capture needs one of them", errors.ExitCode.failure, "install nftables, or use --mode proxy");
 }
 
 /**
@@ -174,11 +177,11 @@ async function readResolvConf(path: string): Promise<HostFacts["resolvConf"]> {
   return { path: real, content, managedByResolved: real.startsWith("/run/systemd/resolve/") };
 }
 
-export function resolvConfAction(spec: ConnectNetSpec, facts: HostFacts): NetAction {
+export function resolvConfAction(spec: ConnectNetSpec, facts: HostFacts, errors: ErrorsApi): NetAction {
   if (!spec.dns) throw new Error("linux driver: DNS server missing");
   const file = facts.resolvConf!;
   const holder = resolvConfSession(file.content);
-  if (holder && holder !== spec.sessionId) throw fileHeldByOtherConnect(file.path, holder);
+  if (holder && holder !== spec.sessionId) throw fileHeldByOtherConnect(errors, file.path, holder);
   return {
     kind: "write-file",
     describe: `point ${file.path} at ktctl's DNS server ${DNS_ADDRESS}`,
@@ -219,10 +222,10 @@ export function resolvedActions(spec: ConnectNetSpec): NetAction[] {
   ];
 }
 
-export function hostsAction(spec: ConnectNetSpec, facts: HostFacts): NetAction {
+export function hostsAction(spec: ConnectNetSpec, facts: HostFacts, errors: ErrorsApi): NetAction {
   const file = facts.hostsFile!;
   const holder = hostsBlockSessions(file.content).find((id) => id !== spec.sessionId);
-  if (holder) throw fileHeldByOtherConnect(file.path, holder);
+  if (holder) throw fileHeldByOtherConnect(errors, file.path, holder);
   return {
     kind: "write-file",
     describe: `add the cluster names to ${file.path}`,

@@ -2,7 +2,7 @@
 // listed and watched from the start; another namespace is watched from the first time a name in it
 // turns out to be a service there, so `svc.other-ns` works without watching the whole cluster.
 
-import type { Kube } from "../plugin-api.ts";
+import type { Kube } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
 import type { EndpointRecord, NameView, ServicePortRecord, ServiceRecord } from "./cluster-names.ts";
 

@@ -6,7 +6,7 @@
 // runtime (Java, .NET, Go, Node) and by VPN clients' resolvers, unlike interface DNS (kt-connect #457).
 // ClusterIPs and pod IPs by address need --mode proxy on Windows.
 
-import { ExitCode, KtctlError } from "../../errors.ts";
+import type { ErrorsApi } from "../../../../core/plugin-api.ts";
 import { hostsBlockSessions, withHostsBlock } from "../hosts-file.ts";
 import { fileHeldByOtherConnect, spawnRunner, type CommandRunner, type ConnectNetSpec, type HostFacts, type NetAction, type NetDriver } from "../driver.ts";
 import { readFile } from "node:fs/promises";
@@ -14,17 +14,20 @@ import { readFile } from "node:fs/promises";
 export const WINDOWS_HOSTS = "C:\\Windows\\System32\\drivers\\etc\\hosts";
 
 export interface WindowsDriverOptions {
+  /** The plugin API's errors: refusals are KtctlErrors with their exit codes. */
+  errors: ErrorsApi;
   runner?: CommandRunner;
   hostsPath?: string;
 }
 
-export function createWindowsDriver(options: WindowsDriverOptions = {}): NetDriver {
+export function createWindowsDriver(options: WindowsDriverOptions): NetDriver {
+  const { errors } = options;
   const runner = options.runner ?? spawnRunner;
   const hostsPath = options.hostsPath ?? WINDOWS_HOSTS;
 
   const hostsActions = (spec: ConnectNetSpec, facts: HostFacts): NetAction[] => {
     const holder = hostsBlockSessions(facts.hostsFile!.content).find((id) => id !== spec.sessionId);
-    if (holder) throw fileHeldByOtherConnect(facts.hostsFile!.path, holder);
+    if (holder) throw fileHeldByOtherConnect(errors, facts.hostsFile!.path, holder);
     return [
       {
         kind: "write-file",
@@ -54,7 +57,7 @@ export function createWindowsDriver(options: WindowsDriverOptions = {}): NetDriv
 
     prepare(spec, facts) {
       if (!facts.isRoot) {
-        throw new KtctlError("connect in system mode needs an administrator prompt on Windows", ExitCode.forbidden, "run it as administrator, or use --mode proxy");
+        throw new errors.KtctlError("connect in system mode needs an administrator prompt on Windows", errors.ExitCode.forbidden, "run it as administrator, or use --mode proxy");
       }
       return {
         driver: "windows",

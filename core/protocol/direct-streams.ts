@@ -23,7 +23,7 @@
 // The token comes from the shadow over the authenticated SSH control channel ("direct" request),
 // so only the session's host can open direct streams.
 
-import type { StreamFailure } from "./protocol.ts";
+import type { StreamFailure } from "./tunnel.ts";
 
 export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
 export const DIRECT_TOKEN_BYTES = 32;

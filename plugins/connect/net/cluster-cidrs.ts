@@ -11,7 +11,7 @@
 //      Calico do not fill podCIDRs). --includeIps / --excludeIps correct what it gets wrong.
 
 import { lookup } from "node:dns/promises";
-import type { Kube } from "../plugin-api.ts";
+import type { Kube } from "../../../core/plugin-api.ts";
 import { cidrCovers, cidrOf, formatCidr, isIPv4, normalizeCidrs, parseIPv4, tryParseCidr, type Cidr } from "./cidr.ts";
 
 export type RangeSource = "service-cidr-objects" | "dry-run-message" | "node-pod-cidrs" | "pod-ip-fallback" | "none";
