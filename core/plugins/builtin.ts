@@ -12,4 +12,5 @@ export const BUILTIN_PLUGINS: Record<string, PluginModuleLoader> = {
   exchange: () => import("../../plugins/exchange/index.ts"),
   preview: () => import("../../plugins/preview/index.ts"),
   mesh: () => import("../../plugins/mesh/index.ts"),
+  ui: () => import("../../plugins/ui/index.ts"),
 };
