@@ -20,6 +20,7 @@ import { carry } from "../laptop/carry.ts";
 import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
 import { sharedObjectsApi } from "./shared-api.ts";
 import { VERSION } from "../protocol/version.ts";
+import { createUiMembers } from "../ui/api.ts";
 
 export interface PluginApiDeps {
   config: EffectiveConfig;
@@ -58,6 +59,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     registerUndoKind: (kind, definition) => registry.register(kind, definition),
   };
 
+  const { ui, reportShadow } = createUiMembers(logger);
   const api: PluginApi = {
     version: VERSION,
     apiVersion: PLUGIN_API_VERSION,
@@ -72,7 +74,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     kube,
     startSession: async (options) => (await sessionHost()).startSession(options),
     sessions,
-    startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
+    startShadow: async (session, options) => reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger })),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {
       start: async (options) => (await import("../laptop/proxy-server.ts")).startProxyServer(options),
@@ -89,6 +91,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     router: ROUTER_API,
     shadowPods: SHADOW_PODS_API,
     shared: sharedObjectsApi(sessions),
+    ui,
   };
   return { api, sessionHost };
 }

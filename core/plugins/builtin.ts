@@ -20,4 +20,5 @@ export const BUILTIN_PLUGINS: Record<string, BuiltinPlugin> = {
   exchange: { load: () => import("../../plugins/exchange/index.ts"), enabledByDefault: true },
   preview: { load: () => import("../../plugins/preview/index.ts"), enabledByDefault: true },
   mesh: { load: () => import("../../plugins/mesh/index.ts"), enabledByDefault: true },
+  ui: { load: () => import("../../plugins/ui/index.ts"), enabledByDefault: true },
 };

@@ -168,6 +168,7 @@ const exchange: CommandFactory = (api) =>
           labels: mode === "scale" ? podTemplateLabels(workload) : undefined,
           ports: plan.listeners,
           localHost,
+          describe: `exchange ${target.label}`,
         });
         const shadow = serving.shadow;
         if (mode === "selector") {

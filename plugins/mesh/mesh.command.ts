@@ -8,6 +8,7 @@ import { RouteConflictError } from "./router-admin.ts";
 import { RouteKeeper } from "./route-keeper.ts";
 import { createMesh, readRouterDeployment, waitForEndpoints, waitForMeshOn, waitForRouterPod } from "./router-setup.ts";
 import { sessionLiveness } from "./liveness.ts";
+import { publishRoutesPanel } from "./ui-panel.ts";
 
 type Mode = "auto" | "manual";
 
@@ -67,7 +68,13 @@ const mesh: CommandFactory = (api) =>
           ports: exposed.map((e) => ({ port: e.shadowPort, ...(mode === "manual" && typeof e.port.targetPort === "string" ? { name: e.port.targetPort } : {}) })),
           ...(shadowLabels ? { labels: shadowLabels } : {}),
         });
-        for (const e of exposed) await shadow.tunnel.addRemoteListener(e.shadowPort, "127.0.0.1", e.local);
+        for (const e of exposed) {
+          const local = { host: "127.0.0.1", port: e.local };
+          const via = `mesh svc/${serviceName} :${e.shadowPort}`;
+          await shadow.tunnel.addRemoteListener(e.shadowPort, local.host, local.port, (origin) =>
+            api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}`, markHeader: mark.header }),
+          );
+        }
 
         let keeper: RouteKeeper | undefined;
         if (mode === "auto") keeper = await joinAndRoute(api, { kube, namespace, session, service, plan, exposed, shadow, mark, pathPrefix });
@@ -232,6 +239,7 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
     void keeper.refresh();
   });
   watchMembership(api, kube, namespace, name, session);
+  publishRoutesPanel(api, { kube, namespace, service: name, routerPods: routerSelector(api, name), adminPort: record.adminPort, session });
   return keeper;
 }
 

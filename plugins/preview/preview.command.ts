@@ -103,6 +103,7 @@ const preview: CommandFactory = (api) =>
           role,
           ports: mappings.map((m) => ({ shadowPort: m.remote, localPort: m.local })),
           localHost,
+          describe: `preview svc/${name}`,
         });
         const shadow = serving.shadow;
         const service = previewService({
