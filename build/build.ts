@@ -13,22 +13,8 @@ import { compileBinary, runOnce } from "./compile.ts";
 import type { Arch } from "./oci.ts";
 import { displayPath, mib, seconds } from "./format.ts";
 import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
+import { hostTarget, KTCTL_TARGETS } from "./targets.ts";
 import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
-
-export type KtctlTarget = { id: string; bunTarget: string; file: string };
-
-export const KTCTL_TARGETS: readonly KtctlTarget[] = [
-  { id: "linux-x64", bunTarget: "bun-linux-x64", file: "ktctl-linux-x64" },
-  { id: "linux-arm64", bunTarget: "bun-linux-arm64", file: "ktctl-linux-arm64" },
-  { id: "darwin-x64", bunTarget: "bun-darwin-x64", file: "ktctl-darwin-x64" },
-  { id: "darwin-arm64", bunTarget: "bun-darwin-arm64", file: "ktctl-darwin-arm64" },
-  { id: "windows-x64", bunTarget: "bun-windows-x64", file: "ktctl-windows-x64.exe" },
-];
-
-export function hostTarget(): KtctlTarget | undefined {
-  const os = process.platform === "win32" ? "windows" : process.platform;
-  return KTCTL_TARGETS.find((target) => target.id === `${os}-${process.arch}`);
-}
 
 /** `sha256sum`-compatible lines for every file in `dir` except the sums file itself. */
 export async function writeChecksums(dir: string): Promise<string> {
