@@ -182,6 +182,10 @@ export const OPTIONS: readonly OptionSpec[] = [
     description: "Output format",
   },
   {
+    name: "client", type: "boolean", default: false, scope: "version",
+    description: "Only this ktctl: do not look at the cluster",
+  },
+  {
     name: "output", alias: "o", type: "enum", choices: ["text", "json"], default: "text", scope: "plugins",
     description: "Output format",
   },

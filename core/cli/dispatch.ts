@@ -53,7 +53,7 @@ async function findSubCommand(cmd: AnyCommand, name: string): Promise<AnyCommand
 /** The command the words select, and the names leading to it ("ktctl config set"). */
 async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Promise<{ cmd: AnyCommand; path: string[]; rest: string[] }> {
   let cmd = root;
-  const path = ["ktctl"];
+  const path = [await programOf(root)];
   let rest = [...rawArgs];
   for (;;) {
     if (!cmd.subCommands) return { cmd, path, rest };
@@ -66,6 +66,9 @@ async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Prom
     rest = rest.slice(index + 1);
   }
 }
+
+/** "ktctl", or "kubectl ktctl" when run as the kubectl plugin: the root command's name. */
+const programOf = async (root: AnyCommand) => (await resolveValue(root.meta))?.name ?? "ktctl";
 
 /** Moves global flags given before the command name to just after it, where the command parses them. */
 export function moveLeadingFlags(rawArgs: readonly string[], rootArgs: ArgsDef): string[] {
@@ -101,13 +104,14 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[], opt
     console.log(rootMeta?.version);
     return;
   }
+  const program = await programOf(root);
   if (args.length === 0) {
-    await printUsage(root, ["ktctl"]);
+    await printUsage(root, [program]);
     return;
   }
 
   const index = commandIndex(args, rootArgs);
-  if (index === -1) throw new KtctlError("no command given", ExitCode.usage, 'run "ktctl --help" for the commands');
+  if (index === -1) throw new KtctlError("no command given", ExitCode.usage, `run "${program} --help" for the commands`);
   const name = args[index]!;
   if (!(await findSubCommand(root, name))) {
     const explained = options.unknownCommand?.(name);
@@ -117,7 +121,7 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[], opt
     throw new KtctlError(
       `unknown command "${name}"`,
       ExitCode.usage,
-      suggestion ? `did you mean "ktctl ${suggestion}"?` : 'run "ktctl --help" for the commands',
+      suggestion ? `did you mean "${program} ${suggestion}"?` : `run "${program} --help" for the commands`,
     );
   }
   const { cmd, path, rest } = await selectCommand(root, args);
@@ -126,7 +130,7 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[], opt
   await runCommand(root, { rawArgs: args });
 }
 
-/** "ktctl forward" for the words given, for hints in error messages. */
+/** "ktctl forward" (or "kubectl ktctl forward") for the words given, for hints in error messages. */
 export async function commandPath(root: AnyCommand, rawArgs: readonly string[]): Promise<string> {
   try {
     const rootArgs = (await resolveValue(root.args)) ?? {};
