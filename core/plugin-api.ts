@@ -426,6 +426,19 @@ export interface ProxyApi {
   instructions(host: string, port: number): string[];
 }
 
+// ---------------------------------------------------------------------------------------------
+// This ktctl as a child process: a plugin composes the other modes (connect, exchange, mesh, a
+// team's own) by running ktctl's own commands, which needs no other plugin's code. A child session
+// ends on SIGTERM and restores everything it changed, as on Ctrl-C.
+
+export interface SelfApi {
+  /**
+   * The argv that runs this same ktctl with `args` (compiled binary: [binary, ...args]; from source:
+   * [bun, script, ...args]), e.g. `spawn(...api.self.argv(["connect", "--mode", "proxy"]))`.
+   */
+  argv(args: string[]): string[];
+}
+
 export interface PluginApi {
   version: string;
   apiVersion: number;
@@ -462,4 +475,6 @@ export interface PluginApi {
   carry(socket: Socket, stream: Duplex): Promise<void>;
   /** Parses "[LOCAL:]REMOTE" style port lists with clear errors. */
   parsePorts(spec: string): { local: number; remote: number }[];
+  /** This ktctl as a child process (see SelfApi). */
+  self: SelfApi;
 }
