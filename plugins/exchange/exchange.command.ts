@@ -137,13 +137,14 @@ const exchange: CommandFactory = (api) =>
       const connectBack = args.connect ? await startConnectBack(api, proxyPort) : undefined;
       const session = await (async () => {
         try {
+          // The environment comes first: with --waitLocal the local process is started with it.
+          if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
           await requireLocalListeners(api, localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
           // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
           const held = mode === "scale" ? [...services, target.workload] : services;
           if (await ensureNotHeld(api, kube, namespace, held)) {
             ({ target, services } = await prepareTarget(api, kube, namespace, String(args.target), mode));
           }
-          if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
           return await startModeSession(api, { mode: "exchange", target: target.label, global });
         } catch (error) {
           connectBack?.fail(error);
