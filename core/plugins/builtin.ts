@@ -12,4 +12,6 @@ export const BUILTIN_PLUGINS: Record<string, PluginModuleLoader> = {
   exchange: () => import("../../plugins/exchange/index.ts"),
   preview: () => import("../../plugins/preview/index.ts"),
   mesh: () => import("../../plugins/mesh/index.ts"),
+  // Off until a config file enables it (plugins: [spring-cloud]); the flag is wired at merge.
+  "spring-cloud": () => import("../../plugins/spring-cloud/index.ts"),
 };
