@@ -40,7 +40,7 @@ export function startChildSession(api: PluginApi, label: string, args: string[],
     text += data;
     const lines = (pending[name] + data).split("\n");
     pending[name] = lines.pop()!;
-    for (const line of lines) write(`[${label}] ${line}`);
+    for (const line of lines) if (line.trim()) write(`[${label}] ${line}`);
     for (const notify of waiters) notify();
   };
   child.stdout!.on("data", pump("stdout"));

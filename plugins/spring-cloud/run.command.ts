@@ -141,6 +141,7 @@ async function runSpring(api: PluginApi, options: RunOptions, global: GlobalOpti
       spawned.once("exit", (code, signal) => resolve(code ?? 128 + (signal ? (SIGNAL_NUMBER[signal as StopSignal] ?? 9) : 1)));
     });
     const commandEnded = commandExit.then((code) => Promise.reject(new KtctlError(`${options.command[0]} exited (${code}) before it listened on port ${appPort}`, code || ExitCode.failure)));
+    commandEnded.catch(() => undefined); // only awaited while waiting for the app to listen
 
     // 4. mesh: once the app listens, its marked requests
     if (options.mesh) {

@@ -29,7 +29,8 @@ import org.springframework.web.client.RestClient;
 /**
  * What a Spring Cloud Kubernetes service does on a developer's laptop under `ktctl spring run`:
  * its greeting comes from the ConfigMap named after it, it finds {@code demo.target} with the
- * DiscoveryClient and calls every instance (pod IPs), then the service through the load balancer.
+ * DiscoveryClient and calls every instance (pod IPs), then the service through the load balancer
+ * and by its plain DNS name.
  * GET /report shows the results; GET /props?keys=a,b shows what the environment resolves.
  */
 @SpringBootApplication
@@ -47,7 +48,7 @@ public class SpringDemoApplication {
     @Value("${demo.target}")
     private String target;
 
-    public SpringDemoApplication(DiscoveryClient discovery, RestClient.Builder balanced, Environment environment) {
+    public SpringDemoApplication(DiscoveryClient discovery, @LoadBalanced RestClient.Builder balanced, Environment environment) {
         this.discovery = discovery;
         this.balanced = balanced;
         this.environment = environment;
@@ -59,7 +60,7 @@ public class SpringDemoApplication {
 
     @Bean
     @LoadBalanced
-    RestClient.Builder loadBalancedRestClientBuilder() {
+    static RestClient.Builder loadBalancedRestClientBuilder() {
         return RestClient.builder();
     }
 
@@ -79,6 +80,7 @@ public class SpringDemoApplication {
         }
         report.put("instances", instances);
         report.put("byName", callBalanced("http://" + target + "/from-spring-by-name"));
+        report.put("byDns", call("http://" + target + "/from-spring-by-dns"));
         return report;
     }
 
