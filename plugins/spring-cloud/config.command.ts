@@ -32,6 +32,7 @@ const config: CommandFactory = (api) =>
         [
           `Written by ktctl spring config ${app}${profiles.length ? ` --profile ${profiles.join(",")}` : ""} from namespace ${namespace}.`,
           "What Spring Cloud Kubernetes loads for this app, same precedence. Use: --spring.profiles.include=ktctl",
+          "Values from Secrets count for apps with spring.cloud.kubernetes.secrets.enable-api=true (off by default in 3.x).",
           "Sources looked for:",
         ],
         { secrets: Boolean(args.secrets) },
