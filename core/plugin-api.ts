@@ -866,6 +866,19 @@ export interface UiApi {
   endSession(sessionId: string): Promise<void>;
 }
 
+// ---------------------------------------------------------------------------------------------
+// This ktctl as a child process: a plugin composes the other modes (connect, exchange, mesh, a
+// team's own) by running ktctl's own commands, which needs no other plugin's code. A child session
+// ends on SIGTERM and restores everything it changed, as on Ctrl-C.
+
+export interface SelfApi {
+  /**
+   * The argv that runs this same ktctl with `args` (compiled binary: [binary, ...args]; from source:
+   * [bun, script, ...args]), e.g. `spawn(...api.self.argv(["connect", "--mode", "proxy"]))`.
+   */
+  argv(args: string[]): string[];
+}
+
 export interface PluginApi extends ServingMembers {
   version: string;
   apiVersion: number;
@@ -911,4 +924,6 @@ export interface PluginApi extends ServingMembers {
   shared: SharedObjectsApi;
   /** The local page (`ktctl ui`): events, panels and the traffic tap. */
   ui: UiApi;
+  /** This ktctl as a child process (see SelfApi). */
+  self: SelfApi;
 }

@@ -50,19 +50,26 @@ async function findSubCommand(cmd: AnyCommand, name: string): Promise<AnyCommand
   return undefined;
 }
 
-/** The command the words select, and the names leading to it ("ktctl config set"). */
+/**
+ * The command the words select, the names leading to it ("ktctl config set"), and its words. Flags
+ * given between the names of a group and its sub-command ("ktctl spring -n x run") belong to the
+ * sub-command: they come first in `rest`, where it parses them.
+ */
 async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Promise<{ cmd: AnyCommand; path: string[]; rest: string[] }> {
   let cmd = root;
   const path = [await programOf(root)];
   let rest = [...rawArgs];
+  let carried: string[] = [];
+  const rootArgs = (await resolveValue(root.args)) ?? {};
   for (;;) {
-    if (!cmd.subCommands) return { cmd, path, rest };
-    const index = commandIndex(rest, (await resolveValue(cmd.args)) ?? {});
-    if (index === -1) return { cmd, path, rest };
+    if (!cmd.subCommands) return { cmd, path, rest: [...carried, ...rest] };
+    const index = commandIndex(rest, { ...rootArgs, ...((await resolveValue(cmd.args)) ?? {}) });
+    if (index === -1) return { cmd, path, rest: [...carried, ...rest] };
     const sub = await findSubCommand(cmd, rest[index]!);
-    if (!sub) return { cmd, path, rest };
+    if (!sub) return { cmd, path, rest: [...carried, ...rest] };
     path.push(rest[index]!);
     cmd = sub;
+    carried = [...carried, ...rest.slice(0, index)];
     rest = rest.slice(index + 1);
   }
 }
@@ -127,7 +134,7 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[], opt
   const { cmd, path, rest } = await selectCommand(root, args);
   // A group ("ktctl config") without a known sub-command is citty's to report; a leaf is checked.
   if (!cmd.subCommands) checkArgs(rest, { ...rootArgs, ...((await resolveValue(cmd.args)) ?? {}) }, path.join(" "));
-  await runCommand(root, { rawArgs: args });
+  await runCommand(root, { rawArgs: cmd.subCommands ? args : [...path.slice(1), ...rest] });
 }
 
 /** "ktctl forward" (or "kubectl ktctl forward") for the words given, for hints in error messages. */

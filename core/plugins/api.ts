@@ -10,6 +10,7 @@ import { argsFor, globalOptions, GLOBAL_SCOPE } from "../options.ts";
 import { PLUGIN_API_VERSION, type GlobalOptions, type Kube, type PluginApi, type SessionsApi } from "../plugin-api.ts";
 import { isLocalPortListening, parsePorts } from "../ports.ts";
 import { parseTarget } from "../targets.ts";
+import { selfArgv } from "../self.ts";
 import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
@@ -92,6 +93,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     shadowPods: SHADOW_PODS_API,
     shared: sharedObjectsApi(sessions),
     ui,
+    self: { argv: (args) => selfArgv(args) },
   };
   return { api, sessionHost };
 }

@@ -21,4 +21,5 @@ export const BUILTIN_PLUGINS: Record<string, BuiltinPlugin> = {
   preview: { load: () => import("../../plugins/preview/index.ts"), enabledByDefault: true },
   mesh: { load: () => import("../../plugins/mesh/index.ts"), enabledByDefault: true },
   ui: { load: () => import("../../plugins/ui/index.ts"), enabledByDefault: true },
+  "spring-cloud": { load: () => import("../../plugins/spring-cloud/index.ts"), enabledByDefault: false },
 };

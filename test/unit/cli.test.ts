@@ -173,3 +173,27 @@ describe("pure pieces", () => {
     expect(commandIndex(["-d", "--", "x"], args)).toBe(-1);
   });
 });
+
+describe("dispatch: global flags before a group's sub-command", () => {
+  test("reach the sub-command (ktctl -n x spring run, ktctl spring -n x run)", async () => {
+    const { dispatch } = await import("../../core/cli/dispatch.ts");
+    const { defineCommand } = await import("citty");
+    const seen: unknown[] = [];
+    const root = defineCommand({
+      args: { namespace: { type: "string", alias: "n" } },
+      subCommands: {
+        group: defineCommand({
+          subCommands: {
+            leaf: defineCommand({
+              args: { namespace: { type: "string", alias: "n" }, app: { type: "string" } },
+              run: ({ args }) => void seen.push([args.namespace, args.app]),
+            }),
+          },
+        }),
+      },
+    });
+    await dispatch(root, ["-n", "one", "group", "leaf", "--app", "a"]);
+    await dispatch(root, ["group", "--namespace", "two", "leaf"]);
+    expect(seen).toEqual([["one", "a"], ["two", undefined]]);
+  });
+});

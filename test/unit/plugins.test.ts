@@ -153,8 +153,10 @@ describe("built-ins switched on and off by the plugins: list", () => {
     const config = s.write("project/.ktctl.yaml", 'plugins: ["!mesh"]\n');
     const list = JSON.parse((await s.run(["plugins", "-o", "json"])).stdout) as { name: string; state?: string; setIn?: string; commands: string[]; source: string }[];
     const builtins = list.filter((p) => p.source === "built-in");
-    expect(builtins.map((p) => p.name).sort()).toEqual(["clean", "connect", "exchange", "forward", "mesh", "preview", "status", "ui"]);
+    expect(builtins.map((p) => p.name).sort()).toEqual(["clean", "connect", "exchange", "forward", "mesh", "preview", "spring-cloud", "status", "ui"]);
     expect(builtins.filter((p) => p.state === "on").length).toBe(7);
+    // Ships off: only a config file's "spring-cloud" entry switches it on.
+    expect(builtins.find((p) => p.name === "spring-cloud")).toMatchObject({ state: "off" });
     expect(builtins.find((p) => p.name === "mesh")).toMatchObject({ state: "off", setIn: config, commands: ["mesh"] });
     const text = (await s.run(["plugins"])).stdout;
     expect(text).toMatch(new RegExp(`^mesh +1 +mesh +built-in, off \\(switched off in ${config.replace(/[.]/g, "\\.")}\\)$`, "m"));
