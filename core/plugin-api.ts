@@ -9,16 +9,24 @@ import type { Duplex } from "node:stream";
 import type { CoreV1Api, AppsV1Api, CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 
 /**
- * The contract's version. A plugin declares the one it was written for in `apiVersion`; see
- * docs/plugins.md for what changes it. (The host reads this constant; plugins only import types.)
+ * The contract's version. It goes up only when a change can break a plugin written for the previous
+ * one (a member removed or renamed, a signature or a behaviour changed); members and optional fields
+ * are added without a bump. A plugin declares the range it supports: `apiVersion` (the version it
+ * was written for) up to `maxApiVersion` (the newest it was checked against). docs/plugins.md has
+ * the policy. (The host reads this constant; plugins only import types.)
  */
 export const PLUGIN_API_VERSION = 1;
 
 /** What a plugin module exports as default. */
 export interface KtctlPlugin {
   name: string;
-  /** Must equal the host's PLUGIN_API_VERSION, or the plugin is refused with a clear message. */
+  /**
+   * The API version the plugin was written for. The host loads it when its PLUGIN_API_VERSION is in
+   * [apiVersion, maxApiVersion ?? apiVersion]; otherwise the plugin is refused with a clear message.
+   */
   apiVersion: number;
+  /** The newest API version the plugin is known to work with (default: apiVersion). */
+  maxApiVersion?: number;
   description?: string;
   /** Command name -> lazy factory; the module is imported only when the command runs or shows help. */
   commands?: Record<string, () => Promise<CommandFactory> | CommandFactory>;

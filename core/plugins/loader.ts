@@ -101,10 +101,19 @@ function externalCandidate(ref: PluginRef): Candidate {
   };
 }
 
+/** Why a plugin cannot run on this host's API version, or undefined when it can. */
+export function apiVersionMismatch(plugin: Pick<KtctlPlugin, "apiVersion" | "maxApiVersion">, host: number): string | undefined {
+  const max = plugin.maxApiVersion ?? plugin.apiVersion;
+  if (host >= plugin.apiVersion && host <= max) return undefined;
+  const wanted = max === plugin.apiVersion ? `${plugin.apiVersion}` : `${plugin.apiVersion} to ${max}`;
+  return `needs plugin API ${wanted}, ktctl has ${host}${host > max ? " (update the plugin)" : " (update ktctl)"}`;
+}
+
 function isPlugin(value: unknown): value is KtctlPlugin {
   if (typeof value !== "object" || value === null) return false;
   const p = value as Partial<KtctlPlugin>;
   if (typeof p.name !== "string" || p.name === "" || typeof p.apiVersion !== "number") return false;
+  if (p.maxApiVersion !== undefined && (typeof p.maxApiVersion !== "number" || p.maxApiVersion < p.apiVersion)) return false;
   if (p.commands !== undefined && (typeof p.commands !== "object" || Object.values(p.commands).some((c) => typeof c !== "function"))) return false;
   return p.setup === undefined || typeof p.setup === "function";
 }
@@ -168,8 +177,9 @@ export async function loadPlugins(options: LoadPluginsOptions): Promise<PluginLo
       refuse(candidate.label, "its default export is not a ktctl plugin ({ name, apiVersion, commands, setup? })");
       continue;
     }
-    if (plugin.apiVersion !== PLUGIN_API_VERSION) {
-      refuse(plugin.name, `needs plugin API ${plugin.apiVersion}, ktctl has ${PLUGIN_API_VERSION}`);
+    const unsupported = apiVersionMismatch(plugin, PLUGIN_API_VERSION);
+    if (unsupported) {
+      refuse(plugin.name, unsupported);
       continue;
     }
     const sameName = byName.get(plugin.name);

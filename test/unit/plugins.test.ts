@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode } from "../../core/errors.ts";
 import { PLUGIN_API_VERSION, type PluginApi } from "../../core/plugin-api.ts";
-import { loadPlugins } from "../../core/plugins/loader.ts";
+import { apiVersionMismatch, loadPlugins } from "../../core/plugins/loader.ts";
 import { builtinChoice, offCommandError, selectPlugins } from "../../core/plugins/selection.ts";
 import { pluginSource, scratch, type Scratch } from "./cli-support.ts";
 
@@ -27,7 +27,7 @@ describe("plugin loader (real CLI)", () => {
     expect(r.stdout).toBe("hello team\n");
     expect(r.stderrLines).toEqual([
       `ktctl: warning: plugin "./plugins/throws.ts" (${throws}) not loaded: import failed: cannot start: missing dependency`,
-      `ktctl: warning: plugin "future" (${future}) not loaded: needs plugin API 2, ktctl has ${PLUGIN_API_VERSION}`,
+      `ktctl: warning: plugin "future" (${future}) not loaded: needs plugin API 2, ktctl has ${PLUGIN_API_VERSION} (update ktctl)`,
     ]);
 
     const list = await s.run(["plugins", "-o", "json"]);
@@ -292,5 +292,17 @@ describe("selection and loading of built-ins (a table with one that ships off)",
     expect(builtinChoice("./exchange", names)).toBeUndefined();
     expect(builtinChoice("ktctl-plugin-x", names)).toBeUndefined();
     expect(builtinChoice("!other", names)).toEqual({ name: "other", enabled: false });
+  });
+});
+
+describe("plugin API versions", () => {
+  test("a plugin runs on every host version in its declared range", () => {
+    expect(apiVersionMismatch({ apiVersion: 1 }, 1)).toBeUndefined();
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 3 }, 2)).toBeUndefined();
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 3 }, 3)).toBeUndefined();
+  });
+  test("outside it, the refusal says which side to update", () => {
+    expect(apiVersionMismatch({ apiVersion: 2 }, 1)).toBe("needs plugin API 2, ktctl has 1 (update ktctl)");
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 2 }, 3)).toBe("needs plugin API 1 to 2, ktctl has 3 (update the plugin)");
   });
 });
