@@ -44,7 +44,7 @@ const connect: CommandFactory = (api) =>
       const options = parseConnectOptions(args as Record<string, unknown>, api.errors, { platform: process.platform, isRoot });
       const global = api.globalOptions(args as Record<string, unknown>);
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const context = { namespace, domain: options.clusterDomain };
       const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode }, api);
 

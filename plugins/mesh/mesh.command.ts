@@ -33,7 +33,7 @@ const mesh: CommandFactory = (api) =>
       if (mode !== "auto" && mode !== "manual") throw new KtctlError(`--mode ${mode}: expected auto or manual`, ExitCode.usage);
       const mappings = api.parsePorts(String(args.expose));
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const serviceName = String(args.service);
       const pathPrefix = args.path ? usage(api, () => api.router.checkPathPrefix(String(args.path))) : undefined;
       if (pathPrefix && mode === "manual") throw new KtctlError("--path works with --mode auto only (in manual mode your service mesh routes)", ExitCode.usage);

@@ -21,7 +21,7 @@ const config: CommandFactory = (api) =>
       const { KtctlError, ExitCode } = api.errors;
       const global = api.globalOptions(args as Record<string, unknown>);
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const app = String(args.app);
       const profiles = args.profile ? String(args.profile).split(",").map((p) => p.trim()).filter(Boolean) : [];
       const sources = await readClusterSources(api, kube, namespace, app, profiles);

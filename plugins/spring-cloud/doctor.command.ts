@@ -42,7 +42,7 @@ const doctor: CommandFactory = (api) =>
       if (!SPRING_MODES.includes(mode)) throw new KtctlError(`invalid --mode "${mode}": expected ${SPRING_MODES.join(", ")}`, ExitCode.usage);
       const global = api.globalOptions(args as Record<string, unknown>);
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const findings: Finding[] = [];
       const report = (f: Finding) => {
         findings.push(f);

@@ -45,7 +45,7 @@ export default run;
 async function runSpring(api: PluginApi, options: RunOptions, global: GlobalOptions): Promise<number> {
   const { KtctlError, ExitCode } = api.errors;
   const kube = await api.kube(global);
-  const namespace = global.namespace || kube.namespace;
+  const namespace = kube.namespace; // settled once, from -n or the context
   const profiles = options.profile ? options.profile.split(",").map((p) => p.trim()).filter(Boolean) : [];
   const sources = options.app ? await readClusterSources(api, kube, namespace, options.app, profiles) : undefined;
   if (sources && !foundAny(sources)) {
