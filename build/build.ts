@@ -1,10 +1,16 @@
-// `bun run build`: ktctl for every OS, the shadow binary and image, and dist/SHA256SUMS.
-// The host's binary is run once before the build counts as done.
+// `bun run build`: ktctl for every OS, the shadow binaries and images (amd64 and arm64), the
+// release's packaging (per-OS archives, the npm package set, the krew manifest: see
+// build/distribution.ts and docs/distribution.md) and dist/SHA256SUMS. Every binary that can run
+// here is run once (the host's natively, linux-arm64 under qemu) and every darwin binary's
+// signature is verified before the build counts as done. What the machine lacks for that (an arm64
+// C library, qemu-user) is installed with apt-get, only when missing.
 //
 //   bun build/build.ts [--host-only] [--shadow-only | --no-shadow] [--out-dir dist]
 //                      [--entry core/cli/main.ts] [--shadow-entry shadow/main.ts]
+//                      [--release-url URL]   (where the krew manifest points; {version} is replaced)
 //
-// --host-only builds the ktctl binary and the shadow image for this machine only (fast CI).
+// --host-only builds the ktctl binary and the shadow image for this machine only, and no packaging
+// (what test/run needs, in seconds; the packaging code is covered by unit tests).
 
 import { readdir, rm } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
@@ -12,23 +18,13 @@ import { parseArgs } from "node:util";
 import { compileBinary, runOnce } from "./compile.ts";
 import type { Arch } from "./oci.ts";
 import { displayPath, mib, seconds } from "./format.ts";
+import { ARM64_LIBC, ensureDebianPackages, QEMU_AARCH64, type DebianNeed } from "./apt.ts";
+import { archiveName } from "./archives.ts";
+import { checkUnderQemu, packageDistribution, signDarwinBinary, type BuiltBinary } from "./distribution.ts";
+import { DEFAULT_RELEASE_URL } from "./krew.ts";
 import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
-import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
-
-export type KtctlTarget = { id: string; bunTarget: string; file: string };
-
-export const KTCTL_TARGETS: readonly KtctlTarget[] = [
-  { id: "linux-x64", bunTarget: "bun-linux-x64", file: "ktctl-linux-x64" },
-  { id: "linux-arm64", bunTarget: "bun-linux-arm64", file: "ktctl-linux-arm64" },
-  { id: "darwin-x64", bunTarget: "bun-darwin-x64", file: "ktctl-darwin-x64" },
-  { id: "darwin-arm64", bunTarget: "bun-darwin-arm64", file: "ktctl-darwin-arm64" },
-  { id: "windows-x64", bunTarget: "bun-windows-x64", file: "ktctl-windows-x64.exe" },
-];
-
-export function hostTarget(): KtctlTarget | undefined {
-  const os = process.platform === "win32" ? "windows" : process.platform;
-  return KTCTL_TARGETS.find((target) => target.id === `${os}-${process.arch}`);
-}
+import { hostTarget, isDarwin, KTCTL_TARGETS } from "./targets.ts";
+import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "../core/protocol/version.ts";
 
 /** `sha256sum`-compatible lines for every file in `dir` except the sums file itself. */
 export async function writeChecksums(dir: string): Promise<string> {
@@ -54,6 +50,7 @@ type BuildFlags = {
   outDir: string;
   entry: string;
   shadowEntry: string;
+  releaseUrl: string;
 };
 
 export async function build(flags: BuildFlags): Promise<void> {
@@ -68,28 +65,43 @@ export async function build(flags: BuildFlags): Promise<void> {
   if (!flags.shadowOnly && flags.hostOnly && !host) throw new Error(`no ktctl target matches this machine (${process.platform}-${process.arch})`);
   const shadowArches: Arch[] = flags.noShadow ? [] : flags.hostOnly ? (hostArch ? [hostArch] : []) : ["amd64", "arm64"];
   if (!flags.noShadow && shadowArches.length === 0) throw new Error("the shadow image is built on Linux (amd64 or arm64) only; pass --no-shadow");
+  const packaging = !flags.hostOnly && !flags.shadowOnly;
   const produced = [
     ...ktctlTargets.map((t) => t.file),
     ...shadowArches.flatMap((arch) => [shadowBinaryName(arch), shadowImageFileName(VERSION, arch)]),
+    ...(packaging ? [...KTCTL_TARGETS.map((t) => archiveName(VERSION, t)), "npm", "krew"] : []),
   ];
-  await Promise.all(produced.map((name) => rm(join(flags.outDir, name), { force: true })));
+  await Promise.all(produced.map((name) => rm(join(flags.outDir, name), { force: true, recursive: true })));
 
+  // Foreign linux-arm64 binaries are run under qemu and the arm64 image carries an arm64 libc.
+  const needs: DebianNeed[] = [];
+  if (shadowArches.includes("arm64") && hostArch !== "arm64") needs.push(ARM64_LIBC);
+  if (ktctlTargets.some((t) => t.id === "linux-arm64") && host?.id !== "linux-arm64") needs.push(ARM64_LIBC, QEMU_AARCH64);
+  await ensureDebianPackages([...new Set(needs)], (line) => console.log(line));
+
+  const built: BuiltBinary[] = [];
   for (const target of ktctlTargets) {
     const result = await compileBinary({ entry: flags.entry, target: target.bunTarget, outfile: join(flags.outDir, target.file), defines });
     console.log(`ktctl ${target.id}: ${displayPath(result.outfile)} ${mib(result.bytes)} in ${seconds(result.milliseconds)}`);
     if (target === host) {
       // Run from the repository root on purpose: its bunfig.toml must not leak into the binary.
-      const { stdout, milliseconds } = await runOnce(result.outfile, ["version"], { cwd: resolve(import.meta.dir, "..") });
+      const { stdout, milliseconds } = await runOnce(result.outfile, ["version", "--client"], { cwd: resolve(import.meta.dir, "..") });
       if (!stdout.includes(VERSION)) throw new Error(`${result.outfile} version printed "${stdout.trim()}", which lacks ${VERSION}`);
       console.log(`ktctl ${target.id}: \`${basename(result.outfile)} version\` -> ${stdout.trim().split("\n")[0]!.replace(/\s+/g, " ")} (${milliseconds} ms)`);
+    } else if (target.id === "linux-arm64") {
+      await checkUnderQemu(result.outfile, VERSION, (line) => console.log(line));
     }
+    if (isDarwin(target)) await signDarwinBinary(result.outfile, (line) => console.log(`ktctl ${target.id}: ${line}`));
+    built.push({ target, file: result.outfile });
   }
 
   if (shadowArches.length > 0) {
     const results = await buildShadow({ entry: flags.shadowEntry, outDir: flags.outDir, arches: shadowArches, version: VERSION, image: DEFAULT_SHADOW_IMAGE });
-    const skippedHost = results.find((r) => r.arch === hostArch && r.skipped);
-    if (skippedHost) throw new Error(`shadow image for ${hostArch} was not built: ${skippedHost.skipped}`);
+    const skipped = results.find((r) => r.skipped && (r.arch === hostArch || !flags.hostOnly));
+    if (skipped) throw new Error(`shadow image for ${skipped.arch} was not built: ${skipped.skipped}`);
   }
+
+  if (packaging) await packageDistribution({ version: VERSION, outDir: flags.outDir, binaries: built, releaseUrl: flags.releaseUrl, log: (line) => console.log(line) });
 
   const sums = await writeChecksums(flags.outDir);
   console.log(`${displayPath(sums)} written; build took ${seconds(performance.now() - started)}`);
@@ -106,6 +118,7 @@ if (import.meta.main) {
       "out-dir": { type: "string", default: join(root, "dist") },
       entry: { type: "string", default: join(root, "core/cli/main.ts") },
       "shadow-entry": { type: "string", default: join(root, "shadow/main.ts") },
+      "release-url": { type: "string", default: process.env.KTCTL_RELEASE_URL ?? DEFAULT_RELEASE_URL },
     },
   });
   if (values["shadow-only"] && values["no-shadow"]) {
@@ -120,6 +133,7 @@ if (import.meta.main) {
       outDir: resolve(values["out-dir"]),
       entry: resolve(values.entry),
       shadowEntry: resolve(values["shadow-entry"]),
+      releaseUrl: values["release-url"],
     });
   } catch (error) {
     console.error(`build: ${error instanceof Error ? error.message : String(error)}`);

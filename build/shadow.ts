@@ -17,7 +17,7 @@ import { displayPath, mib, seconds } from "./format.ts";
 import { checkImageStarts, type StartupCheck, type StartupResult } from "./image-check.ts";
 import { sharedLibraries, type SharedLibrary } from "./libs.ts";
 import { ARCHES, type Arch, type OciImageInfo, type RootfsEntry, sourceDateEpoch, writeOciImage } from "./oci.ts";
-import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "./version.ts";
+import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "../core/protocol/version.ts";
 
 export const SHADOW_BINARY_PATH = "/usr/local/bin/ktctl-shadow";
 export const SHADOW_UID = 65532;

@@ -16,7 +16,8 @@ export const ExitCode = {
   conflict: 10, // target already taken by another session, name already used
   plugin: 11, // a plugin failed to load or has the wrong API version
   unreachable: 12, // API server or shadow cannot be reached
-  localState: 13, // a record of ktctl's own (local journal, key file, Lease journal) is corrupt, unreadable or unsafe
+  pluginOff: 13, // the command belongs to a built-in plugin that is switched off
+  localState: 14, // a record of ktctl's own (local journal, key file, Lease journal) is corrupt, unreadable or unsafe
   interrupted: 130,
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;

@@ -6,7 +6,7 @@
 import type { ArgDef, ArgsDef } from "citty";
 import { ExitCode, KtctlError } from "./errors.ts";
 import type { GlobalOptions } from "./plugin-api.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "./protocol/version.ts";
 
 export type OptionType = "string" | "boolean" | "number" | "enum";
 export type OptionValue = string | number | boolean;
@@ -180,6 +180,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   {
     name: "output", alias: "o", type: "enum", choices: ["text", "json"], default: "text", scope: "version",
     description: "Output format",
+  },
+  {
+    name: "client", type: "boolean", default: false, scope: "version",
+    description: "Only this ktctl: do not look at the cluster",
   },
   {
     name: "output", alias: "o", type: "enum", choices: ["text", "json"], default: "text", scope: "plugins",

@@ -9,16 +9,24 @@ import type { Duplex } from "node:stream";
 import type { CoreV1Api, AppsV1Api, CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 
 /**
- * The contract's version. A plugin declares the one it was written for in `apiVersion`; see
- * docs/plugins.md for what changes it. (The host reads this constant; plugins only import types.)
+ * The contract's version. It goes up only when a change can break a plugin written for the previous
+ * one (a member removed or renamed, a signature or a behaviour changed); members and optional fields
+ * are added without a bump. A plugin declares the range it supports: `apiVersion` (the version it
+ * was written for) up to `maxApiVersion` (the newest it was checked against). docs/plugins.md has
+ * the policy. (The host reads this constant; plugins only import types.)
  */
 export const PLUGIN_API_VERSION = 1;
 
 /** What a plugin module exports as default. */
 export interface KtctlPlugin {
   name: string;
-  /** Must equal the host's PLUGIN_API_VERSION, or the plugin is refused with a clear message. */
+  /**
+   * The API version the plugin was written for. The host loads it when its PLUGIN_API_VERSION is in
+   * [apiVersion, maxApiVersion ?? apiVersion]; otherwise the plugin is refused with a clear message.
+   */
   apiVersion: number;
+  /** The newest API version the plugin is known to work with (default: apiVersion). */
+  maxApiVersion?: number;
   description?: string;
   /** Command name -> lazy factory; the module is imported only when the command runs or shows help. */
   commands?: Record<string, () => Promise<CommandFactory> | CommandFactory>;
@@ -60,7 +68,8 @@ export interface ExitCodes {
   conflict: 10;
   plugin: 11;
   unreachable: 12;
-  localState: 13;
+  pluginOff: 13;
+  localState: 14;
   interrupted: 130;
 }
 
@@ -212,7 +221,7 @@ export interface UndoKind {
 }
 
 export interface CleanOptions {
-  /** Namespace to clean; the kube's namespace by default. */
+  /** Another namespace than the kube's (e.g. an undo runner cleaning up after a record). */
   namespace?: string;
   allNamespaces?: boolean;
   /** Only this laptop's leftovers (local journals of dead processes); the cluster is not touched. */
@@ -291,6 +300,7 @@ export interface SessionInfo {
 }
 
 export interface StatusOptions {
+  /** Another namespace than the kube's (e.g. an undo runner judging the sessions of a record). */
   namespace?: string;
   allNamespaces?: boolean;
 }
@@ -324,6 +334,8 @@ export interface Session {
 }
 
 export interface SessionOptions {
+  /** The plugin's kube (from `api.kube(global)`): the session lives in its namespace. */
+  kube: Kube;
   mode: string;
   /** What the session acts on, for `status` (e.g. "svc/echo"). */
   target?: string;
@@ -341,8 +353,12 @@ export interface SessionOptions {
 export interface Tunnel {
   /** A new stream to host:port as seen from inside the cluster. */
   openStream(host: string, port: number): Promise<Duplex>;
-  /** The shadow listens on remotePort and every connection comes to localHost:localPort. */
-  addRemoteListener(remotePort: number, localHost: string, localPort: number): Promise<void>;
+  /**
+   * The shadow listens on remotePort and every connection comes to localHost:localPort. `observe`
+   * is asked once per connection, with the cluster address the shadow saw, for a tap (api.ui.tap)
+   * that watches copies of its bytes; undefined taps nothing.
+   */
+  addRemoteListener(remotePort: number, localHost: string, localPort: number, observe?: ObserveConnection): Promise<void>;
   removeRemoteListener(remotePort: number): Promise<void>;
   onStateChange(listener: (state: "connected" | "reconnecting" | "closed", detail?: string) => void): void;
   close(): Promise<void>;
@@ -474,6 +490,8 @@ export interface ServingShadowOptions {
   ports: ServedPort[];
   /** Address of the local process. */
   localHost: string;
+  /** What the ui calls this traffic (default: the role). */
+  describe?: string;
 }
 
 export interface ServingShadow {
@@ -744,6 +762,150 @@ export interface SharedObjectsApi {
   holdersOf(object: unknown, annotation?: string): string[];
 }
 
+// ---------------------------------------------------------------------------------------------
+// The ui (`ktctl ui`) — everything a session tells the local page, and the traffic tap.
+// A running session sends over a local channel ONLY while a ui is open: with none, `publish` and
+// `panel` just remember the latest panel contents, and `tap` returns undefined, so a relay pays one
+// call per connection and nothing per byte. (Implementation: core/ui/; the page: plugins/ui.)
+
+export type TrafficProtocol = "http1" | "h2" | "grpc" | "tcp";
+
+/** One HTTP/1.1 request, one HTTP/2 or gRPC stream, or one other TCP connection that reached the laptop. */
+export interface TrafficRecord {
+  /** Unique within the sending process. */
+  id: string;
+  sessionId?: string;
+  /** What carried it, e.g. "exchange svc/echo 8080". */
+  via: string;
+  protocol: TrafficProtocol;
+  /** Epoch ms when the request (or connection) began. */
+  time: number;
+  durationMs?: number;
+  method?: string;
+  path?: string;
+  /** Host header or :authority. */
+  authority?: string;
+  status?: number;
+  grpcStatus?: string;
+  /** Body bytes (HTTP) or bytes from the cluster (TCP). */
+  requestBytes: number;
+  /** Body bytes (HTTP) or bytes back to the cluster (TCP). */
+  responseBytes: number;
+  /** The value of the mesh mark header, when the tap was told its name and the request carried it. */
+  mark?: string;
+  /** The cluster address the connection came from, as the shadow saw it, when the tunnel carries it. */
+  remote?: string;
+  requestHeaders?: [string, string][];
+  responseHeaders?: [string, string][];
+  /** Bodies only when the tap was asked to keep them, cut at its limit (base64). */
+  requestBody?: string;
+  responseBody?: string;
+  bodyTruncated?: boolean;
+  /** The local process the connection went to: where a replay goes. */
+  local?: { host: string; port: number };
+  /** Why no complete answer was seen ("connection closed", "stream reset", ...). */
+  error?: string;
+}
+
+export interface TapOptions {
+  sessionId?: string;
+  via: string;
+  local: { host: string; port: number };
+  remote?: string;
+  /** Header whose value is recorded as `mark` (mesh). */
+  markHeader?: string;
+  /** Keep up to this many bytes of each body (default 0: none; capped at 64 KiB). */
+  bodyBytes?: number;
+}
+
+/** Observes one connection from copies of its bytes; it never holds the bytes up. */
+export interface ConnectionTap {
+  fromClient(chunk: Uint8Array): void;
+  fromServer(chunk: Uint8Array): void;
+  /** The connection closed (either side). */
+  end(): void;
+}
+
+/** Per connection a tunnel delivers: the tap to feed, if any (see Tunnel.addRemoteListener). */
+export type ObserveConnection = (origin: { address: string; port: number }) => ConnectionTap | undefined;
+
+/** A plugin's own panel: a small table the page shows; publishing the same id again replaces it. */
+export interface UiPanel {
+  /** Stable id, unique per session (e.g. "mesh-routes"). */
+  id: string;
+  title: string;
+  sessionId?: string;
+  columns: string[];
+  rows: string[][];
+  note?: string;
+}
+
+/** What a plugin publishes besides panels: a line in the page's event log. */
+export interface UiNotice {
+  source: string;
+  sessionId?: string;
+  level?: "info" | "warn";
+  text: string;
+}
+
+/** Everything the channel carries from a session process to the ui. */
+export type UiEvent =
+  | { type: "traffic"; record: TrafficRecord }
+  | { type: "tunnel"; sessionId: string; state: "connected" | "reconnecting" | "closed"; detail?: string }
+  | { type: "panel"; panel: UiPanel }
+  | { type: "panel-removed"; id: string; sessionId?: string }
+  | { type: "notice"; notice: UiNotice };
+
+/** An event as the ui receives it: with the sending process and when it arrived. */
+export interface UiReceivedEvent {
+  pid: number;
+  at: number;
+  event: UiEvent;
+}
+
+/** The ui's end of the channel (`ktctl ui` opens it; one per KTCTL_HOME at a time). */
+export interface UiHub {
+  /** Processes connected now. */
+  publishers(): number[];
+  /** Every event from now on, plus the current panels of processes already connected. */
+  subscribe(listener: (event: UiReceivedEvent) => void): () => void;
+  /** A process connected or went away. */
+  onPublisher(listener: (pid: number, connected: boolean) => void): () => void;
+  close(): Promise<void>;
+}
+
+export interface UiApi {
+  /** True while this process is connected to an open ui. */
+  readonly watching: boolean;
+  /** Sends a line to the ui's event log; dropped at once when no ui is open. */
+  publish(notice: UiNotice): void;
+  /** Shows or replaces a panel; the latest content is kept and sent to a ui that opens later. */
+  panel(panel: UiPanel): void;
+  removePanel(id: string, sessionId?: string): void;
+  /** A tap for one connection, or undefined when no ui is open (then tap nothing). */
+  tap(options: TapOptions): ConnectionTap | undefined;
+  /** For `ktctl ui`: opens the channel sessions find through KTCTL_HOME. */
+  openHub(): Promise<UiHub>;
+  /**
+   * Ends a running session of this user on this host the way Ctrl-C does (SIGTERM to its process,
+   * after checking the process is the one that wrote the session's journal).
+   */
+  endSession(sessionId: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// This ktctl as a child process: a plugin composes the other modes (connect, exchange, mesh, a
+// team's own) by running ktctl's own commands, which needs no other plugin's code. A child session
+// ends on SIGTERM and restores everything it changed, as on Ctrl-C.
+
+export interface SelfApi {
+  /**
+   * The argv that runs this same ktctl with `args` (compiled binary: [binary, ...args]; from source:
+   * [bun, script, ...args]), e.g. `spawn(...api.self.argv(["connect", "--mode", "proxy"]))`.
+   */
+  argv(args: string[]): string[];
+}
+
 export interface PluginApi extends ServingMembers {
   version: string;
   apiVersion: number;
@@ -787,4 +949,8 @@ export interface PluginApi extends ServingMembers {
   shadowPods: ShadowPodsApi;
   /** Objects several sessions hold at once: the first creates, the last restores or deletes. */
   shared: SharedObjectsApi;
+  /** The local page (`ktctl ui`): events, panels and the traffic tap. */
+  ui: UiApi;
+  /** This ktctl as a child process (see SelfApi). */
+  self: SelfApi;
 }

@@ -1,7 +1,7 @@
 // The shadow: ktctl's in-cluster agent. Reads its roles and settings from the environment
 // (names in core/protocol/tunnel.ts), starts the roles, and stops them on SIGTERM.
 
-import { VERSION } from "../build/version.ts";
+import { VERSION } from "../core/protocol/version.ts";
 import { readShadowConfig, ShadowConfigError } from "./config.ts";
 import { ControlHandlers } from "./control.ts";
 import { createShadowLog } from "./log.ts";

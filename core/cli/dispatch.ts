@@ -50,22 +50,32 @@ async function findSubCommand(cmd: AnyCommand, name: string): Promise<AnyCommand
   return undefined;
 }
 
-/** The command the words select, and the names leading to it ("ktctl config set"). */
+/**
+ * The command the words select, the names leading to it ("ktctl config set"), and its words. Flags
+ * given between the names of a group and its sub-command ("ktctl spring -n x run") belong to the
+ * sub-command: they come first in `rest`, where it parses them.
+ */
 async function selectCommand(root: AnyCommand, rawArgs: readonly string[]): Promise<{ cmd: AnyCommand; path: string[]; rest: string[] }> {
   let cmd = root;
-  const path = ["ktctl"];
+  const path = [await programOf(root)];
   let rest = [...rawArgs];
+  let carried: string[] = [];
+  const rootArgs = (await resolveValue(root.args)) ?? {};
   for (;;) {
-    if (!cmd.subCommands) return { cmd, path, rest };
-    const index = commandIndex(rest, (await resolveValue(cmd.args)) ?? {});
-    if (index === -1) return { cmd, path, rest };
+    if (!cmd.subCommands) return { cmd, path, rest: [...carried, ...rest] };
+    const index = commandIndex(rest, { ...rootArgs, ...((await resolveValue(cmd.args)) ?? {}) });
+    if (index === -1) return { cmd, path, rest: [...carried, ...rest] };
     const sub = await findSubCommand(cmd, rest[index]!);
-    if (!sub) return { cmd, path, rest };
+    if (!sub) return { cmd, path, rest: [...carried, ...rest] };
     path.push(rest[index]!);
     cmd = sub;
+    carried = [...carried, ...rest.slice(0, index)];
     rest = rest.slice(index + 1);
   }
 }
+
+/** "ktctl", or "kubectl ktctl" when run as the kubectl plugin: the root command's name. */
+const programOf = async (root: AnyCommand) => (await resolveValue(root.meta))?.name ?? "ktctl";
 
 /** Moves global flags given before the command name to just after it, where the command parses them. */
 export function moveLeadingFlags(rawArgs: readonly string[], rootArgs: ArgsDef): string[] {
@@ -80,8 +90,13 @@ async function printUsage(cmd: AnyCommand, path: string[], version?: string) {
   console.log(`${colorWanted(process.stdout) ? usage : stripAnsi(usage)}\n`);
 }
 
+export interface DispatchOptions {
+  /** A more helpful error for a command that is not there (e.g. one of a switched-off plugin). */
+  unknownCommand?(name: string): KtctlError | undefined;
+}
+
 /** Runs the CLI; resolves when the command finished, throws what the command threw. */
-export async function dispatch(root: AnyCommand, rawArgs: readonly string[]): Promise<void> {
+export async function dispatch(root: AnyCommand, rawArgs: readonly string[], options: DispatchOptions = {}): Promise<void> {
   const rootArgs = (await resolveValue(root.args)) ?? {};
   const rootMeta = await resolveValue(root.meta);
   const args = moveLeadingFlags(rawArgs, rootArgs);
@@ -96,30 +111,33 @@ export async function dispatch(root: AnyCommand, rawArgs: readonly string[]): Pr
     console.log(rootMeta?.version);
     return;
   }
+  const program = await programOf(root);
   if (args.length === 0) {
-    await printUsage(root, ["ktctl"]);
+    await printUsage(root, [program]);
     return;
   }
 
   const index = commandIndex(args, rootArgs);
-  if (index === -1) throw new KtctlError("no command given", ExitCode.usage, 'run "ktctl --help" for the commands');
+  if (index === -1) throw new KtctlError("no command given", ExitCode.usage, `run "${program} --help" for the commands`);
   const name = args[index]!;
   if (!(await findSubCommand(root, name))) {
+    const explained = options.unknownCommand?.(name);
+    if (explained) throw explained;
     const subCommands = Object.keys((await resolveValue(root.subCommands)) ?? {});
     const suggestion = suggestKey(name, subCommands.filter((c) => !c.startsWith("__")).map((key) => ({ key, path: [key] })));
     throw new KtctlError(
       `unknown command "${name}"`,
       ExitCode.usage,
-      suggestion ? `did you mean "ktctl ${suggestion}"?` : 'run "ktctl --help" for the commands',
+      suggestion ? `did you mean "${program} ${suggestion}"?` : `run "${program} --help" for the commands`,
     );
   }
   const { cmd, path, rest } = await selectCommand(root, args);
   // A group ("ktctl config") without a known sub-command is citty's to report; a leaf is checked.
   if (!cmd.subCommands) checkArgs(rest, { ...rootArgs, ...((await resolveValue(cmd.args)) ?? {}) }, path.join(" "));
-  await runCommand(root, { rawArgs: args });
+  await runCommand(root, { rawArgs: cmd.subCommands ? args : [...path.slice(1), ...rest] });
 }
 
-/** "ktctl forward" for the words given, for hints in error messages. */
+/** "ktctl forward" (or "kubectl ktctl forward") for the words given, for hints in error messages. */
 export async function commandPath(root: AnyCommand, rawArgs: readonly string[]): Promise<string> {
   try {
     const rootArgs = (await resolveValue(root.args)) ?? {};

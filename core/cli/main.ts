@@ -6,6 +6,7 @@ import { loadConfig, type EffectiveConfig } from "../config/load.ts";
 import { createHostApi } from "../plugins/api.ts";
 import { BUILTIN_PLUGINS } from "../plugins/builtin.ts";
 import { loadPlugins } from "../plugins/loader.ts";
+import { offCommandError, selectPlugins } from "../plugins/selection.ts";
 import { CORE_COMMANDS } from "./commands/index.ts";
 import { commandPath, dispatch } from "./dispatch.ts";
 import { exitWithError } from "./errors.ts";
@@ -27,17 +28,19 @@ export async function main(rawArgs: string[]): Promise<void> {
   let root;
   try {
     const { api, sessionHost } = createHostApi({ config, logger });
+    const selection = selectPlugins(config.pluginEntries(), BUILTIN_PLUGINS);
     const plugins = await loadPlugins({
       builtins: BUILTIN_PLUGINS,
-      external: config.plugins(),
+      builtinStates: selection.builtins,
+      external: selection.external,
       api,
       reservedCommands: Object.keys(CORE_COMMANDS),
     });
     // One plain line each, whatever the terminal: a broken plugin must not drown the command's output.
-    for (const warning of plugins.warnings) process.stderr.write(`ktctl: warning: ${warning}\n`);
+    for (const warning of [...selection.warnings, ...plugins.warnings]) process.stderr.write(`ktctl: warning: ${warning}\n`);
     const parts = { api, sessionHost, config, plugins };
     root = buildRootCommand(parts, buildCommands(parts));
-    await dispatch(root, rawArgs);
+    await dispatch(root, rawArgs, { unknownCommand: (name) => offCommandError(plugins, name) });
   } catch (error) {
     exitWithError(error, debug, root ? await commandPath(root, rawArgs) : "ktctl");
   }

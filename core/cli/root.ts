@@ -7,9 +7,10 @@ import { OPTIONS, GLOBAL_SCOPE, type OptionSpec } from "../options.ts";
 import type { PluginApi } from "../plugin-api.ts";
 import type { PluginLoadResult } from "../plugins/loader.ts";
 import type { SessionHost } from "../session/index.ts";
-import { VERSION } from "../../build/version.ts";
+import { VERSION } from "../protocol/version.ts";
 import { CORE_COMMANDS, type CoreContext } from "./commands/index.ts";
 import { lazyCommand, type LazyCommand } from "./lazy-command.ts";
+import { programName } from "./program.ts";
 
 export interface RootParts {
   api: PluginApi;
@@ -45,7 +46,7 @@ export function buildCommands({ api, sessionHost, config, plugins }: RootParts):
 export function buildRootCommand(parts: RootParts, commands: LazyCommand[]): CommandDef<any> {
   return {
     meta: {
-      name: "ktctl",
+      name: programName(),
       version: VERSION,
       description: "Run one service on your laptop as if it were inside a Kubernetes namespace",
     },

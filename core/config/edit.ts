@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { isMapping, readConfigFile, writeConfigFile, type ConfigData } from "./file.ts";
+import { PLUGINS_KEY } from "./load.ts";
 import type { ConfigKey } from "./keys.ts";
 import { findProjectConfig, PROJECT_CONFIG_NAME, userConfigPath, type ConfigEnv } from "./paths.ts";
 
@@ -42,6 +43,23 @@ export function unsetConfigValue(path: string, key: ConfigKey): boolean {
     if (Object.keys(parents[i]!).length > 0) break;
     delete parents[i - 1]![key.path[i - 1]!];
   }
+  writeConfigFile(path, data);
+  return true;
+}
+
+/**
+ * Rewrites one file's `plugins:` entries about one built-in: every "NAME" and "!NAME" goes, then
+ * `entry` (when given) is added at the end. The list is removed when nothing is left in it.
+ * Returns whether the file changed.
+ */
+export function setPluginEntry(path: string, name: string, entry: string | undefined): boolean {
+  const data: ConfigData = readConfigFile(path) ?? {};
+  const before = Array.isArray(data[PLUGINS_KEY]) ? (data[PLUGINS_KEY] as unknown[]) : [];
+  const about = (spec: unknown) => typeof spec === "string" && spec.trim().replace(/^!\s*/, "") === name;
+  const after = [...before.filter((spec) => !about(spec)), ...(entry === undefined ? [] : [entry])];
+  if (JSON.stringify(after) === JSON.stringify(before)) return false;
+  if (after.length) data[PLUGINS_KEY] = after;
+  else delete data[PLUGINS_KEY];
   writeConfigFile(path, data);
   return true;
 }

@@ -53,7 +53,7 @@ function checkLayer(layer: ConfigLayer, globals: readonly OptionSpec[]): void {
   for (const [key, value] of Object.entries(layer.data)) {
     if (key === PLUGINS_KEY) {
       if (!Array.isArray(value) || value.some((entry) => typeof entry !== "string" || entry.trim() === ""))
-        throw configError(layer.path, "plugins: expected a list of plugin file paths or package names", lineOfKey(layer.text, key));
+        throw configError(layer.path, 'plugins: expected a list of plugin file paths or package names, or built-in names ("!NAME" switches one off)', lineOfKey(layer.text, key));
       continue;
     }
     const spec = globals.find((o) => o.name === key);
@@ -136,24 +136,35 @@ export class EffectiveConfig {
     return defaults;
   }
 
-  /** Plugin entries from all files, user's first; the same entry listed twice loads once. */
+  /** Plugin entries from all files, user's first; the same entry listed twice is given once. */
   plugins(): PluginRef[] {
-    const refs: PluginRef[] = [];
     const seen = new Set<string>();
+    return this.pluginEntries().filter((ref) => {
+      const identity = pluginIdentity(ref);
+      if (seen.has(identity)) return false;
+      seen.add(identity);
+      return true;
+    });
+  }
+
+  /**
+   * Every plugin entry of every file, user's first, repeats kept: for a built-in switched on in one
+   * file and off in another, the order is the answer (core/plugins/selection.ts).
+   */
+  pluginEntries(): PluginRef[] {
+    const refs: PluginRef[] = [];
     for (const layer of this.layers) {
       const list = layer.data[PLUGINS_KEY];
       if (!Array.isArray(list)) continue;
       const baseDir = dirname(layer.path);
-      for (const spec of list as string[]) {
-        const identity = isPathSpec(spec) ? resolve(baseDir, spec) : spec;
-        if (seen.has(identity)) continue;
-        seen.add(identity);
-        refs.push({ spec, baseDir, listedIn: layer.path });
-      }
+      for (const spec of list as string[]) refs.push({ spec, baseDir, listedIn: layer.path });
     }
     return refs;
   }
 }
+
+/** What makes two entries the same plugin: the resolved file for a path, the name for a package. */
+export const pluginIdentity = (ref: Pick<PluginRef, "spec" | "baseDir">): string => (isPathSpec(ref.spec) ? resolve(ref.baseDir, ref.spec) : ref.spec);
 
 /** True for entries that name a file rather than a package: absolute, ./ ../ ~/, or with a script extension. */
 export function isPathSpec(spec: string): boolean {

@@ -10,6 +10,7 @@ import { argsFor, globalOptions, GLOBAL_SCOPE } from "../options.ts";
 import { PLUGIN_API_VERSION, type GlobalOptions, type Kube, type PluginApi, type SessionsApi } from "../plugin-api.ts";
 import { isLocalPortListening, parsePorts } from "../ports.ts";
 import { parseTarget } from "../targets.ts";
+import { selfArgv } from "../self.ts";
 import type { SessionHost } from "../session/index.ts";
 import { createUndoRegistry } from "../session/undo.ts";
 import { errorText, httpStatus } from "../kube/objects.ts";
@@ -19,7 +20,8 @@ import { proxyInstructions, proxyUsage } from "../laptop/proxy-usage.ts";
 import { carry } from "../laptop/carry.ts";
 import { ROUTER_API, SHADOW_PODS_API } from "./router-api.ts";
 import { sharedObjectsApi } from "./shared-api.ts";
-import { VERSION } from "../../build/version.ts";
+import { VERSION } from "../protocol/version.ts";
+import { createUiMembers } from "../ui/api.ts";
 
 export interface PluginApiDeps {
   config: EffectiveConfig;
@@ -58,6 +60,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     registerUndoKind: (kind, definition) => registry.register(kind, definition),
   };
 
+  const { ui, reportShadow } = createUiMembers(logger);
   const api: PluginApi = {
     version: VERSION,
     apiVersion: PLUGIN_API_VERSION,
@@ -70,9 +73,9 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     config: { get: (key) => config.get(key), all: () => config.all() },
     globalOptions: (args) => globalOptions(args),
     kube,
-    startSession: async (options) => (await sessionHost()).startSession(await kube(options.global), options),
+    startSession: async (options) => (await sessionHost()).startSession(options),
     sessions,
-    startShadow: async (session, options) => (await import("../shadow/index.ts")).startShadow(session, options, { logger }),
+    startShadow: async (session, options) => reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger })),
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {
       start: async (options) => (await import("../laptop/proxy-server.ts")).startProxyServer(options),
@@ -89,6 +92,8 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     router: ROUTER_API,
     shadowPods: SHADOW_PODS_API,
     shared: sharedObjectsApi(sessions),
+    ui,
+    self: { argv: (args) => selfArgv(args) },
   };
   return { api, sessionHost };
 }

@@ -7,6 +7,8 @@ import { isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { isPathSpec, type PluginRef } from "../config/load.ts";
 import { PLUGIN_API_VERSION, type CommandFactory, type KtctlPlugin, type PluginApi } from "../plugin-api.ts";
+import type { BuiltinPlugin } from "./builtin.ts";
+import type { BuiltinState } from "./selection.ts";
 
 export type PluginModuleLoader = () => Promise<unknown>;
 
@@ -29,15 +31,30 @@ export interface PluginCommand {
   factory(): Promise<CommandFactory>;
 }
 
+/** A built-in that is switched off: not set up, its commands not added. */
+export interface OffBuiltin {
+  name: string;
+  description?: string;
+  apiVersion?: number;
+  /** The config file that switched it off; undefined when it ships off. */
+  setIn?: string;
+  /** The commands it would add (read from its index module, which is all that is imported). */
+  commands: string[];
+}
+
 export interface PluginLoadResult {
   plugins: LoadedPlugin[];
   /** Command name -> provider, in load order; the first provider of a name wins. */
   commands: Map<string, PluginCommand>;
+  /** Built-ins switched off, in table order. */
+  offBuiltins: OffBuiltin[];
   warnings: string[];
 }
 
 export interface LoadPluginsOptions {
-  builtins: Record<string, PluginModuleLoader>;
+  builtins: Record<string, BuiltinPlugin>;
+  /** Which built-ins are on (selection.ts); each one's default when absent. */
+  builtinStates?: readonly BuiltinState[];
   external: readonly PluginRef[];
   api: PluginApi;
   /** Command names the core owns; a plugin cannot take them. */
@@ -84,10 +101,19 @@ function externalCandidate(ref: PluginRef): Candidate {
   };
 }
 
+/** Why a plugin cannot run on this host's API version, or undefined when it can. */
+export function apiVersionMismatch(plugin: Pick<KtctlPlugin, "apiVersion" | "maxApiVersion">, host: number): string | undefined {
+  const max = plugin.maxApiVersion ?? plugin.apiVersion;
+  if (host >= plugin.apiVersion && host <= max) return undefined;
+  const wanted = max === plugin.apiVersion ? `${plugin.apiVersion}` : `${plugin.apiVersion} to ${max}`;
+  return `needs plugin API ${wanted}, ktctl has ${host}${host > max ? " (update the plugin)" : " (update ktctl)"}`;
+}
+
 function isPlugin(value: unknown): value is KtctlPlugin {
   if (typeof value !== "object" || value === null) return false;
   const p = value as Partial<KtctlPlugin>;
   if (typeof p.name !== "string" || p.name === "" || typeof p.apiVersion !== "number") return false;
+  if (p.maxApiVersion !== undefined && (typeof p.maxApiVersion !== "number" || p.maxApiVersion < p.apiVersion)) return false;
   if (p.commands !== undefined && (typeof p.commands !== "object" || Object.values(p.commands).some((c) => typeof c !== "function"))) return false;
   return p.setup === undefined || typeof p.setup === "function";
 }
@@ -101,15 +127,40 @@ async function factoryOf(entry: NonNullable<KtctlPlugin["commands"]>[string], co
   return factory as CommandFactory;
 }
 
-export async function loadPlugins(options: LoadPluginsOptions): Promise<PluginLoadResult> {
-  const candidates: Candidate[] = [
-    ...Object.entries(options.builtins).map(([name, load]) => ({ label: name, source: BUILTIN_SOURCE, load })),
-    ...options.external.map(externalCandidate),
-  ];
-  // Import in parallel; register in order so the first provider of a command name is stable.
-  const modules = await Promise.allSettled(candidates.map((c) => c.load()));
+/** The built-ins to load, and the ones switched off. */
+function splitBuiltins(options: LoadPluginsOptions): { on: Candidate[]; off: (BuiltinState & { load: PluginModuleLoader })[] } {
+  const on: Candidate[] = [];
+  const off: (BuiltinState & { load: PluginModuleLoader })[] = [];
+  for (const [name, builtin] of Object.entries(options.builtins)) {
+    const state = options.builtinStates?.find((s) => s.name === name) ?? { name, enabled: builtin.enabledByDefault };
+    if (state.enabled) on.push({ label: name, source: BUILTIN_SOURCE, load: builtin.load });
+    else off.push({ ...state, load: builtin.load });
+  }
+  return { on, off };
+}
 
-  const result: PluginLoadResult = { plugins: [], commands: new Map(), warnings: [] };
+/** What an off built-in would add, so its commands can say how to switch it on. Never set up. */
+async function describeOff(off: BuiltinState & { load: PluginModuleLoader }): Promise<OffBuiltin> {
+  const described: OffBuiltin = { name: off.name, setIn: off.setIn, commands: [] };
+  try {
+    const plugin = ((await off.load()) as { default?: unknown } | null)?.default;
+    if (isPlugin(plugin)) Object.assign(described, { description: plugin.description, apiVersion: plugin.apiVersion, commands: Object.keys(plugin.commands ?? {}) });
+  } catch {
+    // An off built-in that cannot even be read costs nothing: it is off.
+  }
+  return described;
+}
+
+export async function loadPlugins(options: LoadPluginsOptions): Promise<PluginLoadResult> {
+  const builtins = splitBuiltins(options);
+  const candidates: Candidate[] = [...builtins.on, ...options.external.map(externalCandidate)];
+  // Import in parallel; register in order so the first provider of a command name is stable.
+  const [modules, offBuiltins] = await Promise.all([
+    Promise.allSettled(candidates.map((c) => c.load())),
+    Promise.all(builtins.off.map(describeOff)),
+  ]);
+
+  const result: PluginLoadResult = { plugins: [], commands: new Map(), offBuiltins, warnings: [] };
   const reserved = new Set(options.reservedCommands);
   const byName = new Map<string, LoadedPlugin>();
 
@@ -126,8 +177,9 @@ export async function loadPlugins(options: LoadPluginsOptions): Promise<PluginLo
       refuse(candidate.label, "its default export is not a ktctl plugin ({ name, apiVersion, commands, setup? })");
       continue;
     }
-    if (plugin.apiVersion !== PLUGIN_API_VERSION) {
-      refuse(plugin.name, `needs plugin API ${plugin.apiVersion}, ktctl has ${PLUGIN_API_VERSION}`);
+    const unsupported = apiVersionMismatch(plugin, PLUGIN_API_VERSION);
+    if (unsupported) {
+      refuse(plugin.name, unsupported);
       continue;
     }
     const sameName = byName.get(plugin.name);

@@ -3,7 +3,8 @@
 
 import type { Scheme, StepBuilders } from "../plugin-api.ts";
 import * as labels from "../session/labels.ts";
-import { deleteObjectStep, isCreatedByKtctl, patchObjectStep, refOf, restoreFileStep, runStep, scaleStep, undoMarkOf } from "../session/undo.ts";
+import { refOf } from "../kube/objects.ts";
+import { deleteObjectStep, patchObjectStep, restoreFileStep, runStep, scaleStep } from "../session/steps.ts";
 
 export const SCHEME: Scheme = {
   domain: labels.DOMAIN,
@@ -21,8 +22,8 @@ export const SCHEME: Scheme = {
   objectName: labels.objectName,
   shadowSelector: labels.shadowSelector,
   markedBy: labels.markedBy,
-  isCreatedByKtctl,
-  undoMarkOf,
+  isCreatedByKtctl: labels.isCreatedByKtctl,
+  undoMarkOf: labels.undoMarkOf,
   changeMarks: labels.changeMarks,
 };
 

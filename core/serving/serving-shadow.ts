@@ -11,7 +11,7 @@ import { startCountingRelay, type CountingRelay } from "./relay.ts";
  * through a loopback relay that watches the arrivals (see relay.ts).
  */
 export async function startServingShadow(
-  api: Pick<PluginApi, "logger" | "startShadow">,
+  api: Pick<PluginApi, "logger" | "startShadow" | "ui">,
   session: Session,
   options: ServingShadowOptions,
 ): Promise<ServingShadow> {
@@ -35,7 +35,13 @@ export async function startServingShadow(
       labels: options.labels,
       ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
     });
-    for (const [i, port] of options.ports.entries()) await shadow.tunnel.addRemoteListener(port.shadowPort, relays[i]!.host, relays[i]!.port);
+    for (const [i, port] of options.ports.entries()) {
+      const local = { host: options.localHost, port: port.localPort };
+      const via = `${options.describe ?? options.role} :${port.shadowPort}`;
+      await shadow.tunnel.addRemoteListener(port.shadowPort, relays[i]!.host, relays[i]!.port, (origin) =>
+        api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}` }),
+      );
+    }
     return {
       shadow,
       connections: () => relays.reduce((sum, r) => sum + r.connections(), 0),

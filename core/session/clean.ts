@@ -6,28 +6,16 @@
 import { hostname } from "node:os";
 import type { ConsolaInstance } from "consola";
 import type { Kube } from "../plugin-api.ts";
-import {
-  claimLease,
-  deleteLease,
-  isLeaseExpired,
-  isProcessAlive,
-  listLeases,
-  listLocalJournals,
-  pendingSteps,
-  readLease,
-  readLocalJournal,
-  removeLocalJournal,
-  serverNow,
-  writeLeaseSteps,
-  writeLocalJournal,
-  type Journal,
-  type JournalStep,
-  type LeaseRecord,
-} from "./journal.ts";
-import { LABEL_MANAGED_BY, LABEL_SESSION, LABEL_SHARE, leaseName, leaseSelector } from "./labels.ts";
+import { claimLease, deleteLease, isLeaseExpired, listLeases, readLease, serverNow, writeLeaseSteps, type LeaseRecord } from "./lease.ts";
+import { isProcessAlive } from "./processes.ts";
+import { listLocalJournals, pendingSteps, readLocalJournal, removeLocalJournal, writeLocalJournal, type Journal, type JournalStep } from "./journal.ts";
+import { LABEL_MANAGED_BY, LABEL_SESSION, LABEL_SHARE, leaseName, leaseSelector, undoMarkOf } from "./labels.ts";
 import { sharersOf } from "./shares.ts";
+import { namespaceInView } from "./status.ts";
 import type { CleanAction, CleanEntry, CleanOptions, CleanPlan, CleanResult, StepRef } from "../plugin-api.ts";
-import { httpStatus, releaseShareStep, undoMarkOf, type UndoRegistry, type UndoWhere } from "./undo.ts";
+import { httpStatus } from "../kube/objects.ts";
+import { releaseShareStep } from "./steps.ts";
+import type { UndoRegistry, UndoWhere } from "./undo.ts";
 
 /** Resource types searched for objects carrying a session label. */
 export type { CleanAction, CleanEntry, CleanOptions, CleanPlan, CleanResult, StepRef };
@@ -347,8 +335,8 @@ export async function planClean(kube: Kube | undefined, options: CleanOptions, c
   if (options.localOnly || !kube) {
     return computePlan({ scope: "this host only", localOnly: true, leases: [], objects: [], local, leaseElsewhere: {}, notes, damaged });
   }
-  const namespace = options.allNamespaces ? undefined : options.namespace || kube.namespace;
-  const now = await serverNow(kube, options.namespace || kube.namespace);
+  const { scope: namespace, clock } = namespaceInView(kube, options);
+  const now = await serverNow(kube, clock);
   const leases = (await listLeases(kube, namespace, leaseSelector())).map(readLease);
   const objects = await listLabelled(kube, namespace, notes);
   const shared = await listShared(kube, namespace, notes);

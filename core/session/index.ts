@@ -2,7 +2,7 @@
 // it starts, by `clean`, `status` and the watchdog, so a plugin's undo kinds work in all of them.
 
 import type { ConsolaInstance } from "consola";
-import type { Kube, SessionOptions, SessionsApi } from "../plugin-api.ts";
+import type { SessionOptions, SessionsApi } from "../plugin-api.ts";
 import { executePlan, planClean, renderPlan } from "./clean.ts";
 import { ktctlHome } from "./journal.ts";
 import { startSession, type LocalSession, type StartSessionOptions } from "./session.ts";
@@ -13,7 +13,7 @@ import { runWatchdog, type WatchdogHost } from "./watchdog.ts";
 export interface SessionHost {
   registry: UndoRegistry;
   home: string;
-  startSession(kube: Kube, options: SessionOptions & Partial<StartSessionOptions>): Promise<LocalSession>;
+  startSession(options: SessionOptions & Partial<StartSessionOptions>): Promise<LocalSession>;
   /** The `sessions` member of PluginApi. */
   sessions: SessionsApi;
   /** Body of the hidden `__watchdog` command. */
@@ -27,7 +27,7 @@ export function createSessionHost(deps: { logger: ConsolaInstance; home?: string
   return {
     registry,
     home,
-    startSession: (kube, options) => startSession(kube, { logger: deps.logger, registry, home, ...options }),
+    startSession: (options) => startSession({ logger: deps.logger, registry, home, ...options }),
     sessions: {
       list: (kube, options = {}) => listSessions(kube, options, ctx),
       planClean: (kube, options = {}) => planClean(kube, options, ctx),
@@ -40,7 +40,8 @@ export function createSessionHost(deps: { logger: ConsolaInstance; home?: string
 }
 
 export * from "./labels.ts";
-export { createUndoRegistry, deleteObjectStep, patchObjectStep, scaleStep, restoreFileStep, runStep, type UndoRegistry, type UndoKind } from "./undo.ts";
+export { createUndoRegistry, type UndoRegistry, type UndoKind } from "./undo.ts";
+export { deleteObjectStep, patchObjectStep, scaleStep, restoreFileStep, runStep } from "./steps.ts";
 export { startSession, type LocalSession, type StartSessionOptions } from "./session.ts";
 export { runWatchdog, watchdogArgv, WATCHDOG_COMMAND } from "./watchdog.ts";
 export type { SessionInfo, StatusOptions } from "./status.ts";

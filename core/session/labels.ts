@@ -146,3 +146,18 @@ export function shadowSelector(sessionId: string, role: string): Record<string, 
 
 /** The session that marked (changed or created) an object, if any. */
 export const markedBy = (object: any): string | undefined => object?.metadata?.labels?.[LABEL_SESSION] || undefined;
+
+/** True for objects a session created (as opposed to changed). */
+export const isCreatedByKtctl = (object: any): boolean => object?.metadata?.labels?.[LABEL_MANAGED_BY] !== undefined;
+
+/** The undo recorded on a changed object by `changeMarks`, if any. */
+export function undoMarkOf(object: any): { kind: string; undo: Record<string, unknown> } | undefined {
+  const raw = object?.metadata?.annotations?.[ANNOTATION_UNDO];
+  if (typeof raw !== "string") return undefined;
+  try {
+    const parsed = JSON.parse(raw);
+    return typeof parsed?.kind === "string" && typeof parsed.undo === "object" && parsed.undo !== null && !Array.isArray(parsed.undo) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}

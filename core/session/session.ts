@@ -2,28 +2,18 @@
 // last first. The journal is written (local file and Lease) BEFORE a step is applied, so whichever
 // way the process ends (close, signal, SIGKILL, a lost laptop) something can finish the undo.
 
-import { readFileSync } from "node:fs";
-import { hostname, userInfo } from "node:os";
+import { hostname } from "node:os";
 import type { ConsolaInstance } from "consola";
 import type { Kube, Session, SessionOptions, StepSpec } from "../plugin-api.ts";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
 import { leaseName, newSessionId, sessionLabels } from "./labels.ts";
-import { createRightsChecker } from "./rights.ts";
-import {
-  LEASE_DURATION_SECONDS,
-  LEASE_RENEW_SECONDS,
-  SessionLease,
-  ktctlHome,
-  pendingSteps,
-  processIdentity,
-  removeLocalJournal,
-  watchdogLogPath,
-  writeLocalJournal,
-  type Journal,
-  type JournalStep,
-  type SessionMeta,
-} from "./journal.ts";
-import { createUndoRegistry, httpStatus, type UndoRegistry } from "./undo.ts";
+import { createRightsChecker, type RightsChecker } from "./rights.ts";
+import { LEASE_DURATION_SECONDS, LEASE_RENEW_SECONDS, SessionLease } from "./lease.ts";
+import { ktctlHome, pendingSteps, removeLocalJournal, watchdogLogPath, writeLocalJournal, type Journal, type JournalStep, type SessionMeta } from "./journal.ts";
+import { processIdentity } from "./processes.ts";
+import { defaultOwner } from "./owner.ts";
+import { httpStatus } from "../kube/objects.ts";
+import { createUndoRegistry, type UndoRegistry } from "./undo.ts";
 import { spawnWatchdog, watchdogArgv, type WatchdogHandle } from "./watchdog.ts";
 import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -59,19 +49,6 @@ const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP:
 const MAX_ID_ATTEMPTS = 3;
 const MAX_WATCHDOG_RESPAWNS = 3;
 
-/** The login name of a uid from /etc/passwd (Bun's userInfo() may not know it, e.g. for root). */
-function passwdName(uid: number | undefined): string | undefined {
-  if (uid === undefined) return undefined;
-  try {
-    const line = readFileSync("/etc/passwd", "utf8")
-      .split("\n")
-      .find((l) => l.split(":")[2] === String(uid));
-    return line?.split(":")[0] || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** A short lease for tests and flaky networks: KTCTL_SESSION_LEASE_SECONDS, a whole number > 0. */
 export const LEASE_SECONDS_ENV = "KTCTL_SESSION_LEASE_SECONDS";
 function leaseSecondsFromEnv(): number | undefined {
@@ -79,54 +56,143 @@ function leaseSecondsFromEnv(): number | undefined {
   return Number.isInteger(seconds) && seconds > 0 ? seconds : undefined;
 }
 
-export function defaultOwner(env: Record<string, string | undefined> = process.env): string {
-  let user = env.USER || env.LOGNAME || env.USERNAME || "";
-  if (!user) {
-    try {
-      user = userInfo().username;
-    } catch {
-      // No passwd entry (some containers): "unknown" it is.
-    }
-  }
-  if (!user || user === "unknown") user = passwdName(process.getuid?.()) ?? user;
-  return `${user || "unknown"}@${hostname()}`;
-}
-
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-export async function startSession(kube: Kube, options: StartSessionOptions): Promise<LocalSession> {
-  const logger = options.logger;
-  const registry = options.registry ?? createUndoRegistry();
-  const home = options.home ?? ktctlHome();
-  const namespace = options.global.namespace || kube.namespace;
-  const owner = options.owner ?? defaultOwner();
-  const leaseDurationSeconds = options.leaseDurationSeconds ?? leaseSecondsFromEnv() ?? LEASE_DURATION_SECONDS;
-  const renewSeconds = options.renewSeconds ?? Math.min(LEASE_RENEW_SECONDS, Math.max(1, Math.floor(leaseDurationSeconds / 3)));
-  const exit = options.exit ?? ((code: number) => process.exit(code));
+export { defaultOwner };
 
-  // --- journal in both places before anything else happens ---------------------------------
-  let meta!: SessionMeta;
-  let lease!: SessionLease;
-  const steps: JournalStep[] = [];
-  let lostReason: string | undefined;
+/** The settings a session runs with, defaults filled in. */
+interface SessionSettings {
+  logger: ConsolaInstance;
+  registry: UndoRegistry;
+  home: string;
+  owner: string;
+  leaseDurationSeconds: number;
+  renewSeconds: number;
+  exit: (code: number) => void;
+  settleTimeoutMs: number;
+  /** Asks the API server, before a change, whether its undo is allowed (rights.ts). */
+  rights: RightsChecker;
+}
+
+/** What the parts of a running session share: its records, and whether it is ending. */
+interface SessionState {
+  meta: SessionMeta;
+  lease: SessionLease;
+  /** The journal's steps; the same array is written to the file and (cluster steps) to the Lease. */
+  steps: JournalStep[];
+  /** Set once close() has begun: no new steps, no watchdog respawn. */
+  closing: boolean;
+  /** Why the Lease was lost (deleted or taken over from elsewhere), once it was. */
+  readonly lostReason?: string;
+}
+
+export async function startSession(options: StartSessionOptions): Promise<LocalSession> {
+  const kube = options.kube;
+  const settings = settingsOf(options);
+  const { logger } = settings;
   let closeFromLoss: ((reason: string) => void) | undefined;
-  const onLost = (reason: string) => {
-    lostReason = reason;
+  const loss: { reason?: string } = {};
+  const steps: JournalStep[] = [];
+  const { meta, lease } = await recordSession(kube, options, settings, steps, (reason) => {
+    loss.reason = reason;
     closeFromLoss?.(reason);
+  });
+  const state: SessionState = {
+    meta,
+    lease,
+    steps,
+    closing: false,
+    get lostReason() {
+      return loss.reason;
+    },
   };
 
-  const rights = createRightsChecker(kube);
+  const journal = journalWriter(settings.home, state);
+  const watchdog = await guardWithWatchdog(options, settings, state, journal);
+  const stopRenewal = renewLease(settings, state);
+  const runner = stepRunner(kube, settings, state, journal, watchdog);
+
+  let resolveEnded!: (reason: string) => void;
+  const ended = new Promise<string>((resolve) => (resolveEnded = resolve));
+  let closePromise: Promise<void> | undefined;
+  const signals = options.handleSignals !== false ? closeOnSignals(settings, () => closePromise !== undefined, (reason) => close(reason)) : () => undefined;
+  const close = (reason = "closed"): Promise<void> => {
+    closePromise ??= (async () => {
+      state.closing = true;
+      resolveEnded(reason);
+      await unwind(reason, settings, state, journal, runner, watchdog, stopRenewal, signals);
+    })();
+    return closePromise;
+  };
+  closeFromLoss = (reason) => {
+    if (closePromise) return; // closing anyway: a lease gone at the end is no news
+    logger.warn(`session ended: ${reason}`);
+    close(reason).catch((error) => logger.error(errorText(error)));
+  };
+  if (state.lostReason) closeFromLoss(state.lostReason);
+
+  const labels = sessionLabels(meta.id, settings.owner);
+  return {
+    id: meta.id,
+    owner: settings.owner,
+    mode: options.mode,
+    namespace: meta.namespace,
+    kube,
+    global: options.global,
+    labels,
+    step: runner.step,
+    ended,
+    close,
+    get meta() {
+      return meta;
+    },
+    get journal() {
+      return { version: 1, meta, steps };
+    },
+    get watchdogPid() {
+      return watchdog.handle()?.pid;
+    },
+  };
+}
+
+function settingsOf(options: StartSessionOptions): SessionSettings {
+  const leaseDurationSeconds = options.leaseDurationSeconds ?? leaseSecondsFromEnv() ?? LEASE_DURATION_SECONDS;
+  return {
+    logger: options.logger,
+    registry: options.registry ?? createUndoRegistry(),
+    home: options.home ?? ktctlHome(),
+    owner: options.owner ?? defaultOwner(),
+    leaseDurationSeconds,
+    renewSeconds: options.renewSeconds ?? Math.min(LEASE_RENEW_SECONDS, Math.max(1, Math.floor(leaseDurationSeconds / 3))),
+    exit: options.exit ?? ((code: number) => process.exit(code)),
+    settleTimeoutMs: options.settleTimeoutMs ?? 10_000,
+    rights: createRightsChecker(options.kube),
+  };
+}
+
+/**
+ * Writes the journal in both places before anything else happens: the local file, then the Lease.
+ * A Lease name already taken (a 409) means the id is someone else's: another id is drawn.
+ */
+async function recordSession(
+  kube: Kube,
+  options: StartSessionOptions,
+  settings: SessionSettings,
+  steps: JournalStep[],
+  onLost: (reason: string) => void,
+): Promise<{ meta: SessionMeta; lease: SessionLease }> {
+  const namespace = kube.namespace;
   for (let attempt = 1; ; attempt++) {
     const id = newSessionId();
     // The Lease is renewed (patch) and removed at the end (delete): both, or no session at all.
     const leaseRef = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace, name: leaseName(id) };
-    await rights.require(
+    await settings.rights.require(
       (["patch", "delete"] as const).map((verb) => ({ verb, ref: leaseRef })),
       `record session ${id} in a Lease`,
     );
-    meta = {
+    const meta: SessionMeta = {
       id,
-      owner,
+      owner: settings.owner,
       mode: options.mode,
       target: options.target,
       namespace,
@@ -134,7 +200,7 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
       pid: process.pid,
       pidStart: processIdentity(process.pid),
       started: new Date().toISOString(),
-      leaseDurationSeconds,
+      leaseDurationSeconds: settings.leaseDurationSeconds,
       kube: {
         kubeconfig: options.global.kubeconfig ? resolve(options.global.kubeconfig) : undefined,
         kubeconfigEnv: process.env.KUBECONFIG || undefined,
@@ -143,36 +209,59 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
         server: kube.server,
       },
     };
-    await writeLocalJournal(home, { version: 1, meta, steps });
-    lease = new SessionLease(kube, meta, onLost);
+    await writeLocalJournal(settings.home, { version: 1, meta, steps });
+    const lease = new SessionLease(kube, meta, onLost);
     try {
       const created = await lease.create(steps);
       if (typeof created?.metadata?.creationTimestamp === "string") meta.started = created.metadata.creationTimestamp;
-      break;
+      return { meta, lease };
     } catch (error) {
-      await removeLocalJournal(home, id);
+      await removeLocalJournal(settings.home, id);
       if (httpStatus(error) === 409 && attempt < MAX_ID_ATTEMPTS) continue;
       throw isKtctlError(error) ? error : new KtctlError(`cannot record the session in namespace ${namespace}: ${errorText(error)}`, ExitCode.failure);
     }
   }
+}
 
-  // --- persistence: one queue, so the file and the Lease always get the latest state in order ---
-  let persistQueue: Promise<unknown> = Promise.resolve();
-  const persist = (toLease: boolean): Promise<void> => {
-    const run = persistQueue.then(async () => {
-      const snapshot = steps.map((s) => ({ ...s }));
-      await writeLocalJournal(home, { version: 1, meta, steps: snapshot });
-      if (toLease && !lostReason) await lease.writeSteps(snapshot);
-    });
-    persistQueue = run.catch(() => undefined);
-    return run;
+interface JournalWriter {
+  /** Writes the current steps to the local file and, with toLease, to the Lease (unless it is lost). */
+  persist(toLease: boolean): Promise<void>;
+  /** Resolves when every write asked for so far has finished. */
+  drained(): Promise<unknown>;
+}
+
+/** One queue, so the file and the Lease always get the latest state, in order. */
+function journalWriter(home: string, state: SessionState): JournalWriter {
+  let queue: Promise<unknown> = Promise.resolve();
+  return {
+    persist(toLease) {
+      const run = queue.then(async () => {
+        const snapshot = state.steps.map((s) => ({ ...s }));
+        await writeLocalJournal(home, { version: 1, meta: state.meta, steps: snapshot });
+        if (toLease && !state.lostReason) await state.lease.writeSteps(snapshot);
+      });
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    drained: () => queue,
   };
+}
 
-  // --- watchdog ------------------------------------------------------------------------------
-  let watchdog: WatchdogHandle | undefined;
+interface WatchdogGuard {
   /** Steps wait for this: resolves when the watchdog is armed, or when it is known not to be. */
+  ready(): Promise<void>;
+  handle(): WatchdogHandle | undefined;
+}
+
+/**
+ * The watchdog: a process of its own that finishes the undo if this one is killed outright. One that
+ * dies while the session lives is started again a few times.
+ */
+async function guardWithWatchdog(options: StartSessionOptions, settings: SessionSettings, state: SessionState, journal: JournalWriter): Promise<WatchdogGuard> {
+  const { logger, home } = settings;
+  const meta = state.meta;
+  let watchdog: WatchdogHandle | undefined;
   let watchdogReady: Promise<void> = Promise.resolve();
-  let closing = false;
   let respawns = 0;
   const startWatchdog = async () => {
     if (options.watchdog === false) return;
@@ -192,27 +281,31 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
       (error) => logger.warn(`the session watchdog is not running (${errorText(error)}); if ktctl is killed, run ktctl clean`),
     );
     handle.onExit((code) => {
-      if (closing || watchdog !== handle) return;
+      if (state.closing || watchdog !== handle) return;
       // A watchdog that dies while the session lives leaves it unguarded against SIGKILL.
       if (respawns++ < MAX_WATCHDOG_RESPAWNS) {
         logger.warn(`the session watchdog exited (${code}); starting it again`);
         void startWatchdog();
       } else logger.warn("the session watchdog keeps exiting; if ktctl is killed, run ktctl clean");
     });
-    await persist(false);
+    await journal.persist(false);
   };
   await startWatchdog();
+  return { ready: () => watchdogReady, handle: () => watchdog };
+}
 
-  // --- renewal -------------------------------------------------------------------------------
+/** Renews the Lease while the session lives; returns the function that stops renewing. */
+function renewLease(settings: SessionSettings, state: SessionState): () => void {
+  const { logger, renewSeconds, leaseDurationSeconds } = settings;
   let renewFailures = 0;
   const renewTimer = setInterval(() => {
-    lease.renew().then(
+    state.lease.renew().then(
       () => {
         if (renewFailures) logger.info("lease renewal works again");
         renewFailures = 0;
       },
       (error) => {
-        if (lostReason) return;
+        if (state.lostReason) return;
         renewFailures++;
         // One miss is routine (a slow API server); a whole lease duration of misses is worth saying.
         if (renewFailures * renewSeconds >= leaseDurationSeconds / 2) logger.warn(`cannot renew the session lease: ${errorText(error)}`);
@@ -221,8 +314,21 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
     );
   }, renewSeconds * 1000);
   renewTimer.unref?.();
+  return () => clearInterval(renewTimer);
+}
 
-  // --- steps ---------------------------------------------------------------------------------
+interface StepRunner {
+  step<T>(spec: StepSpec, apply: () => Promise<T>): Promise<T>;
+  /** Undoes one step, recording the outcome on it; false when the undo failed. */
+  undoOne(step: JournalStep): Promise<boolean>;
+  /** Waits (boundedly) for applies still running, so an undo never overtakes its change. */
+  settle(timeoutMs: number): Promise<void>;
+}
+
+/** session.step: journal first (file and Lease), then apply; a failed apply is undone at once. */
+function stepRunner(kube: Kube, settings: SessionSettings, state: SessionState, journal: JournalWriter, watchdog: WatchdogGuard): StepRunner {
+  const { logger, registry } = settings;
+  const meta = state.meta;
   let seq = 0;
   const inFlight = new Set<Promise<unknown>>();
   const undoCtx = { kube, sessionId: meta.id, logger };
@@ -242,11 +348,11 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
   };
 
   const step = async <T>(spec: StepSpec, apply: () => Promise<T>): Promise<T> => {
-    if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
+    if (state.closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     if (!registry.get(spec.kind)) throw new KtctlError(`no undo runner for step kind "${spec.kind}"`, ExitCode.plugin);
     JSON.stringify(spec.undo); // throws now, not in the watchdog, if the undo is not serialisable
-    await Promise.all([watchdogReady, rights.require(registry.get(spec.kind)?.rights?.(spec.undo) ?? [], spec.describe)]);
-    if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
+    await Promise.all([watchdog.ready(), settings.rights.require(registry.get(spec.kind)?.rights?.(spec.undo) ?? [], spec.describe)]);
+    if (state.closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     const entry: JournalStep = {
       seq: ++seq,
       kind: spec.kind,
@@ -255,142 +361,123 @@ export async function startSession(kube: Kube, options: StartSessionOptions): Pr
       where: registry.where(spec.kind),
       state: "recorded",
     };
-    steps.push(entry);
+    state.steps.push(entry);
     try {
-      await persist(true);
+      await journal.persist(true);
     } catch (error) {
-      steps.splice(steps.indexOf(entry), 1);
+      state.steps.splice(state.steps.indexOf(entry), 1);
       throw isKtctlError(error) ? error : new KtctlError(`cannot journal "${spec.describe}": ${errorText(error)}`);
     }
     // close() may have begun while the journal was written: its undo saw nothing in flight, so a
     // change applied now would land after the restore and stay (a hosts block left behind).
-    if (closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
+    if (state.closing) throw new KtctlError(`session ${meta.id} is closing; "${spec.describe}" was not done`, ExitCode.interrupted);
     const running = apply();
     inFlight.add(running);
     try {
       const result = await running;
       entry.state = "applied";
-      await persist(false);
+      await journal.persist(false);
       return result;
     } catch (error) {
       logger.debug(`"${spec.describe}" failed (${errorText(error)}); undoing it`);
-      if (await undoOne(entry)) await persist(entry.where === "cluster").catch(() => undefined);
+      if (await undoOne(entry)) await journal.persist(entry.where === "cluster").catch(() => undefined);
       throw error;
     } finally {
       inFlight.delete(running);
     }
   };
 
-  // --- close ---------------------------------------------------------------------------------
-  let resolveEnded!: (reason: string) => void;
-  const ended = new Promise<string>((resolve) => (resolveEnded = resolve));
-  let closePromise: Promise<void> | undefined;
-
-  const settleInFlight = async () => {
+  const settle = async (timeoutMs: number) => {
     if (!inFlight.size) return;
     // Undoing a create before it lands would leave the object behind: let applies finish first.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const bound = new Promise((resolve) => (timer = setTimeout(resolve, options.settleTimeoutMs ?? 10_000)));
+    const bound = new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)));
     await Promise.race([Promise.allSettled([...inFlight]), bound]);
     clearTimeout(timer);
   };
 
-  const doClose = async (reason: string) => {
-    closing = true;
-    resolveEnded(reason);
-    logger.debug(`closing session ${meta.id}: ${reason}`);
-    await settleInFlight();
-    const failed: JournalStep[] = [];
-    for (const entry of pendingSteps(steps)) {
-      if (!(await undoOne(entry))) failed.push(entry);
-      await persist(entry.where === "cluster").catch((error) => logger.debug(`journal update failed: ${errorText(error)}`));
-    }
-    await persistQueue;
-    // Renewal kept the lease fresh while undoing (so no `clean` elsewhere started on it); now it may
-    // go: deleted when all is undone, left to expire otherwise so `clean` finishes the rest.
-    clearInterval(renewTimer);
-    if (!failed.length) {
-      try {
-        await lease.delete();
-      } catch (error) {
-        // 409: `clean` claimed it meanwhile and will delete it; anything else: it expires by itself.
-        if (httpStatus(error) !== 409) logger.warn(`could not delete the session lease: ${errorText(error)}`);
-      }
-    }
-    if (!failed.length) await removeLocalJournal(home, meta.id);
-    if (watchdog) {
-      await watchdog.notifyClosed();
-      if (!failed.length) await rm(watchdogLogPath(home, meta.id), { force: true });
-    }
-    removeSignalHandlers();
-    if (failed.length) {
-      throw new KtctlError(
-        `${failed.length} step(s) of session ${meta.id} could not be undone: ${failed.map((s) => `${s.describe} (${s.error})`).join("; ")}`,
-        ExitCode.failure,
-        "run `ktctl clean` once the cause is fixed",
-      );
-    }
-  };
+  return { step, undoOne, settle };
+}
 
-  const close = (reason = "closed"): Promise<void> => {
-    closePromise ??= doClose(reason);
-    return closePromise;
-  };
-  closeFromLoss = (reason) => {
-    if (closePromise) return; // closing anyway: a lease gone at the end is no news
-    logger.warn(`session ended: ${reason}`);
-    close(reason).catch((error) => logger.error(errorText(error)));
-  };
-  if (lostReason) closeFromLoss(lostReason);
+/**
+ * close(): undo every step last-first, then remove the session's records. When something could not
+ * be undone the records stay (the Lease expires) so `clean` finishes the rest.
+ */
+async function unwind(
+  reason: string,
+  settings: SessionSettings,
+  state: SessionState,
+  journal: JournalWriter,
+  steps: StepRunner,
+  watchdog: WatchdogGuard,
+  stopRenewal: () => void,
+  removeSignalHandlers: () => void,
+): Promise<void> {
+  const { logger, home } = settings;
+  const meta = state.meta;
+  logger.debug(`closing session ${meta.id}: ${reason}`);
+  await steps.settle(settings.settleTimeoutMs);
+  const failed: JournalStep[] = [];
+  for (const entry of pendingSteps(state.steps)) {
+    if (!(await steps.undoOne(entry))) failed.push(entry);
+    await journal.persist(entry.where === "cluster").catch((error) => logger.debug(`journal update failed: ${errorText(error)}`));
+  }
+  await journal.drained();
+  // Renewal kept the lease fresh while undoing (so no `clean` elsewhere started on it); now it may
+  // go: deleted when all is undone, left to expire otherwise so `clean` finishes the rest.
+  stopRenewal();
+  if (!failed.length) {
+    try {
+      await state.lease.delete();
+    } catch (error) {
+      // 409: `clean` claimed it meanwhile and will delete it; anything else: it expires by itself.
+      if (httpStatus(error) !== 409) logger.warn(`could not delete the session lease: ${errorText(error)}`);
+    }
+  }
+  if (!failed.length) await removeLocalJournal(home, meta.id);
+  const handle = watchdog.handle();
+  if (handle) {
+    await handle.notifyClosed();
+    if (!failed.length) await rm(watchdogLogPath(home, meta.id), { force: true });
+  }
+  removeSignalHandlers();
+  if (failed.length) {
+    throw new KtctlError(
+      `${failed.length} step(s) of session ${meta.id} could not be undone: ${failed.map((s) => `${s.describe} (${s.error})`).join("; ")}`,
+      ExitCode.failure,
+      "run `ktctl clean` once the cause is fixed",
+    );
+  }
+}
 
-  // --- signals -------------------------------------------------------------------------------
+/**
+ * SIGINT/SIGTERM/SIGHUP close the session, then exit with the signal's code; a second signal while
+ * closing only says to wait. Returns the function that removes the handlers.
+ */
+function closeOnSignals(settings: SessionSettings, isClosing: () => boolean, close: (reason: string) => Promise<void>): () => void {
+  const { logger, exit } = settings;
   const handlers = new Map<NodeJS.Signals, () => void>();
-  function removeSignalHandlers() {
+  for (const signal of Object.keys(SIGNAL_EXIT) as NodeJS.Signals[]) {
+    if (process.platform === "win32" && signal !== "SIGINT") continue;
+    const handler = () => {
+      if (isClosing()) {
+        logger.info("still restoring what this session changed; please wait");
+        return;
+      }
+      logger.info(`${signal}: restoring what this session changed`);
+      close(`signal ${signal}`).then(
+        () => exit(SIGNAL_EXIT[signal]!),
+        (error) => {
+          logger.error(errorText(error));
+          exit(SIGNAL_EXIT[signal]!);
+        },
+      );
+    };
+    handlers.set(signal, handler);
+    process.on(signal, handler);
+  }
+  return () => {
     for (const [signal, handler] of handlers) process.off(signal, handler);
     handlers.clear();
-  }
-  if (options.handleSignals !== false) {
-    for (const signal of Object.keys(SIGNAL_EXIT) as NodeJS.Signals[]) {
-      if (process.platform === "win32" && signal !== "SIGINT") continue;
-      const handler = () => {
-        if (closePromise) {
-          logger.info("still restoring what this session changed; please wait");
-          return;
-        }
-        logger.info(`${signal}: restoring what this session changed`);
-        close(`signal ${signal}`).then(
-          () => exit(SIGNAL_EXIT[signal]!),
-          (error) => {
-            logger.error(errorText(error));
-            exit(SIGNAL_EXIT[signal]!);
-          },
-        );
-      };
-      handlers.set(signal, handler);
-      process.on(signal, handler);
-    }
-  }
-
-  const labels = sessionLabels(meta.id, owner);
-  return {
-    id: meta.id,
-    owner,
-    mode: options.mode,
-    namespace,
-    kube,
-    global: options.global,
-    labels,
-    step,
-    ended,
-    close,
-    get meta() {
-      return meta;
-    },
-    get journal() {
-      return { version: 1, meta, steps };
-    },
-    get watchdogPid() {
-      return watchdog?.pid;
-    },
   };
 }

@@ -3,16 +3,9 @@
 
 import { hostname } from "node:os";
 import type { Kube } from "../plugin-api.ts";
-import {
-  isLeaseExpired,
-  isProcessAlive,
-  listLeases,
-  listLocalJournals,
-  pendingSteps,
-  readLease,
-  serverNow,
-  type LeaseRecord,
-} from "./journal.ts";
+import { isLeaseExpired, listLeases, readLease, serverNow, type LeaseRecord } from "./lease.ts";
+import { isProcessAlive } from "./processes.ts";
+import { listLocalJournals, pendingSteps } from "./journal.ts";
 import type { LocalJournalState } from "./clean.ts";
 import { leaseSelector } from "./labels.ts";
 import type { SessionInfo, StatusOptions } from "../plugin-api.ts";
@@ -20,6 +13,16 @@ import type { SessionInfo, StatusOptions } from "../plugin-api.ts";
 export type { SessionInfo, StatusOptions };
 
 
+
+/**
+ * Where `status` and `clean` look: the kube's namespace (the one settled from -n, the context and the
+ * kubeconfig), unless the caller names another; `scope` is undefined for all namespaces. The clock is
+ * always read in one namespace, the one in view.
+ */
+export function namespaceInView(kube: Kube, options: { namespace?: string; allNamespaces?: boolean }): { scope: string | undefined; clock: string } {
+  const inView = options.namespace || kube.namespace;
+  return { scope: options.allNamespaces ? undefined : inView, clock: inView };
+}
 
 /** Merges Leases and local journals into one list. Pure: times come in as arguments. */
 export function sessionInfos(leases: LeaseRecord[], serverNowMs: number | undefined, local: LocalJournalState[], localNowMs: number): SessionInfo[] {
@@ -80,9 +83,9 @@ export async function listSessions(kube: Kube | undefined, options: StatusOption
     watchdogAlive: journal.meta.host === here && isProcessAlive(journal.meta.watchdogPid, journal.meta.watchdogPidStart),
   }));
   if (!kube) return sessionInfos([], undefined, local, Date.now());
-  const namespace = options.allNamespaces ? undefined : options.namespace || kube.namespace;
+  const { scope: namespace, clock } = namespaceInView(kube, options);
   const [now, leases] = await Promise.all([
-    serverNow(kube, options.namespace || kube.namespace),
+    serverNow(kube, clock),
     listLeases(kube, namespace, leaseSelector()),
   ]);
   const inScope = local.filter((l) => !namespace || l.journal.meta.namespace === namespace);

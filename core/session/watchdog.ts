@@ -5,19 +5,11 @@
 
 import { spawn } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
-import { resolve } from "node:path";
+import { selfArgv, type SelfOrigin } from "../self.ts";
 import type { ConsolaInstance } from "consola";
 import type { GlobalOptions, Kube } from "../plugin-api.ts";
-import {
-  deleteLease,
-  ktctlHome,
-  pendingSteps,
-  readLocalJournal,
-  removeLocalJournal,
-  watchdogLogPath,
-  writeLocalJournal,
-  type Journal,
-} from "./journal.ts";
+import { deleteLease } from "./lease.ts";
+import { ktctlHome, pendingSteps, readLocalJournal, removeLocalJournal, watchdogLogPath, writeLocalJournal, type Journal } from "./journal.ts";
 import { leaseName, isSessionId } from "./labels.ts";
 import { createUndoRegistry, type UndoRegistry } from "./undo.ts";
 import { rm } from "node:fs/promises";
@@ -26,22 +18,14 @@ import { rm } from "node:fs/promises";
 export const WATCHDOG_COMMAND = "__watchdog";
 export const CLOSED_LINE = "closed";
 
-/** True inside a `bun build --compile` binary, whose own modules live in Bun's virtual filesystem. */
-export function isCompiledBinary(main: string = Bun.main): boolean {
-  return main.startsWith("/$bunfs/") || /^[A-Za-z]:[\\/]~BUN[\\/]/.test(main);
-}
+export { isCompiledBinary } from "../self.ts";
 
 /**
  * The command line that starts the watchdog of `sessionId` from this very program: the compiled
  * binary is `<binary> __watchdog <id>`; from source it is `<bun> <script> __watchdog <id>`.
  */
-export function watchdogArgv(
-  sessionId: string,
-  from: { execPath: string; main: string; argv: readonly string[] } = { execPath: process.execPath, main: Bun.main, argv: process.argv },
-): string[] {
-  if (isCompiledBinary(from.main)) return [from.execPath, WATCHDOG_COMMAND, sessionId];
-  const script = from.argv[1] ? resolve(from.argv[1]) : from.main;
-  return [from.execPath, script, WATCHDOG_COMMAND, sessionId];
+export function watchdogArgv(sessionId: string, from?: SelfOrigin): string[] {
+  return selfArgv([WATCHDOG_COMMAND, sessionId], from);
 }
 
 export interface WatchdogHandle {

@@ -12,7 +12,7 @@ import type { ConsolaInstance } from "consola";
 import { ktctlHome } from "../session/journal.ts";
 import { objectName } from "../session/labels.ts";
 import { sharersOf } from "../session/shares.ts";
-import { releaseShareStep } from "../session/undo.ts";
+import { releaseShareStep } from "../session/steps.ts";
 import { createSessionKeyPair } from "../protocol/keys.ts";
 import { createTunnel } from "../tunnel/client.ts";
 import { SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";

@@ -5,10 +5,13 @@
 
 import { parseKeyValueList, parsePodQuota } from "../options.ts";
 import type { GlobalOptions, ShadowOptions, ShadowPodTemplate, ShadowPodTemplateInput } from "../plugin-api.ts";
-import { LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
+import { DOMAIN, LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
 import { ROUTER_CONFIG_ENV } from "../protocol/router.ts";
 import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../version.ts";
+import { DEFAULT_SHADOW_IMAGE, VERSION } from "../protocol/version.ts";
+
+/** The ktctl version that created a shadow pod (`ktctl version` compares it with its own). */
+export const ANNOTATION_SHADOW_VERSION = `${DOMAIN}/version`;
 
 /** The uid the shadow image runs as; the tunnel role needs no privilege at all. */
 export const SHADOW_UID = 65532;
@@ -57,7 +60,10 @@ export function shadowPodTemplate(input: ShadowPodTemplateInput): ShadowPodTempl
         ...(global.withLabel ? parseKeyValueList(global.withLabel, "withLabel", "label") : {}),
         ...input.labels,
       },
-      annotations: global.withAnnotation ? parseKeyValueList(global.withAnnotation, "withAnnotation", "annotation") : {},
+      annotations: {
+        ...(global.withAnnotation ? parseKeyValueList(global.withAnnotation, "withAnnotation", "annotation") : {}),
+        [ANNOTATION_SHADOW_VERSION]: VERSION,
+      },
     },
     spec: {
       // A shadow holds no state: stop it at once when the session ends.

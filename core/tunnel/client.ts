@@ -8,7 +8,7 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import type { ClientChannel, TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
-import type { Tunnel } from "../plugin-api.ts";
+import type { ObserveConnection, Tunnel } from "../plugin-api.ts";
 import { backoffDelay } from "./backoff.ts";
 import { sessionOf } from "../kube/portforward.ts";
 import type { SiblingStreams } from "./direct.ts";
@@ -89,6 +89,7 @@ interface RemoteListener {
   localHost: string;
   localPort: number;
   refusalLogged: boolean;
+  observe?: ObserveConnection;
 }
 
 /** Connects to the shadow (retrying transient failures for up to timing.startTimeoutMs) and keeps the link up. */
@@ -165,11 +166,11 @@ class ReconnectingTunnel implements SshTunnel {
     }
   }
 
-  async addRemoteListener(remotePort: number, localHost: string, localPort: number): Promise<void> {
+  async addRemoteListener(remotePort: number, localHost: string, localPort: number, observe?: ObserveConnection): Promise<void> {
     checkPort(remotePort, "remote port");
     checkPort(localPort, "local port");
     const known = this.listeners.has(remotePort);
-    this.listeners.set(remotePort, { localHost, localPort, refusalLogged: false });
+    this.listeners.set(remotePort, { localHost, localPort, refusalLogged: false, observe });
     if (known) return; // the shadow already listens; only where connections go has changed
     const deadline = Date.now() + this.timing.linkWaitMs;
     for (;;) {
@@ -356,7 +357,16 @@ class ReconnectingTunnel implements SshTunnel {
       if (!link.alive) return local.destroy();
       if (listener.refusalLogged) this.log.info(`tunnel: ${target} accepts connections again`);
       listener.refusalLogged = false;
-      link.adopt(splice(local, accept()));
+      const channel = accept();
+      const spliced = splice(local, channel);
+      link.adopt(spliced);
+      // Asked per connection and usually answered "no" (no ui open): nothing is done per byte then.
+      const tap = listener.observe?.({ address: details.srcIP, port: details.srcPort });
+      if (tap) {
+        channel.on("data", (chunk: Buffer) => tap.fromClient(chunk));
+        local.on("data", (chunk: Buffer) => tap.fromServer(chunk));
+        void spliced.closed.then(() => tap.end());
+      }
     });
   }
 

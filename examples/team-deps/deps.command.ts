@@ -47,7 +47,7 @@ const deps: CommandFactory = (api) =>
         }
       }
 
-      const session = await api.startSession({ mode: "team-deps", target: services.map((d) => d.name).join(","), global });
+      const session = await api.startSession({ kube, mode: "team-deps", target: services.map((d) => d.name).join(","), global });
       const listeners: LocalForward[] = [];
       try {
         const shadow = await api.startShadow(session, { role: "deps" });
@@ -69,7 +69,25 @@ const deps: CommandFactory = (api) =>
       const env = services.filter((d) => d.env).map((d) => `export ${d.env}`);
       if (env.length) api.logger.log(["", "Run your service with:", ...env, ""].join("\n"));
 
+      // Its own panel in `ktctl ui`: built only while a ui is open (api.ui.watching), so it costs
+      // a timer otherwise; the latest content reaches a ui that opens later.
+      const showPanel = () => {
+        if (!api.ui.watching) return;
+        api.ui.panel({
+          id: "team-deps",
+          sessionId: session.id,
+          title: "team dependencies",
+          columns: ["dependency", "local", "in the cluster", "open connections"],
+          rows: plan.map((entry, i) => [entry.dep.name, `127.0.0.1:${entry.local}`, `${entry.host}:${entry.remote}`, String(listeners[i]?.connections() ?? 0)]),
+          note: env.length ? env.join("  ") : undefined,
+        });
+      };
+      const panelTimer = setInterval(showPanel, 2000);
+      panelTimer.unref();
+      api.ui.publish({ source: "team-deps", sessionId: session.id, text: `forwarding ${plan.map((e) => e.dep.name).join(", ")}` });
+
       const reason = await session.ended;
+      clearInterval(panelTimer);
       await Promise.all(listeners.map((l) => l.close()));
       await session.close(reason);
     },

@@ -24,7 +24,7 @@ const clean: CommandFactory = (api) =>
     async run({ args }) {
       const global = api.globalOptions(args);
       const { KtctlError, ExitCode } = api.errors;
-      const options = { namespace: global.namespace, allNamespaces: Boolean(args.allNamespaces) };
+      const options = { allNamespaces: Boolean(args.allNamespaces) };
       let kube = args.localOnly ? undefined : await api.kube(global);
       let plan;
       try {

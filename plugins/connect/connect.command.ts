@@ -8,6 +8,7 @@ import type { CommandFactory, OpenStream, Shadow } from "../../core/plugin-api.t
 import { cidrContains, formatCidr, parseIPv4 } from "./net/cidr.ts";
 import { apiServerAddresses, captureRanges, discoverClusterRanges } from "./net/cluster-cidrs.ts";
 import { ClusterIndex } from "./net/cluster-index.ts";
+import { countConnections, publishConnectPanel } from "./ui-panel.ts";
 import { formatPlan, PlanExecutor } from "./net/driver.ts";
 import { selectDriver } from "./net/drivers/index.ts";
 import { startLaptopSide } from "./laptop.ts";
@@ -43,7 +44,7 @@ const connect: CommandFactory = (api) =>
       const options = parseConnectOptions(args as Record<string, unknown>, api.errors, { platform: process.platform, isRoot });
       const global = api.globalOptions(args as Record<string, unknown>);
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const context = { namespace, domain: options.clusterDomain };
       const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode }, api);
 
@@ -87,7 +88,8 @@ const connect: CommandFactory = (api) =>
         shadowFailed = reject;
       });
       shadowPromise.catch(() => undefined);
-      const cluster: OpenStream = async (host, port) => (await shadowPromise).tunnel.openStream(host, port);
+      const counter = countConnections(async (host, port) => (await shadowPromise).tunnel.openStream(host, port));
+      const cluster: OpenStream = counter.open;
 
       const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch((error) => {
         index.close();
@@ -117,7 +119,7 @@ const connect: CommandFactory = (api) =>
       // --- 2. the session, the shadow, the laptop changes ---------------------------------------
       let session;
       try {
-        session = await api.startSession({ mode: "connect", target: `namespace/${namespace}`, global });
+        session = await api.startSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
       } catch (error) {
         await release();
         throw error;
@@ -169,6 +171,7 @@ const connect: CommandFactory = (api) =>
           .finally(() => (refreshing = undefined));
       };
       index.onChange(() => refresh());
+      publishConnectPanel(api, { session, index, domain: options.clusterDomain, counter, proxy: laptop.proxy ? `${laptop.proxy.host}:${laptop.proxy.port}` : undefined });
 
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       api.logger.success(

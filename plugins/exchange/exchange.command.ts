@@ -133,15 +133,16 @@ const exchange: CommandFactory = (api) =>
       const connectBack = args.connect ? await api.serving.connectBack(proxyPort) : undefined;
       const session = await (async () => {
         try {
+          // The environment comes first: with --waitLocal the local process is started with it.
+          if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
           await api.serving.requireLocalListeners(localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
           // Nobody else may hold these objects; a dead holder is cleaned first (then read them again).
           const held = mode === "scale" ? [...services, target.workload] : services;
           if (await api.ownership.ensureNotHeld(kube, held)) {
             ({ target, services } = await prepareTarget(api, kube, String(args.target), mode));
           }
-          if (args.envFile) await writeTargetEnv(api, kube, target, plan, String(args.envFile), args.container ? String(args.container) : undefined, connectBack?.env ?? []);
           // The mode handles the signals: traffic goes back before the session's undo runs.
-          return await api.startSession({ mode: "exchange", target: target.label, global, handleSignals: false });
+          return await api.startSession({ kube, mode: "exchange", target: target.label, global, handleSignals: false });
         } catch (error) {
           connectBack?.fail(error);
           await connectBack?.close();
@@ -168,6 +169,7 @@ const exchange: CommandFactory = (api) =>
           labels: mode === "scale" ? podTemplateLabels(workload) : undefined,
           ports: plan.listeners,
           localHost,
+          describe: `exchange ${target.label}`,
         });
         const shadow = serving.shadow;
         if (mode === "selector") {

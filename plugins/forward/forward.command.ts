@@ -52,7 +52,7 @@ const forward: CommandFactory = (api) =>
         throw error;
       }
 
-      const session = await api.startSession({ mode: "forward", target: `${target.kind}/${target.name}`, global });
+      const session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
       try {
         shadowReady(await api.startShadow(session, { role: "forward" }));
       } catch (error) {

@@ -8,6 +8,7 @@ import { RouteConflictError } from "./router-admin.ts";
 import { RouteKeeper } from "./route-keeper.ts";
 import { createMesh, readRouterDeployment, waitForEndpoints, waitForMeshOn, waitForRouterPod } from "./router-setup.ts";
 import { sessionLiveness } from "./liveness.ts";
+import { publishRoutesPanel } from "./ui-panel.ts";
 
 type Mode = "auto" | "manual";
 
@@ -32,7 +33,7 @@ const mesh: CommandFactory = (api) =>
       if (mode !== "auto" && mode !== "manual") throw new KtctlError(`--mode ${mode}: expected auto or manual`, ExitCode.usage);
       const mappings = api.parsePorts(String(args.expose));
       const kube = await api.kube(global);
-      const namespace = global.namespace || kube.namespace;
+      const namespace = kube.namespace; // settled once, from -n or the context
       const serviceName = String(args.service);
       const pathPrefix = args.path ? usage(api, () => api.router.checkPathPrefix(String(args.path))) : undefined;
       if (pathPrefix && mode === "manual") throw new KtctlError("--path works with --mode auto only (in manual mode your service mesh routes)", ExitCode.usage);
@@ -57,7 +58,7 @@ const mesh: CommandFactory = (api) =>
       // Checked before anything exists in the cluster; a generated value is named after the session's owner.
       const given = usage(api, () => parseMark(api.router, args.versionMark ? String(args.versionMark) : undefined, "dev"));
       if (mode === "manual") manualLabels(api, service, given.generated ? { ...given, value: "generated" } : given);
-      const session = await api.startSession({ mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
+      const session = await api.startSession({ kube, mode: mode === "auto" ? "mesh" : "mesh-manual", target: `svc/${serviceName}`, global });
       const mark: Mark = given.generated ? { ...given, value: generateMarkValue(session.owner) } : given;
       const shadowLabels = mode === "manual" ? manualLabels(api, service, mark) : undefined;
       let reason = "failed to start";
@@ -67,7 +68,13 @@ const mesh: CommandFactory = (api) =>
           ports: exposed.map((e) => ({ port: e.shadowPort, ...(mode === "manual" && typeof e.port.targetPort === "string" ? { name: e.port.targetPort } : {}) })),
           ...(shadowLabels ? { labels: shadowLabels } : {}),
         });
-        for (const e of exposed) await shadow.tunnel.addRemoteListener(e.shadowPort, "127.0.0.1", e.local);
+        for (const e of exposed) {
+          const local = { host: "127.0.0.1", port: e.local };
+          const via = `mesh svc/${serviceName} :${e.shadowPort}`;
+          await shadow.tunnel.addRemoteListener(e.shadowPort, local.host, local.port, (origin) =>
+            api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}`, markHeader: mark.header }),
+          );
+        }
 
         let keeper: RouteKeeper | undefined;
         if (mode === "auto") keeper = await joinAndRoute(api, { kube, namespace, session, service, plan, exposed, shadow, mark, pathPrefix });
@@ -232,6 +239,7 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
     void keeper.refresh();
   });
   watchMembership(api, kube, namespace, name, session);
+  publishRoutesPanel(api, { kube, namespace, service: name, routerPods: routerSelector(api, name), adminPort: record.adminPort, session });
   return keeper;
 }
 

@@ -93,7 +93,7 @@ const preview: CommandFactory = (api) =>
       const session = await (async () => {
         await api.serving.requireLocalListeners(localHost, mappings.map((m) => m.local), { enabled: Boolean(args.waitLocal), seconds: waitLocalSeconds, flag: "--waitLocal" });
         await claimName(api, kube, name);
-        return api.startSession({ mode: "preview", target: `svc/${name}`, global, handleSignals: false });
+        return api.startSession({ kube, mode: "preview", target: `svc/${name}`, global, handleSignals: false });
       })().catch(abandon);
       const stop = api.serving.stopSignals();
       const role = `preview-${name}`;
@@ -103,6 +103,7 @@ const preview: CommandFactory = (api) =>
           role,
           ports: mappings.map((m) => ({ shadowPort: m.remote, localPort: m.local })),
           localHost,
+          describe: `preview svc/${name}`,
         });
         const shadow = serving.shadow;
         const service = previewService({

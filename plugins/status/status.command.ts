@@ -43,7 +43,7 @@ const status: CommandFactory = (api) =>
       const global = api.globalOptions(args);
       const kube = await api.kube(global);
       const all = Boolean(args.allNamespaces);
-      const sessions = await api.sessions.list(kube, { namespace: global.namespace, allNamespaces: all });
+      const sessions = await api.sessions.list(kube, { allNamespaces: all });
       console.log(output === "json" ? JSON.stringify(sessions, null, 2) : renderTable(sessions, all));
     },
   });

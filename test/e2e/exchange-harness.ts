@@ -54,10 +54,18 @@ export async function stopAllKtctl(): Promise<void> {
   started.clear();
 }
 
+/**
+ * How ktctl is started: from source in the repository by default. A test that replays a scenario
+ * against another ktctl (the compiled binary, from a project whose .ktctl.yaml swaps a built-in for
+ * a copy loaded from disk) sets KTCTL_E2E_SCENARIO_ARGV (JSON argv) and KTCTL_E2E_SCENARIO_CWD.
+ */
+const scenarioArgv: string[] = process.env.KTCTL_E2E_SCENARIO_ARGV ? JSON.parse(process.env.KTCTL_E2E_SCENARIO_ARGV) : ["bun", join(REPO, "core/cli/main.ts")];
+const scenarioCwd = process.env.KTCTL_E2E_SCENARIO_CWD || REPO;
+
 /** Starts `ktctl ARGS -c <admin kubeconfig> -n demo` in the laptop namespace. */
 export function startKtctl(args: string[], home: string, env: Record<string, string> = {}, namespace = DEMO_NS): KtctlProcess {
-  const proc = Bun.spawn(inLaptop(["bun", join(REPO, "core/cli/main.ts"), ...args, "-c", KUBECONFIG, "-n", namespace]), {
-    cwd: REPO,
+  const proc = Bun.spawn(inLaptop([...scenarioArgv, ...args, "-c", KUBECONFIG, "-n", namespace]), {
+    cwd: scenarioCwd,
     env: { ...process.env, KTCTL_HOME: home, NO_COLOR: "1", ...env },
     stdin: "ignore",
     stdout: "pipe",

@@ -153,8 +153,9 @@ export interface RunningKtctl {
 }
 
 /** Starts a long-running ktctl command (forward, connect, exchange, ...) in the laptop namespace. */
-export function startKtctl(args: string[], env: Record<string, string> = {}): RunningKtctl {
+export function startKtctl(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): RunningKtctl {
   const proc = Bun.spawn(ktctlInLaptop(args), {
+    cwd: options.cwd,
     env: { ...process.env, ...env },
     stdout: "pipe",
     stderr: "pipe",

@@ -122,12 +122,12 @@ async function expectRestored() {
 }
 
 describe("damaged records", () => {
-  test("a truncated local journal: clean restores the cluster from its Lease, then one line, exit 13, file kept", async () => {
+  test("a truncated local journal: clean restores the cluster from its Lease, then one line, exit 14, file kept", async () => {
     const { id, journal, env } = await abandonedExchange();
     const damaged = readFileSync(journal, "utf8").slice(0, 100);
     writeFileSync(journal, damaged);
     const r = await cleanAfterExpiry(env, id);
-    expect(r.code).toBe(13);
+    expect(r.code).toBe(14);
     expect(oneLine(r.output)).toEqual([expect.stringMatching(new RegExp(`^ktctl: session journal ${journal} is unreadable \\(`))]);
     await expectRestored();
     expect(readFileSync(journal, "utf8")).toBe(damaged); // nothing lost: the user decides
@@ -136,12 +136,12 @@ describe("damaged records", () => {
     expect((await runKtctl(["clean"], home, env, NS)).code).toBe(0);
   }, 120_000);
 
-  test("a session Lease edited by hand (journal garbage) and no local journal: clean restores from the objects' own marks, exit 13", async () => {
+  test("a session Lease edited by hand (journal garbage) and no local journal: clean restores from the objects' own marks, exit 14", async () => {
     const { id, journal, env } = await abandonedExchange();
     await kubectlOk(["-n", NS, "annotate", "--overwrite", "lease", `ktctl-${id}`, "ktctl.io/journal={{not json"]);
     rmSync(journal); // as if cleaning from another machine
     const r = await cleanAfterExpiry(env, id);
-    expect(r.code).toBe(13);
+    expect(r.code).toBe(14);
     expect(oneLine(r.output)).toEqual([expect.stringMatching(new RegExp(`^ktctl: lease ${NS}/ktctl-${id}: journal annotation unreadable`))]);
     expect(r.output).toContain(`restore service ${NS}/echo from its patch-object record`);
     await expectRestored();

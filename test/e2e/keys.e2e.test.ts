@@ -134,7 +134,7 @@ describe("the private key never leaves the laptop", () => {
     }
   }, 180_000);
 
-  test("a key file others may read is refused with one line, exit 13, and nothing is left in the cluster", async () => {
+  test("a key file others may read is refused with one line, exit 14, and nothing is left in the cluster", async () => {
     const dir = join(home, "shared");
     const file = join(dir, [...new Bun.Glob("*.key").scanSync(dir)][0]!);
     chmodSync(file, 0o644);
@@ -142,7 +142,7 @@ describe("the private key never leaves the laptop", () => {
       const k = startKtctl(["connect", "--mode", "proxy", "--proxyPort", "0", "--shareShadow"], home, {}, NS);
       const code = await k.exited;
       const errors = k.output().split("\n").filter((l) => l.startsWith("ktctl: "));
-      expect({ code, errors }).toEqual({ code: 13, errors: [`ktctl: key file ${file} is accessible by others (mode 0644); refusing to use it`] });
+      expect({ code, errors }).toEqual({ code: 14, errors: [`ktctl: key file ${file} is accessible by others (mode 0644); refusing to use it`] });
       expect(statSync(file).mode & 0o777).toBe(0o644); // left as found: the user decides
       await eventually(async () => {
         const left = await ktctlObjects(NS);

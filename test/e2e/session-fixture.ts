@@ -23,7 +23,8 @@ if (command === WATCHDOG_COMMAND) {
 if (command !== "start") throw new Error(`unknown fixture command ${command}`);
 const [kubeconfig, namespace, target, laptopFile, leaseSeconds] = rest as [string, string, string, string, string?];
 const kube = await connectKube({ kubeconfig, namespace });
-const session = await startSession(kube, {
+const session = await startSession({
+  kube,
   mode: "e2e",
   target: `configmap/${target}`,
   global: { kubeconfig, namespace },

@@ -4,7 +4,7 @@
 import { writeFile } from "node:fs/promises";
 import type { Kube, Session } from "../../core/plugin-api.ts";
 import { LABEL_ROLE, objectName } from "../../core/session/labels.ts";
-import { deleteObjectStep, patchObjectStep, restoreFileStep } from "../../core/session/undo.ts";
+import { deleteObjectStep, patchObjectStep, restoreFileStep } from "../../core/session/steps.ts";
 
 export async function makeSteps(session: Session, kube: Kube, namespace: string, target: string, laptopFile: string): Promise<{ created: string }> {
   const created = { apiVersion: "v1", kind: "ConfigMap", namespace, name: objectName(session.id, "e2e") };

@@ -11,11 +11,15 @@ import { createConsola } from "consola";
 import { connectKube, waitForObject } from "../../core/kube/index.ts";
 import type { Kube } from "../../core/plugin-api.ts";
 import { executePlan, planClean } from "../../core/session/clean.ts";
-import { isProcessAlive, journalPath, readLocalJournal, serverNow } from "../../core/session/journal.ts";
+import { isProcessAlive } from "../../core/session/processes.ts";
+import { journalPath, readLocalJournal } from "../../core/session/journal.ts";
+import { serverNow } from "../../core/session/lease.ts";
 import { ANNOTATION_JOURNAL, LABEL_SESSION, leaseName } from "../../core/session/labels.ts";
 import { startSession } from "../../core/session/session.ts";
 import { listSessions } from "../../core/session/status.ts";
-import { createUndoRegistry, deleteObjectStep, httpStatus } from "../../core/session/undo.ts";
+import { createUndoRegistry } from "../../core/session/undo.ts";
+import { deleteObjectStep } from "../../core/session/steps.ts";
+import { httpStatus } from "../../core/kube/objects.ts";
 import { watchdogArgv } from "../../core/session/watchdog.ts";
 import { KUBECONFIG, LAPTOP_NS, REPO, eventually, requireCluster, run } from "./harness.ts";
 import { makeSteps } from "./session-steps.ts";
@@ -159,7 +163,8 @@ async function expectChanged(id: string, target: string, created: string, file: 
 describe("session close", () => {
   test("close() undoes every step last-first and removes lease, journal and watchdog", async () => {
     const { home, target, file } = await scene();
-    const session = await startSession(kube, {
+    const session = await startSession({
+      kube,
       mode: "e2e",
       target: `configmap/${target}`,
       global: { kubeconfig: KUBECONFIG, namespace: NS },
@@ -207,7 +212,7 @@ describe("session close", () => {
 
   test("a step whose apply fails is undone at once; an object that was not ours survives", async () => {
     const { home, target } = await scene();
-    const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+    const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
     sessionIds.add(session.id);
     try {
       // Created, then the apply fails afterwards: the object must not stay.
@@ -250,10 +255,10 @@ describe("session close", () => {
       spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: "c", image: "ktctl.local/echo:1" }] } } },
     });
     try {
-      const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
+      const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
       sessionIds.add(session.id);
       const before = await kube.request<any>("GET", `${deployments}/${name}`);
-      const { scaleStep } = await import("../../core/session/undo.ts");
+      const { scaleStep } = await import("../../core/session/steps.ts");
       const scale = scaleStep(session.id, before, `scale deployment ${NS}/${name} to 0`);
       expect(scale.spec.undo.replicas).toBe(2);
       await session.step(scale.spec, () => kube.request("PATCH", `${deployments}/${name}`, { metadata: scale.marks, spec: { replicas: 0 } }, "application/merge-patch+json"));
@@ -453,7 +458,8 @@ describe("session killed", () => {
 describe("takeover", () => {
   test("a session whose lease was claimed by clean ends itself at its next renewal", async () => {
     const { home, target, file } = await scene();
-    const session = await startSession(kube, {
+    const session = await startSession({
+      kube,
       mode: "e2e",
       global: { namespace: NS },
       logger,
@@ -481,13 +487,13 @@ describe("takeover", () => {
 
   test("a stale claim fails: clean backs off when the session renewed after the plan", async () => {
     const { home } = await scene();
-    const session = await startSession(kube, { mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
+    const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
     sessionIds.add(session.id);
     const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`;
     const read = await kube.request<any>("GET", path);
     // The session renews (every second with a 3 s lease): the version read above goes stale.
     await waitForObject(kube, `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases`, leaseName(session.id), (l: any) => l?.metadata.resourceVersion !== read.metadata.resourceVersion, { timeoutMs: 10_000 });
-    const { claimLease } = await import("../../core/session/journal.ts");
+    const { claimLease } = await import("../../core/session/lease.ts");
     expect(await claimLease(kube, { namespace: NS, name: leaseName(session.id), resourceVersion: read.metadata.resourceVersion }, "ktctl-clean@x/1")).toBeUndefined();
     await session.close();
     expect(await leaseExists(session.id)).toBe(false);

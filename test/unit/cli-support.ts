@@ -43,7 +43,8 @@ export function scratch(): Scratch {
     async run(args, options = {}) {
       const proc = Bun.spawn(["bun", MAIN, ...args], {
         cwd: options.cwd ?? project,
-        env: { ...process.env, KTCTL_HOME: home, NO_COLOR: "1", ...options.env },
+        // No kubeconfig unless a test gives one: a developer's own cluster must not change the output.
+        env: { ...process.env, KTCTL_HOME: home, NO_COLOR: "1", KUBECONFIG: join(root, "no-kubeconfig"), ...options.env },
         stdout: "pipe",
         stderr: "pipe",
       });

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { ExitCode } from "../../core/errors.ts";
 import { PLUGIN_API_VERSION } from "../../core/plugin-api.ts";
-import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../core/protocol/version.ts";
 import { describeError } from "../../core/cli/errors.ts";
 import { commandIndex, moveLeadingFlags } from "../../core/cli/dispatch.ts";
 import { argsFor, GLOBAL_SCOPE } from "../../core/options.ts";
@@ -171,5 +171,29 @@ describe("pure pieces", () => {
     expect(moveLeadingFlags(["--context=kind", "status"], args)).toEqual(["status", "--context=kind"]);
     expect(moveLeadingFlags(["forward", "-n", "demo"], args)).toEqual(["forward", "-n", "demo"]);
     expect(commandIndex(["-d", "--", "x"], args)).toBe(-1);
+  });
+});
+
+describe("dispatch: global flags before a group's sub-command", () => {
+  test("reach the sub-command (ktctl -n x spring run, ktctl spring -n x run)", async () => {
+    const { dispatch } = await import("../../core/cli/dispatch.ts");
+    const { defineCommand } = await import("citty");
+    const seen: unknown[] = [];
+    const root = defineCommand({
+      args: { namespace: { type: "string", alias: "n" } },
+      subCommands: {
+        group: defineCommand({
+          subCommands: {
+            leaf: defineCommand({
+              args: { namespace: { type: "string", alias: "n" }, app: { type: "string" } },
+              run: ({ args }) => void seen.push([args.namespace, args.app]),
+            }),
+          },
+        }),
+      },
+    });
+    await dispatch(root, ["-n", "one", "group", "leaf", "--app", "a"]);
+    await dispatch(root, ["group", "--namespace", "two", "leaf"]);
+    expect(seen).toEqual([["one", "a"], ["two", undefined]]);
   });
 });

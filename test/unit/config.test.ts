@@ -2,8 +2,9 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../core/config/load.ts";
+import { setPluginEntry } from "../../core/config/edit.ts";
 import { ExitCode, isKtctlError } from "../../core/errors.ts";
-import { DEFAULT_SHADOW_IMAGE } from "../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE } from "../../core/protocol/version.ts";
 import { scratch, type Scratch } from "./cli-support.ts";
 
 let s: Scratch;
@@ -71,6 +72,36 @@ describe("loading", () => {
       { spec: "some-package", baseDir: s.home, listedIn: join(s.home, "config.yaml") },
       { spec: "./team.ts", baseDir: s.project, listedIn: join(s.project, ".ktctl.yaml") },
     ]);
+  });
+
+  test("pluginEntries keeps every entry in file order, repeats and built-in switches included", () => {
+    s.write("home/config.yaml", "plugins: ['!exchange', ./mine.ts]\n");
+    s.write("project/.ktctl.yaml", "plugins: [exchange, ./mine.ts, '!exchange']\n");
+    const user = join(s.home, "config.yaml");
+    const project = join(s.project, ".ktctl.yaml");
+    expect(load().pluginEntries()).toEqual([
+      { spec: "!exchange", baseDir: s.home, listedIn: user },
+      { spec: "./mine.ts", baseDir: s.home, listedIn: user },
+      { spec: "exchange", baseDir: s.project, listedIn: project },
+      { spec: "./mine.ts", baseDir: s.project, listedIn: project },
+      { spec: "!exchange", baseDir: s.project, listedIn: project },
+    ]);
+  });
+
+  test("setPluginEntry rewrites one file's entries about one built-in and keeps the rest", () => {
+    const path = s.write("home/config.yaml", "namespace: demo\nplugins: ['!exchange', ./mine.ts, exchange]\n");
+    expect(setPluginEntry(path, "exchange", "!exchange")).toBe(true);
+    expect(load().all()).toEqual({ namespace: "demo", plugins: ["./mine.ts", "!exchange"] });
+    expect(setPluginEntry(path, "exchange", "!exchange")).toBe(false);
+    expect(setPluginEntry(path, "mesh", undefined)).toBe(false);
+    expect(setPluginEntry(path, "exchange", undefined)).toBe(true);
+    expect(load().all()).toEqual({ namespace: "demo", plugins: ["./mine.ts"] });
+    const only = s.write("project/.ktctl.yaml", "plugins: ['!mesh']\n");
+    expect(setPluginEntry(only, "mesh", undefined)).toBe(true);
+    expect(readFileSync(only, "utf8")).not.toContain("plugins");
+    const fresh = join(s.root, "new", "config.yaml");
+    expect(setPluginEntry(fresh, "spring", "spring")).toBe(true);
+    expect(readFileSync(fresh, "utf8")).toContain("- spring");
   });
 
   test("an empty or comment-only file is an empty config", () => {

@@ -6,7 +6,7 @@ import { PortPlanError, planShadowPorts, resolveTargetPort, shadowContainerPorts
 import { originalSelector } from "../../plugins/exchange/recover.command.ts";
 import { SCHEME } from "../../core/plugins/scheme-api.ts";
 import { LABEL_ROLE, LABEL_SESSION, shadowSelector } from "../../core/session/labels.ts";
-import { patchObjectStep } from "../../core/session/undo.ts";
+import { patchObjectStep } from "../../core/session/steps.ts";
 import { podTemplateLabels, selects } from "../../plugins/exchange/target.ts";
 import { readyEndpoints, rolloutProgress } from "../../core/kube/collection-waits.ts";
 import { nodeAddresses, previewService } from "../../plugins/preview/service.ts";

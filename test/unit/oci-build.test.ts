@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KTCTL_TARGETS, writeChecksums } from "../../build/build.ts";
+import { writeChecksums } from "../../build/build.ts";
+import { KTCTL_TARGETS } from "../../build/targets.ts";
 import { compileArgs } from "../../build/compile.ts";
-import { buildDefines, DEFAULT_SHADOW_IMAGE, SHADOW_REPOSITORY, VERSION } from "../../build/version.ts";
+import { buildDefines, DEFAULT_SHADOW_IMAGE, SHADOW_REPOSITORY, VERSION } from "../../core/protocol/version.ts";
 import packageJson from "../../package.json" with { type: "json" };
 
 describe("version", () => {

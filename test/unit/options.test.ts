@@ -11,7 +11,7 @@ import {
   parseKeyValueList,
   parsePodQuota,
 } from "../../core/options.ts";
-import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../build/version.ts";
+import { DEFAULT_SHADOW_IMAGE, VERSION } from "../../core/protocol/version.ts";
 import { scratch } from "./cli-support.ts";
 
 function usageError(fn: () => unknown): string {

@@ -1,7 +1,10 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ExitCode } from "../../core/errors.ts";
-import { PLUGIN_API_VERSION } from "../../core/plugin-api.ts";
+import { PLUGIN_API_VERSION, type PluginApi } from "../../core/plugin-api.ts";
+import { apiVersionMismatch, loadPlugins } from "../../core/plugins/loader.ts";
+import { builtinChoice, offCommandError, selectPlugins } from "../../core/plugins/selection.ts";
 import { pluginSource, scratch, type Scratch } from "./cli-support.ts";
 
 let s: Scratch;
@@ -24,7 +27,7 @@ describe("plugin loader (real CLI)", () => {
     expect(r.stdout).toBe("hello team\n");
     expect(r.stderrLines).toEqual([
       `ktctl: warning: plugin "./plugins/throws.ts" (${throws}) not loaded: import failed: cannot start: missing dependency`,
-      `ktctl: warning: plugin "future" (${future}) not loaded: needs plugin API 2, ktctl has ${PLUGIN_API_VERSION}`,
+      `ktctl: warning: plugin "future" (${future}) not loaded: needs plugin API 2, ktctl has ${PLUGIN_API_VERSION} (update ktctl)`,
     ]);
 
     const list = await s.run(["plugins", "-o", "json"]);
@@ -123,5 +126,183 @@ export default {
     const r = await s.run(["broken"]);
     expect(r.exitCode).toBe(ExitCode.plugin);
     expect(r.stderrLines[0]).toMatch(/^ktctl: command "broken" is not available: .*missing-command/);
+  });
+});
+
+describe("built-ins switched on and off by the plugins: list", () => {
+  test('"!exchange" in .ktctl.yaml: its commands give one line with a hint and their own exit code', async () => {
+    const config = s.write("project/.ktctl.yaml", 'plugins: ["!exchange"]\n');
+    for (const command of ["exchange", "recover"]) {
+      const r = await s.run([command, "svc/echo"]);
+      expect(r.exitCode).toBe(ExitCode.pluginOff);
+      expect(r.stderrLines).toEqual([
+        `ktctl: command "${command}" belongs to the built-in plugin "exchange", which is switched off in ${config}`,
+        `hint: switch it on with "ktctl plugins enable exchange" (or remove "!exchange" from ${config})`,
+      ]);
+    }
+    // Other built-ins and truly unknown commands are as before.
+    expect((await s.run(["status", "--help"])).exitCode).toBe(0);
+    const unknown = await s.run(["exchang"]);
+    expect(unknown.exitCode).toBe(ExitCode.usage);
+    expect(unknown.stderrLines[0]).toBe('ktctl: unknown command "exchang"');
+    const help = await s.run(["--help"]);
+    expect(help.stdout).not.toMatch(/^ +exchange /m);
+  });
+
+  test("ktctl plugins lists every built-in with its state (json and table)", async () => {
+    const config = s.write("project/.ktctl.yaml", 'plugins: ["!mesh"]\n');
+    const list = JSON.parse((await s.run(["plugins", "-o", "json"])).stdout) as { name: string; state?: string; setIn?: string; commands: string[]; source: string }[];
+    const builtins = list.filter((p) => p.source === "built-in");
+    expect(builtins.map((p) => p.name).sort()).toEqual(["clean", "connect", "exchange", "forward", "mesh", "preview", "spring-cloud", "status", "ui"]);
+    expect(builtins.filter((p) => p.state === "on").length).toBe(7);
+    // Ships off: only a config file's "spring-cloud" entry switches it on.
+    expect(builtins.find((p) => p.name === "spring-cloud")).toMatchObject({ state: "off" });
+    expect(builtins.find((p) => p.name === "mesh")).toMatchObject({ state: "off", setIn: config, commands: ["mesh"] });
+    const text = (await s.run(["plugins"])).stdout;
+    expect(text).toMatch(new RegExp(`^mesh +1 +mesh +built-in, off \\(switched off in ${config.replace(/[.]/g, "\\.")}\\)$`, "m"));
+    expect(text).toMatch(/^exchange +1 +exchange, recover +built-in$/m);
+  });
+
+  test("the project file overrides the user's; the last entry naming a built-in wins", async () => {
+    s.write("home/config.yaml", 'plugins: ["!exchange", "!preview"]\n');
+    s.write("project/.ktctl.yaml", 'plugins: ["exchange", "!forward", "forward"]\n');
+    const list = JSON.parse((await s.run(["plugins", "-o", "json"])).stdout) as { name: string; state?: string }[];
+    const state = (name: string) => list.find((p) => p.name === name)?.state;
+    expect([state("exchange"), state("preview"), state("forward")]).toEqual(["on", "off", "on"]);
+  });
+
+  test('"!" before a name that is no built-in is a warning, not an error', async () => {
+    const config = s.write("project/.ktctl.yaml", 'plugins: ["!no-such", "!./mine.ts"]\n');
+    const r = await s.run(["version"]);
+    expect(r.exitCode).toBe(0);
+    expect(r.stderrLines).toHaveLength(2);
+    expect(r.stderrLines[0]).toStartWith(`ktctl: warning: "!no-such" in ${config} names no built-in plugin (built-ins: forward, `);
+    expect(r.stderrLines[1]).toStartWith(`ktctl: warning: "!./mine.ts" in ${config} names no built-in plugin`);
+  });
+
+  test("a team's copy of a switched-off built-in takes its commands", async () => {
+    s.write("project/mine.ts", pluginSource("exchange", 1, { exchange: `{ run() { console.log("team exchange"); } }` }));
+    s.write("project/.ktctl.yaml", 'plugins: ["!exchange", ./mine.ts]\n');
+    const r = await s.run(["exchange"]);
+    expect([r.exitCode, r.stdout, r.stderrLines]).toEqual([0, "team exchange\n", []]);
+    // Its recover command is not in the copy: that one still explains the built-in is off.
+    expect((await s.run(["recover"])).exitCode).toBe(ExitCode.pluginOff);
+  });
+
+  test("ktctl plugins disable / enable write the user's file, or the project's with --local", async () => {
+    const user = join(s.home, "config.yaml");
+    const project = join(s.project, ".ktctl.yaml");
+    s.write("home/mine.ts", pluginSource("mine", 1, { mine: `{ run() {} }` }));
+    s.write("home/config.yaml", "namespace: demo\nplugins: [./mine.ts]\n");
+    let r = await s.run(["plugins", "disable", "exchange"]);
+    expect([r.exitCode, r.stdout]).toEqual([0, `exchange: off (in ${user})\n`]);
+    expect(readFileSync(user, "utf8")).toContain("- '!exchange'");
+    expect((await s.run(["exchange"])).exitCode).toBe(ExitCode.pluginOff);
+
+    r = await s.run(["plugins", "enable", "exchange"]);
+    expect([r.exitCode, r.stdout]).toEqual([0, "exchange: on (its default)\n"]);
+    expect(readFileSync(user, "utf8")).not.toContain("exchange");
+    expect(readFileSync(user, "utf8")).toContain("./mine.ts");
+    expect(readFileSync(user, "utf8")).toContain("namespace: demo");
+
+    r = await s.run(["plugins", "disable", "mesh", "--local"]);
+    expect([r.exitCode, r.stdout]).toEqual([0, `mesh: off (in ${project})\n`]);
+    // A user-file edit cannot beat the project file: refused, and the file is left as it was.
+    const before = readFileSync(user, "utf8");
+    r = await s.run(["plugins", "enable", "mesh"]);
+    expect(r.exitCode).toBe(ExitCode.config);
+    expect(r.stderrLines).toEqual([
+      `ktctl: mesh stays off: ${project} says so and takes precedence over ${user}`,
+      'hint: run "ktctl plugins enable mesh --local"',
+    ]);
+    expect(readFileSync(user, "utf8")).toBe(before);
+    expect((await s.run(["plugins", "enable", "mesh", "--local"])).stdout).toBe("mesh: on (its default)\n");
+  });
+
+  test("enable/disable refuse what is not a built-in, and unknown actions", async () => {
+    let r = await s.run(["plugins", "disable", "./mine.ts"]);
+    expect(r.exitCode).toBe(ExitCode.usage);
+    expect(r.stderrLines[0]).toStartWith('ktctl: "./mine.ts" is not a built-in plugin (built-ins: forward, ');
+    r = await s.run(["plugins", "toggle", "exchange"]);
+    expect(r.exitCode).toBe(ExitCode.usage);
+    expect(r.stderrLines[0]).toBe('ktctl: unknown plugins action "toggle"');
+    r = await s.run(["plugins", "enable"]);
+    expect(r.exitCode).toBe(ExitCode.usage);
+  });
+});
+
+describe("selection and loading of built-ins (a table with one that ships off)", () => {
+  const tracked: string[] = [];
+  const fake = (name: string, enabledByDefault: boolean) => ({
+    enabledByDefault,
+    load: async () => ({
+      default: {
+        name,
+        apiVersion: PLUGIN_API_VERSION,
+        description: `${name} mode`,
+        setup: () => void tracked.push(`setup ${name}`),
+        commands: { [name]: () => () => ({ run() {} }), [`${name}-extra`]: () => () => ({ run() {} }) },
+      },
+    }),
+  });
+  const table = { on: fake("on", true), spring: fake("spring", false) };
+  const ref = (spec: string, listedIn = "/p/.ktctl.yaml") => ({ spec, baseDir: "/p", listedIn });
+
+  test("defaults, then entries in order; team plugins pass through once each", () => {
+    expect(selectPlugins([], table).builtins).toEqual([
+      { name: "on", enabled: true },
+      { name: "spring", enabled: false },
+    ]);
+    const selection = selectPlugins([ref("spring", "/u/config.yaml"), ref("./a.ts"), ref("!on"), ref("./a.ts"), ref(" ! spring ")], table);
+    expect(selection.builtins).toEqual([
+      { name: "on", enabled: false, setIn: "/p/.ktctl.yaml" },
+      { name: "spring", enabled: false, setIn: "/p/.ktctl.yaml" },
+    ]);
+    expect(selection.external).toEqual([ref("./a.ts")]);
+    expect(selection.warnings).toEqual([]);
+    expect(selectPlugins([ref("spring")], table).builtins[1]).toEqual({ name: "spring", enabled: true, setIn: "/p/.ktctl.yaml" });
+  });
+
+  test("an off built-in is not set up and adds no command; its commands explain how to switch it on", async () => {
+    tracked.length = 0;
+    const api = {} as PluginApi;
+    const off = await loadPlugins({ builtins: table, external: [], api, reservedCommands: [] });
+    expect(tracked).toEqual(["setup on"]);
+    expect([...off.commands.keys()]).toEqual(["on", "on-extra"]);
+    expect(off.offBuiltins).toEqual([{ name: "spring", description: "spring mode", apiVersion: PLUGIN_API_VERSION, commands: ["spring", "spring-extra"] }]);
+    const error = offCommandError(off, "spring-extra")!;
+    expect([error.message, error.exitCode, error.hint]).toEqual([
+      'command "spring-extra" belongs to the built-in plugin "spring", which is off by default',
+      ExitCode.pluginOff,
+      'switch it on with "ktctl plugins enable spring"',
+    ]);
+    expect(offCommandError(off, "nothing")).toBeUndefined();
+
+    tracked.length = 0;
+    const on = await loadPlugins({ builtins: table, builtinStates: selectPlugins([ref("spring"), ref("!on")], table).builtins, external: [], api, reservedCommands: [] });
+    expect(tracked).toEqual(["setup spring"]);
+    expect([...on.commands.keys()]).toEqual(["spring", "spring-extra"]);
+    expect(on.offBuiltins.map((p) => [p.name, p.setIn])).toEqual([["on", "/p/.ktctl.yaml"]]);
+  });
+
+  test("builtinChoice reads one entry", () => {
+    const names = ["exchange"];
+    expect(builtinChoice("!exchange", names)).toEqual({ name: "exchange", enabled: false });
+    expect(builtinChoice("exchange", names)).toEqual({ name: "exchange", enabled: true });
+    expect(builtinChoice("./exchange", names)).toBeUndefined();
+    expect(builtinChoice("ktctl-plugin-x", names)).toBeUndefined();
+    expect(builtinChoice("!other", names)).toEqual({ name: "other", enabled: false });
+  });
+});
+
+describe("plugin API versions", () => {
+  test("a plugin runs on every host version in its declared range", () => {
+    expect(apiVersionMismatch({ apiVersion: 1 }, 1)).toBeUndefined();
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 3 }, 2)).toBeUndefined();
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 3 }, 3)).toBeUndefined();
+  });
+  test("outside it, the refusal says which side to update", () => {
+    expect(apiVersionMismatch({ apiVersion: 2 }, 1)).toBe("needs plugin API 2, ktctl has 1 (update ktctl)");
+    expect(apiVersionMismatch({ apiVersion: 1, maxApiVersion: 2 }, 3)).toBe("needs plugin API 1 to 2, ktctl has 3 (update the plugin)");
   });
 });

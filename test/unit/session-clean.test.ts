@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { computePlan, renderPlan, type LabelledObject, type PlanInput } from "../../core/session/clean.ts";
-import { leaseObject, readLease, type Journal, type JournalStep, type SessionMeta } from "../../core/session/journal.ts";
+import { leaseObject, readLease } from "../../core/session/lease.ts";
+import { type Journal, type JournalStep, type SessionMeta } from "../../core/session/journal.ts";
 import { changeMarks, sessionLabels } from "../../core/session/labels.ts";
 
 const T0 = Date.parse("2030-05-01T12:00:00Z");

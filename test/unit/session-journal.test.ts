@@ -2,26 +2,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtemp, open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  isLeaseExpired,
-  isProcessAlive,
-  journalPath,
-  ktctlHome,
-  leaseObject,
-  listLocalJournals,
-  microTime,
-  pendingSteps,
-  processIdentity,
-  readLease,
-  readLocalJournal,
-  removeLocalJournal,
-  serverTimeOf,
-  sessionsDir,
-  skewFrom,
-  writeLocalJournal,
-  type Journal,
-  type SessionMeta,
-} from "../../core/session/journal.ts";
+import { isLeaseExpired, leaseObject, readLease } from "../../core/session/lease.ts";
+import { isProcessAlive, processIdentity } from "../../core/session/processes.ts";
+import { journalPath, ktctlHome, listLocalJournals, pendingSteps, readLocalJournal, removeLocalJournal, sessionsDir, writeLocalJournal, type Journal, type SessionMeta } from "../../core/session/journal.ts";
+import { microTime, serverTimeOf, skewFrom } from "../../core/session/server-clock.ts";
 import { ANNOTATION_JOURNAL, LABEL_ROLE, LABEL_SESSION } from "../../core/session/labels.ts";
 
 let home: string;

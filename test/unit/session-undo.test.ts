@@ -2,16 +2,10 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { chmod, lstat, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  createUndoRegistry,
-  exactMergePatch,
-  restoreFileStep,
-  runStep,
-  undoMarkOf,
-  patchObjectStep,
-  UndoError,
-} from "../../core/session/undo.ts";
-import { ANNOTATION_UNDO, LABEL_SESSION } from "../../core/session/labels.ts";
+import { createUndoRegistry, UndoError } from "../../core/session/undo.ts";
+import { exactMergePatch } from "../../core/session/undo-kinds/index.ts";
+import { patchObjectStep, restoreFileStep, runStep } from "../../core/session/steps.ts";
+import { ANNOTATION_UNDO, LABEL_SESSION, undoMarkOf } from "../../core/session/labels.ts";
 
 let dir: string;
 beforeEach(async () => {

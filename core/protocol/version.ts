@@ -1,9 +1,11 @@
-// The one place the version and the default shadow image come from. Both the build and ktctl at
-// run time import this module, so `ktctl version` and the default `--image` always agree with the
-// image the build packed. A compiled binary gets the values through `--define` (build/build.ts);
-// under `bun run` they fall back to package.json, which is the same source the build reads.
+// The one place the version and the default shadow image come from. ktctl, the shadow and the
+// build all import this module, so `ktctl version`, the shadow's banner and the default `--image`
+// always agree with the image the build packed. A compiled binary gets the values through
+// `--define` (build/build.ts, build/shadow.ts); under `bun run` they fall back to package.json,
+// which is the same source the build reads. Like everything in core/protocol/ it imports nothing
+// of core/ or shadow/.
 
-import packageJson from "../package.json" with { type: "json" };
+import packageJson from "../../package.json" with { type: "json" };
 
 declare const KTCTL_BUILD_VERSION: string | undefined;
 declare const KTCTL_BUILD_SHADOW_IMAGE: string | undefined;

@@ -1,0 +1,169 @@
+// An HPACK (RFC 7541) decoder, enough to read the header blocks the traffic tap sees: both
+// directions of an HTTP/2 connection each keep a dynamic table, so EVERY block must be decoded in
+// order even when the tap only wants a few fields, or later blocks decode wrong.
+
+/**
+ * The bit length of each symbol's Huffman code (RFC 7541 Appendix B, symbols 0-255 and EOS). The
+ * code is canonical, so the lengths alone determine every code.
+ */
+const HUFFMAN_LENGTHS: readonly number[] = [13,23,28,28,28,28,28,28,28,24,30,28,28,30,28,28,28,28,28,28,28,28,30,28,28,28,28,28,28,28,28,28,6,10,10,12,13,6,8,11,10,10,8,11,8,6,6,6,5,5,5,6,6,6,6,6,6,6,7,8,15,6,12,10,13,6,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,7,8,7,8,13,19,13,14,6,15,5,6,5,6,5,6,6,6,5,7,7,6,6,6,5,6,7,6,5,5,6,7,7,7,7,7,15,11,14,13,28,20,22,20,20,22,22,22,23,22,23,23,23,23,23,24,23,24,24,22,23,24,23,23,23,23,21,22,23,22,23,23,24,22,21,20,22,22,23,23,21,23,22,22,24,21,22,23,23,21,21,22,21,23,22,23,23,20,22,22,22,23,22,22,23,26,26,20,19,22,23,22,25,26,26,26,27,27,26,24,25,19,21,26,27,27,26,27,24,21,21,26,26,28,27,27,27,20,24,20,21,22,21,21,23,22,22,25,25,24,24,26,23,26,27,26,26,27,27,27,27,27,28,27,27,27,27,27,26,30];
+
+const EOS = 256;
+
+/** A binary tree of the codes, as arrays: children[node*2 + bit] is a node, or ~symbol at a leaf. */
+function buildHuffmanTree(): Int32Array {
+  const order = HUFFMAN_LENGTHS.map((length, symbol) => ({ length, symbol })).sort((a, b) => a.length - b.length || a.symbol - b.symbol);
+  const children = new Int32Array(2 * 512).fill(0);
+  let nodes = 1;
+  let code = 0;
+  let previous = order[0]!.length;
+  for (const { length, symbol } of order) {
+    code <<= length - previous;
+    previous = length;
+    let node = 0;
+    for (let bit = length - 1; bit >= 0; bit--) {
+      const slot = node * 2 + ((code >>> bit) & 1);
+      if (bit === 0) children[slot] = ~symbol;
+      else node = children[slot] || (children[slot] = nodes++);
+    }
+    code++;
+  }
+  return children;
+}
+
+let huffmanTree: Int32Array | undefined;
+
+export class HpackError extends Error {}
+
+export function decodeHuffman(bytes: Uint8Array): string {
+  const tree = (huffmanTree ??= buildHuffmanTree());
+  const out: number[] = [];
+  let node = 0;
+  let depth = 0;
+  let allOnes = true;
+  for (const byte of bytes) {
+    for (let bit = 7; bit >= 0; bit--) {
+      const one = (byte >>> bit) & 1;
+      const next = tree[node * 2 + one]!;
+      depth++;
+      allOnes &&= one === 1;
+      if (next < 0) {
+        const symbol = ~next;
+        if (symbol === EOS) throw new HpackError("EOS inside a Huffman string");
+        out.push(symbol);
+        node = 0;
+        depth = 0;
+        allOnes = true;
+      } else {
+        node = next;
+      }
+    }
+  }
+  // What is left must be padding: fewer than 8 bits, all ones (the EOS prefix).
+  if (depth > 7 || !allOnes) throw new HpackError("bad Huffman padding");
+  return Buffer.from(out).toString("latin1");
+}
+
+const STATIC_TABLE: readonly (readonly [string, string])[] = [
+  [":authority", ""], [":method", "GET"], [":method", "POST"], [":path", "/"], [":path", "/index.html"],
+  [":scheme", "http"], [":scheme", "https"], [":status", "200"], [":status", "204"], [":status", "206"],
+  [":status", "304"], [":status", "400"], [":status", "404"], [":status", "500"], ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"], ["accept-language", ""], ["accept-ranges", ""], ["accept", ""],
+  ["access-control-allow-origin", ""], ["age", ""], ["allow", ""], ["authorization", ""], ["cache-control", ""],
+  ["content-disposition", ""], ["content-encoding", ""], ["content-language", ""], ["content-length", ""],
+  ["content-location", ""], ["content-range", ""], ["content-type", ""], ["cookie", ""], ["date", ""], ["etag", ""],
+  ["expect", ""], ["expires", ""], ["from", ""], ["host", ""], ["if-match", ""], ["if-modified-since", ""],
+  ["if-none-match", ""], ["if-range", ""], ["if-unmodified-since", ""], ["last-modified", ""], ["link", ""],
+  ["location", ""], ["max-forwards", ""], ["proxy-authenticate", ""], ["proxy-authorization", ""], ["range", ""],
+  ["referer", ""], ["refresh", ""], ["retry-after", ""], ["server", ""], ["set-cookie", ""],
+  ["strict-transport-security", ""], ["transfer-encoding", ""], ["user-agent", ""], ["vary", ""], ["via", ""],
+  ["www-authenticate", ""],
+];
+
+/** Per RFC 7541 §4.1: each entry costs its name and value lengths plus 32. */
+const entrySize = (name: string, value: string) => name.length + value.length + 32;
+
+export type HeaderList = [name: string, value: string][];
+
+/** One direction's decoder; its dynamic table lives as long as the connection. */
+export class HpackDecoder {
+  private dynamic: [string, string][] = [];
+  private size = 0;
+  /** 4096 until the encoder announces another size (RFC 7540 §6.5.2). */
+  private maxSize = 4096;
+
+  decode(block: Uint8Array): HeaderList {
+    const headers: HeaderList = [];
+    let at = 0;
+    const integer = (prefixBits: number): number => {
+      const mask = (1 << prefixBits) - 1;
+      let value = block[at++]! & mask;
+      if (value < mask) return value;
+      let shift = 0;
+      for (;;) {
+        if (at >= block.length) throw new HpackError("truncated integer");
+        const byte = block[at++]!;
+        value += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+        if (!(byte & 0x80)) return value;
+        if (shift > 28) throw new HpackError("integer too large");
+      }
+    };
+    const string = (): string => {
+      if (at >= block.length) throw new HpackError("truncated string");
+      const huffman = (block[at]! & 0x80) !== 0;
+      const length = integer(7);
+      if (at + length > block.length) throw new HpackError("truncated string");
+      const bytes = block.subarray(at, at + length);
+      at += length;
+      return huffman ? decodeHuffman(bytes) : Buffer.from(bytes).toString("latin1");
+    };
+    const entry = (index: number): readonly [string, string] => {
+      if (index <= 0) throw new HpackError("index 0");
+      if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]!;
+      const dynamicEntry = this.dynamic[index - STATIC_TABLE.length - 1];
+      if (!dynamicEntry) throw new HpackError(`index ${index} is past the table`);
+      return dynamicEntry;
+    };
+    while (at < block.length) {
+      const first = block[at]!;
+      if (first & 0x80) {
+        const [name, value] = entry(integer(7));
+        headers.push([name, value]);
+      } else if (first & 0x40) {
+        const index = integer(6);
+        const name = index ? entry(index)[0] : string();
+        const value = string();
+        headers.push([name, value]);
+        this.insert(name, value);
+      } else if (first & 0x20) {
+        this.resize(integer(5));
+      } else {
+        // Literal without indexing (0000) or never indexed (0001): same layout, 4-bit prefix.
+        const index = integer(4);
+        const name = index ? entry(index)[0] : string();
+        headers.push([name, string()]);
+      }
+    }
+    return headers;
+  }
+
+  private insert(name: string, value: string): void {
+    this.dynamic.unshift([name, value]);
+    this.size += entrySize(name, value);
+    this.evict();
+  }
+
+  private resize(size: number): void {
+    // The bound is the receiver's SETTINGS value, which an observer may have missed: trust the update.
+    this.maxSize = size;
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.size > this.maxSize && this.dynamic.length) {
+      const [name, value] = this.dynamic.pop()!;
+      this.size -= entrySize(name, value);
+    }
+  }
+}
