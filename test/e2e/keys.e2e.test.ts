@@ -44,10 +44,11 @@ function secretForms(privateKey: string): string[] {
   return [...body, jwk.d, seed.toString("base64"), seed.toString("hex")];
 }
 
-/** The shadow pods of the namespace (any mode's), with the public key each lets in. */
+/** The live shadow pods of the namespace (any mode's), with the public key each lets in. */
 async function shadowKeys(): Promise<{ pod: string; key: string }[]> {
   const pods = await kubectlJson<{ items: any[] }>(["-n", NS, "get", "pods", "-l", "ktctl.io/managed-by"]);
-  return pods.items.flatMap((p) =>
+  // A pod of an earlier test may still be terminating: it is not this session's.
+  return pods.items.filter((p) => !p.metadata.deletionTimestamp).flatMap((p) =>
     p.spec.containers.flatMap((c: any) => (c.env ?? []).filter((e: any) => e.name === SHADOW_ENV.authorizedKey).map((e: any) => ({ pod: p.metadata.name, key: e.value }))),
   );
 }
