@@ -251,7 +251,9 @@ describe("one verb taken away", () => {
 
 /**
  * Verbs only paths outside this suite's modes need (see docs/rbac.yaml for which): exchange of a
- * pod, status and clean; and `create pods/portforward`, which the SPDY fallback and API servers
- * that check WebSocket upgrades for `create` (AuthorizePodWebsocketUpgradeCreatePermission) need.
+ * pod, status and clean, connect --shareShadow (patch pods; exchange --mode scale uses it only to
+ * hand traffic back gracefully, and warns without it); and `create pods/portforward`, which the
+ * SPDY fallback and API servers that check WebSocket upgrades for `create`
+ * (AuthorizePodWebsocketUpgradeCreatePermission) need.
  */
-const OPTIONAL_FOR_SUITE = new Set(["get replicasets.apps", "list leases.coordination.k8s.io", "create pods/portforward"]);
+const OPTIONAL_FOR_SUITE = new Set(["get replicasets.apps", "list leases.coordination.k8s.io", "create pods/portforward", "patch pods"]);
