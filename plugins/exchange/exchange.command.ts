@@ -304,7 +304,12 @@ async function finish(
   await session.close(end.reason);
   await serving.close();
   if (mode === "scale" && !ready) {
-    ready = await replicasReady();
+    // Everything is restored by now; waiting for the replicas is a courtesy. A user who may not
+    // watch deployments is told, not failed after the fact.
+    ready = await replicasReady().catch((error) => {
+      api.logger.warn(`cannot wait for deployment ${namespace}/${workload.metadata.name} to be ready again: ${api.errors.text(error)}`);
+      return true;
+    });
   }
   if (mode === "scale" && !ready) {
     api.logger.warn(`deployment ${namespace}/${workload.metadata.name} is back to ${originalReplicas} replicas but not all ready after ${end.recoverWaitSeconds}s`);

@@ -25,15 +25,21 @@ export default {
   setup(api) {
     api.sessions.registerUndoKind(MESH_LEAVE_KIND, {
       where: "cluster",
-      // Leaving patches the service back (and the router's route through its port-forward), then the
-      // last one out deletes the router Deployment and the companion Service.
+      // Leaving reads and patches the service back (and the router's route through its port-forward),
+      // hands the router on (a label patch), and the last one out deletes the router Deployment and
+      // the companion Service.
       rights(data): UndoRight[] {
         const { namespace, name, router, companion } = readRecord(data);
         const service = (n: string) => ({ apiVersion: "v1", kind: "Service", namespace, name: n });
+        const deployment = { apiVersion: "apps/v1", kind: "Deployment", namespace, name: router };
         return [
+          { verb: "get", ref: service(name) },
           { verb: "patch", ref: service(name) },
+          { verb: "get", ref: service(companion) },
           { verb: "delete", ref: service(companion) },
-          { verb: "delete", ref: { apiVersion: "apps/v1", kind: "Deployment", namespace, name: router } },
+          { verb: "get", ref: deployment },
+          { verb: "patch", ref: deployment }, // a leaving holder hands the router to one who stays
+          { verb: "delete", ref: deployment },
         ];
       },
       async run(ctx, data) {

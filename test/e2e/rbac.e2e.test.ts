@@ -250,10 +250,21 @@ describe("one verb taken away", () => {
 });
 
 /**
- * Verbs only paths outside this suite's modes need (see docs/rbac.yaml for which): exchange of a
+ * Verbs only paths outside this suite's modes need, or that a mode uses only to follow changes (see docs/rbac.yaml for which): exchange of a
  * pod, status and clean, connect --shareShadow (patch pods; exchange --mode scale uses it only to
  * hand traffic back gracefully, and warns without it); and `create pods/portforward`, which the
  * SPDY fallback and API servers that check WebSocket upgrades for `create`
  * (AuthorizePodWebsocketUpgradeCreatePermission) need.
  */
-const OPTIONAL_FOR_SUITE = new Set(["get replicasets.apps", "list leases.coordination.k8s.io", "create pods/portforward", "patch pods"]);
+const OPTIONAL_FOR_SUITE = new Set([
+  "get replicasets.apps",
+  "list leases.coordination.k8s.io",
+  "create pods/portforward",
+  "patch pods",
+  // Needed to follow changes: connect keeps names current with it (without: a warning, names go
+  // stale); a wait whose first list already holds the answer does not get to watch.
+  "get leases.coordination.k8s.io", // several developers on one mesh, --shareShadow: they check each other's Lease
+  "watch deployments.apps", // scale waits for the replicas to come back (without: a warning), mesh for its router
+  "watch services",
+  "watch endpointslices.discovery.k8s.io",
+]);
