@@ -154,7 +154,12 @@ export interface RunningKtctl {
 
 /** Starts a long-running ktctl command (forward, connect, exchange, ...) in the laptop namespace. */
 export function startKtctl(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): RunningKtctl {
-  const proc = Bun.spawn(ktctlInLaptop(args), {
+  return startWatched(ktctlInLaptop(args), env, options);
+}
+
+/** Starts any long-running command (argv as given) whose output can be awaited line by line. */
+export function startWatched(argv: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): RunningKtctl {
+  const proc = Bun.spawn(argv, {
     cwd: options.cwd,
     env: { ...process.env, ...env },
     stdout: "pipe",
@@ -182,7 +187,7 @@ export function startKtctl(args: string[], env: Record<string, string> = {}, opt
         const check = () => {
           const match = pattern.exec(text);
           if (match) return finish(() => resolve(match[0]));
-          if (proc.exitCode !== null) return finish(() => reject(new Error(`ktctl exited (${proc.exitCode}) before printing ${pattern}:\n${text}`)));
+          if (proc.exitCode !== null) return finish(() => reject(new Error(`${argv.join(" ")} exited (${proc.exitCode}) before printing ${pattern}:\n${text}`)));
         };
         const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} after ${timeoutMs} ms:\n${text}`))), timeoutMs);
         const finish = (settle: () => void) => {
