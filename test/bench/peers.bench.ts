@@ -17,7 +17,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, runInPod, startKtctl, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
 import { KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary } from "./anchors/paths.ts";
 import { rssKbOf, shadowPidIn } from "./processes.ts";
 import type { PeersOutput } from "./report.ts";
@@ -50,7 +50,15 @@ const SCALE_NS = "ktctl-peers-scale";
 const CLIENT = `${REPO}/test/bench/load-client.ts`;
 const LAPTOP_PORT = 28280;
 const STATS_PORT = 28281;
-const HOSTS = "/etc/netns/ktctl-laptop/hosts";
+// Every tool runs in a laptop namespace of this bench's own (anchors/netns.sh), built like the test
+// cluster's: kt-connect's routes and kubefwd's hosts entries cannot meet those of tests running
+// meanwhile in ktctl-laptop (a route left there by another run stops kt-connect routing services).
+const LAPTOP = "ktctl-bench-laptop";
+const NETNS_SCRIPT = `${REPO}/test/bench/anchors/netns.sh`;
+const HOSTS = `/etc/netns/${LAPTOP}/hosts`;
+const inLaptop = (argv: string[]): string[] => ["ip", "netns", "exec", LAPTOP, ...argv];
+const runInLaptop = (argv: string[]) => run(inLaptop(argv));
+const startKtctl = (args: string[], env: Record<string, string>) => startWatched(inLaptop([...KTCTL, "--kubeconfig", KUBECONFIG, ...args]), env);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const out: PeersOutput = { connect: {}, scale: { services: serviceCount, ms: {} }, exchange: {}, mesh: {}, memory: {}, unavailable: {} };
@@ -103,9 +111,7 @@ async function deployWorkload(): Promise<void> {
     spec: { terminationGracePeriodSeconds: 0, containers: [{ name: "toolbox", image: "ktctl.local/toolbox:1", imagePullPolicy: "Never" }] },
   });
   await kubectlOk(["apply", "-f", "-"], { stdin: JSON.stringify({ apiVersion: "v1", kind: "List", items }) });
-  await kubectlOk(["-n", NS, "wait", ...WORKLOADS.map((n) => `deployment/${n}`), "pod/toolbox", "--for=condition=Available", "--timeout=120s"], { timeoutMs: 130_000 }).catch(
-    async () => void (await kubectlOk(["-n", NS, "wait", "pod/toolbox", "--for=condition=Ready", "--timeout=60s"])),
-  );
+  await kubectlOk(["-n", NS, "wait", "pod/toolbox", "--for=condition=Ready", "--timeout=120s"], { timeoutMs: 130_000 });
   await kubectlOk(["-n", NS, "wait", ...WORKLOADS.map((n) => `deployment/${n}`), "--for=condition=Available", "--timeout=120s"], { timeoutMs: 130_000 });
 }
 
@@ -138,6 +144,8 @@ async function toFirstAnswer(url: string, start: () => RunningKtctl): Promise<{ 
 }
 
 // ---- the tools ----------------------------------------------------------------------------------
+const netns = await run([NETNS_SCRIPT, "up"]);
+if (netns.code !== 0) throw new Error(`${NETNS_SCRIPT} up: ${netns.stderr}`);
 const home = mkdtempSync(join(tmpdir(), "ktctl-peers-"));
 const ktKubeconfig = join(home, "kubeconfig");
 copyFileSync(KUBECONFIG, ktKubeconfig);
@@ -291,16 +299,16 @@ async function exchangeRounds(): Promise<void> {
   const server = Bun.spawn(inLaptop(["bun", "-e", serverScript]), { stdout: "ignore", stderr: "inherit" });
   try {
     await until(async () => (await runInLaptop(["curl", "-sf", "--max-time", "2", `http://127.0.0.1:${STATS_PORT}/`])).code === 0);
-    const sides: { name: string; service: string; start: () => RunningKtctl; ready: RegExp }[] = [
+    const sides: { name: string; service: string; start: () => RunningKtctl }[] = [
       {
         name: "ktctl",
         service: "ex-ktctl",
         start: () => startKtctl(["-n", NS, "exchange", "svc/ex-ktctl", "--mode", "selector", "--expose", `${LAPTOP_PORT}:80`], { KTCTL_HOME: home }),
-        ready: /exchanged \S+ in/,
       },
     ];
     if ("path" in ktBin) {
-      sides.push({ name: "kt-connect", service: "ex-kt", start: () => startKt(["exchange", "ex-kt", "--mode", "selector", "--expose", `${LAPTOP_PORT}:80`]), ready: /[Ee]xchange .*(complete|success|ready)|Now|All looks good/ });
+      sides.push({ name: "kt-connect", service: "ex-kt", start: () => startKt(["exchange", "ex-kt", "--mode", "selector", "--expose", `${LAPTOP_PORT}:8080`]) });
+      // kt-connect's --expose names the service's target port (ktctl's, the service port).
     }
     for (let round = 1; round <= rounds; round++) {
       for (const side of round % 2 ? sides : [...sides].reverse()) {
@@ -355,10 +363,10 @@ async function meshRounds(): Promise<void> {
     await ours.waitForOutput(/\bMARK \S/, 180_000);
     const targets: Record<string, string> = { "ktctl router": `mesh-ktctl.${NS}:80`, "direct (ktctl companion)": `mesh-ktctl-ktctl-original.${NS}:80` };
     if ("path" in ktBin) {
-      const theirs = startKt(["mesh", "mesh-kt", "--mode", "auto", "--expose", `${LAPTOP_PORT}:80`, "--versionMark", "bench", "--routerImage", KT_ROUTER_IMAGE]);
+      const theirs = startKt(["mesh", "mesh-kt", "--mode", "auto", "--expose", `${LAPTOP_PORT}:8080`, "--versionMark", "bench", "--routerImage", KT_ROUTER_IMAGE]);
       started.push(theirs);
       try {
-        await theirs.waitForOutput(/[Nn]ow you can|VERSION|version mark/, 180_000);
+        await theirs.waitForOutput(/Now you can access your service/, 180_000);
         targets["kt-connect router"] = `mesh-kt.${NS}:80`;
         targets["direct (kt-connect stuntman)"] = `mesh-kt-kt-stuntman.${NS}:80`;
       } catch (e) {
@@ -409,6 +417,7 @@ try {
 } finally {
   restoreHosts();
   await kubectl(["delete", "namespace", NS, SCALE_NS, "--ignore-not-found", "--wait=false"]);
+  await run([NETNS_SCRIPT, "down"]);
   rmSync(home, { recursive: true, force: true });
 }
 

@@ -33,15 +33,20 @@ trap 'rm -rf "$WORK"' EXIT
 SHADOW_IMAGE="ktctl-bench.local/kt-connect-shadow:v0.3.7"
 ROUTER_IMAGE="ktctl-bench.local/kt-connect-router:v0.3.7"
 
-go_build() { # dir package out
-  [[ -x "$3" ]] && return
-  log "go build $2 -> $3"
-  (cd "$1" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w -X main.version=0.3.7" -o "$3" "$2")
+# kt-connect v0.3.7 needs Go < 1.20: its gvisor (2022) builds only under `go1.13 && !go1.20`, and its
+# golang.org/x/net links to syscall.recvmsg, which Go >= 1.23 refuses. Debian 12 has Go 1.19
+# (apt-get install golang-1.19-go); kubefwd wants a current Go.
+KT_GO="${KT_GO:-/usr/lib/go-1.19/bin/go}"
+[[ -x "$KT_GO" ]] || die "kt-connect v0.3.7 needs Go 1.19 at $KT_GO (Debian: apt-get install golang-1.19-go), or set KT_GO"
+go_build() { # go dir package out
+  [[ -x "$4" ]] && return
+  log "go build $3 -> $4 ($("$1" version | cut -d' ' -f3))"
+  (cd "$2" && CGO_ENABLED=0 GOFLAGS=-mod=mod "$1" build -trimpath -ldflags "-s -w -X main.version=0.3.7" -o "$4" "$3")
 }
-go_build "$SRC/kt-connect" ./cmd/ktctl "$BIN/kt-ktctl"
-go_build "$SRC/kt-connect" ./cmd/shadow "$BIN/kt-shadow"
-go_build "$SRC/kt-connect" ./cmd/router "$BIN/kt-router"
-go_build "$SRC/kubefwd" ./cmd/kubefwd "$BIN/kubefwd"
+go_build "$KT_GO" "$SRC/kt-connect" ./cmd/ktctl "$BIN/kt-ktctl"
+go_build "$KT_GO" "$SRC/kt-connect" ./cmd/shadow "$BIN/kt-shadow"
+go_build "$KT_GO" "$SRC/kt-connect" ./cmd/router "$BIN/kt-router"
+go_build go "$SRC/kubefwd" ./cmd/kubefwd "$BIN/kubefwd"
 
 # The closure of Depends/Pre-Depends of the given packages, downloaded with apt-get and unpacked.
 rootfs_of() { # dir packages...
