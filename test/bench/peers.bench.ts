@@ -11,6 +11,7 @@
 //            router, each beside its direct path (ktctl's companion, kt-connect's stuntman).
 // Memory: ktctl and its shadow idle (right after ready) and after the loads.
 //   bun test/bench/peers.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--seconds 5] [--services 500]
+//                                 [--only connect,exchange,mesh,scale]
 // Prints Markdown and one JSON line (PeersOutput of test/bench/report.ts).
 
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -29,8 +30,10 @@ const { values } = parseArgs({
     requests: { type: "string", default: "300" },
     seconds: { type: "string", default: "5" },
     services: { type: "string", default: "500" },
+    only: { type: "string", default: "connect,exchange,mesh,scale" },
   },
 });
+const parts = new Set(values.only.split(","));
 const rounds = Number(values.rounds);
 const mib = Number(values.mib);
 const requests = Number(values.requests);
@@ -389,7 +392,7 @@ async function meshRounds(): Promise<void> {
     await kubectlOk(["-n", NS, "wait", "pod/mesh-load", "--for=condition=Ready", "--timeout=60s"], { timeoutMs: 70_000 });
     const load = async (target: string, ms: number) => {
       const r = await kubectl(["-n", NS, "exec", "mesh-load", "--", "/bench/mesh-load", "h1", target, "1", String(ms)], { timeoutMs: ms + 60_000 });
-      if (r.code !== 0) throw new Error(`mesh-load ${target}: ${r.stderr}`);
+      if (r.code !== 0) throw new Error(`mesh-load ${target} (exit ${r.code}): ${r.stderr} ${r.stdout}`);
       return JSON.parse(r.stdout.trim().split("\n").pop()!) as { rps: number; p50ms: number; errors: number };
     };
     const runs: Record<string, { rps: number; p50ms: number }[]> = {};
@@ -408,12 +411,14 @@ async function meshRounds(): Promise<void> {
 // ---- the run ------------------------------------------------------------------------------------
 try {
   await deployWorkload();
-  await connectRounds();
-  await exchangeRounds().catch((e) => void (out.unavailable.exchange = String(e).slice(0, 1500)));
-  await meshRounds().catch((e) => void (out.unavailable.mesh = String(e).slice(0, 1500)));
-  console.error(`scale: ${serviceCount} services`);
-  await deployScale();
-  await scaleRounds();
+  if (parts.has("connect")) await connectRounds();
+  if (parts.has("exchange")) await exchangeRounds().catch((e) => void (out.unavailable.exchange = String(e).slice(0, 1500)));
+  if (parts.has("mesh")) await meshRounds().catch((e) => void (out.unavailable.mesh = String(e).slice(0, 1500)));
+  if (parts.has("scale")) {
+    console.error(`scale: ${serviceCount} services`);
+    await deployScale();
+    await scaleRounds();
+  }
 } finally {
   restoreHosts();
   await kubectl(["delete", "namespace", NS, SCALE_NS, "--ignore-not-found", "--wait=false"]);
