@@ -70,7 +70,7 @@ for (const bench of BENCHES) {
     for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) {
       const text = decoder.decode(chunk);
       errChunks.push(text);
-      process.stderr.write(text.replace(/^/gm, `  [${bench.name}] `));
+      process.stderr.write(text.replace(/^(?=.)/gm, `  [${bench.name}] `));
     }
   })();
   const stdout = await new Response(proc.stdout).text();
@@ -111,7 +111,7 @@ const lines = [
   "|---|---|---|---|---|---|---|---|",
   ...rows.map(
     (r) =>
-      `| ${r.area} | ${r.metric} | ${fmt(r.ktctl)} | ${r.otherName} | ${fmt(r.other)} | ${r.kind === "diff" ? `${fmt(r.value, 2)} ms` : `${fmt(r.value)}x`} | ${r.goal ?? ""} | ${r.met === undefined ? "" : r.met ? "yes" : "**no**"} |`,
+      `| ${r.area} | ${r.metric} | ${fmt(r.ktctl)} | ${r.otherName} | ${fmt(r.other)} | ${r.kind === "diff" ? `${fmt(r.value, 2)} ms` : r.kind === "ratio" ? `${fmt(r.value)}x` : ""} | ${r.goal ?? ""} | ${r.met === undefined ? "" : r.met ? "yes" : "**no**"} |`,
   ),
   "",
   ...Object.entries(skipped).map(([name, why]) => `- ${name}: ${why}`),

@@ -130,7 +130,7 @@ function peerRows(p: PeersOutput): Row[] {
     const area = `vs ${peer.split(" ")[0]}`;
     const better = { text: GOALS.peer, min: 1.0 };
     rows.push(compare(area, "start to first answer by name (ms)", median(ours.firstAnswerMs), peer, median(theirs.firstAnswerMs), false, better));
-    rows.push(compare(area, "bulk echo throughput by name (MB/s)", median(ours.bulkMBps), peer, median(theirs.bulkMBps), true, { text: GOALS.peerThroughput, min: 1.0 }));
+    rows.push(compare(area, "bulk echo throughput, service by name (MB/s)", median(ours.bulkMBps), peer, median(theirs.bulkMBps), true, { text: GOALS.peerThroughput, min: 1.0 }));
     rows.push(compare(area, "request on one connection, p50 (ms)", median(ours.keepaliveP50ms), peer, median(theirs.keepaliveP50ms), false, better));
     rows.push(compare(area, "new connection per request, p50 (ms)", median(ours.freshP50ms), peer, median(theirs.freshP50ms), false, better));
   }
