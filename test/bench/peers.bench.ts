@@ -128,7 +128,7 @@ async function deployScale(): Promise<void> {
   // The cluster programs 500 new services on its own schedule: the clock starts once the last one
   // answers from inside the cluster, so no tool is charged for kube-proxy's work.
   const last = `svc-${String(serviceCount - 1).padStart(3, "0")}`;
-  await until(async () => (await runInPod(["wget", "-qO-", "-T", "2", `http://${last}.${SCALE_NS}.svc.cluster.local/`], "toolbox", NS)).code === 0, 180_000);
+  await until(async () => (await runInPod(["kecho", "client", "http", `http://${last}.${SCALE_NS}/`], "toolbox", NS, { timeoutMs: 10_000 })).code === 0, 180_000);
 }
 
 // ---- the clients --------------------------------------------------------------------------------
