@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { anchorsDir } from "./anchors/paths.ts";
+import { BENCH_LAPTOP_NS, anchorsDir } from "./anchors/paths.ts";
 import { GOALS, rowsOf, type BenchOutputs, type Row } from "./report.ts";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -51,7 +51,16 @@ const only = values.only ? new Set(values.only.split(",")) : undefined;
 
 // The scripts choose ktctl through the harnesses: KTCTL_E2E_BIN (harness.ts) and
 // KTCTL_E2E_SCENARIO_ARGV (exchange-harness.ts); both name the compiled binary here.
-const env = { ...process.env, KTCTL_E2E_BIN: binary, KTCTL_E2E_SCENARIO_ARGV: JSON.stringify([binary]) };
+// Every script runs its laptop side in the benchmarks' own network namespace (anchors/netns.sh),
+// built like ktctl-laptop: tests running meanwhile there (another connect owning resolv.conf, routes
+// left by a killed run) cannot fail a benchmark or share its figures.
+const netnsScript = join(REPO, "test/bench/anchors/netns.sh");
+const netns = Bun.spawnSync([netnsScript, "up"], { stderr: "pipe" });
+if (netns.exitCode !== 0) {
+  console.error(`${netnsScript} up failed: ${netns.stderr.toString()}`);
+  process.exit(2);
+}
+const env = { ...process.env, KTCTL_E2E_BIN: binary, KTCTL_E2E_SCENARIO_ARGV: JSON.stringify([binary]), KTCTL_E2E_LAPTOP_NS: BENCH_LAPTOP_NS };
 
 const outputs: BenchOutputs = {};
 const skipped: Record<string, string> = {};
@@ -97,6 +106,8 @@ for (const bench of BENCHES) {
   }
   console.error(`   done in ${timings[bench.name]!.toFixed(0)} s`);
 }
+
+Bun.spawnSync([netnsScript, "down"]);
 
 const rows: Row[] = rowsOf(outputs);
 const fmt = (v: number | undefined, digits = 2) => (v === undefined || !Number.isFinite(v) ? "-" : v.toFixed(digits));

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
-import { KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary } from "./anchors/paths.ts";
+import { BENCH_LAPTOP_NS, KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary } from "./anchors/paths.ts";
 import { rssKbOf, shadowPidIn } from "./processes.ts";
 import type { PeersOutput } from "./report.ts";
 
@@ -54,10 +54,10 @@ const SCALE_NS = "ktctl-peers-scale";
 const CLIENT = `${REPO}/test/bench/load-client.ts`;
 const LAPTOP_PORT = 28280;
 const STATS_PORT = 28281;
-// Every tool runs in a laptop namespace of this bench's own (anchors/netns.sh), built like the test
-// cluster's: kt-connect's routes and kubefwd's hosts entries cannot meet those of tests running
+// Every tool runs in a laptop namespace of the benchmarks' own (anchors/netns.sh), built like the
+// test cluster's: kt-connect's routes and kubefwd's hosts entries cannot meet those of tests running
 // meanwhile in ktctl-laptop (a route left there by another run stops kt-connect routing services).
-const LAPTOP = "ktctl-bench-laptop";
+const LAPTOP = BENCH_LAPTOP_NS;
 const NETNS_SCRIPT = `${REPO}/test/bench/anchors/netns.sh`;
 const HOSTS = `/etc/netns/${LAPTOP}/hosts`;
 const inLaptop = (argv: string[]): string[] => ["ip", "netns", "exec", LAPTOP, ...argv];
@@ -432,7 +432,7 @@ try {
 } finally {
   restoreHosts();
   await kubectl(["delete", "namespace", NS, SCALE_NS, "--ignore-not-found", "--wait=false"]);
-  await run([NETNS_SCRIPT, "down"]);
+  if (!process.env.KTCTL_E2E_LAPTOP_NS) await run([NETNS_SCRIPT, "down"]);
   rmSync(home, { recursive: true, force: true });
 }
 

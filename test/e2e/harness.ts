@@ -7,7 +7,8 @@ import { resolve } from "node:path";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const KUBECONFIG = process.env.KTCTL_E2E_KUBECONFIG ?? "/var/lib/ktctl-cluster/admin.kubeconfig";
-export const LAPTOP_NS = "ktctl-laptop";
+/** The laptop's network namespace; the benchmarks may run in one of their own (test/bench/all.ts). */
+export const LAPTOP_NS = process.env.KTCTL_E2E_LAPTOP_NS || "ktctl-laptop";
 export const API_SERVER = "https://10.200.0.1:6443";
 export const DEMO_NS = "demo";
 export const DEMO2_NS = "demo2";

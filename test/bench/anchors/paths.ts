@@ -3,6 +3,9 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 
+/** The benchmarks' own laptop namespace (test/bench/anchors/netns.sh). */
+export const BENCH_LAPTOP_NS = "ktctl-bench-laptop";
+
 export const KT_SHADOW_IMAGE = "ktctl-bench.local/kt-connect-shadow:v0.3.7";
 export const KT_ROUTER_IMAGE = "ktctl-bench.local/kt-connect-router:v0.3.7";
 
