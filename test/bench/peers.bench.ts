@@ -410,7 +410,7 @@ async function meshRounds(): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const [name, target] of Object.entries(targets)) (runs[name] ??= []).push(await load(target, seconds * 1000));
     }
-    for (const [name, list] of Object.entries(runs)) out.mesh[name] = { rps: median(list.map((r) => r.rps)), p50ms: median(list.map((r) => r.p50ms)) };
+    for (const [name, list] of Object.entries(runs)) out.mesh[name] = { rps: median(list.map((r) => r.rps)), p50ms: median(list.map((r) => r.p50ms)), rpsRounds: list.map((r) => r.rps) };
   } finally {
     for (const tool of started) await tool.stop("SIGINT");
     await kubectl(["-n", NS, "delete", "pod", "mesh-load", "--ignore-not-found", "--wait=false"]);
@@ -452,7 +452,7 @@ console.log(`\n| start to first answer with ${serviceCount} services (ms) | ${Ob
 console.log("\n| exchange | start to first answer by the laptop (ms) | req/s from a pod | mean ms |\n|---|---|---|---|");
 for (const [name, e] of Object.entries(out.exchange)) console.log(`| ${name} | ${cell(e.firstAnswerMs)} | ${e.rps?.toFixed(0) ?? "-"} | ${e.meanMs?.toFixed(2) ?? "-"} |`);
 console.log("\n| mesh, unmarked, 1 connection | req/s | p50 ms |\n|---|---|---|");
-for (const [name, m] of Object.entries(out.mesh)) console.log(`| ${name} | ${m.rps.toFixed(0)} | ${m.p50ms.toFixed(3)} |`);
+for (const [name, m] of Object.entries(out.mesh)) console.log(`| ${name} | ${m.rps.toFixed(0)} (rounds: ${m.rpsRounds?.map((r) => r.toFixed(0)).join(", ")}) | ${m.p50ms.toFixed(3)} |`);
 console.log("\n| process | MiB |\n|---|---|");
 for (const [name, kb] of Object.entries(out.memory)) console.log(`| ${name} | ${(kb / 1024).toFixed(1)} |`);
 for (const [what, why] of Object.entries(out.unavailable)) console.log(`\n- could not run: ${what}: ${why.replace(/\n/g, " / ")}`);

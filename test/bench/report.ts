@@ -17,7 +17,7 @@ export interface PeersOutput {
   /** Start to first answer by name with N services, per tool. */
   scale: { services: number; ms: Record<string, number[]> };
   exchange: Record<string, { firstAnswerMs: number[]; rps?: number; meanMs?: number }>;
-  mesh: Record<string, { rps: number; p50ms: number }>;
+  mesh: Record<string, { rps: number; p50ms: number; rpsRounds?: number[] }>;
   memory: Record<string, number>;
   /** What could not run, with the command and its error. */
   unavailable: Record<string, string>;
