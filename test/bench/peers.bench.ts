@@ -146,7 +146,9 @@ async function toFirstAnswer(url: string, start: () => RunningKtctl): Promise<{ 
   const { answer, at } = await probe;
   if (answer.firstAnswerMs === null) {
     await tool.stop("SIGINT");
-    throw new Error(`no answer from ${url}:\n${tool.output().slice(-2000)}`);
+    // The tool's own complaints say why; distinct ones, without colours and time stamps.
+    const complaints = [...new Set(tool.output().replace(/\x1b\[[0-9;]*m/g, "").split("\n").filter((l) => /WARN|ERR|error/i.test(l)).map((l) => l.replace(/^\S*\[[\d:]+\]\s*/, "").trim()))];
+    throw new Error(`no answer from ${url} within 180 s; it said: ${complaints.slice(0, 3).join(" | ") || tool.output().slice(-500)}`);
   }
   return { ms: at - t0, tool };
 }
