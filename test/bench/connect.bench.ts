@@ -17,7 +17,6 @@
 // Prints Markdown tables and a JSON line. Needs the test cluster (test/cluster/up).
 
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -39,6 +38,7 @@ import {
   waitFor,
   type RunningKtctl,
 } from "../e2e/harness.ts";
+import { rssKbOf as rssKb, shadowPidIn as shadowPid } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -71,26 +71,6 @@ async function client(mode: string, target: string, amount: number): Promise<any
   const r = await run(inLaptop(["bun", CLIENT, mode, target, String(amount)]), { timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`load client ${mode} ${target.slice(0, 80)}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
-}
-
-/** Resident memory of a process (kB), read from the host's /proc: the laptop namespace is this machine. */
-function rssKb(pid: number): { rss: number; peak: number } | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), peak: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) };
-  } catch {
-    return undefined;
-  }
-}
-
-/** The process of a namespace's shadow pod on this machine (the node), through its container's cgroup. */
-async function shadowPid(namespace: string): Promise<number | undefined> {
-  const pods = await kubectlJson<any>(["-n", namespace, "get", "pods", "-l", "ktctl.io/managed-by=ktctl"]);
-  const id = pods.items.find((p: any) => !p.metadata.deletionTimestamp)?.status?.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, "");
-  if (!id) return undefined;
-  const dir = (await run(["find", "/sys/fs/cgroup", "-type", "d", "-name", `*${id}*`])).stdout.trim().split("\n")[0];
-  if (!dir) return undefined;
-  return Number(readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n")[0]);
 }
 
 // ---- the workload ---------------------------------------------------------------------------------

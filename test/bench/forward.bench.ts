@@ -11,9 +11,10 @@
 // it out or be mistaken for our shadow; --keep leaves the namespace for the next run.
 // Needs the test cluster (test/cluster/up) and, for the start-up figure, `bun run build --host-only`.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startKtctl, type RunningKtctl } from "../e2e/harness.ts";
+import { cpuMsOf as cpuMs, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -143,39 +144,10 @@ function ktctlForwarder(name: string, env: Record<string, string>): Forwarder {
   };
 }
 
-/** The shadow's process on this machine (the node), found through its container's cgroup. */
-async function shadowPid(): Promise<number | undefined> {
-  const pods = await kubectlJson<any>(["-n", NS, "get", "pods", "-l", "ktctl.io/managed-by=ktctl"]);
-  const live = pods.items.find((p: any) => !p.metadata.deletionTimestamp && p.status?.containerStatuses?.[0]?.containerID);
-  const id = live?.status.containerStatuses[0].containerID.replace(/^containerd:\/\//, "");
-  if (!id) return undefined;
-  const dir = (await run(["find", "/sys/fs/cgroup", "-type", "d", "-name", `*${id}*`])).stdout.trim().split("\n")[0];
-  if (!dir) return undefined;
-  return Number(readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n")[0]) || undefined;
-}
-
-/** CPU time (user+system, ms) a process has used so far. */
-function cpuMs(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks of 10 ms
-  } catch {
-    return NaN;
-  }
-}
+const shadowPid = () => shadowPidIn(NS);
 
 async function pidOf(name: string): Promise<number | undefined> {
   return Number((await run(["pgrep", "-x", name])).stdout.trim().split("\n")[0]) || undefined;
-}
-
-/** Resident memory of a process (kB), read from the host's /proc: the test cluster is this machine. */
-function rssKb(pid: number): { rss: number; peak: number } | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), peak: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) };
-  } catch {
-    return undefined;
-  }
 }
 
 /** Time from spawning the forwarder to the first HTTP answer through it (a client polls meanwhile). */

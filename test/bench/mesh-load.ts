@@ -51,44 +51,70 @@ function split(target: string): { host: string; port: number } {
   return { host: target.slice(0, colon), port: Number(target.slice(colon + 1)) };
 }
 
-/** One keep-alive connection sending requests back to back until `deadline`. */
+/**
+ * One keep-alive connection sending requests back to back until `deadline`. A server may close a
+ * keep-alive connection between answers (nginx does after `keepalive_requests`, 1000 by default):
+ * the client then opens a new one and goes on, as a real client's pool would; the time the new
+ * connection takes counts in the next request's latency.
+ */
 function h1Connection(host: string, port: number, request: Buffer, deadline: number, latencies: number[]): Promise<number> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host, port, noDelay: true });
-    let buffer: Buffer = Buffer.alloc(0);
-    let started = 0;
     let errors = 0;
-    const send = () => {
-      if (performance.now() >= deadline) {
-        socket.end();
-        return resolve(errors);
-      }
-      started = performance.now();
-      socket.write(request);
+    let finished = false;
+    const finish = () => {
+      if (!finished) (finished = true), resolve(errors);
     };
-    socket.on("connect", send);
-    socket.on("data", (chunk: Buffer) => {
-      buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
-      for (;;) {
-        const end = buffer.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        const length = Number(/content-length:\s*(\d+)/i.exec(buffer.toString("latin1", 0, end))?.[1] ?? -1);
-        if (length < 0) {
-          errors++;
-          socket.destroy();
-          return resolve(errors);
+    const open = () => {
+      const socket = net.connect({ host, port, noDelay: true });
+      let buffer: Buffer = Buffer.alloc(0);
+      let started = 0;
+      let answered = true;
+      const send = () => {
+        if (performance.now() >= deadline) {
+          socket.end();
+          return finish();
         }
-        if (buffer.length < end + 4 + length) return;
-        if (!buffer.toString("latin1", 0, 12).includes(" 200")) errors++;
-        buffer = buffer.subarray(end + 4 + length);
-        latencies.push(performance.now() - started);
-        send();
-      }
-    });
-    socket.on("error", () => {
-      errors++;
-      resolve(errors);
-    });
+        started = performance.now();
+        answered = false;
+        socket.write(request);
+      };
+      socket.on("connect", send);
+      socket.on("data", (chunk: Buffer) => {
+        buffer = buffer.length ? Buffer.concat([buffer, chunk]) : chunk;
+        for (;;) {
+          const end = buffer.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const length = Number(/content-length:\s*(\d+)/i.exec(buffer.toString("latin1", 0, end))?.[1] ?? -1);
+          if (length < 0) {
+            errors++;
+            socket.destroy();
+            return finish();
+          }
+          if (buffer.length < end + 4 + length) return;
+          if (!buffer.toString("latin1", 0, 12).includes(" 200")) errors++;
+          buffer = buffer.subarray(end + 4 + length);
+          latencies.push(performance.now() - started);
+          answered = true;
+          send();
+        }
+      });
+      let connected = false;
+      socket.on("connect", () => (connected = true));
+      // A reset shows as an error followed by close: close decides.
+      socket.on("error", () => undefined);
+      // Closed between answers, or before any byte of the pending answer (the server's last
+      // answer said "Connection: close" while our next GET was on its way): a new connection, and
+      // the GET again, as HTTP clients do for idempotent requests. Closed mid-answer: an error.
+      socket.on("close", () => {
+        if (finished) return;
+        if (!connected || (!answered && buffer.length > 0)) {
+          errors++;
+          return finish();
+        }
+        open();
+      });
+    };
+    open();
   });
 }
 

@@ -7,7 +7,8 @@ import { resolve } from "node:path";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export const KUBECONFIG = process.env.KTCTL_E2E_KUBECONFIG ?? "/var/lib/ktctl-cluster/admin.kubeconfig";
-export const LAPTOP_NS = "ktctl-laptop";
+/** The laptop's network namespace; the benchmarks may run in one of their own (test/bench/all.ts). */
+export const LAPTOP_NS = process.env.KTCTL_E2E_LAPTOP_NS || "ktctl-laptop";
 export const API_SERVER = "https://10.200.0.1:6443";
 export const DEMO_NS = "demo";
 export const DEMO2_NS = "demo2";
@@ -154,7 +155,12 @@ export interface RunningKtctl {
 
 /** Starts a long-running ktctl command (forward, connect, exchange, ...) in the laptop namespace. */
 export function startKtctl(args: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): RunningKtctl {
-  const proc = Bun.spawn(ktctlInLaptop(args), {
+  return startWatched(ktctlInLaptop(args), env, options);
+}
+
+/** Starts any long-running command (argv as given) whose output can be awaited line by line. */
+export function startWatched(argv: string[], env: Record<string, string> = {}, options: { cwd?: string } = {}): RunningKtctl {
+  const proc = Bun.spawn(argv, {
     cwd: options.cwd,
     env: { ...process.env, ...env },
     stdout: "pipe",
@@ -182,7 +188,7 @@ export function startKtctl(args: string[], env: Record<string, string> = {}, opt
         const check = () => {
           const match = pattern.exec(text);
           if (match) return finish(() => resolve(match[0]));
-          if (proc.exitCode !== null) return finish(() => reject(new Error(`ktctl exited (${proc.exitCode}) before printing ${pattern}:\n${text}`)));
+          if (proc.exitCode !== null) return finish(() => reject(new Error(`${argv.join(" ")} exited (${proc.exitCode}) before printing ${pattern}:\n${text}`)));
         };
         const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} after ${timeoutMs} ms:\n${text}`))), timeoutMs);
         const finish = (settle: () => void) => {
