@@ -126,10 +126,12 @@ describe("bad input", () => {
     }
   });
 
-  test("RBAC forbids creating the shadow pod: the verb and resource are named", async () => {
+  test("RBAC forbids what the session must write (its Lease, the shadow pod): the verb and resource are named", async () => {
     const r = await ktctl(["forward", "svc/echo", "18102:80"], restrictedKubeconfig);
     expect(r.code).toBe(6);
-    expectOneClearLine(r.stderr, /forbidden.*create.*(pods|leases)/i);
+    // The session checks the rights its changes AND their undo need before making any (so nothing
+    // can be stranded): the first one missing is named.
+    expectOneClearLine(r.stderr, /^ktctl: forbidden: cannot (create|patch|delete) (pods|leases\.coordination\.k8s\.io) in namespace demo \(RBAC\)$/);
   });
 
   test("a shadow image that cannot be pulled is reported within seconds", async () => {
