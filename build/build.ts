@@ -8,6 +8,8 @@
 //   bun build/build.ts [--host-only] [--shadow-only | --no-shadow] [--out-dir dist]
 //                      [--entry core/cli/main.ts] [--shadow-entry shadow/main.ts]
 //                      [--release-url URL]   (where the krew manifest points; {version} is replaced)
+//                      [--version V]         (default: package.json's; a side build whose shadow image
+//                                             must not replace the one a cluster already runs)
 //
 // --host-only builds the ktctl binary and the shadow image for this machine only, and no packaging
 // (what test/run needs, in seconds; the packaging code is covered by unit tests).
@@ -24,7 +26,7 @@ import { checkUnderQemu, packageDistribution, signDarwinBinary, type BuiltBinary
 import { DEFAULT_RELEASE_URL } from "./krew.ts";
 import { buildShadow, hostImageArch, shadowBinaryName, shadowImageFileName } from "./shadow.ts";
 import { hostTarget, isDarwin, KTCTL_TARGETS } from "./targets.ts";
-import { buildDefines, DEFAULT_SHADOW_IMAGE, VERSION } from "../core/protocol/version.ts";
+import { buildDefines, DEFAULT_SHADOW_IMAGE, shadowImageFor, VERSION } from "../core/protocol/version.ts";
 
 /** `sha256sum`-compatible lines for every file in `dir` except the sums file itself. */
 export async function writeChecksums(dir: string): Promise<string> {
@@ -51,14 +53,17 @@ type BuildFlags = {
   entry: string;
   shadowEntry: string;
   releaseUrl: string;
+  version: string;
 };
 
 export async function build(flags: BuildFlags): Promise<void> {
   const started = performance.now();
-  const defines = buildDefines(VERSION, DEFAULT_SHADOW_IMAGE);
+  const version = flags.version;
+  const image = version === VERSION ? DEFAULT_SHADOW_IMAGE : shadowImageFor(version);
+  const defines = buildDefines(version, image);
   const host = hostTarget();
   const hostArch = hostImageArch();
-  console.log(`ktctl ${VERSION}, shadow image ${DEFAULT_SHADOW_IMAGE}, into ${displayPath(flags.outDir)}/`);
+  console.log(`ktctl ${version}, shadow image ${image}, into ${displayPath(flags.outDir)}/`);
 
   // A run removes what it is about to produce, so SHA256SUMS never vouches for a stale file.
   const ktctlTargets = flags.shadowOnly ? [] : flags.hostOnly ? (host ? [host] : []) : [...KTCTL_TARGETS];
@@ -68,8 +73,8 @@ export async function build(flags: BuildFlags): Promise<void> {
   const packaging = !flags.hostOnly && !flags.shadowOnly;
   const produced = [
     ...ktctlTargets.map((t) => t.file),
-    ...shadowArches.flatMap((arch) => [shadowBinaryName(arch), shadowImageFileName(VERSION, arch)]),
-    ...(packaging ? [...KTCTL_TARGETS.map((t) => archiveName(VERSION, t)), "npm", "krew"] : []),
+    ...shadowArches.flatMap((arch) => [shadowBinaryName(arch), shadowImageFileName(version, arch)]),
+    ...(packaging ? [...KTCTL_TARGETS.map((t) => archiveName(version, t)), "npm", "krew"] : []),
   ];
   await Promise.all(produced.map((name) => rm(join(flags.outDir, name), { force: true, recursive: true })));
 
@@ -86,22 +91,22 @@ export async function build(flags: BuildFlags): Promise<void> {
     if (target === host) {
       // Run from the repository root on purpose: its bunfig.toml must not leak into the binary.
       const { stdout, milliseconds } = await runOnce(result.outfile, ["version", "--client"], { cwd: resolve(import.meta.dir, "..") });
-      if (!stdout.includes(VERSION)) throw new Error(`${result.outfile} version printed "${stdout.trim()}", which lacks ${VERSION}`);
+      if (!stdout.includes(version)) throw new Error(`${result.outfile} version printed "${stdout.trim()}", which lacks ${version}`);
       console.log(`ktctl ${target.id}: \`${basename(result.outfile)} version\` -> ${stdout.trim().split("\n")[0]!.replace(/\s+/g, " ")} (${milliseconds} ms)`);
     } else if (target.id === "linux-arm64") {
-      await checkUnderQemu(result.outfile, VERSION, (line) => console.log(line));
+      await checkUnderQemu(result.outfile, version, (line) => console.log(line));
     }
     if (isDarwin(target)) await signDarwinBinary(result.outfile, (line) => console.log(`ktctl ${target.id}: ${line}`));
     built.push({ target, file: result.outfile });
   }
 
   if (shadowArches.length > 0) {
-    const results = await buildShadow({ entry: flags.shadowEntry, outDir: flags.outDir, arches: shadowArches, version: VERSION, image: DEFAULT_SHADOW_IMAGE });
+    const results = await buildShadow({ entry: flags.shadowEntry, outDir: flags.outDir, arches: shadowArches, version, image });
     const skipped = results.find((r) => r.skipped && (r.arch === hostArch || !flags.hostOnly));
     if (skipped) throw new Error(`shadow image for ${skipped.arch} was not built: ${skipped.skipped}`);
   }
 
-  if (packaging) await packageDistribution({ version: VERSION, outDir: flags.outDir, binaries: built, releaseUrl: flags.releaseUrl, log: (line) => console.log(line) });
+  if (packaging) await packageDistribution({ version, outDir: flags.outDir, binaries: built, releaseUrl: flags.releaseUrl, log: (line) => console.log(line) });
 
   const sums = await writeChecksums(flags.outDir);
   console.log(`${displayPath(sums)} written; build took ${seconds(performance.now() - started)}`);
@@ -119,6 +124,7 @@ if (import.meta.main) {
       entry: { type: "string", default: join(root, "core/cli/main.ts") },
       "shadow-entry": { type: "string", default: join(root, "shadow/main.ts") },
       "release-url": { type: "string", default: process.env.KTCTL_RELEASE_URL ?? DEFAULT_RELEASE_URL },
+      version: { type: "string", default: VERSION },
     },
   });
   if (values["shadow-only"] && values["no-shadow"]) {
@@ -134,6 +140,7 @@ if (import.meta.main) {
       entry: resolve(values.entry),
       shadowEntry: resolve(values["shadow-entry"]),
       releaseUrl: values["release-url"],
+      version: values.version,
     });
   } catch (error) {
     console.error(`build: ${error instanceof Error ? error.message : String(error)}`);
