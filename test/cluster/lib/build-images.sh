@@ -13,8 +13,9 @@ mkdir -p "$IMAGE_DIR"
 
 oci() { bun "$REPO/build/oci.ts" "$@" >/dev/null; }
 
-# The echo workload is small and changes with the tests, so it is rebuilt when its source changes.
-echo_key="$(cat "$HERE/images/echo/"{main.go,go.mod,go.sum} | sha256sum | cut -c1-12)"
+# The echo workload is small and changes with the tests, so it is rebuilt when its source changes
+# (the toolbox carries the echo client and the pause program as its PID 1, so both count).
+echo_key="$(cat "$HERE/images/echo/"{main.go,go.mod,go.sum} "$HERE/images/pause/pause.c" | sha256sum | cut -c1-12)"
 
 build_pause() {
   local out="$IMAGE_DIR/pause.tar"
@@ -40,11 +41,16 @@ build_echo_and_toolbox() {
   oci --name "$ECHO_IMAGE" --out "$echo_out" --file "$WORK/echo:/echo:0755" \
     --entrypoint '["/echo"]' --user 65532:65532
   # The toolbox is where tests run commands "inside the cluster": busybox plus the echo client.
+  # Its PID 1 is the pause program, which reaps: processes of `kubectl exec` whose parent exits
+  # first (a `timeout` wrapping a client) are re-parented to it, and `sleep` as PID 1 would
+  # keep them as zombies until the node runs out of PIDs.
+  gcc -static -Os -o "$WORK/toolbox-init" "$HERE/images/pause/pause.c"
   local links=()
   for applet in $(busybox --list | grep -vx busybox); do links+=(--symlink "/bin/busybox:/bin/$applet"); done
   oci --name "$TOOLBOX_IMAGE" --out "$toolbox_out" --file "$(command -v busybox):/bin/busybox:0755" \
     --file "$WORK/echo:/usr/local/bin/kecho:0755" "${links[@]}" --dir /tmp:1777 \
-    --env PATH=/usr/local/bin:/bin --entrypoint '["/bin/sleep","infinity"]'
+    --file "$WORK/toolbox-init:/sbin/init:0755" \
+    --env PATH=/usr/local/bin:/bin --entrypoint '["/sbin/init"]'
 }
 
 build_pause
