@@ -182,7 +182,14 @@ export class ConnectError extends Error {
   }
 }
 
-export const upstreamKey = (upstream: Upstream): string => `${upstream.host}:${upstream.port}`;
+/** Upstreams are long-lived objects (a listener's fallback, a route's targets): their keys are made once. */
+const keys = new WeakMap<Upstream, string>();
+
+export function upstreamKey(upstream: Upstream): string {
+  let key = keys.get(upstream);
+  if (key === undefined) keys.set(upstream, (key = `${upstream.host}:${upstream.port}`));
+  return key;
+}
 
 const CONNECT_HANDLERS = handlers();
 

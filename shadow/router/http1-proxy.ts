@@ -6,8 +6,10 @@
 //
 // Why not node:http + http.Agent: measured under Bun on this code base's machine, a node:http
 // proxy with a keep-alive Agent did 4.6k req/s on one connection and 6.3k on 16, this framing
-// proxy 13.5k and 17.3k (docs/mesh.md, "Router design"). Bytes are not re-serialised, so
-// header case, order and duplicates reach the upstream exactly as the client sent them.
+// proxy 13.5k and 17.3k (docs/mesh.md, "The router"). Bytes are not re-serialised, so header
+// case, order and duplicates reach the upstream exactly as the client sent them. Both sides are
+// Bun sockets (byte-socket.ts): per request, one read and one write each way, and no stream
+// machinery in between.
 
 import type { Upstream } from "../../core/protocol/router.ts";
 import {

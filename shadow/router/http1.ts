@@ -63,8 +63,10 @@ const CR = 13;
 const LF = 10;
 
 /** Index just past the blank line that ends a head in buf[from..], or -1 while incomplete. */
+const HEAD_END = Buffer.from("\r\n\r\n", "latin1");
+
 export function findHeadEnd(buf: Buffer, from = 0): number {
-  const at = buf.indexOf("\r\n\r\n", from, "latin1");
+  const at = buf.indexOf(HEAD_END, from);
   return at < 0 ? -1 : at + 4;
 }
 
@@ -160,7 +162,7 @@ function versionOf(text: string): number {
 
 /** A complete head (ending in CRLFCRLF) as text without the blank line, and where its first line ends. */
 function headText(buf: Buffer, end: number): { head: string; firstLineEnd: number } {
-  const head = buf.latin1Slice(0, end - 4);
+  const head = buf.toString("latin1", 0, end - 4);
   const firstLineEnd = head.indexOf("\r\n");
   return { head, firstLineEnd: firstLineEnd < 0 ? head.length : firstLineEnd };
 }

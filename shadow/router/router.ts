@@ -1,7 +1,8 @@
 // The mesh router: one listener per port of the meshed service. Each new connection is sniffed
 // (HTTP/1, HTTP/2 preface, or neither) and handed to the matching proxy; anything that is not HTTP
 // is spliced to the original pods as raw TCP. Routes change at run time through the admin endpoint
-// (admin.ts) without touching connections in flight.
+// (admin.ts) without touching connections in flight. Every socket is one of Bun's own
+// (byte-socket.ts), not a node:net stream.
 
 import type { ListenerConfig, RouterConfig, Upstream } from "../../core/protocol/router.ts";
 import { connectBytes, listenBytes, spliceBytes, type ByteListener, type ByteSocket } from "./byte-socket.ts";
