@@ -204,7 +204,8 @@ export function duplexOf(socket: ByteSocket, initial: Buffer = Buffer.alloc(0)):
     flushing = false;
     const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
     batch = [];
-    if (!socket.write(bytes) && !writeDone) writeDone = () => undefined;
+    // Bytes the kernel did not take wait in the socket's queue; the next write sees the backlog.
+    socket.write(bytes);
   };
   const duplex = new Duplex({
     read: () => socket.resume(),

@@ -9,7 +9,7 @@ import { validateRouterConfig } from "../../core/protocol/router.ts";
 import { Router } from "../../shadow/router/router.ts";
 import { MAX_HEAD_BYTES } from "../../shadow/router/http1.ts";
 import { startProtocolServer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
-import { RawClient, freePort, get, memoryLog, podOf } from "./router-harness.ts";
+import { RawClient, freePort, get, localServer, memoryLog, podOf } from "./router-harness.ts";
 
 /** Lets the event loop turn, so that what was written so far leaves as its own segment. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -17,11 +17,8 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** An upstream that answers every request with a chunked body sent in pieces, and counts its connections. */
 async function chunkedAnswerServer(): Promise<{ port: number; connections(): number; close(): Promise<void> }> {
   let connections = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const server = await localServer((socket) => {
     connections++;
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
     socket.setNoDelay(true);
     let buffered = "";
     socket.on("data", async (chunk) => {
@@ -38,15 +35,48 @@ async function chunkedAnswerServer(): Promise<{ port: number; connections(): num
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    connections: () => connections,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...server, connections: () => connections };
+}
+
+const BIG = 8 * 1024 * 1024;
+
+/**
+ * An upstream for back-pressure: GET answers BIG bytes in one write; POST reads a Content-Length
+ * body and answers with the byte count and a checksum of what it got.
+ */
+async function bulkServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const payload = Buffer.alloc(BIG, "abcdefghijklmnopqrstuvwxyz");
+  return localServer((socket) => {
+    let buffered = Buffer.alloc(0);
+    let expecting = -1;
+    let received = 0;
+    let sum = 0;
+    socket.on("data", (chunk: Buffer) => {
+      if (expecting < 0) {
+        buffered = Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const head = buffered.toString("latin1", 0, end);
+        chunk = buffered.subarray(end + 4);
+        buffered = Buffer.alloc(0);
+        if (head.startsWith("GET")) {
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${BIG}\r\n\r\n`);
+          socket.write(payload);
+          return;
+        }
+        expecting = Number(/content-length: (\d+)/i.exec(head)![1]);
+      }
+      for (const byte of chunk) sum = (sum + byte) % 65521;
+      received += chunk.length;
+      if (received === expecting) {
+        const body = `${received} ${sum}`;
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        expecting = -1;
+        received = 0;
+        sum = 0;
+      }
+    });
+  });
 }
 
 /** Reads a connection until the peer closes it; resolves with everything it sent. */
@@ -63,17 +93,25 @@ describe("router HTTP/1.1 framing on the wire", () => {
   let original: ProtocolServer;
   let dev: ProtocolServer;
   let chunky: Awaited<ReturnType<typeof chunkedAnswerServer>>;
+  let bulk: Awaited<ReturnType<typeof bulkServer>>;
+  let bulkPort: number;
   let router: Router;
   let httpPort: number;
   let chunkyPort: number;
 
   beforeAll(async () => {
-    [original, dev, chunky] = await Promise.all([startProtocolServer({ name: "original" }), startProtocolServer({ name: "dev" }), chunkedAnswerServer()]);
-    [httpPort, chunkyPort] = [await freePort(), await freePort()];
+    [original, dev, chunky, bulk] = await Promise.all([
+      startProtocolServer({ name: "original" }),
+      startProtocolServer({ name: "dev" }),
+      chunkedAnswerServer(),
+      bulkServer(),
+    ]);
+    [httpPort, chunkyPort, bulkPort] = [await freePort(), await freePort(), await freePort()];
     const config = validateRouterConfig({
       listeners: [
         { port: httpPort, fallback: { host: "127.0.0.1", port: original.port }, protocol: "http" },
         { port: chunkyPort, fallback: { host: "127.0.0.1", port: chunky.port }, protocol: "http" },
+        { port: bulkPort, fallback: { host: "127.0.0.1", port: bulk.port }, protocol: "http" },
       ],
       adminPort: await freePort(),
     });
@@ -84,7 +122,26 @@ describe("router HTTP/1.1 framing on the wire", () => {
 
   afterAll(async () => {
     router?.stop();
-    await Promise.all([original?.close(), dev?.close(), chunky?.close()]);
+    await Promise.all([original?.close(), dev?.close(), chunky?.close(), bulk?.close()]);
+  });
+
+  test("back-pressure both ways: an 8 MiB answer to a client that stops reading, an 8 MiB upload", async () => {
+    const client = await RawClient.connect(bulkPort);
+    client.socket.pause();
+    client.send(get("/big"));
+    // The client reads nothing for a while: the router must hold the upstream, not buffer it all.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    client.socket.resume();
+    const answer = await client.next();
+    expect(answer.body.length).toBe(BIG);
+    expect(answer.body.slice(0, 26)).toBe("abcdefghijklmnopqrstuvwxyz");
+    const upload = Buffer.alloc(BIG, "0123456789");
+    let sum = 0;
+    for (const byte of upload) sum = (sum + byte) % 65521;
+    client.send(`POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ${BIG}\r\n\r\n`);
+    client.send(upload);
+    expect((await client.next()).body).toBe(`${BIG} ${sum}`);
+    client.close();
   });
 
   test("a head split at every byte is routed on its whole head (the mark may arrive last)", async () => {
