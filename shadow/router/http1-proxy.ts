@@ -6,10 +6,11 @@
 //
 // Why not node:http + http.Agent: measured under Bun on this code base's machine, a node:http
 // proxy with a keep-alive Agent did 4.6k req/s on one connection and 6.3k on 16, this framing
-// proxy 13.5k and 17.3k (docs/mesh.md, "Router design"). Bytes are not re-serialised, so
-// header case, order and duplicates reach the upstream exactly as the client sent them.
+// proxy 13.5k and 17.3k (docs/mesh.md, "The router"). Bytes are not re-serialised, so header
+// case, order and duplicates reach the upstream exactly as the client sent them. Both sides are
+// Bun sockets (byte-socket.ts): per request, one read and one write each way, and no stream
+// machinery in between.
 
-import type net from "node:net";
 import type { Upstream } from "../../core/protocol/router.ts";
 import {
   BodyTracker,
@@ -22,6 +23,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from "./http1.ts";
+import { spliceBytes, type ByteSink, type ByteSocket } from "./byte-socket.ts";
 import { ConnectError, type UpstreamConnection, type UpstreamHandler, type UpstreamHealth, type UpstreamPool } from "./pool.ts";
 import type { RouteTable } from "./routes.ts";
 import type { RouterCounters } from "./stats.ts";
@@ -40,7 +42,7 @@ export interface ListenerContext {
 }
 
 /** A keep-alive client that sends nothing for this long is closed (its own pool would close it too). */
-const CLIENT_IDLE_MS = 120_000;
+const CLIENT_IDLE_S = 120;
 /** Pipelined bytes buffered while an answer is pending, before the client is paused. */
 const MAX_PENDING_BYTES = MAX_HEAD_BYTES;
 /** Methods safe to send again when the first upstream closed without answering. */
@@ -67,11 +69,22 @@ interface Exchange {
   replayed: boolean;
 }
 
-export function serveHttp1(client: net.Socket, initial: Buffer, ctx: ListenerContext): void {
+export function serveHttp1(client: ByteSocket, initial: Buffer, ctx: ListenerContext): void {
   new Http1Connection(client, initial, ctx).start();
 }
 
 class Http1Connection implements UpstreamHandler {
+  /** The client socket's events. */
+  private readonly clientSink: ByteSink = {
+    data: (chunk) => this.onClientData(chunk),
+    end: () => this.onClientEnd(),
+    close: () => this.onClientGone(),
+    drain: () => this.onClientDrained(),
+    timeout: () => {
+      // Idle that long between requests: the connection is let go. A long answer in progress is left alone.
+      if (this.phase === "head" && this.pending.length === 0) this.endClient();
+    },
+  };
   private pending: Buffer;
   private phase: Phase = "head";
   private clientEnded = false;
@@ -80,7 +93,7 @@ class Http1Connection implements UpstreamHandler {
   private upstreamPausedForClient = false;
 
   constructor(
-    private readonly client: net.Socket,
+    private readonly client: ByteSocket,
     initial: Buffer,
     private readonly ctx: ListenerContext,
   ) {
@@ -89,16 +102,11 @@ class Http1Connection implements UpstreamHandler {
 
   start(): void {
     const { client } = this;
-    client.setNoDelay(true);
-    client.on("data", this.onClientData);
-    client.on("end", this.onClientEnd);
-    client.on("error", this.onClientGone);
-    client.on("close", this.onClientGone);
-    // Fires after that long without traffic; a long-polling exchange in progress is left alone.
-    client.setTimeout(CLIENT_IDLE_MS, () => {
-      if (this.phase === "head" && this.pending.length === 0) this.endClient();
-    });
+    client.sink = this.clientSink;
+    client.idleTimeout(CLIENT_IDLE_S);
     this.ctx.counters.http1Connections++;
+    if (client.closed) return this.onClientGone();
+    this.clientEnded = client.readEnded;
     this.pump();
   }
 
@@ -116,14 +124,14 @@ class Http1Connection implements UpstreamHandler {
     this.client.resume();
   }
 
-  private readonly onClientData = (chunk: Buffer) => {
+  private onClientData(chunk: Buffer): void {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     if (this.phase === "head") this.pump();
     else if (this.phase === "exchange") this.forwardRequestBody();
     else if (this.phase === "connecting" && this.pending.length > MAX_PENDING_BYTES) this.pauseClient();
-  };
+  }
 
-  private readonly onClientEnd = () => {
+  private onClientEnd(): void {
     this.clientEnded = true;
     const exchange = this.exchange;
     if (exchange && !exchange.requestBody.done && this.pending.length === 0) {
@@ -131,12 +139,19 @@ class Http1Connection implements UpstreamHandler {
       return this.abort();
     }
     if (this.phase === "head") this.pump();
-  };
+  }
 
-  private readonly onClientGone = () => {
+  private onClientGone(): void {
     if (this.phase === "tunnel" || this.phase === "closed") return;
     this.abort();
-  };
+  }
+
+  /** The client took everything: the upstream paused for it may send on. */
+  private onClientDrained(): void {
+    if (!this.upstreamPausedForClient) return;
+    this.upstreamPausedForClient = false;
+    this.exchange?.upstream?.resume();
+  }
 
   /** Parses and starts the next request while the connection is between exchanges. */
   private pump(): void {
@@ -191,17 +206,15 @@ class Http1Connection implements UpstreamHandler {
       const n = exchange.requestBody.take(this.pending);
       const part = this.pending.subarray(0, n);
       this.pending = this.pending.subarray(n);
-      if (!exchange.upstream!.write(part)) this.waitForUpstreamDrain(exchange);
+      if (!exchange.upstream!.write(part)) this.pauseClient();
     }
     // Pipelined requests wait until this exchange is over; do not let them pile up meanwhile.
     if (exchange.requestBody.done && this.pending.length > MAX_PENDING_BYTES) this.pauseClient();
   }
 
-  private waitForUpstreamDrain(exchange: Exchange): void {
-    this.pauseClient();
-    exchange.upstream!.socket.once("drain", () => {
-      if (this.exchange === exchange) this.resumeClient();
-    });
+  /** The upstream took every request byte: a client paused for it may send on. */
+  drain(): void {
+    if (this.phase === "exchange") this.resumeClient();
   }
 
   // ---- upstream side ------------------------------------------------------------------------
@@ -240,7 +253,7 @@ class Http1Connection implements UpstreamHandler {
       this.pending = this.pending.subarray(bodyStart + n);
     }
     // A replay sends the same bytes again (only requests without a body are replayed).
-    if (!connection.write(exchange.head)) this.waitForUpstreamDrain(exchange);
+    if (!connection.write(exchange.head)) this.pauseClient();
     else this.resumeClient();
     this.forwardRequestBody();
   }
@@ -308,12 +321,7 @@ class Http1Connection implements UpstreamHandler {
     exchange.answered += bytes.length;
     if (!this.client.write(bytes) && !this.upstreamPausedForClient) {
       this.upstreamPausedForClient = true;
-      const upstream = exchange.upstream!;
-      upstream.pause();
-      this.client.once("drain", () => {
-        this.upstreamPausedForClient = false;
-        if (!upstream.socket.destroyed) upstream.resume();
-      });
+      exchange.upstream!.pause();
     }
   }
 
@@ -322,8 +330,10 @@ class Http1Connection implements UpstreamHandler {
     upstream.handler = undefined;
     const { request, response, requestBody } = exchange;
     const upstreamReusable = response!.keepAlive && request.keepAlive && requestBody.done && !extraBytes;
-    if (upstreamReusable && !this.upstreamPausedForClient) this.ctx.pool.release(upstream);
+    if (upstreamReusable) this.ctx.pool.release(upstream);
     else upstream.destroy();
+    // The pool resumes what it keeps; the client's drain has nothing left to resume.
+    this.upstreamPausedForClient = false;
     this.exchange = undefined;
 
     if (!(request.keepAlive && response!.keepAlive && requestBody.done)) {
@@ -345,12 +355,8 @@ class Http1Connection implements UpstreamHandler {
     this.upstreamFailed("the upstream closed the connection");
   }
 
-  error(error: Error): void {
-    if (this.exchange && this.phase === "exchange") this.upstreamFailed(error.message);
-  }
-
-  close(): void {
-    if (this.exchange && this.phase === "exchange") this.upstreamFailed("the upstream connection closed");
+  close(error?: Error): void {
+    if (this.exchange && this.phase === "exchange") this.upstreamFailed(error?.message ?? "the upstream connection closed");
   }
 
   private upstreamFailed(why: string): void {
@@ -387,26 +393,14 @@ class Http1Connection implements UpstreamHandler {
     this.phase = "tunnel";
     this.exchange = undefined;
     this.ctx.counters.upgrades++;
-    client.off("data", this.onClientData);
-    client.off("end", this.onClientEnd);
-    client.setTimeout(0);
+    client.idleTimeout(0);
     if (this.pending.length > 0) upstream.write(this.pending);
     this.pending = EMPTY;
     this.upstreamPausedForClient = false;
-    const destroyBoth = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    upstream.on("error", destroyBoth);
-    client.on("error", destroyBoth);
-    upstream.once("close", () => client.destroy());
-    client.once("close", () => upstream.destroy());
-    // pipe() carries back-pressure, and each side's FIN to the other (both sockets allow half-open).
-    client.pipe(upstream);
-    upstream.pipe(client);
     this.clientPaused = false;
     client.resume();
-    if (this.clientEnded) upstream.end();
+    // Back-pressure both ways, and each side's FIN to the other.
+    spliceBytes(client, upstream);
   }
 
   private reject(status: number, reason: string, message: string): void {
@@ -423,17 +417,22 @@ class Http1Connection implements UpstreamHandler {
   }
 
   private respondAndClose(response: Buffer): void {
-    this.phase = "closed";
-    this.client.off("data", this.onClientData);
-    this.client.resume(); // read and drop the rest, so the close is a FIN and not a reset
-    this.client.end(response);
-    setTimeout(() => this.client.destroy(), 5_000).unref?.();
+    this.client.write(response);
+    this.endClient();
   }
 
+  /**
+   * Sends FIN after what is queued and reads (and drops) whatever the client still sends until it
+   * closes too, so the close is a FIN and not a reset that could destroy the answer in flight.
+   */
   private endClient(): void {
     this.phase = "closed";
-    this.client.end();
-    setTimeout(() => this.client.destroy(), 5_000).unref?.();
+    const { client } = this;
+    client.sink = { data: () => undefined, end: () => client.end(), close: () => undefined, drain: () => undefined };
+    this.resumeClient();
+    client.shutdown();
+    if (client.readEnded) client.end();
+    setTimeout(() => client.destroy(), 5_000).unref?.();
   }
 
   private abort(): void {

@@ -4,9 +4,10 @@
 // trailers (grpc-status, grpc-message) pass through, and so do resets in both directions.
 
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import type net from "node:net";
+import { Duplex } from "node:stream";
 import type { Upstream } from "../../core/protocol/router.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
+import { connectBytes, type ByteSocket } from "./byte-socket.ts";
 import { upstreamKey } from "./pool.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -34,7 +35,7 @@ const expectsTrailers = (headers: IncomingHttpHeaders): boolean =>
 export class Http2Proxy {
   private readonly server: http2.Http2Server;
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
-  private readonly accepted = new Set<net.Socket>();
+  private readonly accepted = new Set<Duplex>();
 
   constructor(private readonly ctx: ListenerContext) {
     this.server = http2.createServer();
@@ -44,14 +45,12 @@ export class Http2Proxy {
   }
 
   /** Hands over a client connection whose first bytes (the h2 preface) were already read. */
-  accept(socket: net.Socket, initial: Buffer): void {
+  accept(socket: ByteSocket, initial: Buffer): void {
     this.ctx.counters.http2Sessions++;
-    this.accepted.add(socket);
-    socket.once("close", () => this.accepted.delete(socket));
-    socket.pause();
-    socket.unshift(initial);
-    this.server.emit("connection", socket);
-    socket.resume();
+    const duplex = duplexOf(socket, initial);
+    this.accepted.add(duplex);
+    duplex.once("close", () => this.accepted.delete(duplex));
+    this.server.emit("connection", duplex);
   }
 
   close(): void {
@@ -164,8 +163,8 @@ export class Http2Proxy {
     const key = upstreamKey(upstream);
     const existing = this.sessions.get(key);
     if (existing) return existing;
-    const made = new Promise<ClientHttp2Session>((resolve, reject) => {
-      const session = http2.connect(`http://${key}`);
+    const made = connectBytes(upstream, this.ctx.connectTimeoutMs).then((socket) => new Promise<ClientHttp2Session>((resolve, reject) => {
+      const session = http2.connect(`http://${key}`, { createConnection: () => duplexOf(socket) as never });
       const forget = () => {
         if (this.sessions.get(key) === made) this.sessions.delete(key);
       };
@@ -185,9 +184,65 @@ export class Http2Proxy {
       });
       session.on("goaway", forget);
       session.on("close", forget);
-    });
+    }));
     made.catch(() => undefined);
     this.sessions.set(key, made);
     return made;
   }
+}
+
+/**
+ * The stream node:http2 reads and writes, over the router's own socket, with back-pressure both
+ * ways. node:http2 writes each frame on its own (a gRPC answer is three: headers, message,
+ * trailers); the frames written in one turn of the event loop leave in one write, one syscall.
+ */
+export function duplexOf(socket: ByteSocket, initial: Buffer = Buffer.alloc(0)): Duplex {
+  let writeDone: ((error?: Error | null) => void) | undefined;
+  let batch: Buffer[] = [];
+  let flushing = false;
+  const flush = () => {
+    flushing = false;
+    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
+    batch = [];
+    // Bytes the kernel did not take wait in the socket's queue; the next write sees the backlog.
+    socket.write(bytes);
+  };
+  const duplex = new Duplex({
+    read: () => socket.resume(),
+    write(chunk: Buffer, _encoding, callback) {
+      batch.push(chunk);
+      if (!flushing) {
+        flushing = true;
+        queueMicrotask(flush);
+      }
+      // While the kernel is behind, the next write waits for the drain.
+      if (socket.backlog > 0) writeDone = callback;
+      else callback();
+    },
+    final(callback) {
+      if (batch.length > 0) flush();
+      socket.shutdown();
+      callback();
+    },
+    destroy(error, callback) {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  socket.sink = {
+    data: (chunk) => {
+      if (!duplex.push(chunk)) socket.pause();
+    },
+    end: () => void duplex.push(null),
+    close: (error) => void duplex.destroy(error),
+    drain: () => {
+      const done = writeDone;
+      writeDone = undefined;
+      done?.();
+    },
+  };
+  if (initial.length > 0) duplex.push(initial);
+  if (socket.readEnded) duplex.push(null);
+  if (socket.closed) duplex.destroy();
+  return duplex;
 }

@@ -3,11 +3,13 @@
 // just refused, so the requests after a failure go straight to the original pods instead of each
 // paying for a failed connect.
 //
-// Each connection's socket listeners are attached once, for its whole life, and forward to whoever
-// holds it now: attaching and removing four listeners per request measurably slowed the router.
+// Each connection is its socket's sink for its whole life and forwards the events to whoever holds
+// it now: nothing is attached or removed per request.
 
-import net from "node:net";
 import type { Upstream } from "../../core/protocol/router.ts";
+import { ConnectError, connectBytes, upstreamKey, type ByteSink, type ByteSocket } from "./byte-socket.ts";
+
+export { ConnectError, upstreamKey };
 
 export interface PoolOptions {
   /** Idle connections kept per upstream. */
@@ -23,82 +25,44 @@ export interface PoolOptions {
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerUpstream: 256, idleTimeoutMs: 4_000, connectTimeoutMs: 3_000 };
 
-export class ConnectError extends Error {
-  constructor(
-    readonly upstream: Upstream,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "ConnectError";
-  }
-}
-
-export const upstreamKey = (upstream: Upstream): string => `${upstream.host}:${upstream.port}`;
-
-/** Opens a TCP connection, bounded by a timeout; rejects with a ConnectError carrying the errno code. */
-export function connectTcp(upstream: Upstream, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: upstream.host, port: upstream.port, allowHalfOpen: true });
-    const fail = (code: string, message: string) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new ConnectError(upstream, code, message));
-    };
-    const timer = setTimeout(() => fail("ETIMEDOUT", `no answer from ${upstreamKey(upstream)} within ${timeoutMs} ms`), timeoutMs);
-    socket.once("error", (error: NodeJS.ErrnoException) => fail(error.code ?? "ECONNRESET", `${upstreamKey(upstream)}: ${error.message}`));
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      socket.removeAllListeners("error");
-      socket.setNoDelay(true);
-      resolve(socket);
-    });
-  });
-}
-
 /** Who gets a connection's events while they hold it. */
 export interface UpstreamHandler {
   data(chunk: Buffer): void;
+  /** The upstream sent its FIN. */
   end(): void;
-  error(error: Error): void;
-  close(): void;
+  /** The connection is gone. */
+  close(error?: Error): void;
+  /** The upstream took every byte written to it. */
+  drain(): void;
 }
 
 /** One upstream TCP connection, lent to one exchange at a time. */
-export class UpstreamConnection {
+export class UpstreamConnection implements ByteSink {
   handler: UpstreamHandler | undefined;
   /** While idle in the pool: when it was returned, and how the pool forgets it. */
   idleSince = 0;
   onIdleEvent: (() => void) | undefined;
-  private paused = false;
 
   constructor(
-    readonly socket: net.Socket,
+    readonly socket: ByteSocket,
     readonly upstream: Upstream,
   ) {
-    socket.on("data", (chunk: Buffer) => (this.handler ? this.handler.data(chunk) : this.idleEvent()));
-    socket.on("end", () => (this.handler ? this.handler.end() : this.idleEvent()));
-    socket.on("error", (error: Error) => (this.handler ? this.handler.error(error) : this.idleEvent()));
-    socket.on("close", () => (this.handler ? this.handler.close() : this.idleEvent()));
+    socket.sink = this;
   }
 
   get usable(): boolean {
-    return !this.socket.destroyed && this.socket.writable && this.socket.readable;
+    return !this.socket.closed && !this.socket.readEnded;
   }
 
-  write(bytes: Buffer): boolean {
+  write(bytes: Uint8Array): boolean {
     return this.socket.write(bytes);
   }
 
   pause(): void {
-    if (this.paused) return;
-    this.paused = true;
     this.socket.pause();
   }
 
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
     this.socket.resume();
   }
 
@@ -108,17 +72,30 @@ export class UpstreamConnection {
   }
 
   /** Hands the bare socket over (to be spliced): this wrapper forwards nothing any more. */
-  detach(): net.Socket {
+  detach(): ByteSocket {
     this.handler = undefined;
-    this.socket.removeAllListeners("data");
-    this.socket.removeAllListeners("end");
-    this.socket.removeAllListeners("error");
-    this.socket.removeAllListeners("close");
-    if (this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
+    this.socket.sink = undefined;
+    this.socket.resume();
     return this.socket;
+  }
+
+  data(chunk: Buffer): void {
+    if (this.handler) this.handler.data(chunk);
+    else this.idleEvent();
+  }
+
+  end(): void {
+    if (this.handler) this.handler.end();
+    else this.idleEvent();
+  }
+
+  close(error?: Error): void {
+    if (this.handler) this.handler.close(error);
+    else this.idleEvent();
+  }
+
+  drain(): void {
+    this.handler?.drain();
   }
 
   /** Anything the upstream does while nobody holds the connection (closes, sends unasked bytes) ends it. */
@@ -158,7 +135,7 @@ export class UpstreamPool {
 
   /** A new connection. */
   async open(upstream: Upstream): Promise<UpstreamConnection> {
-    const socket = await connectTcp(upstream, this.options.connectTimeoutMs);
+    const socket = await connectBytes(upstream, this.options.connectTimeoutMs);
     this.opened++;
     return new UpstreamConnection(socket, upstream);
   }

@@ -6,6 +6,10 @@
 //   bun test/bench/mesh.bench.ts [--seconds 5] [--rounds 3]
 // Needs the test cluster (test/cluster/up) with the current shadow image. Prints a Markdown table
 // and one JSON line; docs/benchmarks.md keeps the figures.
+//   KTCTL_BENCH_BASELINE_ARGV='["/path/to/older/ktctl"]' meshes a second, identical service with
+// that ktctl (so with its router image) and measures its router in the same rounds, beside this
+// one: a before/after of a router change from one run. kt-connect's nginx router, the anchor, is
+// measured by peers.bench.ts (`--only mesh`).
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,11 +17,13 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { connectKube } from "../../core/kube/index.ts";
 import { adminRequest } from "../../plugins/mesh/router-admin.ts";
-import { DEMO_NS, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run } from "../e2e/harness.ts";
+import { DEMO_NS, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run } from "../e2e/harness.ts";
 import { startKtctl, stopAllKtctl } from "../e2e/exchange-harness.ts";
 import { deployMeshWorkload, removeMeshWorkload, startLaptopService } from "../e2e/mesh-harness.ts";
 
 const SERVICE = "mesh-bench";
+const BASELINE_SERVICE = "mesh-bench-base";
+const baselineArgv: string[] | undefined = process.env.KTCTL_BENCH_BASELINE_ARGV ? JSON.parse(process.env.KTCTL_BENCH_BASELINE_ARGV) : undefined;
 const LOAD_POD = "mesh-bench-load";
 const LAPTOP_PORT = 18090;
 const ADMIN_PORT = 2224;
@@ -73,11 +79,47 @@ async function startLoadPod(dir: string): Promise<void> {
   await kubectlOk(["-n", DEMO_NS, "wait", `pod/${LOAD_POD}`, "--for=condition=Ready", "--timeout=60s"], { timeoutMs: 70_000 });
 }
 
+/** A mesh session of the baseline ktctl, up once it prints its mark; stopped with Ctrl-C. */
+async function startBaselineMesh(argv: string[], home: string): Promise<{ stop(): Promise<void> }> {
+  const proc = Bun.spawn(inLaptop([...argv, "mesh", BASELINE_SERVICE, "--expose", `${LAPTOP_PORT}:80`, "--versionMark", "bench", "-c", KUBECONFIG, "-n", DEMO_NS]), {
+    env: { ...process.env, KTCTL_HOME: home, NO_COLOR: "1" },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let text = "";
+  const read = async (stream: ReadableStream<Uint8Array>, found: () => void) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      text += decoder.decode(chunk, { stream: true });
+      if (/\bMARK \S/.test(text)) found();
+    }
+  };
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`baseline mesh not up within 120 s: ${text.slice(-2000)}`)), 120_000);
+    const found = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    void read(proc.stdout, found);
+    void read(proc.stderr, found);
+    void proc.exited.then((code) => reject(new Error(`baseline mesh exited ${code}: ${text.slice(-2000)}`)));
+  });
+  return {
+    async stop() {
+      proc.kill("SIGINT");
+      await proc.exited;
+    },
+  };
+}
+
 async function main(): Promise<void> {
   await requireCluster();
   const dir = mkdtempSync(join(tmpdir(), "ktctl-mesh-bench-"));
   const home = mkdtempSync(join(tmpdir(), "ktctl-mesh-bench-home-"));
+  const baselineHome = mkdtempSync(join(tmpdir(), "ktctl-mesh-bench-base-home-"));
   let laptop: { stop(): Promise<void> } | undefined;
+  let baselineMesh: { stop(): Promise<void> } | undefined;
   try {
     const compiled = await run(["bun", "build", "--compile", join(REPO, "test/bench/mesh-load.ts"), "--outfile", join(dir, "mesh-load")]);
     if (compiled.code !== 0) throw new Error(`cannot compile the load generator: ${compiled.stderr}`);
@@ -87,6 +129,10 @@ async function main(): Promise<void> {
     laptop = await startLaptopService("laptop-bench", LAPTOP_PORT);
     const mesh = startKtctl(["mesh", SERVICE, "--expose", `${LAPTOP_PORT}:80`, "--versionMark", "bench"], home);
     await mesh.waitFor(/\bMARK \S/, 120_000);
+    if (baselineArgv) {
+      await deployMeshWorkload(BASELINE_SERVICE);
+      baselineMesh = await startBaselineMesh(baselineArgv, baselineHome);
+    }
     await startLoadPod(dir);
 
     const kube = await connectKube({ kubeconfig: KUBECONFIG, namespace: DEMO_NS });
@@ -96,6 +142,7 @@ async function main(): Promise<void> {
 
     const direct = `${SERVICE}-ktctl-original.${DEMO_NS}:80`;
     const meshed = `${SERVICE}.${DEMO_NS}:80`;
+    const baselineMeshed = `${BASELINE_SERVICE}.${DEMO_NS}:80`;
     // Sanity: a marked request through the router reaches the laptop; the load itself is unmarked.
     const marked = await load(["h1", meshed, "1", "300", "VERSION: bench"]);
     if (marked.errors > 0 || marked.requests === 0) throw new Error(`marked requests fail through the router: ${JSON.stringify(marked)}`);
@@ -132,11 +179,14 @@ async function main(): Promise<void> {
       const warm = (args: string[]) => args.map((a, i) => (i === 3 ? "1000" : a)); // argument 3 is the duration in every mode
       await load(warm(scenario.args(direct)));
       await load(warm(scenario.args(meshed)));
+      if (baselineArgv) await load(warm(scenario.args(baselineMeshed)));
       const directRuns: LoadResult[] = [];
       const routerRuns: LoadResult[] = [];
+      const baselineRuns: LoadResult[] = [];
       for (let round = 0; round < rounds; round++) {
         directRuns.push(await load(scenario.args(direct)));
         routerRuns.push(await sampleWhile(load(scenario.args(meshed))));
+        if (baselineArgv) baselineRuns.push(await load(scenario.args(baselineMeshed)));
       }
       const pick = (runs: LoadResult[]) => ({
         rps: median(runs.map((r) => r.rps)),
@@ -150,6 +200,13 @@ async function main(): Promise<void> {
       // what other work on the machine does to both.
       const ratios = routerRuns.map((r, i) => r.rps / directRuns[i]!.rps);
       const added = routerRuns.map((r, i) => r.p50ms - directRuns[i]!.p50ms);
+      const baseline = baselineArgv
+        ? {
+            router: pick(baselineRuns),
+            rpsRatio: median(baselineRuns.map((r, i) => r.rps / directRuns[i]!.rps)),
+            addedP50ms: median(baselineRuns.map((r, i) => r.p50ms - directRuns[i]!.p50ms)),
+          }
+        : undefined;
       rows.push({
         scenario: scenario.name,
         direct: d,
@@ -158,7 +215,8 @@ async function main(): Promise<void> {
         rpsRatioRange: [Math.min(...ratios), Math.max(...ratios)],
         addedP50ms: median(added),
         addedP50Range: [Math.min(...added), Math.max(...added)],
-        runs: { directRuns, routerRuns },
+        ...(baseline ? { baseline } : {}),
+        runs: { directRuns, routerRuns, ...(baselineArgv ? { baselineRuns } : {}) },
       });
     }
     const after = await stats();
@@ -184,6 +242,17 @@ async function main(): Promise<void> {
           `${row.addedP50ms.toFixed(3)} (${row.addedP50Range.map((v: number) => v.toFixed(2)).join(" to ")}) |`,
       );
     }
+    if (baselineArgv) {
+      console.log(`\n| scenario (same rounds; baseline: ${baselineArgv.join(" ")}) | direct req/s | baseline router req/s | this router req/s | ratio to direct: baseline / this | added p50 ms: baseline / this |`);
+      console.log(`|---|---|---|---|---|---|`);
+      for (const row of rows) {
+        const b = row.baseline;
+        console.log(
+          `| ${row.scenario} | ${row.direct.rps} | ${b.router.rps} | ${row.router.rps} | ${b.rpsRatio.toFixed(2)}x / ${row.rpsRatio.toFixed(2)}x | ` +
+            `${b.addedP50ms.toFixed(3)} / ${row.addedP50ms.toFixed(3)} |`,
+        );
+      }
+    }
     console.log(`\nrouter RSS: idle ${mib(idle.rssBytes)} MiB, peak under load ${mib(peakRss)} MiB, after ${mib(after.rssBytes)} MiB`);
     console.log(`route push through a port-forward: median ${median(pushes).toFixed(1)} ms, max ${Math.max(...pushes).toFixed(1)} ms`);
     console.log(`router counters after the run: ${JSON.stringify(after.counters)}`);
@@ -193,9 +262,12 @@ async function main(): Promise<void> {
     await mesh.exited;
   } finally {
     await stopAllKtctl();
+    await baselineMesh?.stop();
     await kubectl(["-n", DEMO_NS, "delete", "pod", LOAD_POD, "--ignore-not-found", "--wait=false"]);
     await laptop?.stop();
     await removeMeshWorkload(SERVICE);
+    if (baselineArgv) await removeMeshWorkload(BASELINE_SERVICE);
+    rmSync(baselineHome, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
     rmSync(home, { recursive: true, force: true });
   }

@@ -162,15 +162,14 @@ export function memoryLog(): ShadowLog & { lines: string[] } {
   return { lines, debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }
 
-/** A TCP server for the raw-splice tests: echoes, or greets first and then echoes. */
-export async function tcpServer(greeting?: string): Promise<{ port: number; close(): Promise<void> }> {
+/** A local TCP server on a free loopback port, each connection handed to `serve`; close() ends them all. */
+export async function localServer(serve: (socket: net.Socket) => void): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => undefined);
-    if (greeting) socket.write(greeting);
-    socket.pipe(socket);
+    serve(socket);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
@@ -180,6 +179,14 @@ export async function tcpServer(greeting?: string): Promise<{ port: number; clos
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A TCP server for the raw-splice tests: echoes, or greets first and then echoes. */
+export function tcpServer(greeting?: string): Promise<{ port: number; close(): Promise<void> }> {
+  return localServer((socket) => {
+    if (greeting) socket.write(greeting);
+    socket.pipe(socket);
+  });
 }
 
 /** Reads from a socket until `predicate` holds for everything read so far. */
