@@ -74,11 +74,6 @@ export class CarrierPool {
     return carrier;
   }
 
-  /** Streams waiting now. */
-  get waiting(): number {
-    return this.idle.length;
-  }
-
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
