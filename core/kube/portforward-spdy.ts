@@ -15,6 +15,7 @@ import {
   FrameDecoder,
   HeaderBlockWriter,
   RST_CANCEL,
+  SPDY_DATA_HEADER_BYTES,
   encodeDataFrames,
   encodeDataHeader,
   encodeGoAway,
@@ -23,6 +24,7 @@ import {
   encodeSynStream,
 } from "./spdy.ts";
 import { WS_HEADROOM, type ClientWebSocket } from "./websocket.ts";
+import { FramePool } from "../protocol/frame-packing.ts";
 
 export const SPDY_PORT_FORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io";
 /** Payload per data frame we send: the runtime's reader allocates per frame, so neither tiny nor huge. */
@@ -64,6 +66,8 @@ export class SpdyPortForwardConnection {
   /** Channels whose readers are full: the WebSocket stays paused while any is. */
   private readonly blocked = new Set<PortForwardChannel>();
   private endReason: Error | null | undefined;
+  /** Buffers of full data frames, shared by the connection's streams. */
+  private readonly framePool: FramePool;
   /** The server said GOAWAY: no new streams, the open ones carry on. */
   private goneAway = false;
 
@@ -76,6 +80,7 @@ export class SpdyPortForwardConnection {
     readonly label: string,
     private readonly maxFramePayload = SPDY_MAX_FRAME_PAYLOAD,
   ) {
+    this.framePool = new FramePool(WS_HEADROOM + SPDY_DATA_HEADER_BYTES + maxFramePayload);
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
     this.decoder = new FrameDecoder({
       data: (streamId, payload, fin) => this.onData(streamId, payload, fin),
@@ -153,11 +158,20 @@ export class SpdyPortForwardConnection {
 
   sendData(streamId: number, chunks: readonly Uint8Array[], callback: (error?: Error | null) => void): void {
     if (!this.isOpen) return callback(this.closedError());
-    const frames = encodeDataFrames(streamId, chunks, this.maxFramePayload, WS_HEADROOM);
+    const frames = encodeDataFrames(streamId, chunks, this.maxFramePayload, WS_HEADROOM, this.framePool);
     if (frames.length === 0) return callback();
-    // The send callback fires once the socket has taken the data: that is our back-pressure.
-    for (let i = 0; i < frames.length - 1; i++) this.ws.sendWithHeadroom(frames[i]!);
-    this.ws.sendWithHeadroom(frames[frames.length - 1]!, (error?: Error | null) => callback(error ?? null));
+    // The send callback fires once the socket has taken the data: that is our back-pressure, and
+    // the moment a frame's buffer can serve the next one.
+    const last = frames.length - 1;
+    for (let i = 0; i < last; i++) {
+      const frame = frames[i]!;
+      this.ws.sendWithHeadroom(frame, () => this.framePool.give(frame));
+    }
+    const frame = frames[last]!;
+    this.ws.sendWithHeadroom(frame, (error?: Error | null) => {
+      this.framePool.give(frame);
+      callback(error ?? null);
+    });
   }
 
   sendFin(streamId: number): void {

@@ -14,6 +14,7 @@ import { apiErrorFrom, assertSafePath, connectionErrorFrom } from "./errors.ts";
 import type { Transport } from "./transport.ts";
 import { SPDY_PORT_FORWARD_PROTOCOL, SpdyPortForwardConnection, summarizeForwardError } from "./portforward-spdy.ts";
 import { ClientWebSocket, UpgradeRefusedError } from "./websocket.ts";
+import { packFrames, type FrameFormat } from "../protocol/frame-packing.ts";
 
 export { SPDY_PORT_FORWARD_PROTOCOL, SpdyPortForwardConnection, forwardErrorText, summarizeForwardError } from "./portforward-spdy.ts";
 
@@ -25,34 +26,18 @@ export const MAX_FRAME_PAYLOAD = 256 * 1024;
 const READ_HIGH_WATER_MARK = 1024 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
 
+/** The data channel's messages: the channel number, then the payload. */
+const DATA_CHANNEL_FORMAT = (max: number): FrameFormat => ({
+  maxPayload: max,
+  headerBytes: 1,
+  writeHeader(frame, at) {
+    frame[at] = DATA_CHANNEL;
+  },
+});
+
 /** Packs data for the data channel into frames of at most `max` payload bytes (one copy per byte, no more). */
 export function encodeDataFrames(chunks: readonly Uint8Array[], max = MAX_FRAME_PAYLOAD): Buffer[] {
-  const frames: Buffer[] = [];
-  let total = 0;
-  for (const c of chunks) total += c.byteLength;
-  let frame: Buffer | undefined;
-  let offset = 0;
-  for (const chunk of chunks) {
-    let at = 0;
-    while (at < chunk.byteLength) {
-      if (!frame) {
-        const size = Math.min(max, total);
-        frame = Buffer.allocUnsafe(size + 1);
-        frame[0] = DATA_CHANNEL;
-        offset = 1;
-      }
-      const n = Math.min(chunk.byteLength - at, frame.length - offset);
-      frame.set(chunk.subarray(at, at + n), offset);
-      offset += n;
-      at += n;
-      total -= n;
-      if (offset === frame.length) {
-        frames.push(frame);
-        frame = undefined;
-      }
-    }
-  }
-  return frames;
+  return packFrames(DATA_CHANNEL_FORMAT(max), chunks);
 }
 
 /** Splits incoming messages into channel and payload, dropping the port-number prefix of each channel. */

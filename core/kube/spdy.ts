@@ -11,6 +11,8 @@
 // server's header blocks (a reply's headers say nothing a port-forward uses), so we skip them
 // without inflating.
 
+import { packFrames, type FrameFormat, type FramePool } from "../protocol/frame-packing.ts";
+
 export const SPDY_VERSION = 3;
 export const FLAG_FIN = 0x01;
 
@@ -33,6 +35,7 @@ export const MAX_DATA_LENGTH = 0xffffff;
 const MAX_STORED_BLOCK = 0xffff;
 const SYNC_MARK = Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]);
 const DATA_HEADER = 8;
+export const SPDY_DATA_HEADER_BYTES = DATA_HEADER;
 
 /**
  * Our side of the header-block zlib stream: a zlib header once, then one non-final stored block
@@ -122,39 +125,26 @@ export function encodeDataHeader(streamId: number, length: number, fin = false):
   return header;
 }
 
+/** The layout of data frames on `streamId`, for the shared frame packer. */
+export function dataFrameFormat(streamId: number, maxPayload: number): FrameFormat {
+  return {
+    maxPayload: Math.min(maxPayload, MAX_DATA_LENGTH),
+    headerBytes: DATA_HEADER,
+    writeHeader(frame, at, length) {
+      frame.writeUInt32BE(streamId & 0x7fffffff, at);
+      frame.writeUInt32BE(length, at + 4);
+    },
+  };
+}
+
 /**
  * Packs chunks for one stream into data frames of at most `max` payload bytes each, in as few
  * buffers as possible (one copy per byte: the WebSocket sends each buffer as one message). Each
- * buffer starts with `headroom` spare bytes, where the WebSocket can put its own header.
+ * buffer starts with `headroom` spare bytes, where the WebSocket can put its own header; big ones
+ * come from `pool` when given (hand each back once sent).
  */
-export function encodeDataFrames(streamId: number, chunks: readonly Uint8Array[], max: number, headroom = 0): Buffer[] {
-  let total = 0;
-  for (const c of chunks) total += c.byteLength;
-  const out: Buffer[] = [];
-  let frame: Buffer | undefined;
-  let offset = 0;
-  for (const chunk of chunks) {
-    let at = 0;
-    while (at < chunk.byteLength) {
-      if (!frame) {
-        const size = Math.min(max, total);
-        frame = Buffer.allocUnsafe(headroom + DATA_HEADER + size);
-        frame.writeUInt32BE(streamId & 0x7fffffff, headroom);
-        frame.writeUInt32BE(size, headroom + 4);
-        offset = headroom + DATA_HEADER;
-      }
-      const n = Math.min(chunk.byteLength - at, frame.length - offset);
-      frame.set(chunk.subarray(at, at + n), offset);
-      offset += n;
-      at += n;
-      total -= n;
-      if (offset === frame.length) {
-        out.push(frame);
-        frame = undefined;
-      }
-    }
-  }
-  return out;
+export function encodeDataFrames(streamId: number, chunks: readonly Uint8Array[], max: number, headroom = 0, pool?: FramePool): Buffer[] {
+  return packFrames(dataFrameFormat(streamId, max), chunks, { headroom, pool });
 }
 
 /** What the decoder reports; data payloads are views into the messages, never copies. */

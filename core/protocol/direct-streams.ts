@@ -23,6 +23,7 @@
 // The token comes from the shadow over the authenticated SSH control channel ("direct" request),
 // so only the session's host can open direct streams.
 
+import { FramePool, forEachFrame, packFrames, type FrameFormat } from "./frame-packing.ts";
 import type { StreamFailure } from "./tunnel.ts";
 
 export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
@@ -112,16 +113,40 @@ export function encodeFrameHeader(type: FrameType, value: number): Buffer {
   return header;
 }
 
-/** DATA frames for `chunks`, at most `max` bytes each, headers and payloads as separate buffers (no copy). */
+/** DATA frames as the shared frame packer lays them out. */
+export const DIRECT_DATA_FORMAT: FrameFormat = {
+  maxPayload: DIRECT_MAX_FRAME,
+  headerBytes: HEADER_BYTES,
+  writeHeader(frame, at, length) {
+    frame[at] = FrameType.Data;
+    frame.writeUInt32BE(length, at + 1);
+  },
+};
+
+/**
+ * DATA frames for `chunks`, at most `max` bytes each, headers and payloads as separate buffers (no
+ * copy): for a carrier that packs again below (the host's SPDY stream copies them into its frames).
+ */
 export function encodeDataFrames(chunks: readonly Buffer[], max = DIRECT_MAX_FRAME): Buffer[] {
   const out: Buffer[] = [];
-  for (const chunk of chunks) {
-    for (let at = 0; at < chunk.length; at += max) {
-      const piece = chunk.subarray(at, Math.min(chunk.length, at + max));
-      out.push(encodeFrameHeader(FrameType.Data, piece.length), piece);
-    }
-  }
+  forEachFrame(chunks, max, (pieces, length) => {
+    out.push(encodeFrameHeader(FrameType.Data, length), ...(pieces as Buffer[]));
+  });
   return out;
+}
+
+/**
+ * DATA frames for `chunks`, each header and payload in ONE buffer (one copy): for a socket, where a
+ * header written apart would leave as a segment, and a frame, of its own at every hop. Big frames
+ * come from `pool`: give each back once written.
+ */
+export function packDataFrames(chunks: readonly Buffer[], pool?: FramePool): Buffer[] {
+  return packFrames(DIRECT_DATA_FORMAT, chunks, { pool });
+}
+
+/** A pool for packDataFrames' buffers. */
+export function directFramePool(): FramePool {
+  return new FramePool(HEADER_BYTES + DIRECT_MAX_FRAME);
 }
 
 export function encodeRefused(reason: StreamFailure, message: string): Buffer {

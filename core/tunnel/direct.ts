@@ -15,6 +15,7 @@ import {
 } from "../protocol/direct-streams.ts";
 import { StreamOpenError } from "./stream-error.ts";
 
+
 const READ_HIGH_WATER_MARK = 256 * 1024;
 
 /** Opens port-forward streams to another port of the shadow's pod, on the link's own connection. */
@@ -35,17 +36,25 @@ export interface DirectEndpoint {
  * pod's network namespace: 1-2 ms on the test node, more under load); a waiting one leaves only
  * the shadow's dial to the target on the connection's path. Idle ones are replaced well before
  * the shadow would drop them (DIRECT_IDLE_MS).
+ *
+ * Refilling is kept off the connections' path: opening streams costs our event loop, the API
+ * server, the kubelet, the runtime and the shadow CPU on the very path a connection's first bytes
+ * take. So the pool refills in batches, once it is down to `lowWater`, and only after the stream
+ * that took it there has had its first answer (or closed): measured, a refill sent between a
+ * connection's preamble and its first data was most of what a new connection cost over a request
+ * on an open one. Only an empty pool refills at once (the next connection would open its own).
  */
 export class CarrierPool {
   private readonly idle: { carrier: Duplex; since: number; drop: () => void }[] = [];
   private readonly timer: ReturnType<typeof setInterval>;
-  private refilling = false;
+  private refillPending = false;
   private closed = false;
 
   constructor(
     private readonly siblings: SiblingStreams,
     private readonly port: number,
     private readonly size = CARRIER_POOL_SIZE,
+    private readonly lowWater = CARRIER_POOL_LOW_WATER,
   ) {
     this.refill();
     this.timer = setInterval(() => this.renew(), CARRIER_IDLE_MS / 2);
@@ -55,15 +64,14 @@ export class CarrierPool {
   /** A stream to the direct port with `first` written on it: a waiting one if there is one. */
   take(first: Buffer): Duplex {
     const entry = this.idle.shift();
-    // Replacing it is not this connection's business: after its own bytes have gone.
-    if (!this.refilling) {
-      this.refilling = true;
-      setImmediate(() => this.refill());
-    }
-    if (!entry) return this.siblings.open(this.port, first);
-    entry.carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
-    entry.carrier.write(first);
-    return entry.carrier;
+    let carrier: Duplex;
+    if (entry) {
+      carrier = entry.carrier;
+      carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
+      carrier.write(first);
+    } else carrier = this.siblings.open(this.port, first);
+    if (this.idle.length <= this.lowWater) this.refillAfter(carrier);
+    return carrier;
   }
 
   close(): void {
@@ -72,8 +80,23 @@ export class CarrierPool {
     for (const { carrier } of this.idle.splice(0)) carrier.destroy();
   }
 
+  /** Refills once `carrier` has had its first answer or closed; at once when nothing waits. */
+  private refillAfter(carrier: Duplex): void {
+    if (this.refillPending) return;
+    this.refillPending = true;
+    const go = () => {
+      carrier.off("data", go).off("close", go);
+      // After the answer has gone on its way: setImmediate runs once this turn's I/O is done.
+      setImmediate(() => {
+        this.refillPending = false;
+        this.refill();
+      });
+    };
+    if (this.idle.length === 0) go();
+    else carrier.once("data", go).once("close", go);
+  }
+
   private refill(): void {
-    this.refilling = false;
     while (!this.closed && this.siblings.accepting && this.idle.length < this.size) {
       let carrier: Duplex;
       try {
@@ -100,8 +123,10 @@ export class CarrierPool {
 }
 
 /** Streams kept waiting per link: enough for a client that opens connections back to back. */
-export const CARRIER_POOL_SIZE = 2;
-/** A waiting stream is replaced after this long, well before the shadow would drop it. */
+export const CARRIER_POOL_SIZE = 4;
+/** The pool refills (to CARRIER_POOL_SIZE, in one batch) once this few are left. */
+export const CARRIER_POOL_LOW_WATER = 2;
+/** A waiting stream is replaced after this long, well before the shadow would drop them. */
 export const CARRIER_IDLE_MS = 60_000;
 
 /**

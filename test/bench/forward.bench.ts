@@ -7,13 +7,15 @@
 // Prints Markdown tables and a JSON line.
 //   bun test/bench/forward.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--keep]
 //       [--variant NAME=ENV=VALUE[,ENV=VALUE]]...   more ktctl runs with other environments
+//                                                    (BIN=PATH in a variant runs another ktctl binary:
+//                                                    an older build side by side in the same run)
 // The pod lives in its own namespace (ktctl-bench), so tests running meanwhile in demo cannot swap
 // it out or be mistaken for our shadow; --keep leaves the namespace for the next run.
 // Needs the test cluster (test/cluster/up) and, for the start-up figure, `bun run build --host-only`.
 
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startKtctl, type RunningKtctl } from "../e2e/harness.ts";
+import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startWatched, ktctlInLaptop, type RunningKtctl } from "../e2e/harness.ts";
 import { cpuMsOf as cpuMs, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
@@ -136,7 +138,10 @@ function ktctlForwarder(name: string, env: Record<string, string>): Forwarder {
     name,
     async start() {
       const [httpPort, tcpPort] = await freePorts();
-      const ktctl: RunningKtctl = startKtctl(["-n", NS, "forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`], env);
+      const { BIN: binary, ...environment } = env;
+      const args = ["-n", NS, "forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`];
+      const argv = binary ? inLaptop([binary, "--kubeconfig", KUBECONFIG, ...args]) : ktctlInLaptop(args);
+      const ktctl: RunningKtctl = startWatched(argv, environment);
       await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${tcpPort}`));
       return { pid: ktctl.proc.pid, httpPort, tcpPort, stop: async () => void (await ktctl.stop("SIGINT")) };
     },
