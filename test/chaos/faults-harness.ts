@@ -5,7 +5,7 @@
 import { FAULTS_LAPTOP } from "./faults-laptop.ts";
 import { appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, run, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { API_SERVER, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, run, startWatched, type RunningKtctl } from "../e2e/harness.ts";
 import { deployWorkspace, ktctlArgv } from "../e2e/reliability-harness.ts";
 
 /** Where every cluster-wide fault is announced, so other runs can tell why they failed. */
@@ -36,14 +36,39 @@ async function ipOk(argv: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`ip ${argv.join(" ")}: ${r.stderr.trim()}`);
 }
 
-/** The laptop loses its only link (the cable pulled) for `seconds`, then gets it back. */
-export async function dropLaptopLink(seconds: number): Promise<void> {
-  await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "down"]);
+/**
+ * The laptop loses the API server for `seconds`, then gets it back: "link-down" pulls the cable (the
+ * laptop's side sees no carrier, new connections fail at once); "silent-drop" loses every packet on
+ * the way (a dead Wi-Fi or VPN: nothing fails, everything hangs). `during` runs meanwhile.
+ */
+export async function cutLaptopOff(seconds: number, how: "link-down" | "silent-drop", during?: () => Promise<void>): Promise<void> {
+  const apiIp = new URL(API_SERVER).hostname;
+  const rules = [
+    ["OUTPUT", "-d"],
+    ["INPUT", "-s"],
+  ];
+  if (how === "link-down") await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "down"]);
+  else for (const [chain, flag] of rules) await inLaptopOk(["iptables", "-w", "-I", chain!, "1", flag!, apiIp, "-j", "DROP"]);
+  const back = Date.now() + seconds * 1000;
   try {
-    await Bun.sleep(seconds * 1000); // the fault's length is the point, not a wait for readiness
+    await during?.();
+    await Bun.sleep(Math.max(0, back - Date.now())); // the fault's length is the point, not a wait for readiness
   } finally {
-    await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "up"]);
+    if (how === "link-down") await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "up"]);
+    else for (const [chain, flag] of rules) await inLaptopOk(["iptables", "-w", "-D", chain!, flag!, apiIp, "-j", "DROP"]);
   }
+}
+
+async function inLaptopOk(argv: string[]): Promise<void> {
+  const r = await run(inLaptop(argv));
+  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** `ktctl clean` from another machine (the host, with a home of its own): it undoes expired sessions. */
+export async function cleanFromElsewhere(namespace: string, home: string): Promise<string> {
+  const r = await run(["bun", join(REPO, "core/cli/main.ts"), "--kubeconfig", KUBECONFIG, "-n", namespace, "clean"], { env: { KTCTL_HOME: home, NO_COLOR: "1" }, timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`ktctl clean failed (${r.code}): ${r.stdout}${r.stderr}`);
+  return r.stdout;
 }
 
 // ---- the cluster -------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ import {
   clusterHealthy,
   clusterIpOf,
   deployFaultWorkspace,
-  dropLaptopLink,
+  cleanFromElsewhere,
+  cutLaptopOff,
   healMs,
   lastOf,
   laptopProber,
@@ -117,6 +118,11 @@ interface Fault {
   name: string;
   /** Breaks more than this suite: announced in the fault log, and the cluster must be healthy after. */
   clusterWide: boolean;
+  /**
+   * The sessions cannot survive it (their Leases were cleaned from elsewhere): each must end by
+   * itself with exit code 10 and a message naming the lost lease, the cluster restored by that clean.
+   */
+  endsSessions?: boolean;
   /** Injects the fault; resolves when it ends (the daemon answers again, the link is back, the pod is gone). */
   inject(sessions: Live[]): Promise<void>;
 }
@@ -129,12 +135,31 @@ async function deleteShadows(sessions: Live[], force: boolean): Promise<void> {
   if (r.code !== 0) throw new Error(`kubectl delete pod: ${r.stderr.trim()}`);
 }
 
+/** Longer than a Lease lives unrenewed (30 s, plus 2 s for the server's 1 s timestamps), by a margin. */
+const PAST_THE_LEASE_SECONDS = 42;
+const CLEAN_AT_SECONDS = 37;
+
+async function cutOffAndCleaned(): Promise<void> {
+  const home = scratchHome("faults-clean");
+  const started = Date.now();
+  try {
+    await cutLaptopOff(PAST_THE_LEASE_SECONDS, "link-down", async () => {
+      await Bun.sleep(CLEAN_AT_SECONDS * 1000 - (Date.now() - started)); // the Leases must have expired first
+      console.log(lastLines(await cleanFromElsewhere(NS, home), 12));
+    });
+  } finally {
+    removeHome(home);
+  }
+}
+
 const ALL_FAULTS: Fault[] = [
   { name: "api-server-restart", clusterWide: true, inject: () => restartDaemon("kube-apiserver") },
-  { name: "laptop-link-drop-20s", clusterWide: false, inject: () => dropLaptopLink(20) },
+  { name: "laptop-link-down-20s", clusterWide: false, inject: () => cutLaptopOff(20, "link-down") },
+  { name: "laptop-silent-drop-20s", clusterWide: false, inject: () => cutLaptopOff(20, "silent-drop") },
   { name: "shadow-pod-delete", clusterWide: false, inject: (s) => deleteShadows(s, false) },
   { name: "shadow-pod-delete-force", clusterWide: false, inject: (s) => deleteShadows(s, true) },
   { name: "containerd-restart", clusterWide: true, inject: () => restartDaemon("containerd") },
+  { name: "laptop-cut-off-42s-cleaned", clusterWide: false, endsSessions: true, inject: cutOffAndCleaned },
 ];
 const FAULTS = ALL_FAULTS.filter((f) => !ONLY_FAULTS || ONLY_FAULTS.includes(f.name));
 
@@ -146,11 +171,19 @@ interface Outcome {
   broke: boolean;
   /** ms from the fault's end to the first success; undefined when it never came back. */
   healMs?: number;
-  /** Set when the session ended by itself: its last words, and whether its objects were gone within 10 s. */
-  ended?: { message: string; cleaned: boolean };
+  /**
+   * Set when the session ended by itself: its last words, exit code, and whether its objects were
+   * gone within 10 s (and, for connect, the laptop as before).
+   */
+  ended?: { message: string; code: number; cleaned: boolean; afterMs: number };
 }
 const outcomes: Outcome[] = [];
-const passed = (o: Outcome) => (o.ended ? o.ended.cleaned && o.ended.message !== "" : o.healMs !== undefined && o.healMs <= HEAL_LIMIT_MS);
+const LOST_LEASE_MESSAGE = /session \S+ ended: the session's lease was (deleted|taken over)/;
+function passed(o: Outcome): boolean {
+  if (ALL_FAULTS.find((f) => f.name === o.fault)?.endsSessions) return Boolean(o.ended?.cleaned && o.ended.code === 10 && LOST_LEASE_MESSAGE.test(o.ended.message));
+  if (o.ended) return o.ended.cleaned && o.ended.message !== "";
+  return o.healMs !== undefined && o.healMs <= HEAL_LIMIT_MS;
+}
 
 let laptopServer: { stop(): Promise<void> } | undefined;
 let clusterBefore: string;
@@ -272,9 +305,13 @@ async function oneRun(run: number): Promise<void> {
             broke: names.some((n) => brokeBetween(probes.records(), n, faultStart, faultEnd + (heal ?? HEAL_WATCH_MS))),
             healMs: heal,
           };
+          if (fault.endsSessions) await Promise.race([live.ktctl.proc.exited, Bun.sleep(Math.max(0, deadline - Date.now()))]);
           if (live.ktctl.proc.exitCode !== null) {
+            const afterMs = Date.now() - faultEnd;
             const cleaned = await goneWithin(live.id, RESTORE_LIMIT_MS);
-            outcome.ended = { message: lastLines(live.ktctl.output()), cleaned };
+            // Only connect changes the laptop: once it ended, the laptop must be as before.
+            const laptopLeft = live.mode.name === "connect" ? differences(await laptopState(), laptopBefore) : [];
+            outcome.ended = { message: lastLines(live.ktctl.output()), code: live.ktctl.proc.exitCode, cleaned: cleaned && !laptopLeft.length, afterMs };
             outcome.healMs = undefined;
             running.delete(live);
             removeHome(live.home);
@@ -283,7 +320,7 @@ async function oneRun(run: number): Promise<void> {
           }
           outcomes.push(outcome);
           const said = outcome.ended
-            ? `session ENDED (${outcome.ended.cleaned ? "cleaned" : "NOT cleaned"}): ${outcome.ended.message}`
+            ? `session ENDED ${(outcome.ended.afterMs / 1000).toFixed(1)} s after, exit ${outcome.ended.code} (${outcome.ended.cleaned ? "cleaned" : "NOT cleaned"}): ${outcome.ended.message}`
             : outcome.healMs === undefined
               ? `NOT healed after ${HEAL_WATCH_MS / 1000} s: ${names.map((n) => lastOf(probes.records(), n)?.answer).join("; ")}\n${lastLines(live.ktctl.output(), 8)}`
               : `healed in ${(outcome.healMs / 1000).toFixed(1)} s${outcome.broke ? "" : " (never broke)"}`;

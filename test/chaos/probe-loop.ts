@@ -45,3 +45,4 @@ if (!targets.length) {
   process.exit(2);
 }
 await Promise.all(targets.map(loop));
+export {};
