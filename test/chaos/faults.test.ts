@@ -202,6 +202,21 @@ async function startSession(mode: FaultMode): Promise<Live> {
   return live;
 }
 
+/**
+ * Starts a mode again after its session ended. Right after a containerd restart runc may still fail
+ * to start a container once ("can't get final child's PID from pipe"): that is the node's, so one
+ * more try is allowed, and said.
+ */
+async function restartSession(mode: FaultMode): Promise<Live> {
+  try {
+    return await startSession(mode);
+  } catch (error) {
+    console.log(`${mode.name}: could not start again (${lastLines((error as Error).message, 2)}); one more try`);
+    for (const live of running) if (live.mode === mode && live.ktctl.proc.exitCode !== null) running.delete(live);
+    return startSession(mode);
+  }
+}
+
 async function stopSession(live: Live): Promise<number> {
   const code = await live.ktctl.stop("SIGINT");
   running.delete(live);
@@ -316,7 +331,7 @@ async function oneRun(run: number): Promise<void> {
             running.delete(live);
             removeHome(live.home);
             // The next fault needs the mode up again.
-            sessions[index] = await startSession(live.mode);
+            sessions[index] = await restartSession(live.mode);
           }
           outcomes.push(outcome);
           const said = outcome.ended
