@@ -211,7 +211,7 @@ async function recordSession(
       },
     };
     await writeLocalJournal(settings.home, { version: 1, meta, steps });
-    const lease = new SessionLease(kube, meta, onLost);
+    const lease = new SessionLease(kube, meta, onLost, Math.max(2, settings.renewSeconds) * 1000);
     try {
       const created = await lease.create(steps);
       if (typeof created?.metadata?.creationTimestamp === "string") meta.started = created.metadata.creationTimestamp;
