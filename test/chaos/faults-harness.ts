@@ -161,10 +161,35 @@ export async function clusterIpOf(namespace: string, service: string): Promise<s
   return (await kubectlOk(["-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}"])).trim();
 }
 
+const CONTAINERD = ["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io"];
+
+/** The containerd ids of a pod's containers. */
+export async function containerIdsOf(namespace: string, pod: string): Promise<string[]> {
+  const ids = await kubectlOk(["-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[*].containerID}"]);
+  return ids.split(/\s+/).filter(Boolean).map((id) => id.replace(/^containerd:\/\//, ""));
+}
+
+async function runningTasks(): Promise<string[]> {
+  const r = await run([...CONTAINERD, "task", "ls"]);
+  return r.stdout.split("\n").filter((l) => /\bRUNNING\b/.test(l)).map((l) => l.split(/\s+/)[0]!);
+}
+
+/** Waits until none of `ids` runs any more on the node (containerd's own view). */
+export async function containersGone(ids: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const tasks = await runningTasks();
+    const alive = ids.filter((id) => tasks.includes(id));
+    if (!alive.length) return;
+    if (Date.now() > deadline) throw new Error(`containers still running after ${timeoutMs} ms: ${alive.join(", ")}`);
+    await Bun.sleep(100);
+  }
+}
+
 /** The host PID of a pod's first container: `nsenter -t PID -n` enters the pod's network. */
 export async function podPid(namespace: string, pod: string): Promise<number> {
   const id = (await kubectlOk(["-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"])).trim().replace(/^containerd:\/\//, "");
-  const r = await run(["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io", "task", "ls"]);
+  const r = await run([...CONTAINERD, "task", "ls"]);
   const line = r.stdout.split("\n").find((l) => l.startsWith(id));
   const pid = Number(line?.trim().split(/\s+/)[1]);
   if (!pid) throw new Error(`no running task for ${namespace}/${pod} (${id})`);

@@ -21,11 +21,15 @@
 // Cluster-wide faults are announced in /tmp/ktctl-faults.log.
 
 import "./faults-laptop.ts";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import {
   brokeBetween,
   clusterHealthy,
   clusterIpOf,
+  containerIdsOf,
+  containersGone,
   deployFaultWorkspace,
   cleanFromElsewhere,
   cutLaptopOff,
@@ -127,12 +131,19 @@ interface Fault {
   inject(sessions: Live[]): Promise<void>;
 }
 
+/**
+ * Deletes every session's shadow pod. The fault ends when their containers are gone, not when the
+ * API says the pods are: a forced delete removes the object at once while the old shadow still runs
+ * (and still serves) until the kubelet kills it, which is when the traffic really breaks.
+ */
 async function deleteShadows(sessions: Live[], force: boolean): Promise<void> {
   const pods = (await Promise.all(sessions.map((s) => shadowPodsOf(NS, s.id)))).flat();
   if (!pods.length) throw new Error("no shadow pod to delete");
+  const containers = (await Promise.all(pods.map((pod) => containerIdsOf(NS, pod)))).flat();
   const flags = force ? ["--grace-period=0", "--force"] : [];
   const r = await kubectl(["-n", NS, "delete", "pod", ...pods, ...flags], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new Error(`kubectl delete pod: ${r.stderr.trim()}`);
+  await containersGone(containers, 60_000);
 }
 
 /** Longer than a Lease lives unrenewed (30 s, plus 2 s for the server's 1 s timestamps), by a margin. */
@@ -190,9 +201,13 @@ let clusterBefore: string;
 let laptopBefore: Record<string, string>;
 const running = new Set<Live>();
 
+/** KTCTL_FAULT_OUTPUT=DIR keeps every session's whole output there (with --debug), one file per session. */
+const OUTPUT_DIR = process.env.KTCTL_FAULT_OUTPUT;
+if (OUTPUT_DIR) mkdirSync(OUTPUT_DIR, { recursive: true });
+
 async function startSession(mode: FaultMode): Promise<Live> {
   const home = scratchHome(`faults-${mode.name}`);
-  const ktctl = startFaultSession(NS, mode.args, home);
+  const ktctl = startFaultSession(NS, OUTPUT_DIR ? ["--debug", ...mode.args] : mode.args, home);
   const live: Live = { mode, home, ktctl, id: "" };
   running.add(live);
   await ktctl.waitForOutput(mode.ready, 120_000);
@@ -217,8 +232,13 @@ async function restartSession(mode: FaultMode): Promise<Live> {
   }
 }
 
+function keepOutput(live: Live): void {
+  if (OUTPUT_DIR) writeFileSync(join(OUTPUT_DIR, `${live.mode.name}-${live.id || "unstarted"}.log`), live.ktctl.output());
+}
+
 async function stopSession(live: Live): Promise<number> {
   const code = await live.ktctl.stop("SIGINT");
+  keepOutput(live);
   running.delete(live);
   removeHome(live.home);
   return code;
@@ -328,6 +348,7 @@ async function oneRun(run: number): Promise<void> {
             const laptopLeft = live.mode.name === "connect" ? differences(await laptopState(), laptopBefore) : [];
             outcome.ended = { message: lastLines(live.ktctl.output()), code: live.ktctl.proc.exitCode, cleaned: cleaned && !laptopLeft.length, afterMs };
             outcome.healMs = undefined;
+            keepOutput(live);
             running.delete(live);
             removeHome(live.home);
             // The next fault needs the mode up again.
