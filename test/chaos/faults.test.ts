@@ -274,8 +274,10 @@ const targetsOf = (mode: FaultMode): string[] => mode.targets(() => "x").map((t)
 async function allFlowing(records: () => ReturnType<typeof mergedRecords>, timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   const names = MODES.flatMap(targetsOf);
+  // Answers from before this call may predate a restart: only newer ones count (on a loaded machine
+  // one probe round can take longer than this loop's step).
+  const since = Date.now();
   for (;;) {
-    const since = Date.now();
     await Bun.sleep(300);
     const failing = names.filter((n) => !records().some((r) => r.target === n && r.start >= since && r.ok) || !lastOf(records(), n)?.ok);
     if (!failing.length || Date.now() > deadline) return failing.map((n) => `${n}: ${lastOf(records(), n)?.answer ?? "no answer"}`);
@@ -346,7 +348,10 @@ async function oneRun(run: number): Promise<void> {
             const cleaned = await goneWithin(live.id, RESTORE_LIMIT_MS);
             // Only connect changes the laptop: once it ended, the laptop must be as before.
             const laptopLeft = live.mode.name === "connect" ? differences(await laptopState(), laptopBefore) : [];
-            outcome.ended = { message: lastLines(live.ktctl.output()), code: live.ktctl.proc.exitCode, cleaned: cleaned && !laptopLeft.length, afterMs };
+            // Its one-line error (with --debug a stack follows it), or else its last words.
+            const output = live.ktctl.output();
+            const message = output.split("\n").find((l) => l.startsWith("ktctl: ")) ?? lastLines(output);
+            outcome.ended = { message, code: live.ktctl.proc.exitCode, cleaned: cleaned && !laptopLeft.length, afterMs };
             outcome.healMs = undefined;
             keepOutput(live);
             running.delete(live);
