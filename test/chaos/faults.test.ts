@@ -36,6 +36,7 @@ import {
   healMs,
   lastOf,
   laptopProber,
+  laptopDown,
   laptopUp,
   logFault,
   podPid,
@@ -405,6 +406,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const live of running) await stopSession(live).catch(() => undefined);
   await laptopServer?.stop();
+  await laptopDown();
   const rows: string[] = [];
   for (const fault of FAULTS) {
     for (const mode of MODES) {
