@@ -142,7 +142,12 @@ async function streamOnce(
     const decoder = new TextDecoder();
     let pending = "";
     for (;;) {
-      const { value, done } = await reader.read();
+      // The connection breaking mid-stream (a reset after the API server restarted, a lost network)
+      // is a drop to resume from, like one at connect time, not the end of the watch.
+      const { value, done } = await reader.read().catch((error: Error) => {
+        if (connection.signal.aborted) throw error;
+        throw new KtctlError(`watch on ${path} broke: ${error?.message ?? error}`, ExitCode.unreachable);
+      });
       if (done) return false;
       clearTimeout(idle);
       idle = setTimeout(abort, IDLE_LIMIT_MS);

@@ -158,11 +158,30 @@ export class SessionLease {
   private queue: Promise<unknown> = Promise.resolve();
   private lostReason: string | undefined;
 
+  /**
+   * @param renewalAnswerMs how long one renewal may go unanswered before the queue moves on. A laptop
+   *   whose packets are silently lost (Wi-Fi gone, VPN down) gets no error, only a request that hangs
+   *   until TCP gives up; behind it every later renewal would wait, and once the link is back the
+   *   retransmission could come so late that the Lease expired meanwhile. The abandoned write may
+   *   still land: the next one then meets a conflict, sees the Lease is still ours, and goes again.
+   */
   constructor(
     private readonly kube: Kube,
     private readonly meta: SessionMeta,
     private readonly onLost: LeaseLostHandler,
+    private readonly renewalAnswerMs = LEASE_RENEW_SECONDS * 1000,
   ) {}
+
+  /** A request, abandoned after `withinMs` when given (journal writes wait as long as it takes). */
+  private request<T>(withinMs: number | undefined, method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
+    const sent = this.kube.request<T>(method, path, body, contentType);
+    if (withinMs === undefined) return sent;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const unanswered = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the API server within ${withinMs} ms`)), withinMs);
+    });
+    return Promise.race([sent, unanswered]).finally(() => clearTimeout(timer));
+  }
 
   get lost(): string | undefined {
     return this.lostReason;
@@ -202,21 +221,21 @@ export class SessionLease {
     });
   }
 
-  private async patch(body: Record<string, unknown>): Promise<void> {
+  private async patch(body: Record<string, unknown>, withinMs?: number): Promise<void> {
     if (this.lostReason) throw new Error(this.lostReason);
     const path = leasePath(this.meta.namespace, this.name);
     for (let attempt = 0; ; attempt++) {
       const sentAt = Date.now();
       try {
         const merged = { ...body, metadata: { ...(body.metadata as object), resourceVersion: this.resourceVersion } };
-        const updated = await this.kube.request<any>("PATCH", path, merged, "application/merge-patch+json");
+        const updated = await this.request<any>(withinMs, "PATCH", path, merged, "application/merge-patch+json");
         this.learn(updated, sentAt, Date.now());
         return;
       } catch (error) {
         const status = httpStatus(error);
         if (status === 404) return this.markLost("the session's lease was deleted (cleaned up from elsewhere)", error);
         if (status !== 409 || attempt > 0) throw error;
-        const current = await this.kube.request<any>("GET", path).catch((e) => {
+        const current = await this.request<any>(withinMs, "GET", path).catch((e) => {
           if (httpStatus(e) === 404) return undefined;
           throw e;
         });
@@ -238,7 +257,7 @@ export class SessionLease {
   }
 
   renew(): Promise<void> {
-    return this.enqueue(() => this.patch({ spec: { renewTime: microTime(this.serverNow()) } }));
+    return this.enqueue(() => this.patch({ spec: { renewTime: microTime(this.serverNow()) } }, this.renewalAnswerMs));
   }
 
   writeSteps(steps: JournalStep[]): Promise<void> {

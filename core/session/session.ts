@@ -127,7 +127,8 @@ export async function startSession(options: StartSessionOptions): Promise<LocalS
   closeFromLoss = (reason) => {
     if (closePromise) return; // closing anyway: a lease gone at the end is no news
     logger.warn(`session ended: ${reason}`);
-    close(reason).catch((error) => logger.error(errorText(error)));
+    // The mode closes the session too once `ended` resolves, and reports how it went.
+    close(reason).catch((error) => logger.debug(`closing the lost session: ${errorText(error)}`));
   };
   if (state.lostReason) closeFromLoss(state.lostReason);
 
@@ -210,7 +211,7 @@ async function recordSession(
       },
     };
     await writeLocalJournal(settings.home, { version: 1, meta, steps });
-    const lease = new SessionLease(kube, meta, onLost);
+    const lease = new SessionLease(kube, meta, onLost, Math.max(2, settings.renewSeconds) * 1000);
     try {
       const created = await lease.create(steps);
       if (typeof created?.metadata?.creationTimestamp === "string") meta.started = created.metadata.creationTimestamp;
@@ -402,6 +403,11 @@ function stepRunner(kube: Kube, settings: SessionSettings, state: SessionState, 
 /**
  * close(): undo every step last-first, then remove the session's records. When something could not
  * be undone the records stay (the Lease expires) so `clean` finishes the rest.
+ *
+ * A session whose Lease was lost (deleted, or claimed by a `clean` that judged it expired while this
+ * laptop could not reach the API server) undoes only its laptop steps: the cluster steps now belong
+ * to whoever took the Lease over. Undoing them too would fight that `clean`, and could hand a
+ * service back over the head of a developer who exchanged it since. It ends with an error saying so.
  */
 async function unwind(
   reason: string,
@@ -418,7 +424,13 @@ async function unwind(
   logger.debug(`closing session ${meta.id}: ${reason}`);
   await steps.settle(settings.settleTimeoutMs);
   const failed: JournalStep[] = [];
+  const lost = state.lostReason;
+  const handedOver: JournalStep[] = [];
   for (const entry of pendingSteps(state.steps)) {
+    if (lost && entry.where === "cluster") {
+      handedOver.push(entry);
+      continue;
+    }
     if (!(await steps.undoOne(entry))) failed.push(entry);
     await journal.persist(entry.where === "cluster").catch((error) => logger.debug(`journal update failed: ${errorText(error)}`));
   }
@@ -441,6 +453,13 @@ async function unwind(
     if (!failed.length) await rm(watchdogLogPath(home, meta.id), { force: true });
   }
   removeSignalHandlers();
+  if (lost && !failed.length) {
+    throw new KtctlError(
+      `session ${meta.id} ended: ${lost}; the laptop is restored, its ${handedOver.length} cluster change(s) were left to whoever took the session over`,
+      ExitCode.conflict,
+      "the API server judged the session dead while this machine could not reach it; start it again",
+    );
+  }
   if (failed.length) {
     throw new KtctlError(
       `${failed.length} step(s) of session ${meta.id} could not be undone: ${failed.map((s) => `${s.describe} (${s.error})`).join("; ")}`,

@@ -96,7 +96,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
   };
 
   /** The current shadow pod if it is still there and running, else a new one. */
-  const ensurePod = async (): Promise<{ name: string; ip: string }> => {
+  const findOrMakePod = async (): Promise<{ name: string; ip: string }> => {
     if (current) {
       const pod = await kube
         .request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${current.name}`)
@@ -117,6 +117,14 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
     current = shared ? await joinPod() : await createPod();
     return current;
   };
+
+  /**
+   * One findOrMakePod at a time. The tunnel bounds each attempt (portForwardTimeout) and tries again
+   * while a pod slow to start is still being made: that attempt must wait for it, not make a second
+   * one (two shadows behind one exchanged service, one without a tunnel, refuse every other request).
+   */
+  let finding: Promise<{ name: string; ip: string }> | undefined;
+  const ensurePod = (): Promise<{ name: string; ip: string }> => (finding ??= findOrMakePod().finally(() => (finding = undefined)));
 
   const connect = async (): Promise<Duplex> => {
     const pod = await ensurePod();

@@ -477,12 +477,28 @@ describe("takeover", () => {
     await kube.request("PATCH", path, { metadata: { resourceVersion: lease.metadata.resourceVersion }, spec: { holderIdentity: "ktctl-clean@elsewhere/1" } }, "application/merge-patch+json");
     const reason = await session.ended;
     expect(reason).toContain("taken over by ktctl-clean@elsewhere/1");
-    // It undoes its own steps too (idempotent beside the claimant), and leaves the claimed lease alone.
-    await session.close();
-    await clusterRestored(target, created, 5_000);
+    // It puts its laptop back, leaves the cluster steps and the claimed lease to the claimant (undoing
+    // them too would fight that clean), and says so with the conflict exit code.
+    const closing = await session.close().then(
+      () => undefined,
+      (error) => error,
+    );
+    expect(closing?.exitCode).toBe(10);
+    expect(closing?.message).toMatch(new RegExp(`^session ${session.id} ended: the session was taken over by ktctl-clean@elsewhere/1 .*its 2 cluster change\\(s\\) were left to whoever took the session over$`));
     await fileRestored(file);
+    expect(await kube.request<any>("GET", `${cmPath}/${created}`)).toMatchObject({ data: { made: "by the session" } });
+    expect(isRestored(await kube.request<any>("GET", `${cmPath}/${target}`))).toBe(false);
     expect(await leaseExists(session.id)).toBe(true);
-    await kube.request("DELETE", path);
+    // The claimant's part, as clean does it: the cluster steps from the Lease's journal.
+    const plan = await eventually(async () => {
+      const p = await planClean(kube, { namespace: NS }, { home: join(root, "claimant"), registry });
+      const entry = p.entries.find((e) => e.sessionId === session.id);
+      if (!entry) throw new Error("not expired yet");
+      return { ...p, entries: [entry] };
+    }, 30_000, 500);
+    await executePlan(plan, kube, { home: join(root, "claimant"), registry });
+    await clusterRestored(target, created, 5_000);
+    expect(await leaseExists(session.id)).toBe(false);
   });
 
   test("a stale claim fails: clean backs off when the session renewed after the plan", async () => {

@@ -4,11 +4,15 @@
 # resolv.conf), so kt-connect's tun device and routes and kubefwd's /etc/hosts entries never meet
 # the routes and files that ktctl tests running at the same time keep in ktctl-laptop.
 #   test/bench/anchors/netns.sh up|down
+# Another suite that needs a laptop of its own (the fault suite drops its link) names it:
+#   KTCTL_NETNS=name KTCTL_NETNS_IF=host-side-veth KTCTL_NETNS_NET=10.202.0 KTCTL_NETNS_CHAIN=CHAIN netns.sh up
 set -euo pipefail
-NS=ktctl-bench-laptop
-HOST_IF=ktctl-benchl0
-HOST_IP=10.201.0.1
-NS_IP=10.201.0.2
+NS="${KTCTL_NETNS:-ktctl-bench-laptop}"
+HOST_IF="${KTCTL_NETNS_IF:-ktctl-benchl0}"
+NET="${KTCTL_NETNS_NET:-10.201.0}"
+CHAIN="${KTCTL_NETNS_CHAIN:-KTCTL-BENCH-LAPTOP}"
+HOST_IP="$NET.1"
+NS_IP="$NET.2"
 API_IP=10.200.0.1
 API_PORT=6443
 
@@ -27,21 +31,21 @@ up() {
   printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "/etc/netns/$NS/resolv.conf"
   printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n%s\tlaptop\n' "$NS_IP" > "/etc/netns/$NS/hosts"
   # The same fence as the test laptop: the API server and nothing else.
-  iptables -w -N KTCTL-BENCH-LAPTOP 2>/dev/null || iptables -w -F KTCTL-BENCH-LAPTOP
-  iptables -w -A KTCTL-BENCH-LAPTOP -p tcp -d "$API_IP" --dport "$API_PORT" -j ACCEPT
-  iptables -w -A KTCTL-BENCH-LAPTOP -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-  iptables -w -A KTCTL-BENCH-LAPTOP -j DROP
-  iptables -w -C INPUT -i "$HOST_IF" -j KTCTL-BENCH-LAPTOP 2>/dev/null || iptables -w -I INPUT 1 -i "$HOST_IF" -j KTCTL-BENCH-LAPTOP
+  iptables -w -N "$CHAIN" 2>/dev/null || iptables -w -F "$CHAIN"
+  iptables -w -A "$CHAIN" -p tcp -d "$API_IP" --dport "$API_PORT" -j ACCEPT
+  iptables -w -A "$CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  iptables -w -A "$CHAIN" -j DROP
+  iptables -w -C INPUT -i "$HOST_IF" -j "$CHAIN" 2>/dev/null || iptables -w -I INPUT 1 -i "$HOST_IF" -j "$CHAIN"
   iptables -w -C FORWARD -i "$HOST_IF" -j DROP 2>/dev/null || iptables -w -I FORWARD 1 -i "$HOST_IF" -j DROP
   iptables -w -C FORWARD -o "$HOST_IF" -j DROP 2>/dev/null || iptables -w -I FORWARD 1 -o "$HOST_IF" -j DROP
 }
 
 down() {
-  iptables -w -D INPUT -i "$HOST_IF" -j KTCTL-BENCH-LAPTOP 2>/dev/null || true
+  iptables -w -D INPUT -i "$HOST_IF" -j "$CHAIN" 2>/dev/null || true
   iptables -w -D FORWARD -i "$HOST_IF" -j DROP 2>/dev/null || true
   iptables -w -D FORWARD -o "$HOST_IF" -j DROP 2>/dev/null || true
-  iptables -w -F KTCTL-BENCH-LAPTOP 2>/dev/null || true
-  iptables -w -X KTCTL-BENCH-LAPTOP 2>/dev/null || true
+  iptables -w -F "$CHAIN" 2>/dev/null || true
+  iptables -w -X "$CHAIN" 2>/dev/null || true
   ip link del "$HOST_IF" 2>/dev/null || true
   ip netns delete "$NS" 2>/dev/null || true
   rm -rf "/etc/netns/$NS"
