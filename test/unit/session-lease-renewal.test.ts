@@ -12,7 +12,7 @@ const meta: SessionMeta = {
   pid: 1,
   started: new Date(0).toISOString(),
   leaseDurationSeconds: 30,
-  kube: {},
+  kube: { context: "test", namespace: "demo", server: "https://127.0.0.1:6443" },
 };
 
 /** An API server whose answers to PATCH follow `answers`: a delay in ms, or "never" (a lost packet). */
