@@ -107,9 +107,15 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
     });
     running.then(
       (pod) => {
-        if (current?.name === name) current.ip = pod.status!.podIP!;
+        // Reported running: from now on the pod is checked as any other (ensurePod's first branch).
+        if (current?.name !== name) return;
+        current.ip = pod.status!.podIP!;
+        delete current.start;
       },
-      () => undefined, // whoever waits on `running` reports it
+      () => {
+        // Whoever waits on `running` reports the failure; a later reconnect looks at the pod afresh.
+        if (current?.name === name) delete current.start;
+      },
     );
     await Promise.race([scheduled, running]);
     return { running };
@@ -143,31 +149,50 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
     return current;
   };
 
-  const connect = async (): Promise<Duplex> => {
-    const pod = await ensurePod();
-    if (!pod.start) return kube.portForward(namespace, pod.name, SHADOW_TUNNEL_PORT);
+  /** A port-forward stream to a pod this start made, once its shadow answers on it. */
+  const answeringStream = async (pod: { name: string; start: PodStart }): Promise<Duplex> => {
     const stream = await untilListening(pod.start, () => greetedPortForward(kube, namespace, pod.name, SHADOW_TUNNEL_PORT));
+    logger.debug(`shadow ${pod.name} answers through the port-forward, ${Math.round(performance.now())} ms into the process`);
     return stream;
   };
 
   const first = await ensurePod();
+  // The first stream is had here, before the tunnel's own time limits apply: the pod may still be
+  // pulling its image (bounded by the pod creation timeout, like the wait for its status).
+  let early = first.start ? await answeringStream({ name: first.name, start: first.start }) : undefined;
+  const connect = async (): Promise<Duplex> => {
+    if (early) {
+      const stream = early;
+      early = undefined;
+      return stream;
+    }
+    const pod = await ensurePod();
+    return pod.start ? answeringStream({ name: pod.name, start: pod.start }) : kube.portForward(namespace, pod.name, SHADOW_TUNNEL_PORT);
+  };
+
   const tunnel = await createTunnel({
     connect,
     privateKey: keys.privateKey,
     logger,
     connectTimeoutMs: (global.portForwardTimeout ?? 10) * 1000,
   }).catch((error) => {
+    early?.destroy();
     if (isKtctlError(error)) throw error;
     throw new KtctlError(`cannot open the tunnel to shadow pod ${namespace}/${first.name}: ${error?.message ?? error}`, ExitCode.unreachable);
   });
-  // The pod's IP: the shadow's welcome says it (downward API); else the kubelet's report has it.
-  const known = current!;
-  known.ip ??= tunnel.shadow?.podIP;
-  if (!known.ip && known.start) known.ip = (await known.start.running).status!.podIP!;
-  delete known.start;
+  // The pod's IP: the shadow's welcome says it (downward API), or the kubelet's report, whichever
+  // comes first; a replacement pod's too, before the modes hear that the tunnel is back.
+  const learnIP = () => {
+    if (current && !current.ip && tunnel.shadow?.hostname === current.name && tunnel.shadow.podIP) current.ip = tunnel.shadow.podIP;
+  };
+  learnIP();
+  if (!current!.ip && current!.start) current!.ip = (await current!.start.running).status!.podIP!;
   tunnel.onStateChange((state, detail) => {
     if (state === "reconnecting") logger.warn(`tunnel to the shadow lost${detail ? ` (${detail})` : ""}; reconnecting`);
-    else if (state === "connected") logger.debug("tunnel connected");
+    else if (state === "connected") {
+      learnIP();
+      logger.debug("tunnel connected");
+    }
   });
   // The tunnel goes first when the session ends, so no stream races the pod's deletion.
   void session.ended.then(() => tunnel.close());
