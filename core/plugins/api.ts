@@ -40,22 +40,21 @@ async function kube(global: GlobalOptions): Promise<Kube> {
 }
 
 /**
- * A mode with its shadow up runs until Ctrl-C; the pages only its start needed go back to the
- * kernel (core/protocol/start-pages.ts) once the mode has finished its own start (its laptop
- * changes, its listeners), which follows the shadow within a second.
+ * A mode with its shadow up runs until Ctrl-C: the pages only its start needed go back to the
+ * kernel (core/protocol/start-pages.ts) once the process is idle, so not in the middle of the
+ * traffic a user starts right away. Once per process (the first shadow to come up).
  */
-const RELEASE_START_PAGES_AFTER_MS = 3_000;
-
-/** Schedules the release once per process (the first shadow to come up). */
 function startPagesReleaser(logger: ConsolaInstance): () => void {
   let scheduled = false;
   return () => {
     if (scheduled) return;
     scheduled = true;
-    setTimeout(async () => {
-      const released = await (await import("../protocol/start-pages.ts")).releaseStartPages().catch(() => undefined);
-      if (released) logger.debug(`start pages released: resident ${Math.round(released.beforeKiB / 1024)} -> ${Math.round(released.afterKiB / 1024)} MiB`);
-    }, RELEASE_START_PAGES_AFTER_MS).unref();
+    void import("../protocol/start-pages.ts").then(({ whenIdle, releaseStartPages }) =>
+      whenIdle(async () => {
+        const released = await releaseStartPages().catch(() => undefined);
+        if (released) logger.debug(`start pages released: resident ${Math.round(released.beforeKiB / 1024)} -> ${Math.round(released.afterKiB / 1024)} MiB`);
+      }),
+    );
   };
 }
 

@@ -83,3 +83,33 @@ export async function releaseStartPages(): Promise<{ beforeKiB: number; afterKiB
   }
   return { beforeKiB, afterKiB: residentKiB() ?? beforeKiB };
 }
+
+export interface IdleOptions {
+  /** How often the process's CPU time is looked at. */
+  everyMs: number;
+  /** Idle: less CPU time than this share of the interval was used in it (0.02 = 2 %). */
+  busyShare: number;
+}
+
+/** Default: a look every 3 s; idle below 2 % of a core (a lease renewal, a few liveness pings). */
+export const IDLE_DEFAULTS: IdleOptions = { everyMs: 3_000, busyShare: 0.02 };
+
+/**
+ * Calls `then` once the process has spent a whole interval (nearly) without CPU: a transfer that
+ * runs right after the start is not slowed down by its code being paged back in. The timer keeps
+ * no process alive; the returned function cancels.
+ */
+export function whenIdle(then: () => void, options: IdleOptions = IDLE_DEFAULTS): () => void {
+  let last = process.cpuUsage();
+  const timer = setInterval(() => {
+    const now = process.cpuUsage();
+    const usedMs = (now.user - last.user + now.system - last.system) / 1000;
+    last = now;
+    if (usedMs >= options.everyMs * options.busyShare) return;
+    clearInterval(timer);
+    then();
+  }, options.everyMs);
+  timer.unref?.();
+  return () => clearInterval(timer);
+}
+

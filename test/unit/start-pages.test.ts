@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { executableMappings, releaseStartPages, residentKiB } from "../../core/protocol/start-pages.ts";
+import { executableMappings, releaseStartPages, residentKiB, whenIdle } from "../../core/protocol/start-pages.ts";
 
 const SMAPS = `00200000-01a39000 r--p 00000000 08:01 123 /opt/ktctl
 Rss:                7524 kB
@@ -45,5 +45,23 @@ describe("start pages", () => {
     expect(before).toBeGreaterThan(0);
     // Code comes back on demand: the test runner itself goes on working.
     expect(JSON.parse(JSON.stringify({ still: "running" }))).toEqual({ still: "running" });
+  });
+
+  test("whenIdle waits out a busy interval and fires in the first quiet one", async () => {
+    let fired = 0;
+    whenIdle(() => fired++, { everyMs: 50, busyShare: 0.5 });
+    // Busy for 120 ms of CPU (not of wall time: a loaded machine gives a loop less than a core).
+    const start = process.cpuUsage();
+    const cpuMs = () => {
+      const now = process.cpuUsage(start);
+      return (now.user + now.system) / 1000;
+    };
+    while (cpuMs() < 120) Math.sqrt(Math.random());
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(fired).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 130));
+    expect(fired).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(fired).toBe(1); // once
   });
 });
