@@ -8,6 +8,8 @@ export interface ShadowConfig {
   /** Always starts with "tunnel": every other role is reached through it. */
   roles: ShadowRoleName[];
   sessionId: string;
+  /** The pod's IP from the downward API; empty when not given (a shadow started by hand). */
+  podIP: string;
   logLevel: LogLevel;
   tunnel: {
     host: string;
@@ -48,6 +50,7 @@ export function readShadowConfig(env: Record<string, string | undefined>, argv: 
   return {
     roles,
     sessionId: env[SHADOW_ENV.sessionId] ?? "",
+    podIP: (env[SHADOW_ENV.podIP] ?? "").trim(),
     logLevel: logLevel as LogLevel,
     tunnel: { host: env[SHADOW_ENV.tunnelHost] || "0.0.0.0", port, authorizedKey },
     env,

@@ -1,6 +1,7 @@
 // The shadow: ktctl's in-cluster agent. Reads its roles and settings from the environment
 // (names in core/protocol/tunnel.ts), starts the roles, and stops them on SIGTERM.
 
+import { releaseStartPages, whenIdle } from "../core/protocol/start-pages.ts";
 import { VERSION } from "../core/protocol/version.ts";
 import { readShadowConfig, ShadowConfigError } from "./config.ts";
 import { ControlHandlers } from "./control.ts";
@@ -9,7 +10,6 @@ import { ROLE_LOADERS, type RunningRole, type ShadowContext } from "./roles.ts";
 
 /** Upper bound on a graceful stop; Kubernetes sends SIGKILL after its own grace period anyway. */
 const STOP_TIMEOUT_MS = 5_000;
-
 async function main(): Promise<void> {
   let config;
   try {
@@ -62,6 +62,14 @@ async function main(): Promise<void> {
     }
   }
   log.info("shadow.ready", { ms: Math.round(performance.now()) });
+  // What only the start needed goes back to the kernel once the shadow is idle (after the host's
+  // first link and whatever traffic came at once); see core/protocol/start-pages.ts.
+  whenIdle(() => {
+    releaseStartPages().then(
+      (released) => released && log.debug("shadow.start-pages-released", { rssKiB: released.beforeKiB, nowKiB: released.afterKiB }),
+      (error: Error) => log.debug("shadow.start-pages-kept", { error: error.message }),
+    );
+  });
 }
 
 await main();

@@ -47,7 +47,7 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
     hostKey: createHostKey(),
     log,
     control: ctx.control,
-    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, features: [FEATURE_DIRECT] },
+    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, podIP: config.podIP, features: [FEATURE_DIRECT] },
   });
   hand = (socket) => server.accept(socket);
   for (const socket of early.splice(0)) if (!socket.destroyed) hand(socket);

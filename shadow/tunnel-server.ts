@@ -21,7 +21,7 @@ export interface TunnelServerOptions {
   log: ShadowLog;
   control: ControlHandlers;
   /** What the hello answer reports. */
-  identity: { version: string; roles: string[]; session: string; features?: string[] };
+  identity: { version: string; roles: string[]; session: string; podIP?: string; features?: string[] };
   /** Bound on connecting to a cluster address for a direct-tcpip stream. */
   connectTimeoutMs?: number;
   listenerTiming?: RemoteListenerTiming;
@@ -196,6 +196,7 @@ function registerTunnelAnswers(control: ControlHandlers, identity: TunnelServerO
       session: identity.session,
       hostname: os.hostname(),
       ...(identity.features?.length ? { features: identity.features } : {}),
+      ...(identity.podIP ? { podIP: identity.podIP } : {}),
     };
   });
   control.handle("ping", () => ({ type: "pong" }));

@@ -39,6 +39,25 @@ async function kube(global: GlobalOptions): Promise<Kube> {
   return connectKube({ kubeconfig: global.kubeconfig, context: global.context, namespace: global.namespace });
 }
 
+/**
+ * A mode with its shadow up runs until Ctrl-C: the pages only its start needed go back to the
+ * kernel (core/protocol/start-pages.ts) once the process is idle, so not in the middle of the
+ * traffic a user starts right away. Once per process (the first shadow to come up).
+ */
+function startPagesReleaser(logger: ConsolaInstance): () => void {
+  let scheduled = false;
+  return () => {
+    if (scheduled) return;
+    scheduled = true;
+    void import("../protocol/start-pages.ts").then(({ whenIdle, releaseStartPages }) =>
+      whenIdle(async () => {
+        const released = await releaseStartPages().catch(() => undefined);
+        if (released) logger.debug(`start pages released: resident ${Math.round(released.beforeKiB / 1024)} -> ${Math.round(released.afterKiB / 1024)} MiB`);
+      }),
+    );
+  };
+}
+
 export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
   // One undo registry per process, made now: plugins register their undo kinds in setup(), before
   // any session exists; the session machinery that uses it loads on first use.
@@ -61,6 +80,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
   };
 
   const { ui, reportShadow } = createUiMembers(logger);
+  const releaseStartPagesWhenSettled = startPagesReleaser(logger);
   const api: PluginApi = {
     version: VERSION,
     apiVersion: PLUGIN_API_VERSION,
@@ -75,7 +95,11 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     kube,
     startSession: async (options) => (await sessionHost()).startSession(options),
     sessions,
-    startShadow: async (session, options) => reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger })),
+    startShadow: async (session, options) => {
+      const shadow = reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger }));
+      releaseStartPagesWhenSettled();
+      return shadow;
+    },
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {
       start: async (options) => (await import("../laptop/proxy-server.ts")).startProxyServer(options),

@@ -45,6 +45,8 @@ export const SHADOW_ENV = {
   tunnelHost: "KTCTL_TUNNEL_HOST",
   /** debug | info | warn | error (default info). */
   logLevel: "KTCTL_LOG_LEVEL",
+  /** The pod's IP (the downward API's status.podIP), told to the host in the welcome. */
+  podIP: "KTCTL_POD_IP",
 } as const;
 
 /** Welcome features: "direct" = the shadow serves direct streams (answers the "direct" request). */
@@ -122,6 +124,11 @@ export interface WelcomeReply {
   hostname: string;
   /** Optional requests this shadow answers beyond the base set; absent from older shadows. */
   features?: string[];
+  /**
+   * The pod's IP as its environment gives it. The host connects as soon as the shadow listens,
+   * before the kubelet has reported the pod's status (and its IP) to the API server.
+   */
+  podIP?: string;
 }
 export interface PongReply {
   type: "pong";
@@ -199,7 +206,7 @@ const SCHEMAS: { [T in ControlMessageType]: Schema<Extract<ControlMessage, { typ
   ping: { id: isUint },
   resolve: { id: isUint, name: isName },
   direct: { id: isUint },
-  welcome: { id: isUint, protocol: isUint, shadow: isString, roles: isStrings, session: isString, hostname: isString, features: (v) => v === undefined || isStrings(v) },
+  welcome: { id: isUint, protocol: isUint, shadow: isString, roles: isStrings, session: isString, hostname: isString, features: (v) => v === undefined || isStrings(v), podIP: (v) => v === undefined || isName(v) },
   pong: { id: isUint },
   resolved: { id: isUint, addresses: isStrings },
   "direct-ready": { id: isUint, port: isPort, token: isToken },

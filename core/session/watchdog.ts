@@ -13,6 +13,7 @@ import { ktctlHome, pendingSteps, readLocalJournal, removeLocalJournal, watchdog
 import { leaseName, isSessionId } from "./labels.ts";
 import { createUndoRegistry, type UndoRegistry } from "./undo.ts";
 import { rm } from "node:fs/promises";
+import { releaseStartPages } from "../protocol/start-pages.ts";
 
 /** The hidden command that reaches runWatchdog. */
 export const WATCHDOG_COMMAND = "__watchdog";
@@ -219,9 +220,10 @@ export async function runWatchdog(sessionOrArgs: string | readonly string[], hos
     return (process.exitCode = 1);
   }
   reportArmed();
-  // Load the cluster client while waiting, so a restore after a crash does not start with it.
-  // (Only the code: credentials are resolved when needed, as they may have expired by then.)
-  void import("../kube/index.ts").catch(() => undefined);
+  // The watchdog waits, usually for the whole session: what it loaded to start goes back to the
+  // kernel now (which also lets the session's own process give back the pages both touched). The
+  // cluster client loads only for a restore, which is rare and not in a hurry.
+  void releaseStartPages().catch(() => undefined);
   const closed = await waitForParent(options.input ?? process.stdin);
   const stamp = () => new Date().toISOString();
   if (closed) {

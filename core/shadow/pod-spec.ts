@@ -91,6 +91,7 @@ export function shadowPodTemplate(input: ShadowPodTemplateInput): ShadowPodTempl
             { name: SHADOW_ENV.authorizedKey, value: input.authorizedKey },
             { name: SHADOW_ENV.roles, value: roles.join(",") },
             { name: SHADOW_ENV.sessionId, value: input.sessionId },
+            { name: SHADOW_ENV.podIP, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
             ...(input.tunnelPort !== undefined ? [{ name: SHADOW_ENV.tunnelPort, value: String(input.tunnelPort) }] : []),
             ...(input.routerConfig ? [{ name: ROUTER_CONFIG_ENV, value: JSON.stringify(input.routerConfig) }] : []),
             ...(global.debug ? [{ name: SHADOW_ENV.logLevel, value: "debug" }] : []),

@@ -39,6 +39,8 @@ export interface ShadowInfo {
   roles: string[];
   session: string;
   hostname: string;
+  /** The pod's IP as the shadow knows it (absent from shadows started without it). */
+  podIP?: string;
   /** Outbound streams go as direct streams (port-forward streams of their own), not SSH channels. */
   direct: boolean;
 }
@@ -307,6 +309,7 @@ export class Link {
       roles: welcome.roles,
       session: welcome.session,
       hostname: welcome.hostname,
+      ...(welcome.podIP ? { podIP: welcome.podIP } : {}),
       direct: this.direct !== undefined,
     };
   }

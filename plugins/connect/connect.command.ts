@@ -1,7 +1,9 @@
 // `ktctl connect [-n NS]`: every service of the namespace by name, ClusterIP and pod IP from this
 // machine, other namespaces by name.namespace, until Ctrl-C. The order matters for trust:
-//   1. read the cluster (services, ranges) and start the local servers: nothing has changed yet;
-//   2. the session; then the shadow and the laptop changes, each a journaled step with its undo;
+//   1. read the cluster (services, ranges) and start the local servers: nothing has changed yet but
+//      the session's own records (its Lease, journal and watchdog), made meanwhile because they take
+//      a process start and round trips, and removed by closing it if a refusal ends the connect here;
+//   2. the shadow and the laptop changes, each a journaled step with its undo;
 //   3. wait; the session's end (signal, lost lease, shadow gone for good) undoes everything.
 
 import type { CommandFactory, OpenStream, Shadow } from "../../core/plugin-api.ts";
@@ -18,6 +20,8 @@ import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 const SHARE_KEY = "connect";
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+/** For --debug: how far into the process (its start included) a phase of the start ended. */
+const sinceStart = () => `${Math.round(performance.now())} ms`;
 
 const connect: CommandFactory = (api) =>
   api.defineCommand({
@@ -48,7 +52,15 @@ const connect: CommandFactory = (api) =>
       const context = { namespace, domain: options.clusterDomain };
       const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode }, api);
 
-      // --- 1. read the cluster -----------------------------------------------------------------
+      // --- 1. read the cluster (the session starts meanwhile) -----------------------------------
+      const sessionStarting = options.dryRun ? undefined : api.startSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
+      sessionStarting?.catch(() => undefined); // its failure is reported in step 2, after any refusal of step 1
+      /** Closes the session begun above, if it began, when a refusal ends the connect before step 2. */
+      const abandonSession = async (error: unknown) => {
+        const started = await sessionStarting?.catch(() => undefined);
+        await started?.close(`connect refused: ${errorText(error)}`).catch((closeError) => api.logger.warn(errorText(closeError)));
+      };
+
       // Drivers that write names or mappings up front need every namespace; DNS and the proxy ask as they go.
       const upFront = driver.name !== "linux-system" && driver.name !== "proxy";
       const index = new ClusterIndex({
@@ -61,18 +73,22 @@ const connect: CommandFactory = (api) =>
         index.start(),
         discoverClusterRanges(kube, namespace, { pods: !options.disablePodIp, logger: api.logger }),
         apiServerAddresses(kube.server),
-      ]).catch((error) => {
+      ]).catch(async (error) => {
         index.close();
+        await abandonSession(error);
         throw error;
       });
+      api.logger.debug(`start: cluster read at ${sinceStart()}`);
       const capture = captureRanges({ ranges, disablePodIp: options.disablePodIp, include: options.include, exclude: options.exclude, apiServerIps });
       if (!capture.capture.length && options.mode !== "proxy") {
         index.close();
-        throw new KtctlError(
+        const error = new KtctlError(
           "the cluster's service range could not be read (no ServiceCIDR access, and the API server named no range)",
           ExitCode.failure,
           "pass the ranges with --includeIps (e.g. 10.96.0.0/12), or use --mode proxy",
         );
+        await abandonSession(error);
+        throw error;
       }
       api.logger.debug(
         `ranges: services ${ranges.serviceCidrs.map(formatCidr).join(",") || "-"} (${ranges.serviceSource}), pods ${ranges.podCidrs.map(formatCidr).join(",") || "-"} (${ranges.podSource})`,
@@ -91,10 +107,12 @@ const connect: CommandFactory = (api) =>
       const counter = countConnections(async (host, port) => (await shadowPromise).tunnel.openStream(host, port));
       const cluster: OpenStream = counter.open;
 
-      const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch((error) => {
+      const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch(async (error) => {
         index.close();
+        await abandonSession(error);
         throw error;
       });
+      api.logger.debug(`start: laptop servers up at ${sinceStart()}`);
       const release = async () => {
         await laptop.close();
         index.close();
@@ -108,22 +126,24 @@ const connect: CommandFactory = (api) =>
         await release();
         return;
       }
-      // Refusals (not root, no nat tool) come now, before anything in the cluster exists.
+      // Refusals (not root, no nat tool) come now, before the cluster or the laptop is changed.
       try {
         driver.prepare(laptop.spec, laptop.facts);
       } catch (error) {
         await release();
+        await abandonSession(error);
         throw error;
       }
 
-      // --- 2. the session, the shadow, the laptop changes ---------------------------------------
+      // --- 2. the shadow, the laptop changes ------------------------------------------------------
       let session;
       try {
-        session = await api.startSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
+        session = await sessionStarting!;
       } catch (error) {
         await release();
         throw error;
       }
+      api.logger.debug(`start: session ${session.id} recorded, its watchdog started, at ${sinceStart()}`);
       const executor = new PlanExecutor(session, api);
       let spec = { ...laptop.spec, sessionId: session.id };
       try {
@@ -144,7 +164,7 @@ const connect: CommandFactory = (api) =>
         ]);
         // The proxy's notes are its settings, printed below once it is ready.
         if (!laptop.proxy) for (const note of plan.notes) api.logger.info(note);
-        api.logger.debug(`shadow ${shadow.podName} (${shadow.podIP}) ready`);
+        api.logger.debug(`start: shadow ${shadow.podName} (${shadow.podIP}) reached and laptop changed at ${sinceStart()}`);
       } catch (error) {
         shadowFailed(error);
         await release();

@@ -175,6 +175,8 @@ describe("objects", () => {
     expect(template.spec.securityContext).toEqual(developer.spec.securityContext);
     const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
     expect(env.KTCTL_SHADOW_ROLES).toBe("tunnel,router");
+    // The pod's IP reaches the shadow through the downward API, so its welcome can say it.
+    expect(container.env.find((e: any) => e.name === "KTCTL_POD_IP")?.valueFrom).toEqual({ fieldRef: { fieldPath: "status.podIP" } });
     expect(env.KTCTL_LOG_LEVEL).toBe("debug");
     expect(env.KTCTL_TUNNEL_PORT).toBe("2222");
     expect(configOfRouter(api, deployment)).toEqual(config);

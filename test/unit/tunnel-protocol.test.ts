@@ -25,6 +25,7 @@ const samples: ControlMessage[] = [
   { type: "resolve", id: 3, name: "echo.demo" },
   { type: "resolved", id: 3, addresses: ["10.96.0.12"] },
   { type: "welcome", id: 5, protocol: 1, shadow: "0.1.0", roles: ["tunnel"], session: "s1", hostname: "pod-a", features: ["direct"] },
+  { type: "welcome", id: 7, protocol: 1, shadow: "0.1.0", roles: ["tunnel"], session: "s1", hostname: "pod-a", podIP: "10.244.0.7" },
   { type: "direct", id: 6 },
   { type: "direct-ready", id: 6, port: 41234, token: "ab".repeat(32) },
   { type: "error", id: 4, code: "not-found", message: 'no such host "x"' },
@@ -62,6 +63,7 @@ describe("control messages", () => {
     ["a name with spaces", '{"type":"resolve","id":1,"name":"a b"}', /invalid "name"/],
     ["an empty name", '{"type":"resolve","id":1,"name":""}', /invalid "name"/],
     ["roles that are not strings", '{"type":"welcome","id":1,"protocol":1,"shadow":"x","roles":[1],"session":"","hostname":"h"}', /invalid "roles"/],
+    ["a pod IP that is no name", '{"type":"welcome","id":1,"protocol":1,"shadow":"x","roles":[],"session":"","hostname":"h","podIP":"10.0.0.1 x"}', /invalid "podIP"/],
     ["an unknown failure reason", '{"type":"stream-failed","ref":1,"reason":"exploded","message":""}', /invalid "reason"/],
   ])("refuses %s", (_, line, error) => {
     expect(() => decodeControlMessage(line)).toThrow(error);
@@ -152,6 +154,11 @@ describe("shadow config", () => {
     expect(config.roles).toEqual(["tunnel"]);
     expect(config.tunnel).toEqual({ host: "0.0.0.0", port: 2222, authorizedKey: key });
     expect(config.logLevel).toBe("info");
+    expect(config.podIP).toBe("");
+  });
+
+  test("the pod IP from the downward API's variable, for the welcome", () => {
+    expect(readShadowConfig({ KTCTL_AUTHORIZED_KEY: key, KTCTL_POD_IP: "10.244.0.9" }, []).podIP).toBe("10.244.0.9");
   });
 
   test("roles from env or --roles; tunnel is always first and never doubled", () => {
