@@ -12,6 +12,8 @@ import type { ShadowLog } from "./log.ts";
 
 /** Once a preamble has begun, the rest must follow promptly. */
 const PREAMBLE_TIMEOUT_MS = 10_000;
+/** How long an assignment waits to leave with the client's first bytes (see carry). */
+const FIRST_BYTES_WAIT_MS = 1;
 
 export interface ReverseServerOptions {
   log: ShadowLog;
@@ -170,6 +172,11 @@ export class ReverseServer {
     const { socket, window } = entry;
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
+    // The assignment leaves in one write with the client's first bytes, which a client that speaks
+    // first (HTTP) has usually sent before we accepted: written apart, the second piece was seen to
+    // reach the host 3-5 ms after the first through the port-forward's hops. A client that waits
+    // for the server to speak first gets the assignment alone, a moment later.
+    socket.cork();
     socket.write(
       Buffer.concat([
         encodeAssignment({ listenerPort, originAddress: client.remoteAddress ?? "0.0.0.0", originPort: client.remotePort ?? 0 }),
@@ -178,6 +185,16 @@ export class ReverseServer {
     );
     const { log } = this.options;
     relay(socket, client, window, Buffer.alloc(0), (why) => log.debug("reverse.reset", { port: listenerPort, why }));
+    const send = () => {
+      clearTimeout(timer);
+      client.off("data", afterFirstBytes);
+      if (socket.writableCorked) socket.uncork();
+    };
+    // Registered after the relay's own listener: runs once the relay has written the first frame.
+    const afterFirstBytes = () => process.nextTick(send);
+    const timer = setTimeout(send, FIRST_BYTES_WAIT_MS);
+    client.once("data", afterFirstBytes);
+    client.once("close", send);
     // Accepted paused (remote-listeners.ts): the relay reads it from here on.
     client.resume();
     log.debug("reverse.open", { port: listenerPort, from: `${client.remoteAddress}:${client.remotePort}` });

@@ -402,7 +402,7 @@ class ReconnectingTunnel implements SshTunnel {
       reject();
       if (listener.refusalLogged) return;
       listener.refusalLogged = true; // once until the local side accepts again: a dead local server must not flood the log
-      this.log.warn(`tunnel: ${target} refused a connection from the cluster (${describeError(error)})`);
+      this.log.warn(`tunnel: ${target} refused a connection from the cluster (${describeError(error)}); is the local process running?`);
     };
     local.once("error", refused);
     local.once("connect", () => {

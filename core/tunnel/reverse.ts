@@ -1,7 +1,7 @@
 // The host's end of reverse streams (see core/protocol/reverse-streams.ts): port-forward streams to
 // the shadow's reverse port, opened ahead of need, each waiting for the shadow to assign it a
 // cluster connection. An assigned stream becomes a DirectStream (the same framing and credit), and
-// a replacement is opened at once. The pool grows with the connections in flight, so parallel
+// a replacement is opened once it is done (at once when few are left waiting). The pool grows with the connections in flight, so parallel
 // clients find streams waiting, up to a bound; the shadow drops streams that wait too long, and
 // only what is still needed is replaced.
 
@@ -118,11 +118,14 @@ export class ReversePool {
     // Its failure reaches whoever listens (splice); unheard, it must not end the process.
     stream.on("error", () => {});
     this.carried.add(stream);
+    // Opening a replacement is work on this process's loop: it waits until this connection is over,
+    // unless the waiting streams run low (a burst), when it cannot wait.
     stream.once("close", () => {
       this.carried.delete(stream);
+      this.refillSoon();
     });
     carrier.resume();
-    this.refillSoon();
+    if (this.waiting.size < Math.ceil(this.size.base / 2)) this.refillSoon();
     this.onArrival({ ...assignment, stream });
   }
 }

@@ -16,12 +16,23 @@ const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex")
 /** Loopback "siblings"; counts the streams opened to the reverse port. */
 function loopbackSiblings(reversePort: () => number | undefined) {
   const opened = { reverse: 0 };
+  const waiters = new Set<() => void>();
   return {
     opened,
+    /** Resolves once `count` streams have been opened to the reverse port. */
+    reached: (count: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => opened.reverse >= count && (waiters.delete(check), resolve());
+        waiters.add(check);
+        check();
+      }),
     siblings: {
       accepting: true,
       open: (port: number, first?: Buffer) => {
-        if (port === reversePort()) opened.reverse++;
+        if (port === reversePort()) {
+          opened.reverse++;
+          for (const check of [...waiters]) check();
+        }
         const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
         if (first) socket.write(first);
         return socket;
@@ -100,8 +111,20 @@ describe("reverse streams through a real shadow process", () => {
   test("each stream taken is replaced", async () => {
     const before = loopback.opened.reverse;
     for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(remotePort), "x")).toString()).toBe("x");
-    await new Promise((resolve) => setImmediate(resolve)); // replacements follow the taking connection's bytes
-    expect(loopback.opened.reverse).toBeGreaterThanOrEqual(before + 3);
+    // Replacements follow the end of the connections that took them (the host's end closes last).
+    await loopback.reached(before + 3);
+  });
+
+  test("a server that speaks first: its greeting reaches a client that sends nothing", async () => {
+    const greeter = await localServer((socket) => socket.end("220 hello\r\n"));
+    const port = await freePort();
+    await tunnel.addRemoteListener(port, "127.0.0.1", greeter.port);
+    const client = await connectTcp(port);
+    expect((await readAll(client)).toString()).toBe("220 hello\r\n");
+    client.end(); // half-open until then: the greeter could not close
+    await shadow.waitFor(new RegExp(`reverse\\.open port=${port} `));
+    await tunnel.removeRemoteListener(port);
+    await greeter.close();
   });
 
   test("4 MiB each way intact; half-close: the answer after the client's FIN", async () => {
