@@ -4,12 +4,17 @@
 //   - time to restore on Ctrl-C: until ktctl exits (everything undone) and until the last request
 //     reached the laptop (traffic back on the original pods), for selector and scale mode;
 //   - requests/s and mean latency from a pod to the exchanged service (pod -> shadow -> tunnel ->
-//     laptop) against the original pods, in the same run.
+//     laptop) against the original pods, in the same run; and the p50 of a new connection per
+//     request, from a client in the pod's network namespace (busybox has no clock finer than 10 ms);
+//   - the same load once more through a session whose tunnel carries the cluster's connections
+//     over SSH (KTCTL_TUNNEL_REVERSE=0): the reverse path side by side with its fallback.
 //   bun test/bench/exchange.bench.ts [--rounds 3] [--requests 300] [--concurrency 8]
 // Prints a Markdown table and a JSON line. Needs the test cluster (test/cluster/up).
 
 import { parseArgs } from "node:util";
-import { DEMO_NS, inLaptop, kubectl, podsOf, requireCluster, runInLaptop, runInPod } from "../e2e/harness.ts";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, podsOf, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 
 const { values } = parseArgs({
@@ -93,6 +98,46 @@ async function load(url: string, total: number, parallel: number): Promise<{ rps
   return { rps: done / seconds, meanMs: (seconds * 1000 * parallel) / done, failures };
 }
 
+/**
+ * The toolbox pod's sandbox process (found by its pod's cgroup; it lives as long as the pod, unlike
+ * the commands exec'd in it), whose network namespace a client can enter.
+ */
+async function toolboxPid(): Promise<number> {
+  const uid: string = (await kubectlJson(["-n", DEMO_NS, "get", "pod", "toolbox"])).metadata.uid;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const inPod = readFileSync(join("/proc", entry, "cgroup"), "utf8").includes(`pod${uid}`);
+      if (inPod && readFileSync(join("/proc", entry, "comm"), "utf8").trim() === "pause") return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error("no sandbox process of the toolbox pod found");
+}
+
+/** Sequential requests, a new connection each, from the toolbox pod's network namespace: latency percentiles. */
+async function freshFromPod(target: string, count: number): Promise<{ p50ms: number; p99ms: number; meanMs: number }> {
+  const r = await run(["nsenter", "-t", String(await toolboxPid()), "-n", process.execPath, join(REPO, "test/bench/load-client.ts"), "fresh", target, String(count)], {
+    timeoutMs: 600_000,
+  });
+  if (r.code !== 0) throw new Error(`load client failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+}
+
+async function measureLoad(): Promise<Record<string, any>> {
+  const [pod] = await podsOf("echo");
+  const clusterIp = await clusterIpOf("echo");
+  return {
+    exchangedSeq: await load(`http://echo.${DEMO_NS}/`, requests, 1),
+    originalSeq: await load(`http://${pod!.ip}:8080/`, requests, 1),
+    exchangedPar: await load(`http://echo.${DEMO_NS}/`, requests * 2, concurrency),
+    originalPar: await load(`http://${pod!.ip}:8080/`, requests * 2, concurrency),
+    exchangedFresh: await freshFromPod(`${clusterIp}:80`, requests),
+    originalFresh: await freshFromPod(`${pod!.ip}:8080`, requests),
+  };
+}
+
 // ---- one exchange ------------------------------------------------------------------------------
 interface Round {
   mode: string;
@@ -112,26 +157,21 @@ interface Round {
 
 const EXCHANGED = /exchanged \S+ in [\d.]+s \((\w+) mode, session ([a-z0-9]+)\)/;
 
-async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): Promise<{ round: Round; loadResults?: Record<string, any> }> {
+async function exchangeRound(
+  mode: "selector" | "scale",
+  withLoad: boolean,
+  env: Record<string, string> = {},
+): Promise<{ round: Round; loadResults?: Record<string, any> }> {
   const target = mode === "scale" ? "deployment/echo" : "svc/echo";
   const probe = await probeLoop(`${mode}-${Date.now()}`);
   const t0 = Date.now();
-  const k: KtctlProcess = startKtctl(["exchange", target, "--mode", mode, "--expose", `${LOCAL_PORT}:80`], home);
+  const k: KtctlProcess = startKtctl(["exchange", target, "--mode", mode, "--expose", `${LOCAL_PORT}:80`], home, env);
   await k.waitFor(EXCHANGED, 120_000);
   const readyMs = Date.now() - t0;
   const first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
   // The probe that watched the switch in ends here; a new one watches the switch back.
   const probedIn = await probe.stop();
-  let loadResults: Record<string, any> | undefined;
-  if (measureLoad) {
-    const [pod] = await podsOf("echo");
-    loadResults = {
-      exchangedSeq: await load(`http://echo.${DEMO_NS}/`, requests, 1),
-      originalSeq: await load(`http://${pod!.ip}:8080/`, requests, 1),
-      exchangedPar: await load(`http://echo.${DEMO_NS}/`, requests * 2, concurrency),
-      originalPar: await load(`http://${pod!.ip}:8080/`, requests * 2, concurrency),
-    };
-  }
+  const loadResults = withLoad ? await measureLoad() : undefined;
   const back = await probeLoop(`${mode}-back-${Date.now()}`);
   const t2 = Date.now();
   k.proc.kill("SIGINT");
@@ -174,6 +214,10 @@ try {
       console.error(`${mode} round ${i + 1}: ${JSON.stringify(round)}`);
     }
   }
+  // The fallback path under the same load, right after (its round's times are not in the table).
+  const { loadResults } = await exchangeRound("selector", true, { KTCTL_TUNNEL_REVERSE: "0" });
+  loadFigures!.ssh = loadResults;
+  console.error(`over SSH: ${JSON.stringify(loadResults)}`);
 } finally {
   server.kill();
   await server.exited;
@@ -200,13 +244,26 @@ console.log(`| failed/made requests of a pod asking back to back, while switchin
 console.log(`| the same while switching back | ${failures("selector", "probeOut")} | ${failures("scale", "probeOut")} |`);
 if (loadFigures) {
   const l = loadFigures;
+  const ssh = l.ssh as Record<string, any> | undefined;
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+  const both = (pick: (x: Record<string, any>) => string) => `${pick(l)} | ${ssh ? pick(ssh) : "-"}`;
   console.log("");
-  console.log(`| from the toolbox pod (busybox wget, new connection per request) | exchanged service (-> laptop) | original pod |`);
-  console.log("|---|---|---|");
-  console.log(`| sequential, ${requests} requests: requests/s | ${l.exchangedSeq.rps.toFixed(0)} | ${l.originalSeq.rps.toFixed(0)} |`);
-  console.log(`| sequential: mean latency | ${l.exchangedSeq.meanMs.toFixed(1)} ms | ${l.originalSeq.meanMs.toFixed(1)} ms |`);
-  console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${l.exchangedPar.rps.toFixed(0)} | ${l.originalPar.rps.toFixed(0)} |`);
-  console.log(`| ${concurrency} in parallel: mean latency | ${l.exchangedPar.meanMs.toFixed(1)} ms | ${l.originalPar.meanMs.toFixed(1)} ms |`);
-  console.log(`| failed requests | ${l.exchangedSeq.failures + l.exchangedPar.failures} | ${l.originalSeq.failures + l.originalPar.failures} |`);
+  console.log(
+    `| from the toolbox pod, a new connection per request | exchanged, reverse streams (default) | exchanged, over SSH (KTCTL_TUNNEL_REVERSE=0) | original pod (reverse run / SSH run) |`,
+  );
+  console.log("|---|---|---|---|");
+  const orig = (pick: (x: Record<string, any>) => string) => `${pick(l)} / ${ssh ? pick(ssh) : "-"}`;
+  console.log(`| busybox wget, sequential, ${requests} requests: requests/s | ${both((x) => x.exchangedSeq.rps.toFixed(0))} | ${orig((x) => x.originalSeq.rps.toFixed(0))} |`);
+  console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedSeq.rps, x.originalSeq.rps))} | |`);
+  console.log(`| sequential: mean latency | ${both((x) => `${x.exchangedSeq.meanMs.toFixed(2)} ms`)} | ${orig((x) => `${x.originalSeq.meanMs.toFixed(2)} ms`)} |`);
+  console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${both((x) => x.exchangedPar.rps.toFixed(0))} | ${orig((x) => x.originalPar.rps.toFixed(0))} |`);
+  console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedPar.rps, x.originalPar.rps))} | |`);
+  console.log(`| ${concurrency} in parallel: mean latency | ${both((x) => `${x.exchangedPar.meanMs.toFixed(1)} ms`)} | ${orig((x) => `${x.originalPar.meanMs.toFixed(1)} ms`)} |`);
+  console.log(`| client in the pod's network namespace, ${requests} sequential: p50 | ${both((x) => `${x.exchangedFresh.p50ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p50ms.toFixed(2)} ms`)} |`);
+  console.log(`| the same: added p50 over the original pod | ${both((x) => `+${(x.exchangedFresh.p50ms - x.originalFresh.p50ms).toFixed(2)} ms`)} | |`);
+  console.log(`| the same: p99 | ${both((x) => `${x.exchangedFresh.p99ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p99ms.toFixed(2)} ms`)} |`);
+  console.log(
+    `| failed requests | ${both((x) => String(x.exchangedSeq.failures + x.exchangedPar.failures))} | ${orig((x) => String(x.originalSeq.failures + x.originalPar.failures))} |`,
+  );
 }
 console.log(JSON.stringify({ rounds: results, load: loadFigures }));
