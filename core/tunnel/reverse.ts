@@ -47,11 +47,6 @@ export class ReversePool {
     this.refill();
   }
 
-  /** Streams waiting at the shadow now (for tests and the log). */
-  get waitingCount(): number {
-    return this.waiting.size;
-  }
-
   /** Ends the pool: waiting streams close, carried connections are reset with `error`. */
   close(error: Error): void {
     this.closed = true;
