@@ -6,9 +6,10 @@
 //   - requests/s and mean latency from a pod to the exchanged service (pod -> shadow -> tunnel ->
 //     laptop) against the original pods, in the same run; and the p50 of a new connection per
 //     request, from a client in the pod's network namespace (busybox has no clock finer than 10 ms);
-//   - the same load once more through a session whose tunnel carries the cluster's connections
-//     over SSH (KTCTL_TUNNEL_REVERSE=0): the reverse path side by side with its fallback.
-//   bun test/bench/exchange.bench.ts [--rounds 3] [--requests 300] [--concurrency 8]
+//   - the same load through a session whose tunnel carries the cluster's connections over SSH
+//     (KTCTL_TUNNEL_REVERSE=0): the reverse path side by side with its fallback, in alternating
+//     rounds (a session each; --loadRounds per path), medians reported.
+//   bun test/bench/exchange.bench.ts [--rounds 3] [--loadRounds 2] [--requests 300] [--concurrency 8]
 // Prints a Markdown table and a JSON line. Needs the test cluster (test/cluster/up).
 
 import { parseArgs } from "node:util";
@@ -18,9 +19,15 @@ import { DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, podsOf, req
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 
 const { values } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, requests: { type: "string", default: "300" }, concurrency: { type: "string", default: "8" } },
+  options: {
+    rounds: { type: "string", default: "3" },
+    loadRounds: { type: "string", default: "2" },
+    requests: { type: "string", default: "300" },
+    concurrency: { type: "string", default: "8" },
+  },
 });
 const rounds = Number(values.rounds);
+const loadRounds = Number(values.loadRounds);
 const requests = Number(values.requests);
 const concurrency = Number(values.concurrency);
 const LOCAL_PORT = 28180;
@@ -166,12 +173,21 @@ async function exchangeRound(
   const probe = await probeLoop(`${mode}-${Date.now()}`);
   const t0 = Date.now();
   const k: KtctlProcess = startKtctl(["exchange", target, "--mode", mode, "--expose", `${LOCAL_PORT}:80`], home, env);
-  await k.waitFor(EXCHANGED, 120_000);
-  const readyMs = Date.now() - t0;
-  const first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
-  // The probe that watched the switch in ends here; a new one watches the switch back.
-  const probedIn = await probe.stop();
-  const loadResults = withLoad ? await measureLoad() : undefined;
+  let readyMs: number, first: number, probedIn: { requests: number; failures: number }, loadResults: Record<string, any> | undefined;
+  try {
+    await k.waitFor(EXCHANGED, 120_000);
+    readyMs = Date.now() - t0;
+    first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
+    // The probe that watched the switch in ends here; a new one watches the switch back.
+    probedIn = await probe.stop();
+    loadResults = withLoad ? await measureLoad() : undefined;
+  } catch (error) {
+    // Whatever failed, the session ends with its undo (a bench that dies leaves nothing taken over).
+    k.proc.kill("SIGINT");
+    await k.exited;
+    await probe.stop().catch(() => undefined);
+    throw error;
+  }
   const back = await probeLoop(`${mode}-back-${Date.now()}`);
   const t2 = Date.now();
   k.proc.kill("SIGINT");
@@ -203,21 +219,38 @@ async function exchangeRound(
   };
 }
 
+/** Each figure of load rounds as its median over the rounds (the same shape as one round's). */
+function medians(loads: Record<string, any>[]): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const [name, figures] of Object.entries(loads[0]!)) {
+    out[name] = Object.fromEntries(Object.keys(figures as object).map((key) => [key, median(loads.map((l) => l[name][key]))]));
+  }
+  return out;
+}
+
 const results: Round[] = [];
+const PATHS = { reverse: {}, ssh: { KTCTL_TUNNEL_REVERSE: "0" } } as const;
+const loads: Record<keyof typeof PATHS, Record<string, any>[]> = { reverse: [], ssh: [] };
 let loadFigures: Record<string, any> | undefined;
 try {
   for (const mode of ["selector", "scale"] as const) {
     for (let i = 0; i < rounds; i++) {
-      const { round, loadResults } = await exchangeRound(mode, mode === "selector" && i === 0);
+      const { round } = await exchangeRound(mode, false);
       results.push(round);
-      loadFigures ??= loadResults;
       console.error(`${mode} round ${i + 1}: ${JSON.stringify(round)}`);
     }
   }
-  // The fallback path under the same load, right after (its round's times are not in the table).
-  const { loadResults } = await exchangeRound("selector", true, { KTCTL_TUNNEL_REVERSE: "0" });
-  loadFigures!.ssh = loadResults;
-  console.error(`over SSH: ${JSON.stringify(loadResults)}`);
+  // The default path (reverse streams) and its fallback (SSH channels) under the same load, each
+  // in a session of its own, in alternating order; their rounds' times are not in the table.
+  for (let i = 0; i < loadRounds; i++) {
+    const order: (keyof typeof PATHS)[] = i % 2 === 0 ? ["reverse", "ssh"] : ["ssh", "reverse"];
+    for (const path of order) {
+      const { loadResults } = await exchangeRound("selector", true, PATHS[path]);
+      loads[path].push(loadResults!);
+      console.error(`load round ${i + 1}, ${path}: ${JSON.stringify(loadResults)}`);
+    }
+  }
+  if (loadRounds > 0) loadFigures = { ...medians(loads.reverse), ssh: medians(loads.ssh), rounds: loads };
 } finally {
   server.kill();
   await server.exited;
@@ -249,7 +282,7 @@ if (loadFigures) {
   const both = (pick: (x: Record<string, any>) => string) => `${pick(l)} | ${ssh ? pick(ssh) : "-"}`;
   console.log("");
   console.log(
-    `| from the toolbox pod, a new connection per request | exchanged, reverse streams (default) | exchanged, over SSH (KTCTL_TUNNEL_REVERSE=0) | original pod (reverse run / SSH run) |`,
+    `| from the toolbox pod, a new connection per request, median of ${loadRounds} rounds per path | exchanged, reverse streams (default) | exchanged, over SSH (KTCTL_TUNNEL_REVERSE=0) | original pod (reverse rounds / SSH rounds) |`,
   );
   console.log("|---|---|---|---|");
   const orig = (pick: (x: Record<string, any>) => string) => `${pick(l)} / ${ssh ? pick(ssh) : "-"}`;
