@@ -102,11 +102,21 @@ describe("reverse streams through a real shadow process", () => {
   test("the shadow offers reverse streams; connections to a remote listener ride them, not SSH", async () => {
     expect(tunnel.shadow?.reverse).toBe(true);
     expect(loopback.opened.reverse).toBeGreaterThanOrEqual(REVERSE_POOL_SIZE.base);
-    const before = shadow.count(/reverse\.open /);
-    for (let i = 0; i < 5; i++) expect((await exchange(await connectTcp(remotePort), `hello ${i}`)).toString()).toBe(`hello ${i}`);
-    await shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort}`));
-    expect(shadow.count(/reverse\.open /)).toBe(before + 5);
-  });
+    // Each connection is told apart in the shadow's log by its source port.
+    const carried = async (text: string) => {
+      const client = await connectTcp(remotePort);
+      const from = client.localPort;
+      expect((await exchange(client, text)).toString()).toBe(text);
+      return shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort} from=127\\.0\\.0\\.1:${from}$`), 1000).then(
+        () => true,
+        () => false,
+      );
+    };
+    // The pool's streams reach the shadow moments after the link is up (SSH carries what comes first) ...
+    for (let i = 0; !(await carried(`warm ${i}`)); i++) expect(i).toBeLessThan(50);
+    // ... and from then on every sequential connection rides one.
+    for (let i = 0; i < 5; i++) expect(await carried(`hello ${i}`)).toBe(true);
+  }, 20_000);
 
   test("each stream taken is replaced", async () => {
     const before = loopback.opened.reverse;
