@@ -503,7 +503,7 @@ export interface ServingShadow {
    * `quietMs` (kube-proxy has caught up), or after `maxMs` at the latest (then false).
    */
   drained(quietMs: number, maxMs: number): Promise<boolean>;
-  /** Closes the local relays (after the session closed). */
+  /** Releases what serving holds on this machine (after the session closed). */
   close(): Promise<void>;
 }
 
@@ -543,7 +543,7 @@ export interface ServingApi {
   stopSignals(): StopSignals;
   /** Runs `setup`; any failure (or a signal meanwhile) closes the session, undoing everything, then rethrows. */
   setUp<T>(session: Session, stop: StopSignals, setup: () => Promise<T>): Promise<T>;
-  /** Starts the shadow declaring `ports`, each forwarded to the laptop through a relay that counts arrivals. */
+  /** Starts the shadow declaring `ports`, each forwarded to the laptop's local port, arrivals counted. */
   startShadow(session: Session, options: ServingShadowOptions): Promise<ServingShadow>;
   /** Resolves (with a reason) when the tunnel gives up for good; it reconnects by itself otherwise. */
   tunnelClosed(shadow: Shadow): Promise<string>;

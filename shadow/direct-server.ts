@@ -162,8 +162,9 @@ export class DirectServer {
 /**
  * Carries frames from `socket` (the port-forward side) to `target` and bytes from `target` back as
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
+ * (Exported for shadow/reverse-server.ts: a reverse stream relays exactly the same way.)
  */
-function relay(
+export function relay(
   socket: net.Socket,
   target: net.Socket,
   window: number,

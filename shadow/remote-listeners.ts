@@ -3,11 +3,14 @@
 // listeners over instead of failing with "address in use" against its own dead predecessor.
 // While no connection owns a listener, new cluster connections are held (briefly) rather than
 // refused, so a port-forward blip looks like latency to the cluster, not like an outage.
+// A connection goes to the host on one of its waiting reverse streams when it has one (no round
+// trip before the first bytes travel), else as an SSH forwarded-tcpip channel.
 
 import net from "node:net";
 import type { Channel } from "ssh2";
 import { splice, type Splice } from "../core/protocol/splice.ts";
 import type { ShadowLog } from "./log.ts";
+import type { ReverseCarrier } from "./reverse-server.ts";
 
 /** The SSH connection a listener delivers to. */
 export interface ListenerOwner {
@@ -21,6 +24,8 @@ export interface ListenerOwner {
     callback: (error: Error | undefined, channel: Channel) => void,
   ): void;
   adopt(spliced: Splice): void;
+  /** A reverse stream of this connection's waiting for a cluster connection, if any (reverse-server.ts). */
+  takeReverse?(): ReverseCarrier | undefined;
 }
 
 export interface RemoteListenerTiming {
@@ -142,6 +147,9 @@ export class RemoteListeners {
 
   private deliver(entry: Entry, socket: net.Socket): void {
     const owner = entry.owner!;
+    // A waiting reverse stream carries it without a round trip to the host; SSH when none waits.
+    const reverse = owner.takeReverse?.();
+    if (reverse) return reverse.carry(socket, entry.port);
     const fail = () => closeGently(socket);
     try {
       owner.forwardOut(entry.announcedAddr, entry.port, socket.remoteAddress ?? "0.0.0.0", socket.remotePort ?? 0, (error, channel) => {

@@ -24,12 +24,13 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   const { port } = listener.address() as net.AddressInfo;
   log.info("tunnel.listening", { host: config.tunnel.host, port });
 
-  const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT }] =
+  const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT, FEATURE_REVERSE }, { ReverseServer }] =
     await Promise.all([
       import("./tunnel-server.ts"),
       import("../core/protocol/keys.ts"),
       import("./direct-server.ts"),
       import("../core/protocol/tunnel.ts"),
+      import("./reverse-server.ts"),
     ]);
   let authorizedKey;
   try {
@@ -42,16 +43,20 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   // else needs to reach this listener. Its port is whatever is free (the host asks for it).
   const direct = await DirectServer.start({ log, host: "127.0.0.1", port: 0, explain: explainStreamFailure });
   ctx.control.handle("direct", () => ({ type: "direct-ready", port: direct.port, token: direct.token.toString("hex") }));
+  // Reverse streams the same way; their token is per SSH connection, whose listeners they serve.
+  const reverse = await ReverseServer.start({ log, host: "127.0.0.1", port: 0 });
+  ctx.control.handle("reverse", (_request, peer) => ({ type: "reverse-ready", port: reverse.port, token: reverse.tokenFor(peer.connection).toString("hex") }));
   const server = new TunnelServer({
     authorizedKey,
     hostKey: createHostKey(),
     log,
     control: ctx.control,
-    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, podIP: config.podIP, features: [FEATURE_DIRECT] },
+    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, podIP: config.podIP, features: [FEATURE_DIRECT, FEATURE_REVERSE] },
+    reverse,
   });
   hand = (socket) => server.accept(socket);
   for (const socket of early.splice(0)) if (!socket.destroyed) hand(socket);
-  log.info("tunnel.ready", { key: fingerprint(authorizedKey), direct: direct.port });
+  log.info("tunnel.ready", { key: fingerprint(authorizedKey), direct: direct.port, reverse: reverse.port });
 
   return {
     async stop() {
@@ -59,6 +64,7 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
         listener.close(() => resolve());
         server.close();
         direct.close();
+        reverse.close();
       });
     },
   };

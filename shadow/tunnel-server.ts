@@ -12,6 +12,7 @@ import { splice, type Splice } from "../core/protocol/splice.ts";
 import { ControlAnswerError, serveControl, type ControlHandlers, type ControlSession } from "./control.ts";
 import type { ShadowLog } from "./log.ts";
 import { RemoteListeners, type ListenerOwner, type RemoteListenerTiming } from "./remote-listeners.ts";
+import type { ReverseServer } from "./reverse-server.ts";
 
 const AUTH_TIMEOUT_MS = 30_000;
 
@@ -25,6 +26,8 @@ export interface TunnelServerOptions {
   /** Bound on connecting to a cluster address for a direct-tcpip stream. */
   connectTimeoutMs?: number;
   listenerTiming?: RemoteListenerTiming;
+  /** Where remote listeners find waiting reverse streams (absent: SSH channels only). */
+  reverse?: ReverseServer;
 }
 
 /** One authenticated (or authenticating) SSH connection from the host. */
@@ -36,7 +39,10 @@ class HostConnection implements ListenerOwner {
   constructor(
     readonly id: number,
     private readonly ssh: Connection,
+    private readonly reverse: ReverseServer | undefined,
   ) {}
+
+  takeReverse: ListenerOwner["takeReverse"] = () => this.reverse?.take(this.id);
 
   forwardOut: ListenerOwner["forwardOut"] = (boundAddr, boundPort, remoteAddr, remotePort, callback) => {
     this.ssh.forwardOut(boundAddr, boundPort, remoteAddr, remotePort, callback);
@@ -50,6 +56,7 @@ class HostConnection implements ListenerOwner {
   /** The connection is gone: reset what it carried rather than let it look cleanly finished. */
   gone(): void {
     this.alive = false;
+    this.reverse?.forget(this.id);
     for (const spliced of this.splices) spliced.abort();
     this.splices.clear();
   }
@@ -89,7 +96,7 @@ export class TunnelServer {
   }
 
   private connected(ssh: Connection, from: string): void {
-    const connection = new HostConnection(this.nextId++, ssh);
+    const connection = new HostConnection(this.nextId++, ssh, this.options.reverse);
     const { log } = this.options;
     let authenticated = false;
     let refusalLogged = false;

@@ -1,7 +1,8 @@
 // The tunnel's vocabulary, shared word for word by the host (core/tunnel) and the shadow.
 // Transport: SSH over one port-forward stream. Data streams are plain SSH channels
 // (direct-tcpip out, forwarded-tcpip in), or, when the port-forward carries several streams,
-// direct streams for the outbound ones (direct-streams.ts); everything else (version handshake, liveness,
+// direct streams for the outbound ones (direct-streams.ts) and reverse streams for the inbound
+// ones (reverse-streams.ts); everything else (version handshake, liveness,
 // in-cluster name lookups, failure reasons SSH cannot carry) travels as newline-delimited
 // JSON on one "session" channel running the CONTROL_SUBSYSTEM.
 // Change a message incompatibly => bump TUNNEL_PROTOCOL_VERSION. Adding an optional field or a
@@ -51,6 +52,8 @@ export const SHADOW_ENV = {
 
 /** Welcome features: "direct" = the shadow serves direct streams (answers the "direct" request). */
 export const FEATURE_DIRECT = "direct";
+/** "reverse" = remote listeners can deliver on reverse streams (answers "reverse"; reverse-streams.ts). */
+export const FEATURE_REVERSE = "reverse";
 
 /** Roles a shadow can play. The tunnel role is always on: every other role is reached through it. */
 export const SHADOW_ROLES = ["tunnel", "dns", "router"] as const;
@@ -110,7 +113,15 @@ export interface DirectRequest {
   type: "direct";
   id: number;
 }
-export type ControlRequest = HelloRequest | PingRequest | ResolveRequest | DirectRequest;
+/**
+ * host -> shadow: where and how to open reverse streams for this SSH connection's remote listeners
+ * (see reverse-streams.ts). Sent only to a shadow whose welcome lists the "reverse" feature.
+ */
+export interface ReverseRequest {
+  type: "reverse";
+  id: number;
+}
+export type ControlRequest = HelloRequest | PingRequest | ResolveRequest | DirectRequest | ReverseRequest;
 
 /** shadow -> host, answer to hello. */
 export interface WelcomeReply {
@@ -147,6 +158,14 @@ export interface DirectReadyReply {
   /** Hex of DIRECT_TOKEN_BYTES random bytes. */
   token: string;
 }
+/** shadow -> host: the shadow's reverse port (on its loopback) and the token this connection's reverse streams present. */
+export interface ReverseReadyReply {
+  type: "reverse-ready";
+  id: number;
+  port: number;
+  /** Hex of DIRECT_TOKEN_BYTES random bytes. */
+  token: string;
+}
 /** shadow -> host: the request with this id failed. */
 export interface ErrorReply {
   type: "error";
@@ -154,7 +173,7 @@ export interface ErrorReply {
   code: string;
   message: string;
 }
-export type ControlReply = WelcomeReply | PongReply | ResolvedReply | DirectReadyReply | ErrorReply;
+export type ControlReply = WelcomeReply | PongReply | ResolvedReply | DirectReadyReply | ReverseReadyReply | ErrorReply;
 
 /**
  * shadow -> host, unsolicited: sent just before the shadow rejects the direct-tcpip open whose
@@ -172,7 +191,7 @@ export type ControlMessage = ControlRequest | ControlReply | ControlEvent;
 export type ControlMessageType = ControlMessage["type"];
 
 /** Which reply answers which request (an ErrorReply may answer any). */
-export const REPLY_TYPE = { hello: "welcome", ping: "pong", resolve: "resolved", direct: "direct-ready" } as const satisfies Record<
+export const REPLY_TYPE = { hello: "welcome", ping: "pong", resolve: "resolved", direct: "direct-ready", reverse: "reverse-ready" } as const satisfies Record<
   ControlRequest["type"],
   ControlReply["type"]
 >;
@@ -206,10 +225,12 @@ const SCHEMAS: { [T in ControlMessageType]: Schema<Extract<ControlMessage, { typ
   ping: { id: isUint },
   resolve: { id: isUint, name: isName },
   direct: { id: isUint },
+  reverse: { id: isUint },
   welcome: { id: isUint, protocol: isUint, shadow: isString, roles: isStrings, session: isString, hostname: isString, features: (v) => v === undefined || isStrings(v), podIP: (v) => v === undefined || isName(v) },
   pong: { id: isUint },
   resolved: { id: isUint, addresses: isStrings },
   "direct-ready": { id: isUint, port: isPort, token: isToken },
+  "reverse-ready": { id: isUint, port: isPort, token: isToken },
   error: { id: isUint, code: isString, message: isString },
   "stream-failed": { ref: isUint, reason: isStreamFailure, message: isString },
 };

@@ -1,57 +1,41 @@
 // The life of a session whose shadow serves cluster traffic to the laptop (exchange, preview, a
 // team's mode): setup that undoes everything on failure or a signal, the shadow with its remote
-// listeners behind counting relays, and the tunnel's end.
+// listeners (their arrivals counted), and the tunnel's end.
 
-import { errorText } from "../kube/objects.ts";
 import type { PluginApi, ServingShadow, ServingShadowOptions, Session, Shadow, StopSignals } from "../plugin-api.ts";
-import { startCountingRelay, type CountingRelay } from "./relay.ts";
+import { errorText } from "../kube/objects.ts";
+import { createArrivalCounter } from "./relay.ts";
 
 /**
  * Starts the shadow declaring `ports` and makes each of them forward to the laptop's local port,
- * through a loopback relay that watches the arrivals (see relay.ts).
+ * counting the arrivals (see relay.ts).
  */
 export async function startServingShadow(
   api: Pick<PluginApi, "logger" | "startShadow" | "ui">,
   session: Session,
   options: ServingShadowOptions,
 ): Promise<ServingShadow> {
-  const relays: CountingRelay[] = [];
-  const closeRelays = () => Promise.all(relays.map((r) => r.close())).then(() => undefined);
-  try {
-    for (const port of options.ports) {
-      const target = `${options.localHost}:${port.localPort}`;
-      relays.push(
-        await startCountingRelay(
-          { host: options.localHost, port: port.localPort },
-          {
-            refused: (error) => api.logger.warn(`${target} refused a connection from the cluster (${errorText(error)}); is the local process running?`),
-            recovered: () => api.logger.info(`${target} accepts connections again`),
-          },
-        ),
-      );
-    }
-    const shadow = await api.startShadow(session, {
-      role: options.role,
-      labels: options.labels,
-      ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
+  const arrivals = createArrivalCounter();
+  const shadow = await api.startShadow(session, {
+    role: options.role,
+    labels: options.labels,
+    ports: options.ports.map((p) => (p.name ? { name: p.name, port: p.shadowPort } : { port: p.shadowPort })),
+  });
+  for (const port of options.ports) {
+    const local = { host: options.localHost, port: port.localPort };
+    const via = `${options.describe ?? options.role} :${port.shadowPort}`;
+    await shadow.tunnel.addRemoteListener(port.shadowPort, local.host, local.port, (origin) => {
+      arrivals.arrived();
+      return api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}` });
     });
-    for (const [i, port] of options.ports.entries()) {
-      const local = { host: options.localHost, port: port.localPort };
-      const via = `${options.describe ?? options.role} :${port.shadowPort}`;
-      await shadow.tunnel.addRemoteListener(port.shadowPort, relays[i]!.host, relays[i]!.port, (origin) =>
-        api.ui.tap({ sessionId: session.id, via, local, remote: `${origin.address}:${origin.port}` }),
-      );
-    }
-    return {
-      shadow,
-      connections: () => relays.reduce((sum, r) => sum + r.connections(), 0),
-      drained: async (quietMs, maxMs) => (await Promise.all(relays.map((r) => r.quiet(quietMs, maxMs)))).every(Boolean),
-      close: closeRelays,
-    };
-  } catch (error) {
-    await closeRelays();
-    throw error;
   }
+  return {
+    shadow,
+    connections: arrivals.connections,
+    drained: (quietMs, maxMs) => arrivals.quiet(quietMs, maxMs),
+    // Nothing of its own to close any more: the tunnel's listeners go with the session.
+    close: async () => {},
+  };
 }
 
 /** Resolves when the tunnel gives up for good (it reconnects by itself otherwise). */

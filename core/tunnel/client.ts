@@ -6,12 +6,13 @@
 
 import net from "node:net";
 import type { Duplex } from "node:stream";
-import type { ClientChannel, TcpConnectionDetails } from "ssh2";
+import type { Channel, ClientChannel, TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
 import type { ObserveConnection, Tunnel } from "../plugin-api.ts";
 import { backoffDelay } from "./backoff.ts";
 import { sessionOf } from "../kube/portforward.ts";
-import type { SiblingStreams } from "./direct.ts";
+import type { DirectStream, SiblingStreams } from "./direct.ts";
+import type { ReverseArrival } from "./reverse.ts";
 import { Link, PermanentLinkError, describeError, type LinkTiming, type ShadowInfo } from "./link.ts";
 import { splice } from "../protocol/splice.ts";
 
@@ -74,6 +75,12 @@ export interface TunnelOptions {
   direct?: boolean;
   /** How to open siblings of a stream from `connect` (default: its SPDY port-forward session, if any). */
   siblingsOf?: (sock: Duplex) => SiblingStreams | undefined;
+  /**
+   * Connections from the cluster to remote listeners on reverse streams (port-forward streams the
+   * host keeps waiting at the shadow) when siblings can be opened and the shadow serves them; SSH
+   * channels otherwise, and whenever no reverse stream is waiting. Default: on, unless KTCTL_TUNNEL_REVERSE=0.
+   */
+  reverse?: boolean;
 }
 
 /** The Tunnel of plugin-api.ts plus what the host itself uses. */
@@ -227,14 +234,34 @@ class ReconnectingTunnel implements SshTunnel {
   private async establish(): Promise<Link> {
     const sock = await this.openStreamToShadow();
     const direct = this.options.direct ?? process.env.KTCTL_TUNNEL_DIRECT !== "0";
-    const link = await Link.open({
+    const reverse = this.options.reverse ?? process.env.KTCTL_TUNNEL_REVERSE !== "0";
+    // Connections are delivered only once the link is up (the shadow's listeners are asked for after).
+    let opened: Link | undefined;
+    const counts = { reverse: 0, ssh: 0 };
+    const link = (opened = await Link.open({
       sock,
       siblings: direct ? (this.options.siblingsOf ?? sessionOf)(sock) : undefined,
       privateKey: this.options.privateKey,
       hostKeyCheck: this.options.hostKeyCheck,
       clientVersion: this.options.clientVersion ?? "unknown",
       timing: this.timing,
-      onIncoming: (details, accept, reject) => this.deliver(link, details, accept, reject),
+      onIncoming: (details, accept, reject) => {
+        if (!opened) return reject();
+        counts.ssh++;
+        this.deliver(opened, details, accept, reject);
+      },
+      onReverse: reverse
+        ? (arrival) => {
+            if (!opened) return void arrival.stream.destroy();
+            counts.reverse++;
+            this.deliverReverse(opened, arrival);
+          }
+        : undefined,
+    }));
+    void link.lost.then(() => {
+      if (counts.reverse + counts.ssh > 0) {
+        this.log.debug(`tunnel: the link carried ${counts.reverse + counts.ssh} connections from the cluster: ${counts.reverse} on reverse streams, ${counts.ssh} over SSH`);
+      }
     });
     // Re-listen before anyone is told the link is up, so a mode never sees a half-restored tunnel.
     const failed: string[] = [];
@@ -317,7 +344,7 @@ class ReconnectingTunnel implements SshTunnel {
     this.link = link;
     this.shadow = link.shadow;
     this.setState("connected", detail);
-    const path = link.shadow?.direct ? ", direct streams" : "";
+    const path = `${link.shadow?.direct ? ", direct streams" : ""}${link.shadow?.reverse ? ", reverse streams" : ""}`;
     this.log.info(`tunnel: ${detail} (shadow ${link.shadow?.version ?? "?"} on ${link.shadow?.hostname ?? "?"}${path})`);
     for (const wake of [...this.linkWaiters]) wake();
   }
@@ -341,17 +368,43 @@ class ReconnectingTunnel implements SshTunnel {
 
   // ---- remote listeners --------------------------------------------------------------------------
 
-  /** A cluster connection reached a remote listener: connect locally first, then accept the channel. */
+  /** A cluster connection reached a remote listener over SSH: connect locally first, then accept the channel. */
   private deliver(link: Link, details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void {
     const listener = this.listeners.get(details.destPort);
     if (!listener) return reject();
+    this.connectLocal(link, listener, { address: details.srcIP, port: details.srcPort }, accept, reject);
+  }
+
+  /**
+   * A cluster connection arrived on a reverse stream: its first bytes may already be on their way,
+   * held by the stream (within its credit) while the local port is dialled. A refusal becomes the
+   * client's FIN, as over SSH.
+   */
+  private deliverReverse(link: Link, arrival: ReverseArrival): void {
+    const { stream } = arrival;
+    const listener = this.listeners.get(arrival.listenerPort);
+    const refuse = () => {
+      stream.end();
+      stream.resume(); // whatever the client still sends is dropped, its credit returned
+    };
+    if (!listener) return refuse();
+    this.connectLocal(link, listener, { address: arrival.originAddress, port: arrival.originPort }, () => stream, refuse);
+  }
+
+  private connectLocal(
+    link: Link,
+    listener: RemoteListener,
+    origin: { address: string; port: number },
+    accept: () => Channel | DirectStream,
+    reject: () => void,
+  ): void {
     const target = `${listener.localHost}:${listener.localPort}`;
     const local = net.connect({ host: listener.localHost, port: listener.localPort, allowHalfOpen: true });
     const refused = (error: Error) => {
       reject();
       if (listener.refusalLogged) return;
       listener.refusalLogged = true; // once until the local side accepts again: a dead local server must not flood the log
-      this.log.warn(`tunnel: ${target} refused a connection from the cluster (${describeError(error)})`);
+      this.log.warn(`tunnel: ${target} refused a connection from the cluster (${describeError(error)}); is the local process running?`);
     };
     local.once("error", refused);
     local.once("connect", () => {
@@ -360,10 +413,11 @@ class ReconnectingTunnel implements SshTunnel {
       if (listener.refusalLogged) this.log.info(`tunnel: ${target} accepts connections again`);
       listener.refusalLogged = false;
       const channel = accept();
-      const spliced = splice(local, channel);
+      // A direct stream behaves as an SSH channel (eof, close, half-close): splice takes both.
+      const spliced = splice(local, channel as Channel);
       link.adopt(spliced);
       // Asked per connection and usually answered "no" (no ui open): nothing is done per byte then.
-      const tap = listener.observe?.({ address: details.srcIP, port: details.srcPort });
+      const tap = listener.observe?.(origin);
       if (tap) {
         channel.on("data", (chunk: Buffer) => tap.fromClient(chunk));
         local.on("data", (chunk: Buffer) => tap.fromServer(chunk));

@@ -8,9 +8,11 @@ import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
 import { CarrierPool, startDirectStream, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
+import { ReversePool, type ReverseArrival } from "./reverse.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
+  FEATURE_REVERSE,
   MAX_STREAM_REF,
   REMOTE_LISTEN_ADDRESS,
   SSH_USERNAME,
@@ -43,6 +45,8 @@ export interface ShadowInfo {
   podIP?: string;
   /** Outbound streams go as direct streams (port-forward streams of their own), not SSH channels. */
   direct: boolean;
+  /** Remote listeners deliver on reverse streams (port-forward streams of their own), SSH channels as the fallback. */
+  reverse: boolean;
 }
 
 export interface LinkOptions {
@@ -59,6 +63,11 @@ export interface LinkOptions {
   siblings?: SiblingStreams;
   /** A connection arrived at one of the shadow's remote listeners. */
   onIncoming(details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void;
+  /**
+   * With siblings, remote listeners may deliver on reverse streams (see core/protocol/reverse-streams.ts)
+   * when the shadow offers them; each such connection arrives here. Absent: SSH channels only.
+   */
+  onReverse?(arrival: ReverseArrival): void;
 }
 
 /** Where direct streams go, and the streams to there kept ready. */
@@ -83,6 +92,7 @@ export class Link {
   private readonly channels = new Set<ClientChannel>();
   private readonly directStreams = new Set<DirectStream>();
   private direct: DirectPath | undefined;
+  private reverse: ReversePool | undefined;
   private readonly warmTargets = new WarmTargets();
   private nextRef = 1;
   private liveness: ReturnType<typeof setInterval> | undefined;
@@ -134,7 +144,7 @@ export class Link {
       link.watchTraffic(timing);
       // Aborting on the stream's own events runs before ssh2's channels report a clean end.
       sock.once("close", () => link.die("stream closed")).once("end", () => link.die("stream ended"));
-      await link.hello(options.clientVersion, timing);
+      await link.hello(options.clientVersion, timing, options.onReverse);
       return link;
     } catch (error) {
       link.kill(describeError(error));
@@ -253,6 +263,7 @@ export class Link {
     this.lostReason = reason;
     clearInterval(this.liveness);
     this.direct?.carriers.close();
+    this.reverse?.close(new Error(`tunnel link lost (${reason})`));
     this.control?.abandon(reason);
     for (const spliced of this.splices) spliced.abort();
     this.splices.clear();
@@ -278,7 +289,7 @@ export class Link {
     }, timing.livenessIntervalMs / 2);
   }
 
-  private async hello(clientVersion: string, timing: LinkTiming): Promise<void> {
+  private async hello(clientVersion: string, timing: LinkTiming, onReverse: LinkOptions["onReverse"]): Promise<void> {
     const channel = await new Promise<ClientChannel>((resolve, reject) =>
       this.ssh.subsys(CONTROL_SUBSYSTEM, (error, channel) => (error ? reject(error) : resolve(channel))),
     );
@@ -303,6 +314,11 @@ export class Link {
         this.direct = { endpoint, carriers: new CarrierPool(this.siblings, endpoint.port) };
       }
     }
+    if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {
+      // Without reverse streams remote listeners still deliver (over SSH channels): no failure either.
+      const ready = await this.control!.request({ type: "reverse" }, timing.requestTimeoutMs).catch(() => undefined);
+      if (ready) this.reverse = new ReversePool(this.siblings, { port: ready.port, token: Buffer.from(ready.token, "hex") }, onReverse);
+    }
     this.shadow = {
       version: welcome.shadow,
       protocol: welcome.protocol,
@@ -311,6 +327,7 @@ export class Link {
       hostname: welcome.hostname,
       ...(welcome.podIP ? { podIP: welcome.podIP } : {}),
       direct: this.direct !== undefined,
+      reverse: this.reverse !== undefined,
     };
   }
 

@@ -43,7 +43,7 @@ const BENCHES: { name: keyof BenchOutputs; script: string; full: string[]; quick
     full: ["--rounds", "3"],
     quick: ["--rounds", "1", "--mib", "32", "--requests", "200", "--services", "500", "--endpoints", "500", "--concurrency", "100"],
   },
-  { name: "exchange", script: "exchange.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--requests", "200"] },
+  { name: "exchange", script: "exchange.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--loadRounds", "1", "--requests", "200"] },
   { name: "mesh", script: "mesh.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--seconds", "3"] },
   { name: "peers", script: "peers.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--mib", "32", "--requests", "200", "--seconds", "3"] },
 ];

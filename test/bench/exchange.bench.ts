@@ -4,18 +4,32 @@
 //   - time to restore on Ctrl-C: until ktctl exits (everything undone) and until the last request
 //     reached the laptop (traffic back on the original pods), for selector and scale mode;
 //   - requests/s and mean latency from a pod to the exchanged service (pod -> shadow -> tunnel ->
-//     laptop) against the original pods, in the same run.
-//   bun test/bench/exchange.bench.ts [--rounds 3] [--requests 300] [--concurrency 8]
+//     laptop) against the original pods, in the same run; and the p50 of a new connection per
+//     request, from a client in the pod's network namespace (busybox has no clock finer than 10 ms);
+//   - the same load, at the same time, through a second session whose tunnel carries the cluster's
+//     connections over SSH (KTCTL_TUNNEL_REVERSE=0; it exchanges the echo service of the second
+//     namespace, served by the same laptop server): the reverse path and its fallback and the
+//     original pod measured in turns, --loadRounds turns each, medians reported (on a loaded
+//     machine, rounds minutes apart differed by 2x; turns seconds apart share the same load).
+//   bun test/bench/exchange.bench.ts [--rounds 3] [--loadRounds 3] [--requests 300] [--concurrency 8]
 // Prints a Markdown table and a JSON line. Needs the test cluster (test/cluster/up).
 
 import { parseArgs } from "node:util";
-import { DEMO_NS, inLaptop, kubectl, podsOf, requireCluster, runInLaptop, runInPod } from "../e2e/harness.ts";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, podsOf, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 
 const { values } = parseArgs({
-  options: { rounds: { type: "string", default: "3" }, requests: { type: "string", default: "300" }, concurrency: { type: "string", default: "8" } },
+  options: {
+    rounds: { type: "string", default: "3" },
+    loadRounds: { type: "string", default: "3" },
+    requests: { type: "string", default: "300" },
+    concurrency: { type: "string", default: "8" },
+  },
 });
 const rounds = Number(values.rounds);
+const loadRounds = Number(values.loadRounds);
 const requests = Number(values.requests);
 const concurrency = Number(values.concurrency);
 const LOCAL_PORT = 28180;
@@ -93,6 +107,42 @@ async function load(url: string, total: number, parallel: number): Promise<{ rps
   return { rps: done / seconds, meanMs: (seconds * 1000 * parallel) / done, failures };
 }
 
+/**
+ * The toolbox pod's sandbox process (found by its pod's cgroup; it lives as long as the pod, unlike
+ * the commands exec'd in it), whose network namespace a client can enter.
+ */
+async function toolboxPid(): Promise<number> {
+  const uid: string = (await kubectlJson(["-n", DEMO_NS, "get", "pod", "toolbox"])).metadata.uid;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const inPod = readFileSync(join("/proc", entry, "cgroup"), "utf8").includes(`pod${uid}`);
+      if (inPod && readFileSync(join("/proc", entry, "comm"), "utf8").trim() === "pause") return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error("no sandbox process of the toolbox pod found");
+}
+
+/** Sequential requests, a new connection each, from the toolbox pod's network namespace: latency percentiles. */
+async function freshFromPod(target: string, count: number): Promise<{ p50ms: number; p99ms: number; meanMs: number }> {
+  const r = await run(["nsenter", "-t", String(await toolboxPid()), "-n", process.execPath, join(REPO, "test/bench/load-client.ts"), "fresh", target, String(count)], {
+    timeoutMs: 600_000,
+  });
+  if (r.code !== 0) throw new Error(`load client failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+}
+
+/** One turn of load against one target: busybox wget sequential and in parallel, and the p50 client. */
+async function loadTurn(target: { url: string; address: string }): Promise<Record<string, any>> {
+  return {
+    seq: await load(target.url, requests, 1),
+    par: await load(target.url, requests * 2, concurrency),
+    fresh: await freshFromPod(target.address, requests),
+  };
+}
+
 // ---- one exchange ------------------------------------------------------------------------------
 interface Round {
   mode: string;
@@ -112,25 +162,24 @@ interface Round {
 
 const EXCHANGED = /exchanged \S+ in [\d.]+s \((\w+) mode, session ([a-z0-9]+)\)/;
 
-async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): Promise<{ round: Round; loadResults?: Record<string, any> }> {
+async function exchangeRound(mode: "selector" | "scale"): Promise<Round> {
   const target = mode === "scale" ? "deployment/echo" : "svc/echo";
   const probe = await probeLoop(`${mode}-${Date.now()}`);
   const t0 = Date.now();
   const k: KtctlProcess = startKtctl(["exchange", target, "--mode", mode, "--expose", `${LOCAL_PORT}:80`], home);
-  await k.waitFor(EXCHANGED, 120_000);
-  const readyMs = Date.now() - t0;
-  const first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
-  // The probe that watched the switch in ends here; a new one watches the switch back.
-  const probedIn = await probe.stop();
-  let loadResults: Record<string, any> | undefined;
-  if (measureLoad) {
-    const [pod] = await podsOf("echo");
-    loadResults = {
-      exchangedSeq: await load(`http://echo.${DEMO_NS}/`, requests, 1),
-      originalSeq: await load(`http://${pod!.ip}:8080/`, requests, 1),
-      exchangedPar: await load(`http://echo.${DEMO_NS}/`, requests * 2, concurrency),
-      originalPar: await load(`http://${pod!.ip}:8080/`, requests * 2, concurrency),
-    };
+  let readyMs: number, first: number, probedIn: { requests: number; failures: number };
+  try {
+    await k.waitFor(EXCHANGED, 120_000);
+    readyMs = Date.now() - t0;
+    first = await until(async () => (await laptopStats(t0)).first ?? undefined, 60_000, "the first request answered by the laptop");
+    // The probe that watched the switch in ends here; a new one watches the switch back.
+    probedIn = await probe.stop();
+  } catch (error) {
+    // Whatever failed, the session ends with its undo (a bench that dies leaves nothing taken over).
+    k.proc.kill("SIGINT");
+    await k.exited;
+    await probe.stop().catch(() => undefined);
+    throw error;
   }
   const back = await probeLoop(`${mode}-back-${Date.now()}`);
   const t2 = Date.now();
@@ -150,17 +199,58 @@ async function exchangeRound(mode: "selector" | "scale", measureLoad: boolean): 
   const last = (await laptopStats(t2)).last;
   const probedBack = await back.stop();
   return {
-    round: {
-      mode,
-      readyMs,
-      firstAnswerMs: first - t0,
-      restoreMs,
-      trafficBackMs: last ? Math.max(0, last - t2) : 0,
-      probeIn: probedIn,
-      probeOut: probedBack,
-    },
-    loadResults,
+    mode,
+    readyMs,
+    firstAnswerMs: first - t0,
+    restoreMs,
+    trafficBackMs: last ? Math.max(0, last - t2) : 0,
+    probeIn: probedIn,
+    probeOut: probedBack,
   };
+}
+
+/**
+ * The reverse path (demo's echo, the default tunnel) and its SSH fallback (the second namespace's
+ * echo, KTCTL_TUNNEL_REVERSE=0) exchanged at the same time, and the original pod, loaded in turns.
+ */
+async function sideBySide(): Promise<Record<string, any>> {
+  const sessions = [
+    startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home),
+    startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home, { KTCTL_TUNNEL_REVERSE: "0" }, DEMO2_NS),
+  ];
+  try {
+    await Promise.all(sessions.map((k) => k.waitFor(EXCHANGED, 120_000)));
+    const [pod] = await podsOf("echo");
+    const targets = {
+      reverse: { url: `http://echo.${DEMO_NS}/`, address: `${await clusterIpOf("echo")}:80` },
+      ssh: { url: `http://echo.${DEMO2_NS}/`, address: `${await clusterIpOf("echo", DEMO2_NS)}:80` },
+      original: { url: `http://${pod!.ip}:8080/`, address: `${pod!.ip}:8080` },
+    };
+    for (const name of ["reverse", "ssh"] as const) {
+      await until(async () => ((await runInPod(["sh", "-c", `timeout 2 wget -qO- ${targets[name].url}`])).stdout.includes('"laptop"') ? true : undefined), 60_000, `the laptop answering ${name}`);
+    }
+    const turns: Record<keyof typeof targets, Record<string, any>[]> = { reverse: [], ssh: [], original: [] };
+    const names = Object.keys(targets) as (keyof typeof targets)[];
+    for (let i = 0; i < loadRounds; i++) {
+      for (const name of [...names.slice(i % names.length), ...names.slice(0, i % names.length)]) {
+        turns[name].push(await loadTurn(targets[name]));
+        console.error(`load turn ${i + 1}, ${name}: ${JSON.stringify(turns[name].at(-1))}`);
+      }
+    }
+    return turns;
+  } finally {
+    for (const k of sessions) k.proc.kill("SIGINT");
+    await Promise.all(sessions.map((k) => k.exited));
+  }
+}
+
+/** Each figure of load rounds as its median over the rounds (the same shape as one round's). */
+function medians(loads: Record<string, any>[]): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const [name, figures] of Object.entries(loads[0]!)) {
+    out[name] = Object.fromEntries(Object.keys(figures as object).map((key) => [key, median(loads.map((l) => l[name][key]))]));
+  }
+  return out;
 }
 
 const results: Round[] = [];
@@ -168,11 +258,24 @@ let loadFigures: Record<string, any> | undefined;
 try {
   for (const mode of ["selector", "scale"] as const) {
     for (let i = 0; i < rounds; i++) {
-      const { round, loadResults } = await exchangeRound(mode, mode === "selector" && i === 0);
+      const round = await exchangeRound(mode);
       results.push(round);
-      loadFigures ??= loadResults;
       console.error(`${mode} round ${i + 1}: ${JSON.stringify(round)}`);
     }
+  }
+  if (loadRounds > 0) {
+    const turns = await sideBySide();
+    const [reverse, ssh, original] = [medians(turns.reverse), medians(turns.ssh), medians(turns.original)];
+    // Named as before for report.ts: "exchanged" is the default path; the fallback under "ssh".
+    const shape = (exchanged: Record<string, any>) => ({
+      exchangedSeq: exchanged.seq,
+      exchangedPar: exchanged.par,
+      exchangedFresh: exchanged.fresh,
+      originalSeq: original.seq,
+      originalPar: original.par,
+      originalFresh: original.fresh,
+    });
+    loadFigures = { ...shape(reverse), ssh: shape(ssh), turns };
   }
 } finally {
   server.kill();
@@ -200,13 +303,26 @@ console.log(`| failed/made requests of a pod asking back to back, while switchin
 console.log(`| the same while switching back | ${failures("selector", "probeOut")} | ${failures("scale", "probeOut")} |`);
 if (loadFigures) {
   const l = loadFigures;
+  const ssh = l.ssh as Record<string, any> | undefined;
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+  const both = (pick: (x: Record<string, any>) => string) => `${pick(l)} | ${ssh ? pick(ssh) : "-"}`;
   console.log("");
-  console.log(`| from the toolbox pod (busybox wget, new connection per request) | exchanged service (-> laptop) | original pod |`);
-  console.log("|---|---|---|");
-  console.log(`| sequential, ${requests} requests: requests/s | ${l.exchangedSeq.rps.toFixed(0)} | ${l.originalSeq.rps.toFixed(0)} |`);
-  console.log(`| sequential: mean latency | ${l.exchangedSeq.meanMs.toFixed(1)} ms | ${l.originalSeq.meanMs.toFixed(1)} ms |`);
-  console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${l.exchangedPar.rps.toFixed(0)} | ${l.originalPar.rps.toFixed(0)} |`);
-  console.log(`| ${concurrency} in parallel: mean latency | ${l.exchangedPar.meanMs.toFixed(1)} ms | ${l.originalPar.meanMs.toFixed(1)} ms |`);
-  console.log(`| failed requests | ${l.exchangedSeq.failures + l.exchangedPar.failures} | ${l.originalSeq.failures + l.originalPar.failures} |`);
+  console.log(
+    `| from the toolbox pod, a new connection per request, median of ${loadRounds} turns each | exchanged, reverse streams (default) | exchanged at the same time, over SSH (KTCTL_TUNNEL_REVERSE=0) | original pod |`,
+  );
+  console.log("|---|---|---|---|");
+  const orig = (pick: (x: Record<string, any>) => string) => pick(l);
+  console.log(`| busybox wget, sequential, ${requests} requests: requests/s | ${both((x) => x.exchangedSeq.rps.toFixed(0))} | ${orig((x) => x.originalSeq.rps.toFixed(0))} |`);
+  console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedSeq.rps, x.originalSeq.rps))} | |`);
+  console.log(`| sequential: mean latency | ${both((x) => `${x.exchangedSeq.meanMs.toFixed(2)} ms`)} | ${orig((x) => `${x.originalSeq.meanMs.toFixed(2)} ms`)} |`);
+  console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${both((x) => x.exchangedPar.rps.toFixed(0))} | ${orig((x) => x.originalPar.rps.toFixed(0))} |`);
+  console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedPar.rps, x.originalPar.rps))} | |`);
+  console.log(`| ${concurrency} in parallel: mean latency | ${both((x) => `${x.exchangedPar.meanMs.toFixed(1)} ms`)} | ${orig((x) => `${x.originalPar.meanMs.toFixed(1)} ms`)} |`);
+  console.log(`| client in the pod's network namespace, ${requests} sequential: p50 | ${both((x) => `${x.exchangedFresh.p50ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p50ms.toFixed(2)} ms`)} |`);
+  console.log(`| the same: added p50 over the original pod | ${both((x) => `+${(x.exchangedFresh.p50ms - x.originalFresh.p50ms).toFixed(2)} ms`)} | |`);
+  console.log(`| the same: p99 | ${both((x) => `${x.exchangedFresh.p99ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p99ms.toFixed(2)} ms`)} |`);
+  console.log(
+    `| failed requests | ${both((x) => String(x.exchangedSeq.failures + x.exchangedPar.failures))} | ${orig((x) => String(x.originalSeq.failures + x.originalPar.failures))} |`,
+  );
 }
 console.log(JSON.stringify({ rounds: results, load: loadFigures }));

@@ -52,11 +52,15 @@ function readResponse(socket: Socket): Promise<void> {
       if (buffer.length >= headerEnd + 4 + length) {
         socket.off("data", onData);
         socket.off("error", reject);
+        socket.off("close", closedEarly);
         resolve();
       }
     };
+    // Closed before the whole answer: a failed request, not one that waits forever.
+    const closedEarly = () => reject(new Error("closed before the whole response"));
     socket.on("data", onData);
     socket.once("error", reject);
+    socket.once("close", closedEarly);
   });
 }
 
@@ -97,15 +101,20 @@ async function keepalive(count: number) {
 
 async function fresh(count: number) {
   const samples: number[] = [];
+  let failures = 0;
   for (let i = 0; i < count; i++) {
     const t = performance.now();
-    const socket = await open();
-    socket.write(REQUEST_CLOSE);
-    await readResponse(socket);
-    samples.push(performance.now() - t);
-    socket.destroy();
+    try {
+      const socket = await open();
+      socket.write(REQUEST_CLOSE);
+      await readResponse(socket);
+      samples.push(performance.now() - t);
+      socket.destroy();
+    } catch {
+      failures++;
+    }
   }
-  return summary(samples);
+  return { ...summary(samples), failures };
 }
 
 async function first(timeoutMs: number) {

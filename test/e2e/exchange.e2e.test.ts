@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { clusterIpOf, eventually, kubectl, kubectlJson, requireCluster, runInLaptop } from "./harness.ts";
+import { clusterIpOf, eventually, kubectl, kubectlJson, requireCluster, runInLaptop, runInPod } from "./harness.ts";
 import {
   echoPodNames,
   expectLaptopAnswers,
@@ -159,6 +159,59 @@ describe("exchange --mode selector", () => {
     await expectLaptopAnswers(undefined, 40_000);
     k.proc.kill("SIGINT");
     expect(await k.exited).toBe(130);
+    await expectRestored(before, id);
+  }, TEST_TIMEOUT_MS);
+});
+
+/** What each tunnel link carried from the cluster, as ktctl --debug says when the link ends. */
+function linkTallies(output: string): { reverse: number; ssh: number }[] {
+  return [...output.matchAll(/the link carried \d+ connections from the cluster: (\d+) on reverse streams, (\d+) over SSH/g)].map((m) => ({
+    reverse: Number(m[1]),
+    ssh: Number(m[2]),
+  }));
+}
+
+/** `count` requests from the toolbox pod, one after another, each on a new connection. */
+async function requestsFromPod(count: number): Promise<void> {
+  const r = await runInPod(["sh", "-c", `for i in $(seq ${count}); do wget -qO- http://echo.demo/ | grep -q laptop || exit 1; done`]);
+  expect(r.code).toBe(0);
+}
+
+describe("exchange: the cluster's connections ride reverse streams", () => {
+  test("they do, not SSH channels, and again once a deleted shadow is replaced", async () => {
+    const { k, id } = await exchangeEcho({}, ["--debug"]);
+    expect(k.output()).toContain("reverse streams)");
+    await requestsFromPod(20);
+    const first = (await kubectlJson<{ items: any[] }>(["-n", "demo", "get", "pods", "-l", `ktctl.io/session=${id}`])).items[0].metadata.name;
+    await kubectl(["-n", "demo", "delete", "pod", first, "--wait=false"]);
+    // The link to the deleted shadow ends, saying what it carried: everything sequential rode reverse streams.
+    await eventually(async () => {
+      if (linkTallies(k.output()).length === 0) throw new Error("the first link has not ended yet");
+    }, 40_000);
+    const [firstLink] = linkTallies(k.output());
+    expect(firstLink!.reverse).toBeGreaterThanOrEqual(20);
+    expect(firstLink!.ssh).toBe(0);
+    await expectLaptopAnswers(undefined, 40_000);
+    // The new link's pool may be a moment behind its first connections (they fall back to SSH);
+    // sequential requests after that all find a waiting stream.
+    await requestsFromPod(20);
+    k.proc.kill("SIGINT");
+    expect(await k.exited).toBe(130);
+    const tallies = linkTallies(k.output());
+    expect(k.output()).toMatch(/tunnel: reconnected after \d+ ms \(shadow \S+ on \S+, direct streams, reverse streams\)/);
+    expect(tallies.at(-1)!.reverse).toBeGreaterThanOrEqual(20);
+    await expectRestored(before, id);
+  }, TEST_TIMEOUT_MS);
+
+  test("KTCTL_TUNNEL_REVERSE=0: the same traffic over SSH channels, as with an older shadow", async () => {
+    const { k, id } = await exchangeEcho({ KTCTL_TUNNEL_REVERSE: "0" }, ["--debug"]);
+    expect(k.output()).not.toContain("reverse streams");
+    await requestsFromPod(10);
+    k.proc.kill("SIGINT");
+    expect(await k.exited).toBe(130);
+    const [tally] = linkTallies(k.output());
+    expect(tally!.reverse).toBe(0);
+    expect(tally!.ssh).toBeGreaterThanOrEqual(10);
     await expectRestored(before, id);
   }, TEST_TIMEOUT_MS);
 });

@@ -28,6 +28,8 @@ const samples: ControlMessage[] = [
   { type: "welcome", id: 7, protocol: 1, shadow: "0.1.0", roles: ["tunnel"], session: "s1", hostname: "pod-a", podIP: "10.244.0.7" },
   { type: "direct", id: 6 },
   { type: "direct-ready", id: 6, port: 41234, token: "ab".repeat(32) },
+  { type: "reverse", id: 8 },
+  { type: "reverse-ready", id: 8, port: 41235, token: "cd".repeat(32) },
   { type: "error", id: 4, code: "not-found", message: 'no such host "x"' },
   { type: "stream-failed", ref: 4_000_000_000, reason: "refused", message: "connection refused" },
 ];
@@ -43,8 +45,8 @@ describe("control messages", () => {
   });
 
   test("requests are told apart from replies and events", () => {
-    expect(samples.filter(isControlRequest).map((m) => m.type)).toEqual(["hello", "ping", "resolve", "direct"]);
-    expect(Object.keys(REPLY_TYPE).sort()).toEqual(["direct", "hello", "ping", "resolve"]);
+    expect(samples.filter(isControlRequest).map((m) => m.type)).toEqual(["hello", "ping", "resolve", "direct", "reverse"]);
+    expect(Object.keys(REPLY_TYPE).sort()).toEqual(["direct", "hello", "ping", "resolve", "reverse"]);
   });
 
   test("unknown extra fields are ignored (a newer peer may add some)", () => {

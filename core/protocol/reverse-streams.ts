@@ -1,0 +1,93 @@
+// Reverse streams: the cluster -> host path (remote listeners of exchange, preview, mesh) on
+// port-forward streams, shared word for word by host and shadow.
+//
+// The host cannot be dialled, so it opens the streams: it keeps a few port-forward streams to the
+// shadow's reverse port waiting, each announced by a preamble with the token the shadow handed out
+// over the authenticated SSH control channel ("reverse" request). When a cluster connection arrives
+// at a remote listener, the shadow takes a waiting stream, writes an ASSIGNMENT naming the listener
+// and the connection's origin, then an OPENED frame, and from there relays exactly as a direct
+// stream does (frames, credit, EOF: direct-streams.ts), starting with whatever the cluster client
+// sent. Nothing waits for the host's word: the client's first bytes leave with the assignment, and
+// the host dials its local port meanwhile (its credit bounds what it must hold until then). A host
+// whose local port refuses answers EOF, which the shadow turns into the client's FIN.
+// With no waiting stream (or a shadow or host without the "reverse" feature), SSH's forwarded-tcpip
+// channels carry the connection as before.
+//
+// Wire format, on one port-forward stream to the reverse port:
+//   host -> shadow, first:   preamble   = "KTR1" | token (32 bytes) | window (u32)
+//   shadow -> host, first:   assignment = "A" | listener port (u16) | origin port (u16) | address length (u8) | origin address
+//   then both ways: the frames of direct-streams.ts, the shadow's starting with OPENED.
+
+import { DIRECT_MAX_WINDOW, DIRECT_TOKEN_BYTES, DirectProtocolError } from "./direct-streams.ts";
+
+export const REVERSE_MAGIC = Buffer.from("KTR1", "latin1");
+const ASSIGNMENT_TYPE = 0x41;
+const PREAMBLE_BYTES = REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES + 4;
+const ASSIGNMENT_FIXED_BYTES = 6;
+
+/**
+ * The shadow drops a waiting stream after this long (the host replaces what it still needs), so a
+ * pool grown under a burst shrinks back by itself once the burst is over.
+ */
+export const REVERSE_IDLE_MS = 2 * 60_000;
+
+export interface ReversePreamble {
+  token: Buffer;
+  /** Initial credit, each way, for the connection the stream will carry. */
+  window: number;
+}
+
+/** Which listener a cluster connection arrived at, and where from. */
+export interface ReverseAssignment {
+  listenerPort: number;
+  originAddress: string;
+  originPort: number;
+}
+
+export function encodeReversePreamble(preamble: ReversePreamble): Buffer {
+  if (preamble.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
+  if (preamble.window < 1 || preamble.window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${preamble.window} bytes`);
+  const out = Buffer.allocUnsafe(PREAMBLE_BYTES);
+  let at = REVERSE_MAGIC.copy(out, 0);
+  at += preamble.token.copy(out, at);
+  out.writeUInt32BE(preamble.window, at);
+  return out;
+}
+
+/** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
+export function decodeReversePreamble(data: Buffer): { preamble: ReversePreamble; rest: Buffer } | undefined {
+  const magic = data.subarray(0, REVERSE_MAGIC.length);
+  if (!REVERSE_MAGIC.subarray(0, magic.length).equals(magic)) throw new DirectProtocolError("not a reverse stream");
+  if (data.length < PREAMBLE_BYTES) return undefined;
+  const token = Buffer.from(data.subarray(REVERSE_MAGIC.length, REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES));
+  const window = data.readUInt32BE(REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES);
+  if (window < 1 || window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${window} bytes`);
+  return { preamble: { token, window }, rest: data.subarray(PREAMBLE_BYTES) };
+}
+
+export function encodeAssignment(assignment: ReverseAssignment): Buffer {
+  const address = Buffer.from(assignment.originAddress, "latin1");
+  if (address.length > 255) throw new DirectProtocolError(`origin address of ${address.length} bytes`);
+  const out = Buffer.allocUnsafe(ASSIGNMENT_FIXED_BYTES + address.length);
+  out[0] = ASSIGNMENT_TYPE;
+  out.writeUInt16BE(assignment.listenerPort, 1);
+  out.writeUInt16BE(assignment.originPort, 3);
+  out[5] = address.length;
+  address.copy(out, ASSIGNMENT_FIXED_BYTES);
+  return out;
+}
+
+/** Reads the assignment off the front of `data`: undefined while incomplete, throws if malformed. */
+export function decodeAssignment(data: Buffer): { assignment: ReverseAssignment; rest: Buffer } | undefined {
+  if (data.length === 0) return undefined;
+  if (data[0] !== ASSIGNMENT_TYPE) throw new DirectProtocolError("a reverse stream must start with an assignment");
+  if (data.length < ASSIGNMENT_FIXED_BYTES) return undefined;
+  const end = ASSIGNMENT_FIXED_BYTES + data[5]!;
+  if (data.length < end) return undefined;
+  const listenerPort = data.readUInt16BE(1);
+  if (listenerPort === 0) throw new DirectProtocolError("assignment to listener port 0");
+  return {
+    assignment: { listenerPort, originPort: data.readUInt16BE(3), originAddress: data.subarray(ASSIGNMENT_FIXED_BYTES, end).toString("latin1") },
+    rest: data.subarray(end),
+  };
+}

@@ -1,0 +1,126 @@
+// The host's end of reverse streams (see core/protocol/reverse-streams.ts): port-forward streams to
+// the shadow's reverse port, opened ahead of need, each waiting for the shadow to assign it a
+// cluster connection. An assigned stream becomes a DirectStream (the same framing and credit), and
+// a replacement is opened once it is done (at once when few are left waiting). The pool grows with the connections in flight, so parallel
+// clients find streams waiting, up to a bound; the shadow drops streams that wait too long, and
+// only what is still needed is replaced.
+
+import type { Duplex } from "node:stream";
+import { DIRECT_WINDOW } from "../protocol/direct-streams.ts";
+import { decodeAssignment, encodeReversePreamble, type ReverseAssignment } from "../protocol/reverse-streams.ts";
+import { DirectStream, type SiblingStreams } from "./direct.ts";
+
+export interface ReverseEndpoint {
+  port: number;
+  token: Buffer;
+}
+
+/** A cluster connection the shadow handed over on a reverse stream. */
+export interface ReverseArrival extends ReverseAssignment {
+  /** The connection, as a stream: write to answer the cluster client, end() for its FIN. */
+  stream: DirectStream;
+}
+
+export interface ReversePoolSize {
+  /** Streams kept waiting with no connection in flight. */
+  base: number;
+  /** Bound on waiting streams, however many connections are in flight. */
+  max: number;
+}
+
+/** Waiting streams: a few at rest, one more per connection in flight (so a burst finds its own), at most 32. */
+export const REVERSE_POOL_SIZE: ReversePoolSize = { base: 4, max: 32 };
+
+export class ReversePool {
+  private readonly waiting = new Set<Duplex>();
+  private readonly carried = new Set<DirectStream>();
+  private refilling = false;
+  private closed = false;
+
+  constructor(
+    private readonly siblings: SiblingStreams,
+    private readonly endpoint: ReverseEndpoint,
+    private readonly onArrival: (arrival: ReverseArrival) => void,
+    private readonly size: ReversePoolSize = REVERSE_POOL_SIZE,
+    private readonly window = DIRECT_WINDOW,
+  ) {
+    this.refill();
+  }
+
+  /** Ends the pool: waiting streams close, carried connections are reset with `error`. */
+  close(error: Error): void {
+    this.closed = true;
+    for (const carrier of this.waiting) carrier.destroy();
+    this.waiting.clear();
+    for (const stream of this.carried) stream.destroy(error);
+    this.carried.clear();
+  }
+
+  private target(): number {
+    return Math.min(this.size.max, this.size.base + this.carried.size);
+  }
+
+  private refill(): void {
+    this.refilling = false;
+    const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window });
+    while (!this.closed && this.siblings.accepting && this.waiting.size < this.target()) {
+      let carrier: Duplex;
+      try {
+        carrier = this.siblings.open(this.endpoint.port, preamble);
+      } catch {
+        return; // the connection is closing; the link will notice
+      }
+      this.watch(carrier);
+    }
+  }
+
+  /** Later, after the bytes of the connection that triggered it. */
+  private refillSoon(): void {
+    if (this.refilling || this.closed) return;
+    this.refilling = true;
+    setImmediate(() => this.refill());
+  }
+
+  private watch(carrier: Duplex): void {
+    this.waiting.add(carrier);
+    let received: Buffer = Buffer.alloc(0);
+    const gone = () => {
+      carrier.off("data", onData).off("end", gone).off("close", gone);
+      carrier.destroy();
+      // The shadow dropped a stream that waited too long: replaced only if still needed.
+      if (this.waiting.delete(carrier)) this.refillSoon();
+    };
+    const onData = (chunk: Buffer) => {
+      received = received.length ? Buffer.concat([received, chunk]) : chunk;
+      let parsed;
+      try {
+        parsed = decodeAssignment(received);
+      } catch {
+        return gone();
+      }
+      if (!parsed) return;
+      carrier.off("data", onData).off("end", gone).off("close", gone);
+      carrier.pause();
+      if (parsed.rest.length > 0) carrier.unshift(parsed.rest);
+      this.waiting.delete(carrier);
+      this.assigned(carrier, parsed.assignment);
+    };
+    carrier.on("data", onData).once("end", gone).once("close", gone).on("error", () => {});
+  }
+
+  private assigned(carrier: Duplex, assignment: ReverseAssignment): void {
+    const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, this.window);
+    // Its failure reaches whoever listens (splice); unheard, it must not end the process.
+    stream.on("error", () => {});
+    this.carried.add(stream);
+    // Opening a replacement is work on this process's loop: it waits until this connection is over,
+    // unless the waiting streams run low (a burst), when it cannot wait.
+    stream.once("close", () => {
+      this.carried.delete(stream);
+      this.refillSoon();
+    });
+    carrier.resume();
+    if (this.waiting.size < Math.ceil(this.size.base / 2)) this.refillSoon();
+    this.onArrival({ ...assignment, stream });
+  }
+}

@@ -1,0 +1,212 @@
+// The shadow's end of reverse streams (see core/protocol/reverse-streams.ts): a loopback listener
+// the host reaches through port-forward streams it opens ahead of need. Each waiting stream belongs
+// to the SSH connection whose token it presented; that connection's remote listeners hand cluster
+// connections to its waiting streams, and fall back to SSH channels when none is waiting.
+
+import net from "node:net";
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { DIRECT_TOKEN_BYTES, FrameType, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
+import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
+import { relay } from "./direct-server.ts";
+import type { ShadowLog } from "./log.ts";
+
+/** Once a preamble has begun, the rest must follow promptly. */
+const PREAMBLE_TIMEOUT_MS = 10_000;
+/** How long an assignment waits to leave with the client's first bytes (see carry). */
+const FIRST_BYTES_WAIT_MS = 1;
+
+export interface ReverseServerOptions {
+  log: ShadowLog;
+  /** Where to listen; only the port-forward (which connects to the pod's loopback) needs to reach it. */
+  host?: string;
+  port?: number;
+  /** How long a stream may wait for a connection (default REVERSE_IDLE_MS). */
+  idleMs?: number;
+}
+
+/** A waiting reverse stream, taken for one cluster connection. */
+export interface ReverseCarrier {
+  /** Carries `client` (a connection accepted on listener `listenerPort`) to the host. */
+  carry(client: net.Socket, listenerPort: number): void;
+}
+
+interface Waiting {
+  socket: net.Socket;
+  window: number;
+  timer: ReturnType<typeof setTimeout>;
+  /** Stops watching the stream as a waiting one. */
+  release(): void;
+}
+
+export class ReverseServer {
+  /** One token per SSH connection that asked; a stream presenting it waits for that connection's listeners. */
+  private readonly tokens = new Map<number, Buffer>();
+  private readonly waiting = new Map<number, Waiting[]>();
+  private readonly sockets = new Set<net.Socket>();
+  /** Frame buffers the relays reuse once written (the direct server keeps its own). */
+  private readonly framePool = directFramePool();
+  private refusalLogged = false;
+  private nextId = 1;
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private readonly options: ReverseServerOptions,
+  ) {}
+
+  static async start(options: ReverseServerOptions): Promise<ReverseServer> {
+    let reverse: ReverseServer | undefined;
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => reverse?.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 }, resolve);
+    });
+    server.on("error", (error) => options.log.error("reverse.listener-error", { error: error.message }));
+    reverse = new ReverseServer(server, (server.address() as net.AddressInfo).port, options);
+    return reverse;
+  }
+
+  /** The token for `connection`'s reverse streams (the same one if it asks again). */
+  tokenFor(connection: number): Buffer {
+    let token = this.tokens.get(connection);
+    if (!token) this.tokens.set(connection, (token = randomBytes(DIRECT_TOKEN_BYTES)));
+    return token;
+  }
+
+  /** A stream of `connection`'s that waits for a cluster connection, if there is one. */
+  take(connection: number): ReverseCarrier | undefined {
+    const queue = this.waiting.get(connection);
+    const entry = queue?.shift();
+    if (!entry) return undefined;
+    entry.release();
+    return { carry: (client, listenerPort) => this.carry(entry, client, listenerPort) };
+  }
+
+  /** The connection is gone: its token stops working and its waiting streams close. */
+  forget(connection: number): void {
+    this.tokens.delete(connection);
+    for (const entry of this.waiting.get(connection)?.splice(0) ?? []) {
+      entry.release();
+      entry.socket.destroy();
+    }
+    this.waiting.delete(connection);
+  }
+
+  close(): void {
+    this.server.close();
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  private accept(socket: net.Socket): void {
+    const id = this.nextId++;
+    const { log } = this.options;
+    socket.setNoDelay(true);
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      log.debug("reverse.socket-error", { stream: id, error: error.code ?? error.message });
+      socket.destroy();
+    });
+    this.sockets.add(socket);
+    socket.once("close", () => this.sockets.delete(socket));
+
+    let received: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      log.debug("reverse.preamble-timeout", { stream: id });
+      socket.destroy();
+    }, PREAMBLE_TIMEOUT_MS);
+    socket.once("close", () => clearTimeout(timer));
+    const onData = (chunk: Buffer) => {
+      received = received.length ? Buffer.concat([received, chunk]) : chunk;
+      let parsed;
+      try {
+        parsed = decodeReversePreamble(received);
+      } catch (error) {
+        clearTimeout(timer);
+        return this.refuseQuietly(socket, (error as Error).message);
+      }
+      if (!parsed) return;
+      clearTimeout(timer);
+      socket.off("data", onData);
+      const connection = this.connectionOf(parsed.preamble.token);
+      if (connection === undefined) return this.refuseQuietly(socket, "wrong token");
+      // Nothing may follow the preamble until the stream is assigned: the host waits for us.
+      if (parsed.rest.length > 0) return this.refuseQuietly(socket, "data on a waiting reverse stream");
+      this.wait(connection, socket, parsed.preamble.window);
+    };
+    socket.on("data", onData);
+  }
+
+  private connectionOf(token: Buffer): number | undefined {
+    let found: number | undefined;
+    // Every entry compared, in constant time each: which one matched must not show in the timing.
+    for (const [connection, known] of this.tokens) if (timingSafeEqual(known, token)) found = connection;
+    return found;
+  }
+
+  private wait(connection: number, socket: net.Socket, window: number): void {
+    const queue = this.waiting.get(connection) ?? [];
+    this.waiting.set(connection, queue);
+    const drop = () => {
+      const at = queue.indexOf(entry);
+      if (at >= 0) queue.splice(at, 1);
+      entry.release();
+      socket.destroy();
+    };
+    // Anything from the host before an assignment breaks the protocol; its end means it gave the stream up.
+    const unexpected = () => {
+      this.options.log.debug("reverse.unexpected-data", { connection });
+      drop();
+    };
+    const entry: Waiting = {
+      socket,
+      window,
+      timer: setTimeout(drop, this.options.idleMs ?? REVERSE_IDLE_MS),
+      release: () => {
+        clearTimeout(entry.timer);
+        socket.off("data", unexpected).off("end", drop).off("close", drop);
+        socket.pause(); // until the relay reads it
+      },
+    };
+    socket.on("data", unexpected).once("end", drop).once("close", drop);
+    queue.push(entry);
+  }
+
+  private carry(entry: Waiting, client: net.Socket, listenerPort: number): void {
+    const { socket, window } = entry;
+    if (socket.destroyed) return void client.destroy();
+    client.setNoDelay(true);
+    // The assignment leaves in one write with the client's first bytes, which a client that speaks
+    // first (HTTP) has usually sent before we accepted: written apart, the second piece was seen to
+    // reach the host 3-5 ms after the first through the port-forward's hops. A client that waits
+    // for the server to speak first gets the assignment alone, a moment later.
+    socket.cork();
+    socket.write(
+      Buffer.concat([
+        encodeAssignment({ listenerPort, originAddress: client.remoteAddress ?? "0.0.0.0", originPort: client.remotePort ?? 0 }),
+        encodeFrameHeader(FrameType.Opened, 0),
+      ]),
+    );
+    const { log } = this.options;
+    relay(socket, client, window, Buffer.alloc(0), this.framePool, (why) => log.debug("reverse.reset", { port: listenerPort, why }));
+    const send = () => {
+      clearTimeout(timer);
+      client.off("data", afterFirstBytes);
+      if (socket.writableCorked) socket.uncork();
+    };
+    // Registered after the relay's own listener: runs once the relay has written the first frame.
+    const afterFirstBytes = () => process.nextTick(send);
+    const timer = setTimeout(send, FIRST_BYTES_WAIT_MS);
+    client.once("data", afterFirstBytes);
+    client.once("close", send);
+    // Accepted paused (remote-listeners.ts): the relay reads it from here on.
+    client.resume();
+    log.debug("reverse.open", { port: listenerPort, from: `${client.remoteAddress}:${client.remotePort}` });
+  }
+
+  /** Not our host (or a broken one): close without a word; a warning the first time, then debug lines. */
+  private refuseQuietly(socket: net.Socket, why: string): void {
+    if (!this.refusalLogged) this.options.log.warn("reverse.refused", { error: why });
+    else this.options.log.debug("reverse.refused", { error: why });
+    this.refusalLogged = true;
+    socket.destroy();
+  }
+}

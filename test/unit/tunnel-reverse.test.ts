@@ -1,0 +1,216 @@
+// Reverse streams end to end without a cluster: the real shadow program runs as a subprocess on
+// loopback, its remote listeners are reached on loopback as the cluster would reach them, and the
+// host's "sibling" port-forward streams are plain TCP connections to the shadow's reverse port.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
+import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
+import { REVERSE_POOL_SIZE } from "../../core/tunnel/reverse.ts";
+import { decodeAssignment, decodeReversePreamble, encodeAssignment, encodeReversePreamble } from "../../core/protocol/reverse-streams.ts";
+import { createSessionKeyPair } from "../../core/protocol/keys.ts";
+import { ShadowProcess, StateLog, connectTcp, echoServer, exchange, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
+
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+/** Loopback "siblings"; counts the streams opened to the reverse port. */
+function loopbackSiblings(reversePort: () => number | undefined) {
+  const opened = { reverse: 0 };
+  const waiters = new Set<() => void>();
+  return {
+    opened,
+    /** Resolves once `count` streams have been opened to the reverse port. */
+    reached: (count: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => opened.reverse >= count && (waiters.delete(check), resolve());
+        waiters.add(check);
+        check();
+      }),
+    siblings: {
+      accepting: true,
+      open: (port: number, first?: Buffer) => {
+        if (port === reversePort()) {
+          opened.reverse++;
+          for (const check of [...waiters]) check();
+        }
+        const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
+        if (first) socket.write(first);
+        return socket;
+      },
+    },
+  };
+}
+
+describe("the reverse-stream wire format", () => {
+  test("preamble and assignment round-trip, arriving in any slices", () => {
+    const token = randomBytes(32);
+    const preamble = encodeReversePreamble({ token, window: 65536 });
+    expect(decodeReversePreamble(preamble.subarray(0, 10))).toBeUndefined();
+    const whole = decodeReversePreamble(Buffer.concat([preamble, Buffer.from("x")]))!;
+    expect(whole.preamble.token.equals(token)).toBe(true);
+    expect(whole.preamble.window).toBe(65536);
+    expect(whole.rest.toString()).toBe("x");
+
+    const assignment = encodeAssignment({ listenerPort: 8080, originAddress: "10.1.2.3", originPort: 40000 });
+    for (let cut = 0; cut < assignment.length; cut++) expect(decodeAssignment(assignment.subarray(0, cut))).toBeUndefined();
+    const decoded = decodeAssignment(Buffer.concat([assignment, Buffer.from([4, 0, 0, 0, 0])]))!;
+    expect(decoded.assignment).toEqual({ listenerPort: 8080, originAddress: "10.1.2.3", originPort: 40000 });
+    expect(decoded.rest.length).toBe(5);
+  });
+
+  test("malformed input is refused, not guessed at", () => {
+    expect(() => decodeReversePreamble(Buffer.from("KTD1"))).toThrow(/not a reverse stream/);
+    expect(() => encodeReversePreamble({ token: Buffer.alloc(8), window: 1 })).toThrow(/token/);
+    expect(() => decodeAssignment(Buffer.from([0x42]))).toThrow(/assignment/);
+    expect(() => decodeAssignment(Buffer.from([0x41, 0, 0, 0, 1, 0]))).toThrow(/port 0/);
+  });
+});
+
+describe("reverse streams through a real shadow process", () => {
+  const keys = createSessionKeyPair("ktctl-test");
+  const states = new StateLog();
+  const log = memoryLogger();
+  let shadow: ShadowProcess;
+  let tunnel: SshTunnel;
+  let echo: LocalServer;
+  let reversePort: number | undefined;
+  let currentLink: net.Socket | undefined;
+  let remotePort: number;
+  const loopback = loopbackSiblings(() => reversePort);
+
+  beforeAll(async () => {
+    echo = await echoServer();
+    shadow = await ShadowProcess.start(keys.publicKey);
+    reversePort = Number((await shadow.waitFor(/tunnel\.ready .*reverse=(\d+)/))[1]);
+    tunnel = await createTunnel({
+      connect: async () => (currentLink = net.connect(shadow.port, "127.0.0.1")),
+      privateKey: keys.privateKey,
+      logger: log.logger,
+      onState: states.listener,
+      siblingsOf: () => loopback.siblings,
+    });
+    remotePort = await freePort();
+    await tunnel.addRemoteListener(remotePort, "127.0.0.1", echo.port);
+  }, 20_000);
+
+  afterAll(async () => {
+    await tunnel?.close();
+    expect(await shadow?.stop("SIGTERM")).toBe(0);
+    await echo?.close();
+  });
+
+  test("the shadow offers reverse streams; connections to a remote listener ride them, not SSH", async () => {
+    expect(tunnel.shadow?.reverse).toBe(true);
+    expect(loopback.opened.reverse).toBeGreaterThanOrEqual(REVERSE_POOL_SIZE.base);
+    // Each connection is told apart in the shadow's log by its source port.
+    const carried = async (text: string) => {
+      const client = await connectTcp(remotePort);
+      const from = client.localPort;
+      expect((await exchange(client, text)).toString()).toBe(text);
+      return shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort} from=127\\.0\\.0\\.1:${from}$`), 1000).then(
+        () => true,
+        () => false,
+      );
+    };
+    // The pool's streams reach the shadow moments after the link is up (SSH carries what comes first) ...
+    for (let i = 0; !(await carried(`warm ${i}`)); i++) expect(i).toBeLessThan(50);
+    // ... and from then on every sequential connection rides one.
+    for (let i = 0; i < 5; i++) expect(await carried(`hello ${i}`)).toBe(true);
+  }, 20_000);
+
+  test("each stream taken is replaced", async () => {
+    const before = loopback.opened.reverse;
+    for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(remotePort), "x")).toString()).toBe("x");
+    // Replacements follow the end of the connections that took them (the host's end closes last).
+    await loopback.reached(before + 3);
+  });
+
+  test("a server that speaks first: its greeting reaches a client that sends nothing", async () => {
+    const greeter = await localServer((socket) => socket.end("220 hello\r\n"));
+    const port = await freePort();
+    await tunnel.addRemoteListener(port, "127.0.0.1", greeter.port);
+    const client = await connectTcp(port);
+    expect((await readAll(client)).toString()).toBe("220 hello\r\n");
+    client.end(); // half-open until then: the greeter could not close
+    await shadow.waitFor(new RegExp(`reverse\\.open port=${port} `));
+    await tunnel.removeRemoteListener(port);
+    await greeter.close();
+  });
+
+  test("4 MiB each way intact; half-close: the answer after the client's FIN", async () => {
+    const payload = randomBytes(4 * 1024 * 1024);
+    const answer = await exchange(await connectTcp(remotePort), payload);
+    expect(sha256(answer)).toBe(sha256(payload));
+  }, 20_000);
+
+  test("100 connections at once, all intact (the pool grows; SSH takes what it cannot)", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => (await exchange(await connectTcp(remotePort), `c${i}-${"z".repeat(20_000)}`)).toString()),
+    );
+    answers.forEach((answer, i) => expect(answer).toBe(`c${i}-${"z".repeat(20_000)}`));
+  }, 20_000);
+
+  test("a local port that refuses: the cluster client gets a clean FIN, and the refusal is said once", async () => {
+    const dead = await freePort();
+    const port = await freePort();
+    await tunnel.addRemoteListener(port, "127.0.0.1", dead);
+    const before = shadow.count(/reverse\.open /);
+    for (let i = 0; i < 3; i++) {
+      const client = await connectTcp(port);
+      client.write("anyone?");
+      expect((await readAll(client)).length).toBe(0);
+    }
+    expect(shadow.count(/reverse\.open /)).toBeGreaterThan(before);
+    expect(log.messages.filter(({ message }) => message.includes(`127.0.0.1:${dead} refused a connection`)).length).toBe(1);
+    await tunnel.removeRemoteListener(port);
+  });
+
+  test("a stranger at the reverse port (wrong token) is cut off without a word", async () => {
+    const socket = await connectTcp(reversePort!);
+    socket.write(encodeReversePreamble({ token: Buffer.alloc(32, 7), window: 1024 }));
+    expect((await readAll(socket)).length).toBe(0);
+    await shadow.waitFor(/reverse\.refused error="wrong token"/);
+  });
+
+  test("a cut link: the next link gets a new pool and connections ride it again", async () => {
+    const from = states.seen.length;
+    currentLink!.destroy();
+    await states.waitFor("connected", from, 10_000);
+    // The new pool's streams reach the shadow moments after the link is up; SSH carries what comes first.
+    const before = shadow.count(/reverse\.open /);
+    for (let i = 0; shadow.count(/reverse\.open /) === before; i++) {
+      expect(i).toBeLessThan(200);
+      expect((await exchange(await connectTcp(remotePort), `again ${i}`)).toString()).toBe(`again ${i}`);
+    }
+    // The first link's tally, said when it went.
+    expect(log.messages.some(({ message }) => /the link carried \d+ connections from the cluster: \d+ on reverse streams, \d+ over SSH/.test(message))).toBe(true);
+  }, 20_000);
+});
+
+test("with reverse streams off, remote listeners deliver over SSH", async () => {
+  const keys = createSessionKeyPair("ktctl-test");
+  const shadow = await ShadowProcess.start(keys.publicKey);
+  const reversePort = Number((await shadow.waitFor(/tunnel\.ready .*reverse=(\d+)/))[1]);
+  const loopback = loopbackSiblings(() => reversePort);
+  const laptop: LocalServer = await localServer((socket) => socket.end("from the laptop"));
+  const tunnel = await createTunnel({
+    connect: async () => net.connect(shadow.port, "127.0.0.1"),
+    privateKey: keys.privateKey,
+    logger: memoryLogger().logger,
+    reverse: false,
+    siblingsOf: () => loopback.siblings,
+  });
+  try {
+    expect(tunnel.shadow?.reverse).toBe(false);
+    expect(tunnel.shadow?.direct).toBe(true);
+    const port = await freePort();
+    await tunnel.addRemoteListener(port, "127.0.0.1", laptop.port);
+    expect((await readAll(await connectTcp(port))).toString()).toBe("from the laptop");
+    expect(loopback.opened.reverse).toBe(0);
+    expect(shadow.count(/reverse\.open /)).toBe(0);
+  } finally {
+    await tunnel.close();
+    await shadow.stop();
+    await laptop.close();
+  }
+}, 20_000);
