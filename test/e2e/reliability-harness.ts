@@ -248,15 +248,16 @@ export async function liveKtctlObjects(namespace: string): Promise<string[]> {
   return list.items.filter((o) => !o.metadata.deletionTimestamp).map((o) => `${o.kind}/${o.metadata.name}`);
 }
 
-/** What a session may touch, before it starts: a namespace's objects and the laptop. */
+/** What a session may touch, before it starts: a namespace's objects and (unless left out) the laptop. */
 export interface Snapshot {
   namespace: string;
   cluster: string;
-  laptop: Record<string, string>;
+  laptop?: Record<string, string>;
 }
 
-export async function snapshot(namespace: string): Promise<Snapshot> {
-  const [cluster, laptop] = await Promise.all([clusterState(namespace), laptopState()]);
+/** `laptop: false` for sessions that change nothing on the laptop, so other tests' connects there do not count. */
+export async function snapshot(namespace: string, options: { laptop?: boolean } = {}): Promise<Snapshot> {
+  const [cluster, laptop] = await Promise.all([clusterState(namespace), options.laptop === false ? undefined : laptopState()]);
   return { namespace, cluster, laptop };
 }
 
@@ -269,11 +270,11 @@ function changedObjects(before: string, now: string): string[] {
 
 /** What differs from `before` (empty when restored): ktctl's objects left, objects changed, laptop state changed. */
 export async function unrestored(before: Snapshot): Promise<string[]> {
-  const [objects, cluster, laptop] = await Promise.all([liveKtctlObjects(before.namespace), clusterState(before.namespace), laptopState()]);
+  const [objects, cluster, laptop] = await Promise.all([liveKtctlObjects(before.namespace), clusterState(before.namespace), before.laptop && laptopState()]);
   return [
     ...objects.map((o) => `left: ${o}`),
     ...changedObjects(before.cluster, cluster).map((o) => `changed: ${o}`),
-    ...differences(laptop, before.laptop).map((k) => `laptop ${k}`),
+    ...(laptop && before.laptop ? differences(laptop, before.laptop).map((k) => `laptop ${k}`) : []),
   ];
 }
 
