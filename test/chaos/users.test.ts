@@ -281,12 +281,15 @@ async function tenDevelopersMesh(): Promise<Omit<Result, "scenario" | "passed" |
       await expectRouting(`round ${round}`, devs);
     }
 
-    // Everybody leaves in random order, the last while the first of a new group is still joining:
-    // the mesh goes from one member to none and back.
+    // Everybody leaves in random order, the last one just as a newcomer joins (its shadow is up, it
+    // is about to join the mesh): the mesh goes from one member to none and back, and the newcomer
+    // may find the router and companion of a mesh being taken down.
     const last = shuffle(devs.filter((d) => d.k));
     for (const d of last.slice(0, -1)) await leave(d);
     const newcomer = devs.find((d) => !d.k)!;
-    await Promise.all([leave(last.at(-1)!), (async () => (await randomDelay(300), joinTimed(newcomer)))()]);
+    const joining = joinTimed(newcomer);
+    await newcomer.k!.waitForOutput(/tunnel: connected/, 120_000);
+    await Promise.all([(async () => (await randomDelay(300), leave(last.at(-1)!)))(), joining]);
     settleMs = Math.max(settleMs, await creatorSettled(devs));
     await expectRouting("the mesh emptied and made again", devs);
     await leave(newcomer);
