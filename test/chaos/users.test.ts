@@ -289,7 +289,7 @@ async function tenDevelopersMesh(): Promise<Omit<Result, "scenario" | "passed" |
     const newcomer = devs.find((d) => !d.k)!;
     const joining = joinTimed(newcomer);
     await newcomer.k!.waitForOutput(/tunnel: connected/, 120_000);
-    await Promise.all([(async () => (await randomDelay(300), leave(last.at(-1)!)))(), joining]);
+    await Promise.all([(async () => (await randomDelay(1500), leave(last.at(-1)!)))(), joining]);
     settleMs = Math.max(settleMs, await creatorSettled(devs));
     await expectRouting("the mesh emptied and made again", devs);
     await leave(newcomer);
