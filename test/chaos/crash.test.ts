@@ -32,6 +32,7 @@ import {
   scratchHome,
   snapshot,
   tidyWorkspace,
+  unrestored,
   untilRestored,
 } from "../e2e/reliability-harness.ts";
 
@@ -187,6 +188,8 @@ const commandLine = (pid: number): string => {
  */
 async function killWithWatchdog(k: Ktctl): Promise<number> {
   const pid = k.proc.pid;
+  // An undo that finished before the kill: ktctl has exited, and told its watchdog so.
+  if (k.proc.exitCode !== null) return 0;
   process.kill(pid, "SIGSTOP");
   const children = descendants(pid);
   const watchdogs = children.filter((c) => commandLine(c).includes("__watchdog")).length;
@@ -225,8 +228,9 @@ async function doubleKillOnce(mode: (typeof MODES)[number], phase: Phase): Promi
   await untilLeasesExpire();
   const cleanStarted = Date.now();
   const clean = await run(inLaptop([...KTCTL, "--kubeconfig", KUBECONFIG, "-n", NS, "clean"]), { env: { KTCTL_HOME: home, NO_COLOR: "1" }, timeoutMs: 120_000 });
-  const { left } = await untilRestored(before, 30_000);
-  const restoreMs = Date.now() - cleanStarted;
+  const cleanMs = Date.now() - cleanStarted;
+  // What clean restores is restored when it returns (pods it deleted may still be terminating).
+  const left = await unrestored(before);
   const detail = [...(clean.code !== 0 ? [`clean exited ${clean.code}: ${(clean.stdout + clean.stderr).trim()}`] : []), ...left].join("; ");
   if (left.length) await repairWorkspace(NS);
   return {
@@ -234,8 +238,8 @@ async function doubleKillOnce(mode: (typeof MODES)[number], phase: Phase): Promi
     kind: "double",
     phase,
     killAtMs,
-    restored: clean.code === 0 && !left.length && restoreMs <= RESTORE_LIMIT_MS,
-    restoreMs,
+    restored: clean.code === 0 && !left.length,
+    restoreMs: cleanMs,
     detail: `${watchdogs} watchdog(s) killed${detail ? `; ${detail}` : ""}`,
   };
 }
@@ -259,7 +263,7 @@ afterAll(async () => {
     });
     return rows.length ? [`| mode | runs | ${heading} | worst time |`, "|---|---|---|---|", ...rows].join("\n") : "";
   };
-  console.log([table("single", "restored within 10 s"), table("double", "restored by clean after lease expiry")].filter(Boolean).join("\n\n"));
+  console.log([table("single", "restored within 10 s"), table("double", "restored when clean returns")].filter(Boolean).join("\n\n"));
 });
 
 /** Two of three kills land in start-up (shadow not ready, selector being patched, routes pushed), one in the exit's undo. */
@@ -292,7 +296,7 @@ describe(`SIGKILL at a random moment, ${RUNS} run(s) per mode`, () => {
 
 describe(`ktctl and its watchdog SIGKILLed together, ${RUNS} run(s) per mode`, () => {
   for (const mode of MODES.filter((m) => !DOUBLE_ONLY || DOUBLE_ONLY.includes(m.name))) {
-    test(`${mode.name}: once the lease expires, ktctl clean restores the cluster and the laptop`, async () => {
+    test(`${mode.name}: once the lease expires, ktctl clean restores the cluster and the laptop by the time it returns`, async () => {
       const mine = await runsOf(mode, "double", doubleKillOnce);
       expect(mine.filter((r) => !r.restored)).toEqual([]);
     }, RUNS * 120_000 + 60_000);
