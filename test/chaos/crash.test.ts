@@ -219,10 +219,20 @@ async function untilLeasesExpire(): Promise<void> {
   }
 }
 
+/** Waits until ktctl has started its watchdog (or has exited); a kill before that is the single-kill case. */
+async function untilWatchdogStarted(k: Ktctl, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (k.proc.exitCode === null && Date.now() < deadline) {
+    if (descendants(k.proc.pid).some((c) => commandLine(c).includes("__watchdog"))) return;
+    await Bun.sleep(25);
+  }
+}
+
 async function doubleKillOnce(mode: (typeof MODES)[number], phase: Phase): Promise<Run> {
   await laptopQuiet();
   const before = await snapshot(NS);
   const { k, killAtMs } = await stageKill(mode, phase);
+  if (phase === "start") await untilWatchdogStarted(k);
   const watchdogs = await killWithWatchdog(k);
   // Nobody restores now: the Lease must expire before clean may take the session.
   await untilLeasesExpire();
