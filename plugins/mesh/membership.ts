@@ -117,13 +117,20 @@ export interface JoinInput {
    * (without touching the service). Throws ConcurrentCreation when another session is doing it.
    */
   create(service: any): Promise<MeshRecord>;
-  /** Waits until another session's creation shows on the service (or fails). */
-  waitForMesh(): Promise<void>;
+  /**
+   * Waits until another session's creation shows on the service, or until `conflict`, the object
+   * that stood in the way, is gone (its session was taking the mesh down, or gave up creating it).
+   */
+  waitForMesh(conflict: ConcurrentCreation): Promise<void>;
 }
 
 export class ConcurrentCreation extends Error {
-  constructor(readonly holder: string | undefined) {
-    super(`another session${holder ? ` (${holder})` : ""} is setting up this mesh`);
+  constructor(
+    readonly holder: string | undefined,
+    /** The object of the mesh that already exists: the companion service or the router Deployment. */
+    readonly object: { kind: string; name: string },
+  ) {
+    super(`another session${holder ? ` (${holder})` : ""} is setting up or taking down this mesh`);
   }
 }
 
@@ -154,8 +161,9 @@ export async function joinMesh(input: JoinInput): Promise<{ record: MeshRecord; 
           made = await input.create(service);
         } catch (error) {
           if (!(error instanceof ConcurrentCreation)) throw error;
-          log.info(`${error.message}; joining it`);
-          await input.waitForMesh();
+          log.info(`${error.message}; waiting for it`);
+          await input.waitForMesh(error);
+          // Meshed by the other session (join it), or its leftovers gone (create it): read it again.
           return false;
         }
       }

@@ -200,7 +200,9 @@ async function joinAndRoute(api: PluginApi, ctx: JoinContext): Promise<RouteKeep
         sessionId: session.id,
         log,
         create: (current) => createMesh(setup, current),
-        waitForMesh: () => waitForMeshOn(setup, name),
+        // A companion in the way may be going with a mesh being taken down; a router in the way is
+        // only ever made after its companion, by a session that is still creating the mesh.
+        waitForMesh: (conflict) => waitForMeshOn(setup, name, conflict.object.kind === "Service" ? conflict.object.name : undefined),
       }),
   );
   api.logger.debug(created ? `created the mesh of ${namespace}/${name}` : `joined the mesh of ${namespace}/${name}`);

@@ -46,7 +46,7 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
       const { KtctlError, ExitCode } = ctx.api.errors;
       throw new KtctlError(`${object.kind} ${ctx.namespace}/${object.metadata.name} already exists and is not ktctl's`, ExitCode.conflict, "rename or remove it, then mesh again");
     }
-    if (holder && (await ctx.live([holder])).has(holder)) throw new ConcurrentCreation(holder);
+    if (holder && (await ctx.live([holder])).has(holder)) throw new ConcurrentCreation(holder, { kind: object.kind, name: object.metadata.name });
     ctx.log.info(`removing ${object.kind.toLowerCase()} ${object.metadata.name} left by session ${holder ?? "unknown"}, which is gone`);
     await ctx.kube
       .request("DELETE", path, { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background", preconditions: { uid: existing.metadata.uid } })
@@ -55,7 +55,7 @@ async function createOwned(ctx: SetupContext, collection: string, object: any): 
         if (status !== 404 && status !== 409) throw error;
       });
   }
-  throw new ConcurrentCreation(undefined);
+  throw new ConcurrentCreation(undefined, { kind: object.kind, name: object.metadata.name });
 }
 
 /** Makes the companion and the router of `service` and waits until the router serves. */
@@ -120,14 +120,18 @@ export function waitForRouterPod(ctx: Pick<SetupContext, "kube" | "api" | "names
   );
 }
 
-/** Resolves once another session's mesh shows on the service. */
-export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string): Promise<void> {
+/**
+ * Resolves once another session's mesh shows on the service, or once `orGone` (a companion service
+ * that stood in the way) is gone: a live session that is taking its mesh down removes the router
+ * and then the companion, so its companion's end says this session may create the mesh itself.
+ */
+export function waitForMeshOn(ctx: Pick<SetupContext, "kube" | "api" | "namespace" | "timeoutMs">, service: string, orGone?: string): Promise<void> {
   return ctx.api.waits
     .until(
       ctx.kube,
       `/api/v1/namespaces/${ctx.namespace}/services`,
-      { fieldSelector: `metadata.name=${service}` },
-      (services) => (meshRecordOf(ctx.api, services.get(service)) ? true : undefined),
+      orGone ? {} : { fieldSelector: `metadata.name=${service}` },
+      (services) => (meshRecordOf(ctx.api, services.get(service)) || (orGone && !services.has(orGone)) ? true : undefined),
       { timeoutMs: ctx.timeoutMs, what: `the mesh of service ${ctx.namespace}/${service} to be set up by another session` },
     )
     .then(() => undefined);

@@ -13,6 +13,7 @@ import { createUndoRegistry } from "../../core/session/undo.ts";
 import { releaseShareStep } from "../../core/session/steps.ts";
 import { joinSharedShadow, sharedShadowPod } from "../../core/shadow/shared.ts";
 import { createSessionKeyPair } from "../../core/protocol/keys.ts";
+import { echoWorkloadYaml, namespaceYaml } from "./echo-workload.ts";
 import { KTCTL, KUBECONFIG, LAPTOP_NS, eventually, kubectl, kubectlJson, kubectlOk, requireCluster, runInLaptop, startKtctl, waitFor, type RunningKtctl } from "./harness.ts";
 
 const NS = "ktctl-share-e2e";
@@ -21,39 +22,7 @@ let home: string;
 let env: Record<string, string>;
 const running = new Set<RunningKtctl>();
 
-const WORKLOAD = `
-apiVersion: v1
-kind: Namespace
-metadata: { name: ${NS} }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: web, namespace: ${NS} }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: web } }
-  template:
-    metadata: { labels: { app: web } }
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: ktctl.local/echo:1
-        imagePullPolicy: Never
-        env:
-        - { name: ECHO_NAME, value: web }
-        - { name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }
-        - { name: POD_NAMESPACE, valueFrom: { fieldRef: { fieldPath: metadata.namespace } } }
-        ports: [{ name: http, containerPort: 8080 }]
-        readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 }
----
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: ${NS} }
-spec:
-  selector: { app: web }
-  ports: [{ name: http, port: 80, targetPort: 8080 }]
-`;
+const WORKLOAD = [namespaceYaml(NS), echoWorkloadYaml({ namespace: NS, name: "web" })].join("---\n");
 
 function start(args: string[]): RunningKtctl {
   const ktctl = startKtctl(["-n", NS, "connect", "--shareShadow", "--debug", ...args], env);

@@ -14,17 +14,17 @@ import { startLaptopServer } from "./exchange-harness.ts";
 import {
   MODES,
   type RbacRule,
+  type Snapshot,
   answersRightly,
-  clusterState,
   deployWorkspace,
   ktctlArgv,
-  ktctlObjects,
   laptopQuiet,
-  laptopState,
-  differences,
   probe,
-  tidyWorkspace,
+  repairWorkspace,
   restrictedKubeconfig,
+  snapshot,
+  tidyWorkspace,
+  untilRestored,
 } from "./reliability-harness.ts";
 
 const NS = "rel-rbac";
@@ -71,8 +71,7 @@ const REPRESENTATIVE: [string, string][] = [
 
 let scratch: string;
 let kubeconfig: string;
-let before: string;
-let laptopBefore: Record<string, string>;
+let before: Snapshot;
 let laptop: { stop(): Promise<void> };
 
 /** Applies the Role's rules and waits until the API server's authorizer agrees. */
@@ -143,21 +142,11 @@ async function runMode(name: string): Promise<Outcome> {
 
 /** Nothing of ktctl's in the namespace, and every object as it was; repaired (and reported) if not. */
 async function expectNothingLeft(context: string): Promise<void> {
-  try {
-    await eventually(async () => {
-      const left = await ktctlObjects(NS);
-      if (left.length) throw new Error(`${context}: left behind ${left.join(", ")}`);
-      const now = await clusterState(NS);
-      if (now !== before) throw new Error(`${context}: namespace not restored:\n${now}\n!=\n${before}`);
-      const changed = differences(await laptopState(), laptopBefore);
-      if (changed.length) throw new Error(`${context}: laptop not restored: ${changed.join(", ")}`);
-    }, 30_000);
-  } catch (error) {
-    // Leave the next case a clean namespace, then fail this one.
-    await tidyWorkspace(NS);
-    await deployWorkspace(NS);
-    throw error;
-  }
+  const { left } = await untilRestored(before, 30_000);
+  if (!left.length) return;
+  // Leave the next case a clean namespace, then fail this one.
+  await repairWorkspace(NS);
+  throw new Error(`${context}: not restored: ${left.join("; ")}`);
 }
 
 /** The one line a refusal must be: "ktctl: forbidden: cannot VERB RESOURCE in namespace NS (RBAC)". */
@@ -173,9 +162,8 @@ beforeAll(async () => {
   await requireCluster();
   scratch = mkdtempSync(join(tmpdir(), "ktctl-rbac-"));
   await deployWorkspace(NS);
-  before = await clusterState(NS);
   await laptopQuiet();
-  laptopBefore = await laptopState();
+  before = await snapshot(NS);
   laptop = await startLaptopServer(PORT);
 }, 180_000);
 

@@ -7,46 +7,23 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { echoWorkloadYaml, namespaceYaml } from "./echo-workload.ts";
 import { DEMO_NS, KUBECONFIG, LAPTOP_NS, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, runInLaptop, runInPod } from "./harness.ts";
 
 /** The workload every mode targets: echo, two replicas, its ports (a named targetPort included). */
-export const workloadYaml = (namespace: string) => `
-apiVersion: v1
-kind: Namespace
-metadata: { name: ${namespace}, labels: { ktctl-test: reliability } }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: echo, namespace: ${namespace}, labels: { app: echo } }
-spec:
-  replicas: 2
-  selector: { matchLabels: { app: echo } }
-  template:
-    metadata: { labels: { app: echo, tier: backend } }
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: ktctl.local/echo:1
-        imagePullPolicy: Never
-        env:
-        - { name: ECHO_NAME, value: echo }
-        - { name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }
-        - { name: POD_NAMESPACE, valueFrom: { fieldRef: { fieldPath: metadata.namespace } } }
-        ports:
-        - { name: http, containerPort: 8080 }
-        - { name: tcp, containerPort: 9090 }
-        readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 }
----
-apiVersion: v1
-kind: Service
-metadata: { name: echo, namespace: ${namespace}, labels: { app: echo }, annotations: { team: reliability } }
-spec:
-  selector: { app: echo }
-  ports:
-  - { name: http, port: 80, targetPort: http }
-  - { name: tcp, port: 9090, targetPort: tcp }
-`;
+export const workloadYaml = (namespace: string) =>
+  [
+    namespaceYaml(namespace, { "ktctl-test": "reliability" }),
+    echoWorkloadYaml({
+      namespace,
+      name: "echo",
+      replicas: 2,
+      tcp: true,
+      labels: { app: "echo" },
+      podLabels: { tier: "backend" },
+      serviceAnnotations: { team: "reliability" },
+    }),
+  ].join("---\n");
 
 /** Creates (or re-applies) the namespace and its echo workload and waits for the rollout. */
 export async function deployWorkspace(namespace: string): Promise<void> {
@@ -263,6 +240,61 @@ export async function laptopQuiet(timeoutMs = 180_000): Promise<void> {
 /** The keys of two state records that differ. */
 export function differences(a: Record<string, string>, b: Record<string, string>): string[] {
   return Object.keys(a).filter((k) => a[k] !== b[k]);
+}
+
+/** ktctl's objects in a namespace that are not already being deleted (a deleted pod may take its grace period). */
+export async function liveKtctlObjects(namespace: string): Promise<string[]> {
+  const list = await kubectlJson<{ items: any[] }>(["-n", namespace, "get", "pods,services,deployments,replicasets,configmaps,secrets,leases", "-l", "ktctl.io/managed-by"]);
+  return list.items.filter((o) => !o.metadata.deletionTimestamp).map((o) => `${o.kind}/${o.metadata.name}`);
+}
+
+/** What a session may touch, before it starts: a namespace's objects and (unless left out) the laptop. */
+export interface Snapshot {
+  namespace: string;
+  cluster: string;
+  laptop?: Record<string, string>;
+}
+
+/** `laptop: false` for sessions that change nothing on the laptop, so other tests' connects there do not count. */
+export async function snapshot(namespace: string, options: { laptop?: boolean } = {}): Promise<Snapshot> {
+  const [cluster, laptop] = await Promise.all([clusterState(namespace), options.laptop === false ? undefined : laptopState()]);
+  return { namespace, cluster, laptop };
+}
+
+/** The objects (kind/name) whose state differs between two clusterState() results. */
+function changedObjects(before: string, now: string): string[] {
+  const index = (state: string) => new Map((JSON.parse(state) as any[]).map((o) => [`${o.kind}/${o.name}`, JSON.stringify(o)]));
+  const [a, b] = [index(before), index(now)];
+  return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k));
+}
+
+/** What differs from `before` (empty when restored): ktctl's objects left, objects changed, laptop state changed. */
+export async function unrestored(before: Snapshot): Promise<string[]> {
+  const [objects, cluster, laptop] = await Promise.all([liveKtctlObjects(before.namespace), clusterState(before.namespace), before.laptop && laptopState()]);
+  return [
+    ...objects.map((o) => `left: ${o}`),
+    ...changedObjects(before.cluster, cluster).map((o) => `changed: ${o}`),
+    ...(laptop && before.laptop ? differences(laptop, before.laptop).map((k) => `laptop ${k}`) : []),
+  ];
+}
+
+/**
+ * Waits until everything is as in `before` or `timeoutMs` pass; returns what still differs (empty
+ * when restored) and how long it took. Nobody acts meanwhile: only ktctl's watchdog or the API server may.
+ */
+export async function untilRestored(before: Snapshot, timeoutMs: number): Promise<{ left: string[]; ms: number }> {
+  const started = Date.now();
+  for (;;) {
+    const left = await unrestored(before);
+    if (!left.length || Date.now() - started > timeoutMs) return { left, ms: Date.now() - started };
+    await Bun.sleep(100);
+  }
+}
+
+/** Gives the next case a clean namespace after a failed one: ktctl's objects removed, the workload re-applied. */
+export async function repairWorkspace(namespace: string): Promise<void> {
+  await tidyWorkspace(namespace);
+  await deployWorkspace(namespace);
 }
 
 export { KUBECONFIG };

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { echoWorkloadYaml, namespaceYaml } from "./echo-workload.ts";
 import { KTCTL, KUBECONFIG, REPO, eventually, inLaptop, kubectl, kubectlJson, kubectlOk, leftovers, requireCluster, run, runInLaptop, runInPod, startKtctl, waitFor, type RunningKtctl } from "./harness.ts";
 
 const NS = "spring-e2e";
@@ -27,59 +28,13 @@ const rootHome = join(work, "home-root");
 const devHome = join(work, "home-dev");
 const timings: Record<string, number> = {};
 
-const FIXTURES = `
-apiVersion: v1
-kind: Namespace
-metadata: { name: ${NS} }
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: greeter, namespace: ${NS} }
-spec:
-  replicas: 2
-  selector: { matchLabels: { app: greeter } }
-  template:
-    metadata: { labels: { app: greeter } }
-    spec:
-      containers:
-      - name: echo
-        image: ktctl.local/echo:1
-        imagePullPolicy: Never
-        env: [{ name: ECHO_NAME, value: greeter }, { name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }]
-        ports: [{ name: http, containerPort: 8080 }]
-        readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 }
----
-apiVersion: v1
-kind: Service
-metadata: { name: greeter, namespace: ${NS} }
-spec:
-  selector: { app: greeter }
-  ports: [{ name: http, port: 80, targetPort: http }]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: orders, namespace: ${NS} }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: orders } }
-  template:
-    metadata: { labels: { app: orders } }
-    spec:
-      containers:
-      - name: echo
-        image: ktctl.local/echo:1
-        imagePullPolicy: Never
-        env: [{ name: ECHO_NAME, value: orders }, { name: ORDERS_FLAG, value: from-the-workload }]
-        ports: [{ name: http, containerPort: 8080 }]
-        readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 }
----
-apiVersion: v1
-kind: Service
-metadata: { name: orders, namespace: ${NS} }
-spec:
-  selector: { app: orders }
-  ports: [{ name: http, port: 80, targetPort: http }]
----
+const ECHO_WORKLOADS = [
+  namespaceYaml(NS),
+  echoWorkloadYaml({ namespace: NS, name: "greeter", replicas: 2 }),
+  echoWorkloadYaml({ namespace: NS, name: "orders", env: { ORDERS_FLAG: "from-the-workload" } }),
+].join("---\n");
+
+const FIXTURES = `${ECHO_WORKLOADS}---
 apiVersion: v1
 kind: ConfigMap
 metadata: { name: ${APP}, namespace: ${NS} }
