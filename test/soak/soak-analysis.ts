@@ -78,3 +78,19 @@ export function medianSample(samples: Sample[], from: number, to: number): { rss
 
 /** Relative change from `before` to `after` (0.05 = 5% more). */
 export const change = (before: number, after: number): number => (after - before) / before;
+
+/**
+ * Splits failures by whether a request of the control load (same pod, same network, a service
+ * ktctl has no part in) failed at an overlapping moment: those are the cluster network's, not the
+ * session's. `slackMs` widens each control failure's span (the two loads' schedules interleave).
+ */
+export function splitByControl(failures: RequestRecord[], control: RequestRecord[], slackMs = 1_000): { cluster: RequestRecord[]; unexplained: RequestRecord[] } {
+  const controlFailures = control.filter((c) => !c.ok);
+  const cluster: RequestRecord[] = [];
+  const unexplained: RequestRecord[] = [];
+  for (const f of failures) {
+    const shared = controlFailures.some((c) => c.t - slackMs <= endOf(f) && f.t <= endOf(c) + slackMs);
+    (shared ? cluster : unexplained).push(f);
+  }
+  return { cluster, unexplained };
+}

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { change, failuresOutside, healWindows, medianSample, percentile, type RequestRecord } from "../soak/soak-analysis.ts";
+import { change, failuresOutside, healWindows, medianSample, percentile, splitByControl, type RequestRecord } from "../soak/soak-analysis.ts";
 
 const ok = (t: number, ms = 5): RequestRecord => ({ t, ms, ok: 1, ka: 0 });
 const failed = (t: number, ms = 5): RequestRecord => ({ t, ms, ok: 0, ka: 1, e: "reset" });
@@ -50,5 +50,16 @@ describe("soak readings", () => {
     expect(medianSample(samples, 15, 40)).toEqual({ rssKiB: 120, fds: 22, count: 3 });
     expect(change(100, 110)).toBeCloseTo(0.1);
     expect(change(50, 45)).toBeCloseTo(-0.1);
+  });
+});
+
+describe("soak control load", () => {
+  test("a failure the control load shares (overlapping, within the slack) is the cluster's; the rest stay unexplained", () => {
+    const shared = failed(10_000, 3_000);
+    const alone = failed(60_000, 5_000);
+    const control = [ok(9_000), failed(12_500, 3_000), ok(60_000), failed(70_000)];
+    expect(splitByControl([shared, alone], control)).toEqual({ cluster: [shared], unexplained: [alone] });
+    expect(splitByControl([failed(20_000)], [failed(14_000, 5_000)], 1_000)).toEqual({ cluster: [failed(20_000)], unexplained: [] });
+    expect(splitByControl([failed(20_100)], [failed(14_000, 5_000)], 1_000).unexplained).toHaveLength(1);
   });
 });
