@@ -1,8 +1,8 @@
 // Soak: a connect and an exchange side by side under steady load, their shadow pods deleted on a
 // schedule. Passes when no request fails outside a heal window (from a deletion to the first
 // success once the old pod is gone), every heal takes at most 10 s, and each ktctl's resident
-// memory and open descriptors with no client connected are, at the end, within 10% of what they
-// were after warm-up (the first minute). A failure of the exchange's load that a control load in
+// memory (its floor under load) and open descriptors (with no client connected) are, at the end,
+// within 10% of what they were after warm-up (the first minute). A failure of the exchange's load that a control load in
 // the same pod (to a service ktctl has no part in) shares is the cluster network's: reported, not
 // held against the session.
 //
@@ -49,6 +49,13 @@ const SAMPLE_EVERY_MS = 2_000;
 const QUIET_MS = 3_000;
 const QUIET_POLL_MS = 500;
 const QUIET_LIMIT_MS = 30_000;
+/**
+ * RSS is compared by its floor under load: the lowest reading over the second half of the warm-up
+ * and over the run's last minutes. Bun collects no garbage while idle, so an idle reading lands
+ * anywhere on the heap's saw-tooth (one 2-min run read +17% idle where the floors differ by 5%);
+ * the floor is what each collection brings the heap back to, which is where a leak shows.
+ */
+const END_FLOOR_SPAN_MS = 180_000;
 /**
  * Bounds the set-up and the test alike: Bun (1.4) lets a beforeAll hook's timeout run on into the
  * test that follows, so a hook bounded tighter than the run would kill the run part-way.
@@ -306,9 +313,11 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
   let warm: Map<string, IdleReading>;
   let end: Map<string, IdleReading>;
   let control: RequestRecord[] = [];
+  const phases = { warmUpEnded: 0, soakStarted: 0, soakEnded: 0 };
   try {
     // Warm-up: the first part of the run, then a reading with no client connected.
     const warmUp = await runLoads(WARM_UP_MS / 1000, "warmup");
+    phases.warmUpEnded = Date.now();
     warm = await quietReading();
     // The rest of the run, deleting both shadows on the schedule (counted from the run's start).
     const soakStarted = Date.now();
@@ -321,6 +330,8 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
       }
     })();
     const [records] = await Promise.all([soak, deleting]);
+    phases.soakStarted = soakStarted;
+    phases.soakEnded = Date.now();
     end = await quietReading();
     for (const s of sessions) s.requests = [...warmUp[s.name], ...records[s.name]];
     control = [...warmUp.control, ...records.control];
@@ -331,7 +342,7 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
   }
   const ended = Date.now();
 
-  const report = await summarize(started, ended, warm, end, control);
+  const report = await summarize(started, ended, warm, end, control, phases);
   writeFileSync(REPORT, JSON.stringify(report, null, 2));
   for (const s of sessions) writeFileSync(REPORT.replace(/\.json$/, `.${s.name}-requests.ndjson`), s.requests.map((r) => JSON.stringify(r)).join("\n"));
   printTable(report);
@@ -349,7 +360,16 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
   }
 }, RUN_LIMIT_MS);
 
-async function summarize(started: number, ended: number, warm: Map<string, IdleReading>, end: Map<string, IdleReading>, control: RequestRecord[]) {
+async function summarize(
+  started: number,
+  ended: number,
+  warm: Map<string, IdleReading>,
+  end: Map<string, IdleReading>,
+  control: RequestRecord[],
+  phases: { warmUpEnded: number; soakStarted: number; soakEnded: number },
+) {
+  const floor = (samples: Sample[], from: number, to: number) => Math.min(...samples.filter((x) => x.at >= from && x.at <= to).map((x) => x.rssKiB));
+  const endSpan = Math.min(END_FLOOR_SPAN_MS, (phases.soakEnded - phases.soakStarted) / 2);
   for (const s of sessions) {
     const [live] = await liveShadows(s).catch(() => []);
     if (live) s.shadowLogs.push({ pod: live.name, log: (await kubectl(["-n", NS, "logs", live.name])).stdout });
@@ -372,6 +392,8 @@ async function summarize(started: number, ended: number, warm: Map<string, IdleR
       const latencies = s.requests.filter((r) => r.ok).map((r) => r.ms);
       const shadowPods = [...new Set(s.shadowSamples.map((x) => x.pod))];
       const a = warm.get(s.name)!;
+      const warmFloor = floor(s.samples, phases.warmUpEnded - WARM_UP_MS / 2, phases.warmUpEnded);
+      const endFloor = floor(s.samples, phases.soakEnded - endSpan, phases.soakEnded);
       const b = end.get(s.name)!;
       return {
         name: s.name,
@@ -387,7 +409,13 @@ async function summarize(started: number, ended: number, warm: Map<string, IdleR
         staleTrackingAtFailuresOutside: split.unexplained.map((f) => [...staleTracking].reverse().find((x) => x.at <= f.t)?.synSent ?? null),
         latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: percentile(latencies, 100) },
         heals: windows.map((w) => ({ pod: w.pod, goneMs: w.goneAt - w.deletedAt, healMs: w.healMs, failures: w.failures })),
-        ktctl: { warmUp: a, end: b, rssChange: change(a.rssKiB, b.rssKiB), fdChange: change(a.fds, b.fds) },
+        ktctl: {
+          warmUp: { ...a, rssFloorKiB: warmFloor },
+          end: { ...b, rssFloorKiB: endFloor },
+          rssChange: change(warmFloor, endFloor),
+          idleRssChange: change(a.rssKiB, b.rssKiB),
+          fdChange: change(a.fds, b.fds),
+        },
         underLoad: {
           maxRssKiB: Math.max(...s.samples.map((x) => x.rssKiB)),
           maxFds: Math.max(...s.samples.map((x) => x.fds)),
@@ -415,12 +443,12 @@ function printTable(report: Awaited<ReturnType<typeof summarize>>): void {
       `${s.failed} (${s.failedInside} in, ${s.failedOutside.length} out${s.failedOutsideSharedWithControl.length ? `, ${s.failedOutsideSharedWithControl.length} out with the control` : ""})`,
       `${s.heals.length}, worst ${(worst / 1000).toFixed(1)} s`,
       `${s.latencyMs.p50} / ${s.latencyMs.p99} ms`,
-      `${mib(s.ktctl.warmUp.rssKiB)} -> ${mib(s.ktctl.end.rssKiB)} MiB (${pct(s.ktctl.rssChange)})`,
+      `floor ${mib(s.ktctl.warmUp.rssFloorKiB)} -> ${mib(s.ktctl.end.rssFloorKiB)} MiB (${pct(s.ktctl.rssChange)}); idle ${mib(s.ktctl.warmUp.rssKiB)} -> ${mib(s.ktctl.end.rssKiB)} (${pct(s.ktctl.idleRssChange)})`,
       `${s.ktctl.warmUp.fds} -> ${s.ktctl.end.fds} (${pct(s.ktctl.fdChange)})`,
       s.shadows.map((x) => `${mib(x.first?.rssKiB ?? 0)}->${mib(x.last?.rssKiB ?? 0)} MiB/${x.last?.fds ?? "?"} fd`).join(", "),
     ];
   });
-  const header = ["session", "requests", "failed", "heals", "p50 / p99", "ktctl RSS warm-up -> end", "ktctl fds", "shadows (first -> last RSS / fds)"];
+  const header = ["session", "requests", "failed", "heals", "p50 / p99", "ktctl RSS warm-up -> end", "ktctl fds (idle)", "shadows (first -> last RSS / fds)"];
   console.log([header, ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n"));
   console.log(`control load (pod -> ${report.control.url}, no ktctl on its path): ${report.control.requests} requests, ${report.control.failed.length} failed`);
 }
