@@ -6,6 +6,7 @@ import { FAULTS_LAPTOP } from "./faults-laptop.ts";
 import { appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { API_SERVER, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, run, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { echoWorkloadYaml } from "../e2e/echo-workload.ts";
 import { deployWorkspace, ktctlArgv } from "../e2e/reliability-harness.ts";
 
 /** Where every cluster-wide fault is announced, so other runs can tell why they failed. */
@@ -104,38 +105,6 @@ export async function clusterHealthy(namespaces: string[], timeoutSeconds = 120)
   }
 }
 
-/** A copy of the echo service under another name (one per mode, so sessions do not meet). */
-const echoCopyYaml = (namespace: string, name: string) => `
-apiVersion: apps/v1
-kind: Deployment
-metadata: { name: ${name}, namespace: ${namespace}, labels: { app: ${name} } }
-spec:
-  replicas: 1
-  selector: { matchLabels: { app: ${name} } }
-  template:
-    metadata: { labels: { app: ${name} } }
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: echo
-        image: ktctl.local/echo:1
-        imagePullPolicy: Never
-        env:
-        - { name: ECHO_NAME, value: ${name} }
-        - { name: POD_NAME, valueFrom: { fieldRef: { fieldPath: metadata.name } } }
-        ports:
-        - { name: http, containerPort: 8080 }
-        readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 1 }
----
-apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: ${namespace}, labels: { app: ${name} } }
-spec:
-  selector: { app: ${name} }
-  ports:
-  - { name: http, port: 80, targetPort: http }
-`;
-
 /** The pod whose network the in-cluster probes run in: a pod of the namespace like any client. */
 const proberYaml = (namespace: string) => `
 apiVersion: v1
@@ -152,7 +121,7 @@ spec:
 /** The namespace: echo (connect, forward), echo-x (exchange), echo-m (mesh), and the prober pod. */
 export async function deployFaultWorkspace(namespace: string): Promise<void> {
   await deployWorkspace(namespace);
-  await kubectlOk(["apply", "-f", "-"], { stdin: [echoCopyYaml(namespace, "echo-x"), echoCopyYaml(namespace, "echo-m"), proberYaml(namespace)].join("\n---\n") });
+  await kubectlOk(["apply", "-f", "-"], { stdin: [...["echo-x", "echo-m"].map((name) => echoWorkloadYaml({ namespace, name, labels: { app: name } })), proberYaml(namespace)].join("\n---\n") });
   for (const name of ["echo-x", "echo-m"]) await kubectlOk(["-n", namespace, "rollout", "status", `deployment/${name}`, "--timeout=120s"], { timeoutMs: 130_000 });
   await kubectlOk(["-n", namespace, "wait", "--for=condition=Ready", "pod/prober", "--timeout=120s"], { timeoutMs: 130_000 });
 }
