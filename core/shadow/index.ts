@@ -34,6 +34,18 @@ export interface StartShadowContext {
   home?: string;
 }
 
+/** A start being watched; `settled` once the kubelet reported the pod running, or the wait failed. */
+type Starting = PodStart & { settled: boolean };
+
+/** The shadow pod a session uses; `start` while it is one this session made or joined. */
+interface ShadowPodInUse {
+  name: string;
+  ip?: string;
+  start?: Starting;
+}
+
+const stillStarting = (pod: ShadowPodInUse): boolean => pod.start !== undefined && !pod.start.settled;
+
 export async function startShadow(session: Session, options: ShadowOptions, context: StartShadowContext): Promise<Shadow> {
   const { kube, namespace } = session;
   const { logger } = context;
@@ -44,7 +56,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
   const creationTimeoutMs = (global.podCreationTimeout ?? 60) * 1000;
   let generation = 0;
   /** The pod in use; its IP is learnt from the status or from the shadow's welcome, whichever comes first. */
-  let current: { name: string; ip?: string; start?: PodStart } | undefined;
+  let current: ShadowPodInUse | undefined;
   const shared = options.share
     ? sharedShadowPod({ namespace, owner: session.owner, key: options.share.key, publicKey: keys.publicKey, global, options })
     : undefined;
@@ -54,7 +66,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
    * Joins the shared pod and waits until its process runs. The first join is the journaled step;
    * a later one (the pod was deleted under us) re-enters the same name, which that step's undo covers.
    */
-  const joinPod = async (): Promise<{ name: string; ip?: string; start: PodStart }> => {
+  const joinPod = async (): Promise<ShadowPodInUse> => {
     const { name, spec } = shared!;
     const join = () => joinSharedShadow(kube, { namespace, name, spec, sessionId: session.id, timeoutMs: creationTimeoutMs, logger });
     const result = joined
@@ -68,7 +80,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
   };
 
   /** Creates the shadow pod as a journaled step; returns once it is bound to a node. */
-  const createPod = async (): Promise<{ name: string; ip?: string; start: PodStart }> => {
+  const createPod = async (): Promise<ShadowPodInUse> => {
     const name = objectName(session.id, generation === 0 ? options.role : `${options.role}-${generation}`);
     generation++;
     const spec = shadowPodSpec({
@@ -95,7 +107,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
    * Watches a pod until the kubelet reports its shadow running (image problems fail it at once);
    * returns as soon as the pod is bound to a node, from when its port may be tried.
    */
-  const watchStart = async (name: string): Promise<PodStart> => {
+  const watchStart = async (name: string): Promise<Starting> => {
     let bound!: () => void;
     const scheduled = new Promise<void>((resolve) => (bound = resolve));
     const running = waitForPod(kube, namespace, name, isStarted, {
@@ -105,25 +117,28 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
         if (pod?.spec?.nodeName) bound();
       },
     });
+    // The outcome is kept on the start itself: a pod already running when joined settles before
+    // the caller has even made it `current`, so marking `current` here would miss it, and the pod
+    // would pass for one still starting for the rest of the session (its heals never re-joined).
+    const start: Starting = { running, settled: false };
     running.then(
       (pod) => {
-        // Reported running: from now on the pod is checked as any other (ensurePod's first branch).
-        if (current?.name !== name) return;
-        current.ip = pod.status!.podIP!;
-        delete current.start;
+        // Reported running: from now on the pod is checked as any other (findOrMakePod's first branch).
+        start.settled = true;
+        if (current?.name === name) current.ip ??= pod.status!.podIP!;
       },
       () => {
         // Whoever waits on `running` reports the failure; a later reconnect looks at the pod afresh.
-        if (current?.name === name) delete current.start;
+        start.settled = true;
       },
     );
     await Promise.race([scheduled, running]);
-    return { running };
+    return start;
   };
 
   /** The current shadow pod if it is still there and running, else a new one. */
-  const findOrMakePod = async (): Promise<{ name: string; ip?: string; start?: PodStart }> => {
-    if (current && !current.start) {
+  const findOrMakePod = async (): Promise<ShadowPodInUse> => {
+    if (current && !stillStarting(current)) {
       const pod = await kube
         .request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${current.name}`)
         .catch((error) => {
@@ -140,7 +155,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
       }
       if (!pod || !shared || listsUs) logger.warn(`shadow pod ${current.name} is gone; starting a new one`);
     }
-    if (current?.start) {
+    if (current && stillStarting(current)) {
       // A pod this very start made: its first connection is still being tried; a link lost that
       // early (before the kubelet even reported it) is simply tried again the same way.
       return current;
@@ -154,7 +169,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
    * while a pod slow to start is still being made: that attempt must wait for it, not make a second
    * one (two shadows behind one exchanged service, one without a tunnel, refuse every other request).
    */
-  let finding: Promise<{ name: string; ip?: string; start?: PodStart }> | undefined;
+  let finding: Promise<ShadowPodInUse> | undefined;
   const ensurePod = () => (finding ??= findOrMakePod().finally(() => (finding = undefined)));
 
   /** A port-forward stream to a pod this start made, once its shadow answers on it. */
@@ -175,7 +190,7 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
       return stream;
     }
     const pod = await ensurePod();
-    return pod.start ? answeringStream({ name: pod.name, start: pod.start }) : kube.portForward(namespace, pod.name, SHADOW_TUNNEL_PORT);
+    return pod.start && stillStarting(pod) ? answeringStream({ name: pod.name, start: pod.start }) : kube.portForward(namespace, pod.name, SHADOW_TUNNEL_PORT);
   };
 
   const tunnel = await createTunnel({
