@@ -42,27 +42,29 @@ export function watchUntil<T>(
         finish(undefined, error);
       }
     };
+    const remember = (type: string, obj: any) => {
+      const key = obj?.metadata?.name ?? "";
+      if (type === "DELETED") objects.delete(key);
+      else if (type !== "BOOKMARK" && type !== "ERROR") objects.set(key, obj);
+    };
+    // The whole list is judged at once, then the watch goes on from its version: judged one item
+    // at a time, a collection would look as if its later items were absent ("gone" too early).
     kube
-      .watch(
-        path,
-        query,
-        (type, obj) => {
-          const key = obj?.metadata?.name ?? "";
-          if (type === "DELETED") objects.delete(key);
-          else if (type !== "BOOKMARK" && type !== "ERROR") objects.set(key, obj);
-          consider();
-        },
-        stop.signal,
-      )
-      .then(() => giveUp(() => new KtctlError(`stopped watching ${what}`, ExitCode.failure)))
-      .catch((error) => finish(undefined, error));
-    // An empty collection yields no event, yet may already be the answer.
-    kube
-      .request<any>("GET", `${path}?${new URLSearchParams({ ...query, limit: "1" })}`)
+      .request<any>("GET", `${path}?${new URLSearchParams(query)}`)
       .then((list) => {
-        if (!(list?.items?.length ?? 0)) consider();
+        const kind = typeof list?.kind === "string" ? list.kind.replace(/List$/, "") : undefined;
+        for (const item of list?.items ?? []) remember("ADDED", { apiVersion: list.apiVersion, kind, ...item });
+        consider();
+        if (settled) return;
+        const resourceVersion: string | undefined = list?.metadata?.resourceVersion || undefined;
+        return kube
+          .watch(path, { ...query, ...(resourceVersion ? { resourceVersion } : {}) }, (type, obj) => {
+            remember(type, obj);
+            consider();
+          }, stop.signal)
+          .then(() => giveUp(() => new KtctlError(`stopped watching ${what}`, ExitCode.failure)));
       })
-      .catch(() => undefined); // the watch reports refusals
+      .catch((error) => finish(undefined, error));
   });
 }
 

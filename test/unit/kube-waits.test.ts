@@ -49,6 +49,29 @@ describe("collection waits (api.waits)", () => {
     expect(failure.exitCode).toBe(ExitCode.timeout);
   });
 
+  test("a collection is judged whole: a later item of the first list is not taken for absent", async () => {
+    const items = [{ metadata: { name: "echo" } }, { metadata: { name: "echo-ktctl-mesh" } }];
+    const kube = fakeKube(items.map((item) => ["ADDED", item]), items);
+    const companionGone = (objects: Map<string, any>) => (objects.has("echo-ktctl-mesh") ? undefined : true);
+    expect(await watchUntil(kube, "/x", {}, companionGone, { timeoutMs: 50 })).toBeUndefined();
+  });
+
+  test("the watch goes on from the list's resourceVersion, and its deletions count", async () => {
+    let watchedFrom: string | undefined;
+    const kube = {
+      namespace: "demo",
+      request: async () => ({ metadata: { resourceVersion: "41" }, items: [{ metadata: { name: "a" } }, { metadata: { name: "b" } }] }),
+      watch: (_p: string, query: Record<string, string>, onEvent: (type: string, obj: any) => void, signal: AbortSignal) =>
+        new Promise<void>((resolve) => {
+          watchedFrom = query.resourceVersion;
+          queueMicrotask(() => onEvent("DELETED", { metadata: { name: "b" } }));
+          signal.addEventListener("abort", () => resolve());
+        }),
+    } as unknown as Kube;
+    expect(await watchUntil(kube, "/x", {}, (objects) => (objects.has("b") ? undefined : [...objects.keys()]), { timeoutMs: 5_000 })).toEqual(["a"]);
+    expect(watchedFrom).toBe("41");
+  });
+
   test("a check that throws ends the wait with its error", async () => {
     const kube = fakeKube([["ADDED", { metadata: { name: "p" } }]]);
     await expect(watchUntil(kube, "/x", {}, () => { throw new Error("hopeless"); }, { timeoutMs: 5_000 })).rejects.toThrow("hopeless");
