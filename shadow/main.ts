@@ -2,6 +2,7 @@
 // (names in core/protocol/tunnel.ts), starts the roles, and stops them on SIGTERM.
 
 import { releaseStartPages, whenIdle } from "../core/protocol/start-pages.ts";
+import { ENDPOINT_LINGER_MS } from "../core/protocol/tunnel.ts";
 import { VERSION } from "../core/protocol/version.ts";
 import { readShadowConfig, ShadowConfigError } from "./config.ts";
 import { ControlHandlers } from "./control.ts";
@@ -28,13 +29,23 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info("shadow.stopping", { signal });
-    setTimeout(() => {
+    // Asked before stopping: a host that ended its session has closed its link first, so a shadow
+    // its own session deletes leaves at once; one deleted under a live session lingers.
+    const endpoint = running.some(({ role }) => role.servesEndpoint?.());
+    log.info("shadow.stopping", { signal, endpoint });
+    const timeout = setTimeout(() => {
       log.warn("shadow.stop-timeout", { ms: STOP_TIMEOUT_MS });
       process.exit(0);
-    }, STOP_TIMEOUT_MS).unref();
+    }, STOP_TIMEOUT_MS);
+    timeout.unref();
     for (const { name, role } of running.reverse()) {
       await role.stop().catch((error: Error) => log.warn("role.stop-failed", { role: name, error: error.message }));
+    }
+    clearTimeout(timeout);
+    if (endpoint) {
+      // Nothing listens any more, so the kernel resets each connection that still comes.
+      log.info("shadow.lingering", { ms: ENDPOINT_LINGER_MS });
+      await Bun.sleep(ENDPOINT_LINGER_MS);
     }
     log.info("shadow.stopped");
     process.exit(0);

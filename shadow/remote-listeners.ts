@@ -60,6 +60,12 @@ export class RemoteListeners {
     private readonly timing: RemoteListenerTiming = DEFAULT_REMOTE_LISTENER_TIMING,
   ) {}
 
+  /** Whether some listener has a live owner: cluster connections reach a host through this shadow. */
+  hasLiveOwner(): boolean {
+    for (const entry of this.entries.values()) if (entry.owner?.alive) return true;
+    return false;
+  }
+
   /**
    * Listens (or takes over a listener) for `owner`; returns the port actually bound.
    * Connections held meanwhile are not delivered yet: the host refuses forwarded channels for a

@@ -22,6 +22,8 @@ export interface ShadowContext {
 export interface RunningRole {
   /** Stop serving: close listeners, end connections. Called once, on SIGTERM/SIGINT. */
   stop(): Promise<void>;
+  /** Whether a live host serves a service's connections through this role right now (see ENDPOINT_LINGER_MS). */
+  servesEndpoint?(): boolean;
 }
 
 export type StartRole = (ctx: ShadowContext) => Promise<RunningRole>;

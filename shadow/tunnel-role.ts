@@ -59,6 +59,7 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   log.info("tunnel.ready", { key: fingerprint(authorizedKey), direct: direct.port, reverse: reverse.port });
 
   return {
+    servesEndpoint: () => server.servesEndpoint(),
     async stop() {
       await new Promise<void>((resolve) => {
         listener.close(() => resolve());

@@ -90,6 +90,11 @@ export class TunnelServer {
     this.ssh.injectSocket(socket);
   }
 
+  /** Whether a live host listens on a cluster port through this server (see RemoteListeners). */
+  servesEndpoint(): boolean {
+    return this.listeners.hasLiveOwner();
+  }
+
   close(): void {
     this.listeners.closeAll();
     for (const connection of this.connections) connection.end();

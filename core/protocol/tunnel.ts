@@ -50,6 +50,16 @@ export const SHADOW_ENV = {
   podIP: "KTCTL_POD_IP",
 } as const;
 
+/**
+ * A shadow deleted while it is a service's endpoint (a live host listens through it) keeps its
+ * address answering this long after it stops listening. Vanishing at once, it would leave
+ * kube-proxy sending the service's new connections to an address nobody answers until its rules
+ * catch up, and each such SYN stays in the node's connection tracking for 120 s, catching later
+ * connections that reuse its source port. Answering with resets instead, it lets the readiness
+ * probe fail (3 periods of 1 s) and kube-proxy drop it first. The pod's grace period covers it.
+ */
+export const ENDPOINT_LINGER_MS = 5_000;
+
 /** Welcome features: "direct" = the shadow serves direct streams (answers the "direct" request). */
 export const FEATURE_DIRECT = "direct";
 /** "reverse" = remote listeners can deliver on reverse streams (answers "reverse"; reverse-streams.ts). */

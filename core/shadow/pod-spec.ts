@@ -7,7 +7,7 @@ import { parseKeyValueList, parsePodQuota } from "../options.ts";
 import type { GlobalOptions, ShadowOptions, ShadowPodTemplate, ShadowPodTemplateInput } from "../plugin-api.ts";
 import { DOMAIN, LABEL_ROLE, dnsSafe, labelSafe } from "../session/labels.ts";
 import { ROUTER_CONFIG_ENV } from "../protocol/router.ts";
-import { SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
+import { ENDPOINT_LINGER_MS, SHADOW_ENV, SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
 import { DEFAULT_SHADOW_IMAGE, VERSION } from "../protocol/version.ts";
 
 /** The ktctl version that created a shadow pod (`ktctl version` compares it with its own). */
@@ -66,8 +66,9 @@ export function shadowPodTemplate(input: ShadowPodTemplateInput): ShadowPodTempl
       },
     },
     spec: {
-      // A shadow holds no state: stop it at once when the session ends.
-      terminationGracePeriodSeconds: 1,
+      // A shadow holds no state and leaves at once when its session ends; only one deleted under
+      // a live session that serves a service through it stays a moment (ENDPOINT_LINGER_MS).
+      terminationGracePeriodSeconds: Math.ceil(ENDPOINT_LINGER_MS / 1000) + 2,
       enableServiceLinks: false,
       automountServiceAccountToken: needsApiAccess,
       ...(global.serviceAccount ? { serviceAccountName: global.serviceAccount } : {}),

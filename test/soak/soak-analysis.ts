@@ -14,17 +14,23 @@ export interface RequestRecord {
   e?: string;
 }
 
-/** A shadow pod deleted under a session: when it was asked, and when the pod was gone from the API. */
+/**
+ * A shadow pod deleted under a session: when it was asked, when it stopped serving (its readiness
+ * failed, or it was gone, whichever came first) and when the pod was gone from the API.
+ */
 export interface Deletion {
   pod: string;
   deletedAt: number;
+  stoppedAt: number;
   goneAt: number;
 }
 
 /**
- * From a deletion to the end of the first successful request that started once the deleted pod was
- * gone: before the pod is gone, requests may still pass through it, which says nothing about the
- * heal. `healedAt` is undefined when no request succeeded afterwards.
+ * From a deletion to the end of the first successful request that started once the deleted pod had
+ * stopped serving: before that, requests may still pass through it, which says nothing about the
+ * heal. A shadow deleted under its session keeps its address a few seconds after it stopped
+ * listening (ENDPOINT_LINGER_MS), so "gone from the API" would stretch every window by that much.
+ * `healedAt` is undefined when no request succeeded afterwards.
  */
 export interface HealWindow extends Deletion {
   healedAt: number | undefined;
@@ -37,7 +43,7 @@ const endOf = (r: RequestRecord) => r.t + r.ms;
 export function healWindows(requests: RequestRecord[], deletions: Deletion[]): HealWindow[] {
   const byStart = [...requests].sort((a, b) => a.t - b.t);
   return deletions.map((d) => {
-    const first = byStart.find((r) => r.ok && r.t >= d.goneAt);
+    const first = byStart.find((r) => r.ok && r.t >= d.stoppedAt);
     const healedAt = first ? endOf(first) : undefined;
     const window = { ...d, healedAt, healMs: healedAt === undefined ? Number.POSITIVE_INFINITY : healedAt - d.deletedAt, failures: 0 };
     window.failures = requests.filter((r) => !r.ok && overlaps(r, window)).length;
@@ -67,6 +73,8 @@ export interface Sample {
   /** Epoch ms. */
   at: number;
   rssKiB: number;
+  /** RssAnon, where sampled (ktctl's own process). */
+  anonKiB?: number;
   fds: number;
 }
 

@@ -71,15 +71,17 @@ export const inSoakLaptop = (laptop: SoakLaptop, argv: string[]): string[] => ["
 export interface ProcessStats {
   pid: number;
   rssKiB: number;
+  /** The anonymous part of the RSS (heap, stacks): the process's own memory, where a leak shows. */
+  anonKiB: number;
   fds: number;
 }
 
-/** VmRSS and the number of open descriptors of a live process; undefined once it is gone. */
+/** VmRSS, RssAnon and the number of open descriptors of a live process; undefined once it is gone. */
 export function processStats(pid: number): ProcessStats | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rss = /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return { pid, rssKiB: rss ? Number(rss[1]) : 0, fds: readdirSync(`/proc/${pid}/fd`).length };
+    const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
+    return { pid, rssKiB: kib("VmRSS"), anonKiB: kib("RssAnon"), fds: readdirSync(`/proc/${pid}/fd`).length };
   } catch {
     return undefined;
   }

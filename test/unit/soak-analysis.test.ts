@@ -5,10 +5,10 @@ const ok = (t: number, ms = 5): RequestRecord => ({ t, ms, ok: 1, ka: 0 });
 const failed = (t: number, ms = 5): RequestRecord => ({ t, ms, ok: 0, ka: 1, e: "reset" });
 
 describe("soak heal windows", () => {
-  const deletion = { pod: "shadow-1", deletedAt: 1_000, goneAt: 2_000 };
+  const deletion = { pod: "shadow-1", deletedAt: 1_000, stoppedAt: 2_000, goneAt: 6_000 };
 
-  test("a window runs from the deletion to the end of the first success started once the pod is gone", () => {
-    // A success while the old pod still terminates does not end the window.
+  test("a window runs from the deletion to the end of the first success started once the pod stopped serving", () => {
+    // A success while the old pod still serves does not end the window; its lingering until gone does not stretch it.
     const requests = [ok(900), ok(1_100), failed(1_500), failed(2_100, 50), ok(2_500, 20), ok(2_600)];
     const [window] = healWindows(requests, [deletion]);
     expect(window).toMatchObject({ healedAt: 2_520, healMs: 1_520, failures: 2 });
@@ -29,7 +29,7 @@ describe("soak heal windows", () => {
     expect(failuresOutside(requests, healWindows(requests, [deletion]))).toEqual([early, late]);
   });
 
-  test("no success after the pod is gone: the window never closes and the heal is unbounded", () => {
+  test("no success after the pod stopped serving: the window never closes and the heal is unbounded", () => {
     const requests = [ok(1_500), failed(2_100), failed(9_000)];
     const [window] = healWindows(requests, [deletion]);
     expect(window!.healedAt).toBeUndefined();

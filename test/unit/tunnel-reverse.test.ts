@@ -9,6 +9,7 @@ import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
 import { REVERSE_POOL_SIZE } from "../../core/tunnel/reverse.ts";
 import { decodeAssignment, decodeReversePreamble, encodeAssignment, encodeReversePreamble } from "../../core/protocol/reverse-streams.ts";
 import { createSessionKeyPair } from "../../core/protocol/keys.ts";
+import { ENDPOINT_LINGER_MS } from "../../core/protocol/tunnel.ts";
 import { ShadowProcess, StateLog, connectTcp, echoServer, exchange, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -184,6 +185,22 @@ describe("reverse streams through a real shadow process", () => {
     }
     // The first link's tally, said when it went.
     expect(log.messages.some(({ message }) => /the link carried \d+ connections from the cluster: \d+ on reverse streams, \d+ over SSH/.test(message))).toBe(true);
+  }, 20_000);
+
+  test("stopped while a live host listens through it, the shadow refuses at once and lingers before it exits", async () => {
+    const signalled = performance.now();
+    shadow.process.kill("SIGTERM");
+    // Refused, not left unanswered: connections that still come fail fast while kube-proxy catches up.
+    for (;;) {
+      const error = await connectTcp(remotePort).then(
+        (socket) => void socket.destroy(),
+        (error: NodeJS.ErrnoException) => error,
+      );
+      if (error?.code === "ECONNREFUSED") break;
+    }
+    expect(shadow.process.exitCode).toBeNull();
+    expect(await shadow.process.exited).toBe(0);
+    expect(performance.now() - signalled).toBeGreaterThanOrEqual(ENDPOINT_LINGER_MS - 50);
   }, 20_000);
 });
 

@@ -51,12 +51,13 @@ describe("tunnel through a real shadow process", () => {
     });
   }, 20_000);
 
+  // A shadow that has not yet read the tunnel's close when stopped lingers (ENDPOINT_LINGER_MS).
   afterAll(async () => {
     await tunnel?.close();
     expect(states.seen.at(-1)?.state).toBe("closed");
     expect(await shadow?.stop("SIGTERM")).toBe(0); // SIGTERM is a clean exit
     await echo?.close();
-  });
+  }, 15_000);
 
   test("the handshake reports the shadow's identity", async () => {
     expect(states.seen[0]?.state).toBe("connected");
