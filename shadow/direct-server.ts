@@ -21,9 +21,7 @@ import {
 import { streamFailureOf, type StreamFailure } from "../core/protocol/tunnel.ts";
 import type { FramePool } from "../core/protocol/frame-packing.ts";
 import type { ShadowLog } from "./log.ts";
-
-/** Once a preamble has begun, the rest must follow promptly. */
-const PREAMBLE_TIMEOUT_MS = 10_000;
+import { StreamListener } from "./stream-listener.ts";
 
 export interface DirectServerOptions {
   log: ShadowLog;
@@ -44,90 +42,36 @@ export class DirectServer {
    * CPU per byte.
    */
   private readonly framePool = directFramePool();
-  private readonly relays = new Set<net.Socket>();
-  private refusalLogged = false;
-  private nextId = 1;
+  private listener!: StreamListener<NonNullable<ReturnType<typeof decodePreamble>>>;
 
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-    private readonly options: DirectServerOptions,
-  ) {}
+  private constructor(private readonly options: DirectServerOptions) {}
 
   static async start(options: DirectServerOptions): Promise<DirectServer> {
-    let direct: DirectServer | undefined;
-    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => direct?.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 }, resolve);
+    const direct = new DirectServer(options);
+    direct.listener = await StreamListener.start({
+      kind: "direct",
+      log: options.log,
+      host: options.host,
+      port: options.port,
+      decode: decodePreamble,
+      // A stream the host opened ahead of need waits silent; a preamble once begun must finish soon.
+      idleMs: DIRECT_IDLE_MS,
+      accepted: (socket, { target, rest }, id) => {
+        socket.pause();
+        if (!timingSafeEqual(target.token, direct.token)) return "wrong token";
+        direct.connect(id, socket, target.host, target.port, target.window, rest);
+        return undefined;
+      },
     });
-    server.on("error", (error) => options.log.error("direct.listener-error", { error: error.message }));
-    direct = new DirectServer(server, (server.address() as net.AddressInfo).port, options);
     return direct;
   }
 
+  get port(): number {
+    return this.listener.port;
+  }
+
   close(): void {
-    this.server.close();
-    for (const socket of this.relays) socket.destroy();
-  }
-
-  private accept(socket: net.Socket): void {
-    const id = this.nextId++;
-    const { log } = this.options;
-    socket.setNoDelay(true);
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      log.debug("direct.socket-error", { stream: id, error: error.code ?? error.message });
-      socket.destroy();
-    });
-    this.relays.add(socket);
-    socket.once("close", () => this.relays.delete(socket));
-
-    let received: Buffer = Buffer.alloc(0);
-    // A stream the host opened ahead of need waits silent; a preamble once begun must finish soon.
-    let timer = setTimeout(() => {
-      log.debug("direct.idle-timeout", { stream: id });
-      socket.destroy();
-    }, DIRECT_IDLE_MS);
-    const onData = (chunk: Buffer) => {
-      if (received.length === 0) {
-        clearTimeout(timer);
-        timer = setTimeout(() => {
-          log.debug("direct.preamble-timeout", { stream: id });
-          socket.destroy();
-        }, PREAMBLE_TIMEOUT_MS);
-      }
-      received = received.length ? Buffer.concat([received, chunk]) : chunk;
-      let parsed;
-      try {
-        parsed = decodePreamble(received);
-      } catch (error) {
-        clearTimeout(timer);
-        this.refuseQuietly(socket, (error as Error).message);
-        return;
-      }
-      if (!parsed) return;
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.pause();
-      if (!timingSafeEqual(parsed.target.token, this.token)) return this.refuseQuietly(socket, "wrong token");
-      this.connect(id, socket, parsed.target.host, parsed.target.port, parsed.target.window, parsed.rest);
-    };
-    socket.on("data", onData);
-    socket.once("end", () => {
-      if (received.length === 0) {
-        clearTimeout(timer);
-        socket.destroy();
-      }
-    });
-    socket.once("close", () => clearTimeout(timer));
-  }
-
-  /** Not our host (or a broken one): close without a word; a warning the first time, then debug lines. */
-  private refuseQuietly(socket: net.Socket, why: string): void {
-    if (!this.refusalLogged) this.options.log.warn("direct.refused", { error: why });
-    else this.options.log.debug("direct.refused", { error: why });
-    this.refusalLogged = true;
-    socket.destroy();
+    this.listener.close();
   }
 
   private connect(id: number, socket: net.Socket, host: string, port: number, window: number, early: Buffer): void {

@@ -9,9 +9,8 @@ import { DIRECT_TOKEN_BYTES, FrameType, directFramePool, encodeFrameHeader } fro
 import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
 import { relay } from "./direct-server.ts";
 import type { ShadowLog } from "./log.ts";
+import { StreamListener } from "./stream-listener.ts";
 
-/** Once a preamble has begun, the rest must follow promptly. */
-const PREAMBLE_TIMEOUT_MS = 10_000;
 /** How long an assignment waits to leave with the client's first bytes (see carry). */
 const FIRST_BYTES_WAIT_MS = 1;
 
@@ -42,28 +41,34 @@ export class ReverseServer {
   /** One token per SSH connection that asked; a stream presenting it waits for that connection's listeners. */
   private readonly tokens = new Map<number, Buffer>();
   private readonly waiting = new Map<number, Waiting[]>();
-  private readonly sockets = new Set<net.Socket>();
   /** Frame buffers the relays reuse once written (the direct server keeps its own). */
   private readonly framePool = directFramePool();
-  private refusalLogged = false;
-  private nextId = 1;
+  private listener!: StreamListener<NonNullable<ReturnType<typeof decodeReversePreamble>>>;
 
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-    private readonly options: ReverseServerOptions,
-  ) {}
+  private constructor(private readonly options: ReverseServerOptions) {}
 
   static async start(options: ReverseServerOptions): Promise<ReverseServer> {
-    let reverse: ReverseServer | undefined;
-    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => reverse?.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 }, resolve);
+    const reverse = new ReverseServer(options);
+    reverse.listener = await StreamListener.start({
+      kind: "reverse",
+      log: options.log,
+      host: options.host,
+      port: options.port,
+      decode: decodeReversePreamble,
+      accepted: (socket, { preamble, rest }) => {
+        const connection = reverse.connectionOf(preamble.token);
+        if (connection === undefined) return "wrong token";
+        // Nothing may follow the preamble until the stream is assigned: the host waits for us.
+        if (rest.length > 0) return "data on a waiting reverse stream";
+        reverse.wait(connection, socket, preamble.window);
+        return undefined;
+      },
     });
-    server.on("error", (error) => options.log.error("reverse.listener-error", { error: error.message }));
-    reverse = new ReverseServer(server, (server.address() as net.AddressInfo).port, options);
     return reverse;
+  }
+
+  get port(): number {
+    return this.listener.port;
   }
 
   /** The token for `connection`'s reverse streams (the same one if it asks again). */
@@ -93,46 +98,7 @@ export class ReverseServer {
   }
 
   close(): void {
-    this.server.close();
-    for (const socket of this.sockets) socket.destroy();
-  }
-
-  private accept(socket: net.Socket): void {
-    const id = this.nextId++;
-    const { log } = this.options;
-    socket.setNoDelay(true);
-    socket.on("error", (error: NodeJS.ErrnoException) => {
-      log.debug("reverse.socket-error", { stream: id, error: error.code ?? error.message });
-      socket.destroy();
-    });
-    this.sockets.add(socket);
-    socket.once("close", () => this.sockets.delete(socket));
-
-    let received: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      log.debug("reverse.preamble-timeout", { stream: id });
-      socket.destroy();
-    }, PREAMBLE_TIMEOUT_MS);
-    socket.once("close", () => clearTimeout(timer));
-    const onData = (chunk: Buffer) => {
-      received = received.length ? Buffer.concat([received, chunk]) : chunk;
-      let parsed;
-      try {
-        parsed = decodeReversePreamble(received);
-      } catch (error) {
-        clearTimeout(timer);
-        return this.refuseQuietly(socket, (error as Error).message);
-      }
-      if (!parsed) return;
-      clearTimeout(timer);
-      socket.off("data", onData);
-      const connection = this.connectionOf(parsed.preamble.token);
-      if (connection === undefined) return this.refuseQuietly(socket, "wrong token");
-      // Nothing may follow the preamble until the stream is assigned: the host waits for us.
-      if (parsed.rest.length > 0) return this.refuseQuietly(socket, "data on a waiting reverse stream");
-      this.wait(connection, socket, parsed.preamble.window);
-    };
-    socket.on("data", onData);
+    this.listener.close();
   }
 
   private connectionOf(token: Buffer): number | undefined {
@@ -200,13 +166,5 @@ export class ReverseServer {
     // Accepted paused (remote-listeners.ts): the relay reads it from here on.
     client.resume();
     log.debug("reverse.open", { port: listenerPort, from: `${client.remoteAddress}:${client.remotePort}` });
-  }
-
-  /** Not our host (or a broken one): close without a word; a warning the first time, then debug lines. */
-  private refuseQuietly(socket: net.Socket, why: string): void {
-    if (!this.refusalLogged) this.options.log.warn("reverse.refused", { error: why });
-    else this.options.log.debug("reverse.refused", { error: why });
-    this.refusalLogged = true;
-    socket.destroy();
   }
 }
