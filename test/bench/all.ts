@@ -11,7 +11,7 @@
 // machine.
 
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { BENCH_LAPTOP_NS, anchorsDir } from "./anchors/paths.ts";
 import { GOALS, rowsOf, type BenchOutputs, type Row } from "./report.ts";
@@ -114,7 +114,7 @@ const fmt = (v: number | undefined, digits = 2) => (v === undefined || !Number.i
 const lines = [
   `# ktctl benchmarks${quick ? " (--quick)" : ""}`,
   "",
-  `Run ${new Date(started).toISOString()}, ${((Date.now() - started) / 60000).toFixed(1)} min; ktctl: ${binary}; anchors: ${anchorsDir() ?? "none (KTCTL_BENCH_ANCHORS unset)"}.`,
+  `Run ${new Date(started).toISOString()}, ${((Date.now() - started) / 60000).toFixed(1)} min; ktctl: ${relative(REPO, binary)}; anchors: ${anchorsDir() ? "built (KTCTL_BENCH_ANCHORS)" : "none (KTCTL_BENCH_ANCHORS unset)"}.`,
   "Ratio: how many times better ktctl is than the other side (> 1: ktctl better), whichever way the metric runs;",
   "for an added-time goal the column holds the difference in ms. Absolute figures are noisy (2 shared cores); ratios within one run count.",
   "",

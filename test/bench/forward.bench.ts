@@ -14,6 +14,7 @@
 // Needs the test cluster (test/cluster/up) and, for the start-up figure, `bun run build --host-only`.
 
 import { existsSync } from "node:fs";
+import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startWatched, ktctlInLaptop, type RunningKtctl } from "../e2e/harness.ts";
 import { cpuMsOf as cpuMs, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
@@ -254,7 +255,7 @@ const rows: [string, string, boolean][] = [
 const ratio = (key: string, higherIsBetter: boolean, r: Record<string, number[]>) =>
   (higherIsBetter ? m(r, key) / m(k, key) : m(k, key) / m(r, key)).toFixed(2);
 
-console.log(`\n${rounds} rounds, ${mib} MiB bulk, ${requests} requests, pod ${NS}/${POD}; medians over rounds; ktctl: ${KTCTL.join(" ")}`);
+console.log(`\n${rounds} rounds, ${mib} MiB bulk, ${requests} requests, pod ${NS}/${POD}; medians over rounds; ktctl: ${KTCTL.map((part) => (part.startsWith(REPO + "/") ? relative(REPO, part) : part)).join(" ")}`);
 console.log(`| metric | kubectl port-forward | ${variants.map((v) => `${v.name} | advantage (x)`).join(" | ")} |`);
 console.log(`|---|---|${variants.map(() => "---|---|").join("")}`);
 for (const [label, key, higher] of rows) {
