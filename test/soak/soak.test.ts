@@ -1,8 +1,8 @@
 // Soak: a connect and an exchange side by side under steady load, their shadow pods deleted on a
 // schedule. Passes when no request fails outside a heal window (from a deletion to the first
-// success once the old pod stopped serving), every heal takes at most 10 s, and each ktctl's own
-// memory (the anonymous part of its RSS, its floor under load) and open descriptors (with no client
-// connected) are, at the end, within 10% of what they were after warm-up (the first minute). A failure of the exchange's load that a control load in
+// success once the old pod stopped serving), every heal takes at most 10 s, and each ktctl's
+// resident memory (its floor under load) and open descriptors (with no client connected) are, at
+// the end, within 10% of what they were after warm-up (the first minute). A failure of the exchange's load that a control load in
 // the same pod (to a service ktctl has no part in) shares is the cluster network's: reported, not
 // held against the session.
 //
@@ -53,10 +53,11 @@ const QUIET_LIMIT_MS = 30_000;
  * RSS is compared by its floor under load: the lowest reading over the second half of the warm-up
  * and over the run's last minutes. Bun collects no garbage while idle, so an idle reading lands
  * anywhere on the heap's saw-tooth (one 2-min run read +17% idle where the floors differ by 5%);
- * the floor is what each collection brings the heap back to, which is where a leak shows. The
- * bound applies to the anonymous part (RssAnon: heap, stacks); the rest is the executable's pages,
+ * the floor is what each collection brings the heap back to, which is where a leak shows. Its
+ * anonymous part (RssAnon: heap, stacks) is reported beside it: the rest is the executable's pages,
  * which ktctl hands back to the kernel once idle (core/protocol/start-pages.ts) and which fault in
- * again as code paths run (a heal's, say), bounded by the binary's size. Both are reported.
+ * again as code paths run (a heal's, say). The anonymous floor alone swings more (one 15-min run:
+ * -14.7% where the whole RSS floor moved +0.6%), so the bound stays on the RSS the issue names.
  */
 const END_FLOOR_SPAN_MS = 180_000;
 /**
@@ -361,7 +362,7 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
     expect({ session: s.name, failedOutside: s.failedOutside }).toEqual({ session: s.name, failedOutside: [] });
     expect({ session: s.name, slowHeals: s.heals.filter((h) => !(h.healMs <= HEAL_LIMIT_MS)) }).toEqual({ session: s.name, slowHeals: [] });
     expect(s.heals.length).toBeGreaterThan(0);
-    for (const key of ["anonChange", "fdChange"] as const) {
+    for (const key of ["rssChange", "fdChange"] as const) {
       expect({ session: s.name, [key]: Math.abs(s.ktctl[key]) <= GROWTH_LIMIT }).toEqual({ session: s.name, [key]: true });
     }
   }
