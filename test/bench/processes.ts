@@ -1,13 +1,21 @@
 // What the benchmarks read about processes on this machine, which is also the cluster's node: the
 // shadow's pid (through its container's cgroup), CPU time and memory from /proc.
 import { readFileSync } from "node:fs";
-import { kubectlJson, run } from "../e2e/harness.ts";
+import { kubectl, kubectlJson, run } from "../e2e/harness.ts";
 
 /** The pid of the live ktctl shadow in a namespace, found through its container's cgroup. */
 export async function shadowPidIn(namespace: string): Promise<number | undefined> {
   const pods = await kubectlJson<any>(["-n", namespace, "get", "pods", "-l", "ktctl.io/managed-by=ktctl"]);
-  const live = pods.items.find((p: any) => !p.metadata.deletionTimestamp && p.status?.containerStatuses?.[0]?.containerID);
-  const id = live?.status.containerStatuses[0].containerID.replace(/^containerd:\/\//, "");
+  let live = pods.items.find((p: any) => !p.metadata.deletionTimestamp);
+  if (!live) return undefined;
+  // ktctl uses a shadow the moment it answers through the port-forward, which is before the kubelet
+  // reports its container (at its next status sync): wait for that report.
+  if (!live.status?.containerStatuses?.[0]?.containerID) {
+    const name = `pod/${live.metadata.name}`;
+    await kubectl(["-n", namespace, "wait", "--for=condition=Ready", name, "--timeout=30s"]);
+    live = await kubectlJson<any>(["-n", namespace, "get", name]);
+  }
+  const id = live?.status?.containerStatuses?.[0]?.containerID?.replace(/^containerd:\/\//, "");
   if (!id) return undefined;
   const dir = (await run(["find", "/sys/fs/cgroup", "-type", "d", "-name", `*${id}*`])).stdout.trim().split("\n")[0];
   if (!dir) return undefined;
