@@ -223,8 +223,8 @@ async function connectRounds(): Promise<void> {
       try {
         record(t.name, "firstAnswerMs", started.ms);
         if (t.name === "ktctl connect" && round === rounds) {
-          const idle = rssKbOf(started.tool.proc.pid);
-          if (idle) out.memory["ktctl connect, idle"] = idle.rss;
+          const atFirstAnswer = rssKbOf(started.tool.proc.pid);
+          if (atFirstAnswer) out.memory["ktctl connect, at its first answer"] = atFirstAnswer.rss;
           const shadow = await shadowPidIn(NS);
           const shadowIdle = shadow ? rssKbOf(shadow) : undefined;
           if (shadowIdle) out.memory["ktctl shadow, idle"] = shadowIdle.rss;

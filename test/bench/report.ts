@@ -67,8 +67,9 @@ function added(area: string, metric: string, ktctl: number | undefined, otherNam
   return { area, metric, ktctl, otherName, other, kind: "diff", value, goal: goal.text, met: value === undefined ? undefined : value <= goal.max };
 }
 
-function absolute(area: string, metric: string, ktctl: number | undefined, goal: { text: string; max: number }): Row {
-  return { area, metric, ktctl, otherName: "-", kind: "absolute", value: ktctl, goal: goal.text, met: ktctl === undefined ? undefined : ktctl <= goal.max };
+function absolute(area: string, metric: string, ktctl: number | undefined, goal?: { text: string; max: number }): Row {
+  const met = ktctl === undefined || goal === undefined ? undefined : ktctl <= goal.max;
+  return { area, metric, ktctl, otherName: "-", kind: "absolute", value: ktctl, goal: goal?.text, met };
 }
 
 /** The rows shared by forward and connect: one tunnel against kubectl port-forward to the same pod. */
@@ -150,8 +151,10 @@ function peerRows(p: PeersOutput): Row[] {
     if (p.mesh["direct (kt-connect stuntman)"]) rows.push(compare("vs kt-connect", "kt-connect's router vs direct req/s (for scale)", p.mesh["kt-connect router"].rps, "direct", p.mesh["direct (kt-connect stuntman)"].rps, true));
   }
   for (const [name, value] of Object.entries(p.memory)) {
-    const goal = name.includes("shadow") ? (name.includes("idle") ? { text: GOALS.shadowIdle, max: 40 } : { text: GOALS.shadowBulk, max: 64 }) : name.startsWith("ktctl") ? (name.includes("idle") ? { text: GOALS.ktctlIdle, max: 64 } : { text: GOALS.ktctlBulk, max: 96 }) : undefined;
-    if (goal) rows.push(absolute("memory", `${name} (MiB)`, value / 1024, goal));
+    // Right after a start is neither idle (start pages not yet handed back) nor under load: no goal.
+    const judged = !name.includes("first answer");
+    const goal = !judged ? undefined : name.includes("shadow") ? (name.includes("idle") ? { text: GOALS.shadowIdle, max: 40 } : { text: GOALS.shadowBulk, max: 64 }) : name.includes("idle") ? { text: GOALS.ktctlIdle, max: 64 } : { text: GOALS.ktctlBulk, max: 96 };
+    if (name.startsWith("ktctl")) rows.push(absolute("memory", `${name} (MiB)`, value / 1024, goal));
     else rows.push({ area: "memory", metric: `${name} (MiB)`, ktctl: undefined, otherName: name, other: value / 1024, kind: "absolute" });
   }
   return rows;
