@@ -17,6 +17,14 @@ const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /** The most a client frame header takes (2 + 8 length bytes + 4 mask bytes): see sendWithHeadroom. */
 export const WS_HEADROOM = 14;
 const MAX_HANDSHAKE_BYTES = 1024 * 1024;
+/**
+ * Bound on the TCP handshake alone. On a silent network (packets lost, nothing refused) a SYN waits
+ * on the kernel's backoff (resent after 1, 3, 7, 15 s), so a connection begun during an outage may
+ * not try again until seconds after the network is back, and then miss the caller's bound on the
+ * whole upgrade. Given up after the first resend, the caller's next attempt sends its SYN at once.
+ * The rest of the upgrade keeps the caller's bound: a loaded API server may answer slowly.
+ */
+const TCP_HANDSHAKE_TIMEOUT_MS = 2_500;
 const OP_CONTINUATION = 0x0;
 const OP_BINARY = 0x2;
 const OP_CLOSE = 0x8;
@@ -252,10 +260,16 @@ export class ClientWebSocket {
       let received: Buffer = Buffer.alloc(0);
       let settled = false;
       const timer = setTimeout(() => fail(new Error(`no WebSocket upgrade within ${request.timeoutMs} ms`)), request.timeoutMs);
+      const handshakeTimer = setTimeout(
+        () => fail(new Error(`no TCP answer from ${host}:${port} within ${TCP_HANDSHAKE_TIMEOUT_MS} ms`)),
+        Math.min(TCP_HANDSHAKE_TIMEOUT_MS, request.timeoutMs),
+      );
+      socket.once("connect", () => clearTimeout(handshakeTimer));
       const fail = (error: Error) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearTimeout(handshakeTimer);
         socket.destroy();
         reject(error);
       };

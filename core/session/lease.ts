@@ -3,6 +3,7 @@
 // steps, so `clean` on any machine can read them. Liveness is judged only by the API server's clock.
 
 import type { Kube } from "../plugin-api.ts";
+import { answeredWithin } from "../kube/answer-bound.ts";
 import { httpStatus } from "../kube/objects.ts";
 import {
   ANNOTATION_HOST,
@@ -175,12 +176,7 @@ export class SessionLease {
   /** A request, abandoned after `withinMs` when given (journal writes wait as long as it takes). */
   private request<T>(withinMs: number | undefined, method: string, path: string, body?: unknown, contentType?: string): Promise<T> {
     const sent = this.kube.request<T>(method, path, body, contentType);
-    if (withinMs === undefined) return sent;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const unanswered = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer from the API server within ${withinMs} ms`)), withinMs);
-    });
-    return Promise.race([sent, unanswered]).finally(() => clearTimeout(timer));
+    return withinMs === undefined ? sent : answeredWithin(sent, withinMs);
   }
 
   get lost(): string | undefined {

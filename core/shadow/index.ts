@@ -8,6 +8,7 @@
 
 import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
+import { answeredWithin } from "../kube/answer-bound.ts";
 import { waitForPod } from "../kube/wait.ts";
 import type { Kube, Session, Shadow, ShadowOptions } from "../plugin-api.ts";
 import type { ConsolaInstance } from "consola";
@@ -22,6 +23,9 @@ import { SHADOW_TUNNEL_PORT } from "../protocol/tunnel.ts";
 import { shadowPodSpec } from "./pod-spec.ts";
 import { loadSharedKeyPair } from "./shared-keys.ts";
 import { joinSharedShadow, sharedShadowPod } from "./shared.ts";
+
+/** How long a tunnel attempt waits for the shadow pod's read (well inside the attempt's own bound). */
+const POD_READ_ANSWER_MS = 4_000;
 
 const isStarted = (pod: any) =>
   !pod.metadata?.deletionTimestamp &&
@@ -139,8 +143,10 @@ export async function startShadow(session: Session, options: ShadowOptions, cont
   /** The current shadow pod if it is still there and running, else a new one. */
   const findOrMakePod = async (): Promise<ShadowPodInUse> => {
     if (current && !stillStarting(current)) {
-      const pod = await kube
-        .request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${current.name}`)
+      // Bounded: the link is usually lost because the network is, and a read sent into a silent
+      // network is answered only at TCP's next retransmission, seconds after the network is back;
+      // every attempt meanwhile would wait on this one read (one findOrMakePod at a time).
+      const pod = await answeredWithin(kube.request<any>("GET", `/api/v1/namespaces/${namespace}/pods/${current.name}`), POD_READ_ANSWER_MS)
         .catch((error) => {
           if (isKtctlError(error) && error.exitCode === ExitCode.notFound) return undefined;
           throw error;
