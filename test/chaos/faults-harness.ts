@@ -44,20 +44,33 @@ async function ipOk(argv: string[]): Promise<void> {
  */
 export async function cutLaptopOff(seconds: number, how: "link-down" | "silent-drop", during?: () => Promise<void>): Promise<void> {
   const apiIp = new URL(API_SERVER).hostname;
-  const rules = [
-    ["OUTPUT", "-d"],
-    ["INPUT", "-s"],
-  ];
   if (how === "link-down") await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "down"]);
-  else for (const [chain, flag] of rules) await inLaptopOk(["iptables", "-w", "-I", chain!, "1", flag!, apiIp, "-j", "DROP"]);
+  else await dropTraffic("-I", apiIp);
   const back = Date.now() + seconds * 1000;
   try {
     await during?.();
     await Bun.sleep(Math.max(0, back - Date.now())); // the fault's length is the point, not a wait for readiness
   } finally {
     if (how === "link-down") await ipOk(["link", "set", FAULTS_LAPTOP.hostInterface, "up"]);
-    else for (const [chain, flag] of rules) await inLaptopOk(["iptables", "-w", "-D", chain!, flag!, apiIp, "-j", "DROP"]);
+    else await dropTraffic("-D", apiIp);
   }
+}
+
+/** Inserts (-I) or deletes (-D) the laptop's rules that drop every packet to and from `address`. */
+async function dropTraffic(action: "-I" | "-D", address: string): Promise<void> {
+  await inLaptopOk(["iptables", "-w", action, "OUTPUT", ...(action === "-I" ? ["1"] : []), "-d", address, "-j", "DROP"]);
+  await inLaptopOk(["iptables", "-w", action, "INPUT", ...(action === "-I" ? ["1"] : []), "-s", address, "-j", "DROP"]);
+}
+
+/**
+ * The silent drop's first rule creates the laptop's filter table and its chains, which stay once the
+ * rules are gone: a fresh laptop would then read as changed although ktctl left nothing. The same
+ * rules for an address nobody uses (TEST-NET-1), added and removed before the laptop's state is
+ * first read, create them up front.
+ */
+export async function primeLaptopFirewall(): Promise<void> {
+  await dropTraffic("-I", "192.0.2.1");
+  await dropTraffic("-D", "192.0.2.1");
 }
 
 async function inLaptopOk(argv: string[]): Promise<void> {

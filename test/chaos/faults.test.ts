@@ -41,6 +41,7 @@ import {
   logFault,
   podPid,
   podProber,
+  primeLaptopFirewall,
   restartDaemon,
   sessionIdIn,
   shadowPodsOf,
@@ -396,6 +397,7 @@ async function oneRun(run: number): Promise<void> {
 beforeAll(async () => {
   await requireCluster();
   await laptopUp();
+  await primeLaptopFirewall();
   await deployFaultWorkspace(NS);
   await tidyWorkspace(NS);
   clusterBefore = await clusterState(NS);

@@ -38,6 +38,14 @@ up() {
   iptables -w -C INPUT -i "$HOST_IF" -j "$CHAIN" 2>/dev/null || iptables -w -I INPUT 1 -i "$HOST_IF" -j "$CHAIN"
   iptables -w -C FORWARD -i "$HOST_IF" -j DROP 2>/dev/null || iptables -w -I FORWARD 1 -i "$HOST_IF" -j DROP
   iptables -w -C FORWARD -o "$HOST_IF" -j DROP 2>/dev/null || iptables -w -I FORWARD 1 -o "$HOST_IF" -j DROP
+  # The link-local IPv6 address stays "tentative" for a moment (duplicate address detection), and
+  # its route comes after: a snapshot of the laptop taken meanwhile would differ from every later one.
+  for _ in $(seq 1 100); do
+    [[ -z "$(ip -n "$NS" -6 addr show tentative)" ]] && return 0
+    sleep 0.1
+  done
+  echo "netns.sh: $NS still has tentative IPv6 addresses after 10 s" >&2
+  return 1
 }
 
 down() {
