@@ -1,9 +1,9 @@
 // Soak: a connect and an exchange side by side under steady load, their shadow pods deleted on a
 // schedule. Passes when no request fails outside a heal window (from a deletion to the first
-// success once the old pod stopped serving), every heal takes at most 10 s, and each ktctl's
-// resident memory (its floor under load) and open descriptors (with no client connected) are, at
-// the end, within 10% of what they were after warm-up (the first minute, with one deletion early
-// in it). A failure of the exchange's load that a control load in the same pod (to a service ktctl
+// success once the old pod stopped serving), every heal takes at most 10 s, and at the end each
+// ktctl's resident memory (its floor under load) has grown by at most 10% and its open descriptors
+// (with no client connected) are within 10% of what they were after warm-up (the first minute,
+// with one deletion early in it). A failure of the exchange's load that a control load in the same pod (to a service ktctl
 // has no part in) shares is the cluster network's: reported, not held against the session.
 //
 //   KTCTL_SOAK_MINUTES=15 bun test test/soak                 the full run (deletions every 3 min)
@@ -60,6 +60,9 @@ const QUIET_LIMIT_MS = 30_000;
  * which ktctl hands back to the kernel once idle (core/protocol/start-pages.ts) and which fault in
  * again as code paths run (a heal's, say). The anonymous floor alone swings more (one 15-min run:
  * -14.7% where the whole RSS floor moved +0.6%), so the bound stays on the RSS the issue names.
+ * The bound is on growth: a process under load is never idle, so the warm-up's floor still holds
+ * the start pages, which go at the first idle moment (the reading after the warm-up); a floor that
+ * falls by more than 10% then (one 15-min run: -12.7%, its anonymous part -11.7%) is no leak.
  */
 const END_FLOOR_SPAN_MS = 180_000;
 /**
@@ -371,9 +374,9 @@ test(`soak: connect and exchange for ${MINUTES} min at ${RATE} req/s each, shado
     expect({ session: s.name, failedOutside: s.failedOutside }).toEqual({ session: s.name, failedOutside: [] });
     expect({ session: s.name, slowHeals: s.heals.filter((h) => !(h.healMs <= HEAL_LIMIT_MS)) }).toEqual({ session: s.name, slowHeals: [] });
     expect(s.heals.length).toBeGreaterThan(0);
-    for (const key of ["rssChange", "fdChange"] as const) {
-      expect({ session: s.name, [key]: Math.abs(s.ktctl[key]) <= GROWTH_LIMIT }).toEqual({ session: s.name, [key]: true });
-    }
+    // Memory may fall (see END_FLOOR_SPAN_MS), not grow; descriptors stay put either way.
+    expect({ session: s.name, rssGrowth: s.ktctl.rssChange <= GROWTH_LIMIT }).toEqual({ session: s.name, rssGrowth: true });
+    expect({ session: s.name, fdChange: Math.abs(s.ktctl.fdChange) <= GROWTH_LIMIT }).toEqual({ session: s.name, fdChange: true });
   }
 }, RUN_LIMIT_MS);
 
