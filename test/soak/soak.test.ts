@@ -3,8 +3,9 @@
 // success once the old pod stopped serving), every heal takes at most 10 s, and at the end each
 // ktctl's resident memory (its floor under load) has grown by at most 10% and its open descriptors
 // (with no client connected) are within 10% of what they were after warm-up (the first minute,
-// with one deletion early in it). A failure of the exchange's load that a control load in the same pod (to a service ktctl
-// has no part in) shares is the cluster network's: reported, not held against the session.
+// with one deletion early in it). A failure of the exchange's load that a control load in the same
+// pod (to a service ktctl has no part in) shares is the cluster network's: reported, not held
+// against the session.
 //
 //   KTCTL_SOAK_MINUTES=15 bun test test/soak                 the full run (deletions every 3 min)
 //   bun test test/soak                                       2 min, two deletions per session (~2.5 min in all)
