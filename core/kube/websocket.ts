@@ -260,10 +260,8 @@ export class ClientWebSocket {
       let received: Buffer = Buffer.alloc(0);
       let settled = false;
       const timer = setTimeout(() => fail(new Error(`no WebSocket upgrade within ${request.timeoutMs} ms`)), request.timeoutMs);
-      const handshakeTimer = setTimeout(
-        () => fail(new Error(`no TCP answer from ${host}:${port} within ${TCP_HANDSHAKE_TIMEOUT_MS} ms`)),
-        Math.min(TCP_HANDSHAKE_TIMEOUT_MS, request.timeoutMs),
-      );
+      const handshakeMs = Math.min(TCP_HANDSHAKE_TIMEOUT_MS, request.timeoutMs);
+      const handshakeTimer = setTimeout(() => fail(new Error(`no TCP answer from ${host}:${port} within ${handshakeMs} ms`)), handshakeMs);
       socket.once("connect", () => clearTimeout(handshakeTimer));
       const fail = (error: Error) => {
         if (settled) return;

@@ -72,6 +72,15 @@ function absolute(area: string, metric: string, ktctl: number | undefined, goal?
   return { area, metric, ktctl, otherName: "-", kind: "absolute", value: ktctl, goal: goal?.text, met };
 }
 
+/** The goal a reading of ktctl's memory is judged by, from how the peers bench names it. */
+function memoryGoal(name: string): { text: string; max: number } | undefined {
+  // Right after a start is neither idle (start pages not yet handed back) nor under load: no goal.
+  if (name.includes("first answer")) return undefined;
+  const idle = name.includes("idle");
+  if (name.includes("shadow")) return idle ? { text: GOALS.shadowIdle, max: 40 } : { text: GOALS.shadowBulk, max: 64 };
+  return idle ? { text: GOALS.ktctlIdle, max: 64 } : { text: GOALS.ktctlBulk, max: 96 };
+}
+
 /** The rows shared by forward and connect: one tunnel against kubectl port-forward to the same pod. */
 function tunnelRows(area: string, ours: Record<string, number[]>, kubectl: Record<string, number[]>): Row[] {
   const k = "kubectl port-forward";
@@ -151,10 +160,7 @@ function peerRows(p: PeersOutput): Row[] {
     if (p.mesh["direct (kt-connect stuntman)"]) rows.push(compare("vs kt-connect", "kt-connect's router vs direct req/s (for scale)", p.mesh["kt-connect router"].rps, "direct", p.mesh["direct (kt-connect stuntman)"].rps, true));
   }
   for (const [name, value] of Object.entries(p.memory)) {
-    // Right after a start is neither idle (start pages not yet handed back) nor under load: no goal.
-    const judged = !name.includes("first answer");
-    const goal = !judged ? undefined : name.includes("shadow") ? (name.includes("idle") ? { text: GOALS.shadowIdle, max: 40 } : { text: GOALS.shadowBulk, max: 64 }) : name.includes("idle") ? { text: GOALS.ktctlIdle, max: 64 } : { text: GOALS.ktctlBulk, max: 96 };
-    if (name.startsWith("ktctl")) rows.push(absolute("memory", `${name} (MiB)`, value / 1024, goal));
+    if (name.startsWith("ktctl")) rows.push(absolute("memory", `${name} (MiB)`, value / 1024, memoryGoal(name)));
     else rows.push({ area: "memory", metric: `${name} (MiB)`, ktctl: undefined, otherName: name, other: value / 1024, kind: "absolute" });
   }
   return rows;
