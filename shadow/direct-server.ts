@@ -17,6 +17,7 @@ import {
   packDataFrames,
   encodeFrameHeader,
   encodeRefused,
+  type DirectTarget,
 } from "../core/protocol/direct-streams.ts";
 import { streamFailureOf, type StreamFailure } from "../core/protocol/tunnel.ts";
 import type { FramePool } from "../core/protocol/frame-packing.ts";
@@ -59,7 +60,9 @@ export class DirectServer {
       accepted: (socket, { target, rest }, id) => {
         socket.pause();
         if (!timingSafeEqual(target.token, direct.token)) return "wrong token";
-        direct.connect(id, socket, target.host, target.port, target.window, rest);
+        // A reusable stream reads its next preamble once this connection has ended cleanly.
+        const reuse = target.reusable ? (next: Buffer) => direct.listener.readPreamble(socket, id, next) : undefined;
+        direct.connect(id, socket, target, rest, reuse);
         return undefined;
       },
     });
@@ -74,7 +77,7 @@ export class DirectServer {
     this.listener.close();
   }
 
-  private connect(id: number, socket: net.Socket, host: string, port: number, window: number, early: Buffer): void {
+  private connect(id: number, socket: net.Socket, { host, port, window }: DirectTarget, early: Buffer, reuse: ((next: Buffer) => void) | undefined): void {
     const { log } = this.options;
     const target = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
     const timer = setTimeout(
@@ -94,7 +97,15 @@ export class DirectServer {
       if (socket.destroyed) return void target.destroy();
       target.setNoDelay(true);
       socket.write(encodeFrameHeader(FrameType.Opened, 0));
-      relay(socket, target, window, early, this.framePool, (why) => log.debug("stream.reset", { direct: id, to: `${host}:${port}`, why }));
+      relay({
+        socket,
+        target,
+        window,
+        early,
+        framePool: this.framePool,
+        reset: (why) => log.debug("stream.reset", { direct: id, to: `${host}:${port}`, why }),
+        reuse,
+      });
       log.debug("stream.open", { direct: id, to: `${host}:${port}` });
     });
     socket.once("close", () => {
@@ -103,24 +114,37 @@ export class DirectServer {
   }
 }
 
+export interface RelayOptions {
+  /** The port-forward side: frames. */
+  socket: net.Socket;
+  /** The other side: plain bytes. */
+  target: net.Socket;
+  /** Credit each side starts with. */
+  window: number;
+  /** What arrived on `socket` after the preamble. */
+  early: Buffer;
+  framePool: FramePool;
+  reset(why: string): void;
+  /**
+   * Given for a reusable stream: once the connection has ended cleanly and both DONEs have crossed,
+   * `socket` is handed back (paused, with every listener of the relay's removed) with what followed
+   * the host's DONE, for the stream's next use.
+   */
+  reuse?(next: Buffer): void;
+}
+
 /**
  * Carries frames from `socket` (the port-forward side) to `target` and bytes from `target` back as
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
  * (Exported for shadow/reverse-server.ts: a reverse stream relays exactly the same way.)
  */
-export function relay(
-  socket: net.Socket,
-  target: net.Socket,
-  window: number,
-  early: Buffer,
-  framePool: FramePool,
-  reset: (why: string) => void,
-): void {
+export function relay({ socket, target, window, early, framePool, reset, reuse }: RelayOptions): void {
   let sendCredit = window;
   const queued: Buffer[] = []; // target bytes waiting for credit
   let targetEnded = false;
   let eofSent = false;
   let eofReceived = false;
+  let doneSent = false;
   let written = 0;
   const incoming = new CreditReturn(window);
 
@@ -160,6 +184,11 @@ export function relay(
     },
     refused: () => {
       throw new DirectProtocolError("REFUSED from the host");
+    },
+    // The host sends DONE only after our EOF reached it and its own left: ours went out then.
+    done: (next) => {
+      if (!doneSent) throw new DirectProtocolError("DONE before both EOFs");
+      release(next);
     },
   });
   const onSocketData = (chunk: Buffer) => {
@@ -202,8 +231,11 @@ export function relay(
   const sendEof = () => {
     if (eofSent || socket.destroyed) return;
     eofSent = true;
+    // EOF and (when it is due) DONE in one write: the host then takes its stream back as it reads the EOF.
+    socket.cork();
     socket.write(encodeFrameHeader(FrameType.Eof, 0));
     finishIfDone();
+    socket.uncork();
   };
   target.on("data", (chunk: Buffer) => {
     if (queued.length === 0 && chunk.length <= sendCredit) return send(chunk);
@@ -217,26 +249,36 @@ export function relay(
   });
 
   const finishIfDone = () => {
-    if (eofSent && eofReceived) {
-      // Both ways are over: let the target's last bytes go, then end our side of the port-forward.
-      socket.end();
-      if (target.writableFinished) target.destroy();
-      else target.once("finish", () => target.destroy());
-    }
+    if (!(eofSent && eofReceived)) return;
+    // Both ways are over: let the target's last bytes go, then close it; the stream ends with us,
+    // or (reusable) says DONE and waits for the host's.
+    if (target.writableFinished) target.destroy();
+    else target.once("finish", () => target.destroy());
+    if (!reuse) return void socket.end();
+    doneSent = true;
+    socket.write(encodeFrameHeader(FrameType.Done, 0));
   };
 
   // ---- endings ----------------------------------------------------------------------------------
   // The port-forward side ending before both EOFs means the host (or its link) is gone: reset.
-  socket.once("end", () => {
+  // (After both EOFs the host ends a stream it does not reuse: nothing to do then.)
+  const onSocketEnd = () => {
     if (!(eofSent && eofReceived)) abort("the host ended the stream before both EOFs");
-  });
-  socket.once("close", () => {
+  };
+  const onSocketClose = () => {
     if (!target.destroyed && !(eofSent && eofReceived)) target.destroy();
-  });
+  };
+  socket.once("end", onSocketEnd).once("close", onSocketClose);
   target.on("error", (error: NodeJS.ErrnoException) => abort(`target: ${error.code ?? error.message}`));
   target.once("close", () => {
     if (!(eofSent && eofReceived)) abort("the target closed before both EOFs");
   });
+
+  const release = (next: Buffer) => {
+    socket.off("data", onSocketData).off("end", onSocketEnd).off("close", onSocketClose);
+    socket.pause();
+    reuse!(next);
+  };
 
   socket.on("data", onSocketData);
   if (early.length) onSocketData(early);

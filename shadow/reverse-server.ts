@@ -30,8 +30,12 @@ export interface ReverseCarrier {
 }
 
 interface Waiting {
+  /** The SSH connection whose listeners the stream serves. */
+  connection: number;
   socket: net.Socket;
   window: number;
+  /** Waits again after each connection that ends cleanly ("KTR2"). */
+  reusable: boolean;
   timer: ReturnType<typeof setTimeout>;
   /** Stops watching the stream as a waiting one. */
   release(): void;
@@ -60,7 +64,7 @@ export class ReverseServer {
         if (connection === undefined) return "wrong token";
         // Nothing may follow the preamble until the stream is assigned: the host waits for us.
         if (rest.length > 0) return "data on a waiting reverse stream";
-        reverse.wait(connection, socket, preamble.window);
+        reverse.wait(connection, socket, preamble.window, preamble.reusable === true);
         return undefined;
       },
     });
@@ -108,7 +112,9 @@ export class ReverseServer {
     return found;
   }
 
-  private wait(connection: number, socket: net.Socket, window: number): void {
+  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean): void {
+    if (socket.destroyed) return;
+    if (!this.tokens.has(connection)) return void socket.destroy(); // its SSH connection is gone
     const queue = this.waiting.get(connection) ?? [];
     this.waiting.set(connection, queue);
     const drop = () => {
@@ -123,8 +129,10 @@ export class ReverseServer {
       drop();
     };
     const entry: Waiting = {
+      connection,
       socket,
       window,
+      reusable,
       timer: setTimeout(drop, this.options.idleMs ?? REVERSE_IDLE_MS),
       release: () => {
         clearTimeout(entry.timer);
@@ -133,11 +141,12 @@ export class ReverseServer {
       },
     };
     socket.on("data", unexpected).once("end", drop).once("close", drop);
+    socket.resume(); // a reused stream was paused between its connections
     queue.push(entry);
   }
 
   private carry(entry: Waiting, client: net.Socket, listenerPort: number): void {
-    const { socket, window } = entry;
+    const { connection, socket, window, reusable } = entry;
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
     // The assignment leaves in one write with the client's first bytes, which a client that speaks
@@ -152,7 +161,21 @@ export class ReverseServer {
       ]),
     );
     const { log } = this.options;
-    relay(socket, client, window, Buffer.alloc(0), this.framePool, (why) => log.debug("reverse.reset", { port: listenerPort, why }));
+    relay({
+      socket,
+      target: client,
+      window,
+      early: Buffer.alloc(0),
+      framePool: this.framePool,
+      reset: (why) => log.debug("reverse.reset", { port: listenerPort, why }),
+      // Back to waiting: the host sends nothing on a waiting stream, so anything after its DONE is wrong.
+      reuse: reusable
+        ? (next) => {
+            if (next.length > 0) return void socket.destroy();
+            this.wait(connection, socket, window, true);
+          }
+        : undefined,
+    });
     const send = () => {
       clearTimeout(timer);
       client.off("data", afterFirstBytes);

@@ -58,7 +58,7 @@ export class StreamListener<T> {
 
   private accept(socket: net.Socket): void {
     const id = this.nextId++;
-    const { log, kind, decode, idleMs } = this.options;
+    const { log, kind } = this.options;
     socket.setNoDelay(true);
     socket.on("error", (error: NodeJS.ErrnoException) => {
       log.debug(`${kind}.socket-error`, { stream: id, error: error.code ?? error.message });
@@ -66,16 +66,26 @@ export class StreamListener<T> {
     });
     this.open.add(socket);
     socket.once("close", () => this.open.delete(socket));
+    this.readPreamble(socket, id);
+  }
 
-    let received: Buffer = Buffer.alloc(0);
+  /**
+   * Reads a preamble on `socket`, beginning with `received`, and hands the stream to its owner.
+   * Also how a reusable stream's next connection begins, once the last one has ended cleanly.
+   */
+  readPreamble(socket: net.Socket, id: number, received: Buffer = Buffer.alloc(0)): void {
+    const { log, kind, decode, idleMs } = this.options;
     const limit = (event: string, ms: number) =>
       setTimeout(() => {
         log.debug(`${kind}.${event}`, { stream: id });
         socket.destroy();
       }, ms);
     let timer = idleMs === undefined ? limit("preamble-timeout", PREAMBLE_TIMEOUT_MS) : limit("idle-timeout", idleMs);
-    socket.once("close", () => clearTimeout(timer));
-    const onData = (chunk: Buffer) => {
+    const stop = () => {
+      clearTimeout(timer);
+      socket.off("data", onData).off("end", onEnd).off("close", stop);
+    };
+    const take = (chunk: Buffer) => {
       if (received.length === 0 && idleMs !== undefined) {
         clearTimeout(timer);
         timer = limit("preamble-timeout", PREAMBLE_TIMEOUT_MS);
@@ -85,20 +95,26 @@ export class StreamListener<T> {
       try {
         preamble = decode(received);
       } catch (error) {
-        clearTimeout(timer);
+        stop();
         return this.refuse(socket, (error as Error).message);
       }
       if (preamble === undefined) return;
-      clearTimeout(timer);
-      socket.off("data", onData);
+      stop();
       const refusal = this.options.accepted(socket, preamble, id);
       if (refusal !== undefined) this.refuse(socket, refusal);
     };
-    socket.on("data", onData);
+    const onData = (chunk: Buffer) => take(chunk);
     // Ended before a word: nothing will ever come.
-    socket.once("end", () => {
+    const onEnd = () => {
       if (received.length === 0) socket.destroy();
-    });
+    };
+    socket.on("data", onData).once("end", onEnd).once("close", stop);
+    socket.resume(); // a reused stream was paused between its connections
+    if (received.length > 0) {
+      const first = received;
+      received = Buffer.alloc(0);
+      take(first);
+    }
   }
 
   private refuse(socket: net.Socket, why: string): void {

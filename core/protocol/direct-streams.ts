@@ -7,7 +7,7 @@
 // top of the API server's TLS, no ssh2 packet work: the shadow becomes a plain relay.
 //
 // Wire format, on one port-forward stream to the direct port:
-//   host -> shadow, first:  preamble = "KTD1" | token (32 bytes) | window (u32) | port (u16) | host length (u8) | host
+//   host -> shadow, first:  preamble = "KTD1" or "KTD2" | token (32 bytes) | window (u32) | port (u16) | host length (u8) | host
 //   then both ways, frames: type (u8) | value (u32)          [ | payload of `value` bytes for DATA ]
 //     DATA     payload bytes, at most what the peer's credit allows
 //     EOF      no more DATA this way (TCP's FIN; the other way goes on)
@@ -15,6 +15,13 @@
 //     BLOCKED  the sender has data waiting and no credit left (the receiver may grow the window)
 //     OPENED   shadow -> host, first frame: the target accepted the connection
 //     REFUSED  shadow -> host, first frame: payload is JSON {reason, message}; then the shadow closes
+//     DONE     (reusable streams only) the sender has sent and received EOF and will send nothing
+//              more for this connection
+// A "KTD2" stream is reusable: once a connection has ended cleanly (EOF both ways), each side sends
+// DONE, and once both DONEs have crossed, the stream carries nothing until the host writes the next
+// connection's preamble on it. Opening a port-forward stream costs the API server, the kubelet, the
+// runtime and the shadow CPU on the path of every new connection; a stream reused costs none of it.
+// Anything but a clean end (a refusal, a reset, a lost stream) still closes the stream.
 // Each side starts with `window` of credit (the host's choice, at most DIRECT_MAX_WINDOW). A
 // receiver never stops reading its transport (a
 // stalled port-forward stream would stall every stream of its connection, the SSH link included);
@@ -27,6 +34,8 @@ import { FramePool, forEachFrame, packFrames, type FrameFormat } from "./frame-p
 import type { StreamFailure } from "./tunnel.ts";
 
 export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
+/** The preamble of a stream that may carry one connection after another (DONE frames). */
+export const DIRECT_MAGIC_REUSABLE = Buffer.from("KTD2", "latin1");
 export const DIRECT_TOKEN_BYTES = 32;
 /**
  * Credit each side starts with, per stream and direction (the host may ask for another). Measured:
@@ -54,6 +63,7 @@ export const enum FrameType {
   Opened = 4,
   Refused = 5,
   Blocked = 6,
+  Done = 7,
 }
 
 export class DirectProtocolError extends Error {
@@ -69,6 +79,8 @@ export interface DirectTarget {
   port: number;
   /** Initial credit, each way. */
   window: number;
+  /** The stream may carry another connection after this one ends cleanly ("KTD2"). */
+  reusable?: boolean;
 }
 
 export function encodePreamble(target: DirectTarget): Buffer {
@@ -77,7 +89,7 @@ export function encodePreamble(target: DirectTarget): Buffer {
   if (target.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
   if (target.window < 1 || target.window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${target.window} bytes`);
   const out = Buffer.allocUnsafe(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 7 + host.length);
-  let at = DIRECT_MAGIC.copy(out, 0);
+  let at = (target.reusable ? DIRECT_MAGIC_REUSABLE : DIRECT_MAGIC).copy(out, 0);
   at += target.token.copy(out, at);
   at = out.writeUInt32BE(target.window, at);
   at = out.writeUInt16BE(target.port, at);
@@ -89,11 +101,9 @@ export function encodePreamble(target: DirectTarget): Buffer {
 /** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
 export function decodePreamble(data: Buffer): { target: DirectTarget; rest: Buffer } | undefined {
   const fixed = DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 7;
-  if (data.length < DIRECT_MAGIC.length) {
-    if (!DIRECT_MAGIC.subarray(0, data.length).equals(data)) throw new DirectProtocolError("not a direct stream");
-    return undefined;
-  }
-  if (!data.subarray(0, DIRECT_MAGIC.length).equals(DIRECT_MAGIC)) throw new DirectProtocolError("not a direct stream");
+  const magic = data.subarray(0, DIRECT_MAGIC.length);
+  const reusable = DIRECT_MAGIC_REUSABLE.subarray(0, magic.length).equals(magic);
+  if (!reusable && !DIRECT_MAGIC.subarray(0, magic.length).equals(magic)) throw new DirectProtocolError("not a direct stream");
   if (data.length < fixed) return undefined;
   const hostLength = data[fixed - 1]!;
   if (hostLength === 0) throw new DirectProtocolError("empty host name");
@@ -103,7 +113,7 @@ export function decodePreamble(data: Buffer): { target: DirectTarget; rest: Buff
   if (window < 1 || window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${window} bytes`);
   const port = data.readUInt16BE(DIRECT_MAGIC.length + DIRECT_TOKEN_BYTES + 4);
   const host = data.subarray(fixed, fixed + hostLength).toString("utf8");
-  return { target: { token, host, port, window }, rest: data.subarray(fixed + hostLength) };
+  return { target: { token, host, port, window, reusable }, rest: data.subarray(fixed + hostLength) };
 }
 
 export function encodeFrameHeader(type: FrameType, value: number): Buffer {
@@ -162,6 +172,11 @@ export interface DirectFrameSink {
   blocked(): void;
   opened(): void;
   refused(reason: StreamFailure, message: string): void;
+  /**
+   * The peer's DONE: the reader stops there, and `rest` is what followed it in the same slice (the
+   * stream's next use, which belongs to whoever takes the stream next).
+   */
+  done(rest: Buffer): void;
 }
 
 /** Parses frames from a byte stream that arrives in arbitrary slices. */
@@ -178,12 +193,16 @@ export class DirectFrameReader {
     private readonly maxFrame = DIRECT_MAX_FRAME,
   ) {}
 
+  /** Parses `chunk`; after a DONE frame nothing more is parsed (the sink has the rest). */
   push(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length) {
       if (this.left === 0) {
+        let type: number;
+        let value: number;
         if (this.headerFill === 0 && chunk.length - at >= HEADER_BYTES) {
-          this.startFrame(chunk[at]!, chunk.readUInt32BE(at + 1));
+          type = chunk[at]!;
+          value = chunk.readUInt32BE(at + 1);
           at += HEADER_BYTES;
         } else {
           const n = Math.min(HEADER_BYTES - this.headerFill, chunk.length - at);
@@ -192,8 +211,11 @@ export class DirectFrameReader {
           at += n;
           if (this.headerFill < HEADER_BYTES) return;
           this.headerFill = 0;
-          this.startFrame(this.header[0]!, this.header.readUInt32BE(1));
+          type = this.header[0]!;
+          value = this.header.readUInt32BE(1);
         }
+        if (type === FrameType.Done) return this.sink.done(chunk.subarray(at));
+        this.startFrame(type, value);
         continue;
       }
       const n = Math.min(this.left, chunk.length - at);

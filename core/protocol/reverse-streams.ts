@@ -14,13 +14,18 @@
 // channels carry the connection as before.
 //
 // Wire format, on one port-forward stream to the reverse port:
-//   host -> shadow, first:   preamble   = "KTR1" | token (32 bytes) | window (u32)
+//   host -> shadow, first:   preamble   = "KTR1" or "KTR2" | token (32 bytes) | window (u32)
 //   shadow -> host, first:   assignment = "A" | listener port (u16) | origin port (u16) | address length (u8) | origin address
 //   then both ways: the frames of direct-streams.ts, the shadow's starting with OPENED.
+// A "KTR2" stream is reusable, as a "KTD2" direct stream is: once the connection has ended cleanly
+// and both DONEs have crossed, the stream waits again for the shadow's next assignment (no new
+// preamble: the token and window stay those of the first).
 
 import { DIRECT_MAX_WINDOW, DIRECT_TOKEN_BYTES, DirectProtocolError } from "./direct-streams.ts";
 
 export const REVERSE_MAGIC = Buffer.from("KTR1", "latin1");
+/** The preamble of a reverse stream that goes back to waiting after each connection (DONE frames). */
+export const REVERSE_MAGIC_REUSABLE = Buffer.from("KTR2", "latin1");
 const ASSIGNMENT_TYPE = 0x41;
 const PREAMBLE_BYTES = REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES + 4;
 const ASSIGNMENT_FIXED_BYTES = 6;
@@ -33,8 +38,10 @@ export const REVERSE_IDLE_MS = 2 * 60_000;
 
 export interface ReversePreamble {
   token: Buffer;
-  /** Initial credit, each way, for the connection the stream will carry. */
+  /** Initial credit, each way, for each connection the stream will carry. */
   window: number;
+  /** The stream waits again after each connection that ends cleanly ("KTR2"). */
+  reusable?: boolean;
 }
 
 /** Which listener a cluster connection arrived at, and where from. */
@@ -48,7 +55,7 @@ export function encodeReversePreamble(preamble: ReversePreamble): Buffer {
   if (preamble.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
   if (preamble.window < 1 || preamble.window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${preamble.window} bytes`);
   const out = Buffer.allocUnsafe(PREAMBLE_BYTES);
-  let at = REVERSE_MAGIC.copy(out, 0);
+  let at = (preamble.reusable ? REVERSE_MAGIC_REUSABLE : REVERSE_MAGIC).copy(out, 0);
   at += preamble.token.copy(out, at);
   out.writeUInt32BE(preamble.window, at);
   return out;
@@ -57,12 +64,13 @@ export function encodeReversePreamble(preamble: ReversePreamble): Buffer {
 /** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
 export function decodeReversePreamble(data: Buffer): { preamble: ReversePreamble; rest: Buffer } | undefined {
   const magic = data.subarray(0, REVERSE_MAGIC.length);
-  if (!REVERSE_MAGIC.subarray(0, magic.length).equals(magic)) throw new DirectProtocolError("not a reverse stream");
+  const reusable = REVERSE_MAGIC_REUSABLE.subarray(0, magic.length).equals(magic);
+  if (!reusable && !REVERSE_MAGIC.subarray(0, magic.length).equals(magic)) throw new DirectProtocolError("not a reverse stream");
   if (data.length < PREAMBLE_BYTES) return undefined;
   const token = Buffer.from(data.subarray(REVERSE_MAGIC.length, REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES));
   const window = data.readUInt32BE(REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES);
   if (window < 1 || window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${window} bytes`);
-  return { preamble: { token, window }, rest: data.subarray(PREAMBLE_BYTES) };
+  return { preamble: { token, window, reusable }, rest: data.subarray(PREAMBLE_BYTES) };
 }
 
 export function encodeAssignment(assignment: ReverseAssignment): Buffer {

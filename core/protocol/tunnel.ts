@@ -64,6 +64,11 @@ export const ENDPOINT_LINGER_MS = 5_000;
 export const FEATURE_DIRECT = "direct";
 /** "reverse" = remote listeners can deliver on reverse streams (answers "reverse"; reverse-streams.ts). */
 export const FEATURE_REVERSE = "reverse";
+/**
+ * "reuse" = direct and reverse streams may carry one connection after another ("KTD2" and "KTR2"
+ * preambles, DONE frames: direct-streams.ts). A host uses them only with a shadow that says so.
+ */
+export const FEATURE_REUSE = "reuse";
 
 /** Roles a shadow can play. The tunnel role is always on: every other role is reached through it. */
 export const SHADOW_ROLES = ["tunnel", "dns", "router"] as const;

@@ -81,6 +81,11 @@ export interface TunnelOptions {
    * channels otherwise, and whenever no reverse stream is waiting. Default: on, unless KTCTL_TUNNEL_REVERSE=0.
    */
   reverse?: boolean;
+  /**
+   * Direct and reverse streams carry one connection after another, with a shadow that can: a new
+   * connection opens no port-forward stream. Default: on, unless KTCTL_TUNNEL_REUSE=0.
+   */
+  reuse?: boolean;
 }
 
 /** The Tunnel of plugin-api.ts plus what the host itself uses. */
@@ -235,6 +240,7 @@ class ReconnectingTunnel implements SshTunnel {
     const sock = await this.openStreamToShadow();
     const direct = this.options.direct ?? process.env.KTCTL_TUNNEL_DIRECT !== "0";
     const reverse = this.options.reverse ?? process.env.KTCTL_TUNNEL_REVERSE !== "0";
+    const reuse = this.options.reuse ?? process.env.KTCTL_TUNNEL_REUSE !== "0";
     // Connections are delivered only once the link is up (the shadow's listeners are asked for after).
     let opened: Link | undefined;
     const counts = { reverse: 0, ssh: 0 };
@@ -245,6 +251,7 @@ class ReconnectingTunnel implements SshTunnel {
       hostKeyCheck: this.options.hostKeyCheck,
       clientVersion: this.options.clientVersion ?? "unknown",
       timing: this.timing,
+      reuse,
       onIncoming: (details, accept, reject) => {
         if (!opened) return reject();
         counts.ssh++;

@@ -8,6 +8,7 @@ import {
   CreditReturn,
   DIRECT_WINDOW,
   DirectFrameReader,
+  DirectProtocolError,
   FrameType,
   encodeDataFrames,
   encodeFrameHeader,
@@ -61,9 +62,12 @@ export class CarrierPool {
     this.timer.unref?.();
   }
 
-  /** A stream to the direct port with `first` written on it: a waiting one if there is one. */
+  /**
+   * A stream to the direct port with `first` written on it: a waiting one if there is one, the one
+   * back most recently first (so those a burst left over age, and `renew` lets them go).
+   */
   take(first: Buffer): Duplex {
-    const entry = this.idle.shift();
+    const entry = this.idle.pop();
     let carrier: Duplex;
     if (entry) {
       carrier = entry.carrier;
@@ -72,6 +76,12 @@ export class CarrierPool {
     } else carrier = this.siblings.open(this.port, first);
     if (this.idle.length <= this.lowWater) this.refillAfter(carrier);
     return carrier;
+  }
+
+  /** A reusable stream whose connection has ended cleanly: it waits again (or closes, past the bound). */
+  give(carrier: Duplex): void {
+    if (this.closed || this.idle.length >= CARRIER_POOL_MAX || !this.siblings.accepting) return void carrier.destroy();
+    this.keep(carrier);
   }
 
   close(): void {
@@ -104,15 +114,19 @@ export class CarrierPool {
       } catch {
         return; // the connection is closing; the link will notice
       }
-      const entry = { carrier, since: Date.now(), drop: () => {} };
-      entry.drop = () => {
-        const at = this.idle.indexOf(entry);
-        if (at >= 0) this.idle.splice(at, 1);
-        carrier.destroy();
-      };
-      carrier.once("close", entry.drop).once("end", entry.drop).on("error", entry.drop);
-      this.idle.push(entry);
+      this.keep(carrier);
     }
+  }
+
+  private keep(carrier: Duplex): void {
+    const entry = { carrier, since: Date.now(), drop: () => {} };
+    entry.drop = () => {
+      const at = this.idle.indexOf(entry);
+      if (at >= 0) this.idle.splice(at, 1);
+      carrier.destroy();
+    };
+    carrier.once("close", entry.drop).once("end", entry.drop).on("error", entry.drop);
+    this.idle.push(entry);
   }
 
   private renew(): void {
@@ -124,6 +138,8 @@ export class CarrierPool {
 
 /** Streams kept waiting per link: enough for a client that opens connections back to back. */
 export const CARRIER_POOL_SIZE = 4;
+/** Bound on waiting streams, those back from their connections included. */
+export const CARRIER_POOL_MAX = 32;
 /** The pool refills (to CARRIER_POOL_SIZE, in one batch) once this few are left. */
 export const CARRIER_POOL_LOW_WATER = 2;
 /** A waiting stream is replaced after this long, well before the shadow would drop them. */
@@ -139,10 +155,24 @@ export function startDirectStream(
   endpoint: DirectEndpoint,
   host: string,
   port: number,
+  reuse?: CarrierReturn,
   window = DIRECT_WINDOW,
 ): DirectStream {
-  const preamble = encodePreamble({ token: endpoint.token, host, port, window });
-  return new DirectStream(open(preamble), host, port, window);
+  const preamble = encodePreamble({ token: endpoint.token, host, port, window, reusable: reuse !== undefined });
+  return new DirectStream(open(preamble), host, port, window, reuse);
+}
+
+/**
+ * Where a reusable stream's carrier goes once its connection has ended cleanly (see DONE in
+ * direct-streams.ts): back to the pool it came from.
+ */
+export interface CarrierReturn {
+  /** Our DONE is out: the carrier comes back, unless it dies before the shadow's DONE. */
+  returning?(): void;
+  /** Both DONEs crossed: the carrier is free, paused, with anything that followed the shadow's DONE put back on it. */
+  returned(carrier: Duplex): void;
+  /** The carrier died after `returning`, before `returned`. */
+  lost?(): void;
 }
 
 export class DirectStream extends Duplex {
@@ -158,13 +188,35 @@ export class DirectStream extends Duplex {
   private pushed = 0;
   private eofSent = false;
   private eofReceived = false;
+  /** Reusable streams: our DONE is out, and then the carrier has gone back (or died on the way). */
+  private doneSent = false;
+  private handedBack = false;
   private readonly reader: DirectFrameReader;
+  private readonly onCarrierData = (chunk: Buffer) => {
+    try {
+      this.reader.push(chunk);
+    } catch (error) {
+      this.destroy(error as Error);
+      this.abandonReturn();
+    }
+  };
+  private readonly onCarrierError = (error: Error) => this.lost(error);
+  private readonly onCarrierEnd = () => {
+    if (!(this.eofSent && this.eofReceived)) this.lost(new Error("the shadow closed the stream"));
+    this.abandonReturn();
+  };
+  private readonly onCarrierClose = () => {
+    if (!this.destroyed && !(this.eofSent && this.eofReceived)) this.lost(new Error("the stream to the shadow closed"));
+    this.abandonReturn();
+  };
 
   constructor(
     private readonly carrier: Duplex,
     private readonly host: string,
     private readonly port: number,
     window = DIRECT_WINDOW,
+    /** Given for a reusable stream ("KTD2", "KTR2"): where its carrier goes after a clean end. */
+    private readonly reuse?: CarrierReturn,
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: READ_HIGH_WATER_MARK });
     this.sendCredit = window;
@@ -196,21 +248,14 @@ export class DirectStream extends Duplex {
         this.failOpen(error);
         this.destroy(error);
       },
+      // The shadow sends DONE only after our EOF reached it and its own left: ours went out then.
+      done: (rest) => {
+        if (!this.doneSent) throw new DirectProtocolError("DONE before both EOFs");
+        this.handBack(rest);
+      },
     });
-    carrier.on("data", (chunk: Buffer) => {
-      try {
-        this.reader.push(chunk);
-      } catch (error) {
-        this.destroy(error as Error);
-      }
-    });
-    carrier.on("error", (error: Error) => this.lost(error));
-    carrier.on("end", () => {
-      if (!(this.eofSent && this.eofReceived)) this.lost(new Error("the shadow closed the stream"));
-    });
-    carrier.on("close", () => {
-      if (!this.destroyed && !(this.eofSent && this.eofReceived)) this.lost(new Error("the stream to the shadow closed"));
-    });
+    carrier.on("data", this.onCarrierData).on("error", this.onCarrierError).on("end", this.onCarrierEnd).on("close", this.onCarrierClose);
+    carrier.resume(); // a reused carrier was paused while it waited
   }
 
   /** SSH channel vocabulary, so splice() treats a direct stream like a channel: half-close. */
@@ -220,8 +265,25 @@ export class DirectStream extends Duplex {
 
   /** SSH channel vocabulary: close both ways now. */
   close(): void {
-    if (this.eofSent && this.eofReceived) this.carrier.end();
+    if (this.eofSent && this.eofReceived && !this.reuse) this.carrier.end();
     this.destroy();
+  }
+
+  /** Both DONEs have crossed: the carrier leaves this stream (which may still hold unread data) for its pool. */
+  private handBack(rest: Buffer): void {
+    this.handedBack = true;
+    this.carrier.off("data", this.onCarrierData).off("error", this.onCarrierError).off("end", this.onCarrierEnd).off("close", this.onCarrierClose);
+    this.carrier.pause();
+    if (rest.length > 0) this.carrier.unshift(rest);
+    this.reuse!.returned(this.carrier);
+  }
+
+  /** The carrier failed between our DONE and the shadow's: it will not come back. */
+  private abandonReturn(): void {
+    if (!this.doneSent || this.handedBack) return;
+    this.handedBack = true;
+    this.carrier.destroy();
+    this.reuse!.lost?.();
   }
 
   private lost(error: Error): void {
@@ -317,19 +379,34 @@ export class DirectStream extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.eofSent = true;
+    // EOF and (when it is due) DONE in one write.
+    this.carrier.cork();
     this.carrier.write(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));
     this.finishIfDone();
+    this.carrier.uncork();
   }
 
-  /** Both ways are over: end the port-forward stream (the shadow ends its side too). */
+  /**
+   * Both ways are over: end the port-forward stream (the shadow ends its side too), or, reusable,
+   * say DONE; the carrier goes back to its pool at the shadow's DONE.
+   */
   private finishIfDone(): void {
-    if (this.eofSent && this.eofReceived) this.carrier.end();
+    if (!(this.eofSent && this.eofReceived)) return;
+    if (!this.reuse) return void this.carrier.end();
+    if (this.doneSent || this.carrier.destroyed) return;
+    this.doneSent = true;
+    this.carrier.write(encodeFrameHeader(FrameType.Done, 0));
+    this.reuse.returning?.();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (!this.isOpen && !error) this.failOpen(new StreamOpenError(this.host, this.port, "failed", "closed before it opened"));
-    if (this.eofSent && this.eofReceived) this.carrier.end();
-    else this.carrier.destroy();
+    // A reusable stream that said DONE leaves its carrier alone: it waits for the shadow's DONE (or
+    // dies), and one already handed back belongs to its pool.
+    if (!this.doneSent) {
+      if (this.eofSent && this.eofReceived) this.carrier.end();
+      else this.carrier.destroy();
+    }
     const waiting = this.waiting;
     this.waiting = undefined;
     waiting?.callback(error ?? new Error("stream closed"));

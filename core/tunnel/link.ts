@@ -7,11 +7,12 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
-import { CarrierPool, startDirectStream, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
+import { CarrierPool, startDirectStream, type CarrierReturn, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
 import { ReversePool, type ReverseArrival } from "./reverse.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
+  FEATURE_REUSE,
   FEATURE_REVERSE,
   MAX_STREAM_REF,
   REMOTE_LISTEN_ADDRESS,
@@ -47,6 +48,8 @@ export interface ShadowInfo {
   direct: boolean;
   /** Remote listeners deliver on reverse streams (port-forward streams of their own), SSH channels as the fallback. */
   reverse: boolean;
+  /** Direct and reverse streams carry one connection after another. */
+  reuse: boolean;
 }
 
 export interface LinkOptions {
@@ -68,12 +71,19 @@ export interface LinkOptions {
    * when the shadow offers them; each such connection arrives here. Absent: SSH channels only.
    */
   onReverse?(arrival: ReverseArrival): void;
+  /**
+   * Direct and reverse streams carry one connection after another when the shadow can ("reuse"
+   * feature): a new connection then opens no port-forward stream. False keeps one per connection.
+   */
+  reuse?: boolean;
 }
 
 /** Where direct streams go, and the streams to there kept ready. */
 interface DirectPath {
   endpoint: DirectEndpoint;
   carriers: CarrierPool;
+  /** Streams go back to `carriers` after a clean end (the shadow reuses them). */
+  reuse: CarrierReturn | undefined;
 }
 
 /** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
@@ -144,7 +154,7 @@ export class Link {
       link.watchTraffic(timing);
       // Aborting on the stream's own events runs before ssh2's channels report a clean end.
       sock.once("close", () => link.die("stream closed")).once("end", () => link.die("stream ended"));
-      await link.hello(options.clientVersion, timing, options.onReverse);
+      await link.hello(options.clientVersion, timing, options.onReverse, options.reuse ?? true);
       return link;
     } catch (error) {
       link.kill(describeError(error));
@@ -184,7 +194,7 @@ export class Link {
    */
   private async openDirect(direct: DirectPath, host: string, port: number): Promise<Duplex> {
     const key = `${host}:${port}`;
-    const stream = startDirectStream((preamble) => direct.carriers.take(preamble), direct.endpoint, host, port);
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble), direct.endpoint, host, port, direct.reuse);
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -289,7 +299,7 @@ export class Link {
     }, timing.livenessIntervalMs / 2);
   }
 
-  private async hello(clientVersion: string, timing: LinkTiming, onReverse: LinkOptions["onReverse"]): Promise<void> {
+  private async hello(clientVersion: string, timing: LinkTiming, onReverse: LinkOptions["onReverse"], reuse: boolean): Promise<void> {
     const channel = await new Promise<ClientChannel>((resolve, reject) =>
       this.ssh.subsys(CONTROL_SUBSYSTEM, (error, channel) => (error ? reject(error) : resolve(channel))),
     );
@@ -306,18 +316,23 @@ export class Link {
         protocolMismatch(`the shadow speaks tunnel protocol ${welcome.protocol}, this ktctl speaks ${TUNNEL_PROTOCOL_VERSION}`),
       );
     }
+    const reusable = reuse && welcome.features?.includes(FEATURE_REUSE) === true;
     if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
       // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
       const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
-        this.direct = { endpoint, carriers: new CarrierPool(this.siblings, endpoint.port) };
+        const carriers = new CarrierPool(this.siblings, endpoint.port);
+        this.direct = { endpoint, carriers, reuse: reusable ? { returned: (carrier) => carriers.give(carrier) } : undefined };
       }
     }
     if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {
       // Without reverse streams remote listeners still deliver (over SSH channels): no failure either.
       const ready = await this.control!.request({ type: "reverse" }, timing.requestTimeoutMs).catch(() => undefined);
-      if (ready) this.reverse = new ReversePool(this.siblings, { port: ready.port, token: Buffer.from(ready.token, "hex") }, onReverse);
+      if (ready) {
+        const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
+        this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable });
+      }
     }
     this.shadow = {
       version: welcome.shadow,
@@ -328,6 +343,7 @@ export class Link {
       ...(welcome.podIP ? { podIP: welcome.podIP } : {}),
       direct: this.direct !== undefined,
       reverse: this.reverse !== undefined,
+      reuse: reusable && (this.direct !== undefined || this.reverse !== undefined),
     };
   }
 

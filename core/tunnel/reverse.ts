@@ -1,9 +1,11 @@
 // The host's end of reverse streams (see core/protocol/reverse-streams.ts): port-forward streams to
 // the shadow's reverse port, opened ahead of need, each waiting for the shadow to assign it a
-// cluster connection. An assigned stream becomes a DirectStream (the same framing and credit), and
-// a replacement is opened once it is done (at once when few are left waiting). The pool grows with the connections in flight, so parallel
-// clients find streams waiting, up to a bound; the shadow drops streams that wait too long, and
-// only what is still needed is replaced.
+// cluster connection. An assigned stream becomes a DirectStream (the same framing and credit).
+// With a shadow that reuses streams, a stream whose connection ended cleanly waits again; otherwise
+// (or after an unclean end) a replacement is opened once it is done, at once when few are left
+// waiting. The pool grows with the connections in flight, so parallel clients find streams
+// waiting, up to a bound; the shadow drops streams that wait too long, and only what is still
+// needed is replaced.
 
 import type { Duplex } from "node:stream";
 import { DIRECT_WINDOW } from "../protocol/direct-streams.ts";
@@ -31,19 +33,35 @@ export interface ReversePoolSize {
 /** Waiting streams: a few at rest, one more per connection in flight (so a burst finds its own), at most 32. */
 export const REVERSE_POOL_SIZE: ReversePoolSize = { base: 4, max: 32 };
 
+export interface ReversePoolOptions {
+  /** Streams wait again after each connection that ends cleanly (the shadow has the "reuse" feature). */
+  reusable?: boolean;
+  size?: ReversePoolSize;
+  window?: number;
+}
+
+const ignore = () => {};
+
 export class ReversePool {
   private readonly waiting = new Set<Duplex>();
   private readonly carried = new Set<DirectStream>();
+  /** Streams between our DONE and the shadow's: they wait again soon, so they count as waiting. */
+  private returning = 0;
   private refilling = false;
   private closed = false;
+  private readonly reusable: boolean;
+  private readonly size: ReversePoolSize;
+  private readonly window: number;
 
   constructor(
     private readonly siblings: SiblingStreams,
     private readonly endpoint: ReverseEndpoint,
     private readonly onArrival: (arrival: ReverseArrival) => void,
-    private readonly size: ReversePoolSize = REVERSE_POOL_SIZE,
-    private readonly window = DIRECT_WINDOW,
+    options: ReversePoolOptions = {},
   ) {
+    this.reusable = options.reusable ?? false;
+    this.size = options.size ?? REVERSE_POOL_SIZE;
+    this.window = options.window ?? DIRECT_WINDOW;
     this.refill();
   }
 
@@ -62,8 +80,8 @@ export class ReversePool {
 
   private refill(): void {
     this.refilling = false;
-    const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window });
-    while (!this.closed && this.siblings.accepting && this.waiting.size < this.target()) {
+    const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window, reusable: this.reusable });
+    while (!this.closed && this.siblings.accepting && this.waiting.size + this.returning < this.target()) {
       let carrier: Duplex;
       try {
         carrier = this.siblings.open(this.endpoint.port, preamble);
@@ -80,6 +98,20 @@ export class ReversePool {
     this.refilling = true;
     setImmediate(() => this.refill());
   }
+
+  /** Where a reused stream's carrier goes after its connection: waiting again. */
+  private readonly back = {
+    returning: () => this.returning++,
+    returned: (carrier: Duplex) => {
+      this.returning--;
+      if (this.closed || this.waiting.size >= this.size.max) return void carrier.destroy();
+      this.watch(carrier);
+    },
+    lost: () => {
+      this.returning--;
+      this.refillSoon();
+    },
+  };
 
   private watch(carrier: Duplex): void {
     this.waiting.add(carrier);
@@ -99,17 +131,18 @@ export class ReversePool {
         return gone();
       }
       if (!parsed) return;
-      carrier.off("data", onData).off("end", gone).off("close", gone);
+      carrier.off("data", onData).off("end", gone).off("close", gone).off("error", ignore);
       carrier.pause();
       if (parsed.rest.length > 0) carrier.unshift(parsed.rest);
       this.waiting.delete(carrier);
       this.assigned(carrier, parsed.assignment);
     };
-    carrier.on("data", onData).once("end", gone).once("close", gone).on("error", () => {});
+    carrier.on("data", onData).once("end", gone).once("close", gone).on("error", ignore);
+    carrier.resume(); // a reused carrier was paused on its way back
   }
 
   private assigned(carrier: Duplex, assignment: ReverseAssignment): void {
-    const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, this.window);
+    const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, this.window, this.reusable ? this.back : undefined);
     // Its failure reaches whoever listens (splice); unheard, it must not end the process.
     stream.on("error", () => {});
     this.carried.add(stream);

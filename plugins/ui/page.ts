@@ -222,6 +222,7 @@ export function renderPage(): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ktctl ui</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>${STYLE}</style></head>
 <body>
 <header><h1>ktctl ui</h1><span class="muted">what reaches your laptop</span><span id="banner">connecting…</span></header>

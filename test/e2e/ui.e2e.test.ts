@@ -89,8 +89,16 @@ async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOTS, name) as `${string}.png`, fullPage: true });
 }
 
+/** Console errors and uncaught exceptions of each open page, from before it loaded. */
+const pageErrors = new WeakMap<Page, string[]>();
+
 async function openPage(): Promise<Page> {
   const page = await browser.newPage();
+  const errors: string[] = [];
+  pageErrors.set(page, errors);
+  // From before navigation: a browser's own requests (the favicon, which has no token) count too.
+  page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
+  page.on("pageerror", (error) => errors.push(String(error)));
   await page.goto(url);
   await page.waitForFunction(() => (globalThis as any).document.querySelector("#banner")?.textContent === "live", { timeout: 10_000 });
   return page;
@@ -243,9 +251,7 @@ describe("ktctl ui", () => {
 
   test("the page open when ktctl ui exits says so once, with no error spam", async () => {
     const page = await openPage();
-    const errors: string[] = [];
-    page.on("console", (message) => message.type() === "error" && errors.push(message.text()));
-    page.on("pageerror", (error) => errors.push(String(error)));
+    const errors = pageErrors.get(page)!;
     let retries = 0;
     page.on("request", (request) => request.url().includes("/events") && retries++);
     ui.proc.kill("SIGINT");

@@ -68,6 +68,7 @@ describe("frame packing", () => {
         blocked() {},
         opened() {},
         refused() {},
+        done() {},
       });
       for (const frame of frames) reader.push(frame);
       expect(Buffer.concat(got).equals(payload)).toBe(true);

@@ -26,6 +26,7 @@ function readAll(chunks: Buffer[]) {
     blocked: () => seen.push("blocked"),
     opened: () => seen.push("opened"),
     refused: (reason, message) => seen.push(`refused:${reason}:${message}`),
+    done: (rest) => seen.push(`done:${rest.toString("latin1")}`),
   });
   for (const c of chunks) reader.push(c);
   return { seen, payloads };
@@ -35,8 +36,19 @@ describe("preamble", () => {
   test("round trip: token, window, port and host name", () => {
     const bytes = encodePreamble({ token, host: "echo.demo.svc", port: 8080, window: 1 << 20 });
     const decoded = decodePreamble(Buffer.concat([bytes, Buffer.from("rest")]))!;
-    expect(decoded.target).toEqual({ token, host: "echo.demo.svc", port: 8080, window: 1 << 20 });
+    expect(decoded.target).toEqual({ token, host: "echo.demo.svc", port: 8080, window: 1 << 20, reusable: false });
     expect(decoded.rest.toString()).toBe("rest");
+  });
+
+  test("a reusable stream's preamble says so (KTD2); the first kind stays as it was (KTD1)", () => {
+    const reusable = encodePreamble({ token, host: "echo", port: 80, window: 4096, reusable: true });
+    expect(reusable.subarray(0, 4).toString("latin1")).toBe("KTD2");
+    expect(decodePreamble(reusable)!.target.reusable).toBe(true);
+    const once = encodePreamble({ token, host: "echo", port: 80, window: 4096 });
+    expect(once.subarray(0, 4).toString("latin1")).toBe("KTD1");
+    expect(reusable.subarray(4)).toEqual(once.subarray(4));
+    for (let n = 0; n < reusable.length; n++) expect(decodePreamble(reusable.subarray(0, n))).toBeUndefined();
+    expect(() => decodePreamble(Buffer.from("KTD3"))).toThrow(/not a direct stream/);
   });
 
   test("incomplete is undefined (wait for more); anything else is refused at once", () => {
@@ -75,6 +87,15 @@ describe("frames", () => {
     const [header, view] = encodeDataFrames([payload]);
     expect(header).toEqual(encodeFrameHeader(FrameType.Data, 3));
     expect(view!.buffer).toBe(payload.buffer);
+  });
+
+  test("DONE stops the reader: what follows it, a next preamble, is handed over unparsed", () => {
+    const next = encodePreamble({ token, host: "echo", port: 80, window: 4096, reusable: true });
+    const stream = Buffer.concat([encodeFrameHeader(FrameType.Eof, 0), encodeFrameHeader(FrameType.Done, 0), next]);
+    expect(readAll([stream]).seen).toEqual(["eof", `done:${next.toString("latin1")}`]);
+    // Split inside DONE's header: the rest still starts right after it.
+    const split = readAll([stream.subarray(0, 7), stream.subarray(7)]);
+    expect(split.seen).toEqual(["eof", `done:${next.toString("latin1")}`]);
   });
 
   test("a refusal carries the reason and the shadow's sentence", () => {

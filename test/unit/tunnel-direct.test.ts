@@ -117,22 +117,59 @@ describe("direct streams through a real shadow process", () => {
     expect((await readAll(junk)).length).toBe(0);
   }, 15_000);
 
-  test("streams to the shadow are opened ahead of need and replaced in batches at the low-water mark", async () => {
+  test("connections one after another ride the same waiting streams: not one stream is opened for them", async () => {
+    expect(tunnel.shadow?.reuse).toBe(true);
     expect(opened.ahead).toBeGreaterThanOrEqual(CARRIER_POOL_SIZE); // filled when the link came up
+    expect((await exchange(await tunnel.openStream("127.0.0.1", echo.port), "warm")).toString()).toBe("warm");
+    await new Promise((resolve) => setImmediate(resolve)); // a refill would start once the answer has gone on
     const before = { ...opened };
-    const batches: number[] = [];
     for (let i = 0; i < 4 * CARRIER_POOL_SIZE; i++) {
-      const ahead = opened.ahead;
       const stream = await tunnel.openStream("127.0.0.1", echo.port);
       expect((await exchange(stream, `n${i}`)).toString()).toBe(`n${i}`);
-      await new Promise((resolve) => setImmediate(resolve)); // a refill starts once the answer has gone on
-      if (opened.ahead > ahead) batches.push(opened.ahead - ahead);
+      // The stream goes back at the shadow's DONE, which follows its EOF: by the end, it is back.
     }
-    expect(opened.onDemand).toBe(before.onDemand); // every one of them rode a waiting stream
-    // Not one by one: from the low-water mark back to the full pool, each time (the first batch
-    // may be smaller, when earlier tests left the pool part-way down).
-    expect(batches.length).toBeGreaterThan(1);
-    expect(batches.slice(1)).toEqual(batches.slice(1).map(() => CARRIER_POOL_SIZE - CARRIER_POOL_LOW_WATER));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(opened).toEqual(before);
+  });
+
+  test("a connection that ends in a reset loses its stream; those after it are served all the same", async () => {
+    const resets = await localServer((socket) => socket.once("data", () => socket.resetAndDestroy()));
+    const stream = await tunnel.openStream("127.0.0.1", resets.port);
+    stream.write("hello");
+    const error = await new Promise<Error>((resolve) => stream.once("error", resolve));
+    expect(error.message).toMatch(/closed|reset/);
+    for (let i = 0; i < 3; i++) expect((await exchange(await tunnel.openStream("127.0.0.1", echo.port), `after ${i}`)).toString()).toBe(`after ${i}`);
+    await resets.close();
+  });
+
+  test("without reuse, streams to the shadow are replaced in batches at the low-water mark", async () => {
+    const once = await createTunnel({
+      connect: async () => net.connect(shadow.port, "127.0.0.1"),
+      privateKey: keys.privateKey,
+      logger: memoryLogger().logger,
+      direct: true,
+      reuse: false,
+      siblingsOf: () => loopbackSiblings,
+    });
+    try {
+      expect(once.shadow?.reuse).toBe(false);
+      const before = { ...opened };
+      const batches: number[] = [];
+      for (let i = 0; i < 4 * CARRIER_POOL_SIZE; i++) {
+        const ahead = opened.ahead;
+        const stream = await once.openStream("127.0.0.1", echo.port);
+        expect((await exchange(stream, `n${i}`)).toString()).toBe(`n${i}`);
+        await new Promise((resolve) => setImmediate(resolve)); // a refill starts once the answer has gone on
+        if (opened.ahead > ahead) batches.push(opened.ahead - ahead);
+      }
+      expect(opened.onDemand).toBe(before.onDemand); // every one of them rode a waiting stream
+      // Not one by one: from the low-water mark back to the full pool, each time (the first batch
+      // is the pool's first fill, when the link came up).
+      expect(batches.length).toBeGreaterThan(1);
+      expect(batches.slice(1)).toEqual(batches.slice(1).map(() => CARRIER_POOL_SIZE - CARRIER_POOL_LOW_WATER));
+    } finally {
+      await once.close();
+    }
   });
 
   test("8 MiB to a server and back intact", async () => {

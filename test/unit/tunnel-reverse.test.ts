@@ -59,6 +59,16 @@ describe("the reverse-stream wire format", () => {
     expect(decoded.rest.length).toBe(5);
   });
 
+  test("a reusable stream's preamble says so (KTR2); the first kind stays as it was (KTR1)", () => {
+    const token = Buffer.alloc(32, 5);
+    const reusable = encodeReversePreamble({ token, window: 4096, reusable: true });
+    expect(reusable.subarray(0, 4).toString("latin1")).toBe("KTR2");
+    expect(decodeReversePreamble(reusable)!.preamble).toEqual({ token, window: 4096, reusable: true });
+    const once = encodeReversePreamble({ token, window: 4096 });
+    expect(once.subarray(0, 4).toString("latin1")).toBe("KTR1");
+    expect(decodeReversePreamble(once)!.preamble.reusable).toBe(false);
+  });
+
   test("malformed input is refused, not guessed at", () => {
     expect(() => decodeReversePreamble(Buffer.from("KTD1"))).toThrow(/not a reverse stream/);
     expect(() => encodeReversePreamble({ token: Buffer.alloc(8), window: 1 })).toThrow(/token/);
@@ -119,11 +129,20 @@ describe("reverse streams through a real shadow process", () => {
     for (let i = 0; i < 5; i++) expect(await carried(`hello ${i}`)).toBe(true);
   }, 20_000);
 
-  test("each stream taken is replaced", async () => {
+  test("streams come back after their connections: one after another, not one stream is opened", async () => {
+    expect(tunnel.shadow?.reuse).toBe(true);
     const before = loopback.opened.reverse;
-    for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(remotePort), "x")).toString()).toBe("x");
-    // Replacements follow the end of the connections that took them (the host's end closes last).
-    await loopback.reached(before + 3);
+    const logged = shadow.count(new RegExp(`reverse\\.open port=${remotePort} `));
+    let last = 0;
+    for (let i = 0; i < 10; i++) {
+      const client = await connectTcp(remotePort);
+      last = client.localPort!;
+      expect((await exchange(client, `x${i}`)).toString()).toBe(`x${i}`);
+    }
+    expect(loopback.opened.reverse).toBe(before);
+    // Every one of them rode a reverse stream (SSH channels are not logged as reverse.open).
+    await shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort} from=127\\.0\\.0\\.1:${last}$`));
+    expect(shadow.count(new RegExp(`reverse\\.open port=${remotePort} `))).toBe(logged + 10);
   });
 
   test("a server that speaks first: its greeting reaches a client that sends nothing", async () => {
@@ -203,6 +222,35 @@ describe("reverse streams through a real shadow process", () => {
     expect(performance.now() - signalled).toBeGreaterThanOrEqual(ENDPOINT_LINGER_MS - 50);
   }, 20_000);
 });
+
+test("without reuse, each reverse stream taken is replaced", async () => {
+  const keys = createSessionKeyPair("ktctl-test");
+  const shadow = await ShadowProcess.start(keys.publicKey);
+  const reversePort = Number((await shadow.waitFor(/tunnel\.ready .*reverse=(\d+)/))[1]);
+  const loopback = loopbackSiblings(() => reversePort);
+  const echo = await echoServer();
+  const tunnel = await createTunnel({
+    connect: async () => net.connect(shadow.port, "127.0.0.1"),
+    privateKey: keys.privateKey,
+    logger: memoryLogger().logger,
+    reuse: false,
+    siblingsOf: () => loopback.siblings,
+  });
+  try {
+    expect(tunnel.shadow?.reuse).toBe(false);
+    const port = await freePort();
+    await tunnel.addRemoteListener(port, "127.0.0.1", echo.port);
+    await loopback.reached(REVERSE_POOL_SIZE.base);
+    const before = loopback.opened.reverse;
+    for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(port), "x")).toString()).toBe("x");
+    // Replacements follow the end of the connections that took them (the host's end closes last).
+    await loopback.reached(before + 3);
+  } finally {
+    await tunnel.close();
+    await shadow.stop();
+    await echo.close();
+  }
+}, 20_000);
 
 test("with reverse streams off, remote listeners deliver over SSH", async () => {
   const keys = createSessionKeyPair("ktctl-test");
