@@ -249,6 +249,18 @@ describe("ktctl ui", () => {
     TEST_TIMEOUT_MS * 2,
   );
 
+  test("the open page asks for nothing it is refused: the browser's own requests (its icon) included", async () => {
+    const page = await openPage();
+    const refused: string[] = [];
+    page.on("response", (response) => response.status() >= 400 && refused.push(`${response.status()} ${new URL(response.url()).pathname}`));
+    // Time for the browser's requests after the load, had the page left it any to make (a tokenless
+    // /favicon.ico came about a second after the load and was refused).
+    await Bun.sleep(2000);
+    expect(refused).toEqual([]);
+    expect(pageErrors.get(page)).toEqual([]);
+    await page.close();
+  }, TEST_TIMEOUT_MS);
+
   test("the page open when ktctl ui exits says so once, with no error spam", async () => {
     const page = await openPage();
     const errors = pageErrors.get(page)!;
