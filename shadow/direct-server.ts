@@ -148,7 +148,10 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   let written = 0;
   const incoming = new CreditReturn(window);
 
+  let handedOn = false; // a reusable stream, back with its owner for the next connection
   const abort = (why: string) => {
+    // The target's late errors (a reset after both EOFs) are no business of the stream's next use.
+    if (handedOn) return void target.destroy();
     if (socket.destroyed && target.destroyed) return;
     reset(why);
     socket.destroy();
@@ -275,6 +278,7 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   });
 
   const release = (next: Buffer) => {
+    handedOn = true;
     socket.off("data", onSocketData).off("end", onSocketEnd).off("close", onSocketClose);
     socket.pause();
     reuse!(next);

@@ -176,9 +176,13 @@ export class ReverseServer {
           }
         : undefined,
     });
+    // Once only: on a reused stream a later uncork would be the next connection's cork.
+    let sent = false;
     const send = () => {
+      if (sent) return;
+      sent = true;
       clearTimeout(timer);
-      client.off("data", afterFirstBytes);
+      client.off("data", afterFirstBytes).off("close", send);
       if (socket.writableCorked) socket.uncork();
     };
     // Registered after the relay's own listener: runs once the relay has written the first frame.

@@ -18,16 +18,23 @@ export interface PodStart {
 export const EARLY_TRY_INTERVAL_MS = 100;
 /** A stream that neither answers nor fails within this long is given up and tried again. */
 export const GREETING_TIMEOUT_MS = 2_000;
+/**
+ * How long after the kubelet's report a port may still refuse: "running" means the process has
+ * started, not that it listens yet (seen here once: `exchange` exited 12 with "nothing listens on
+ * port 2222 in the pod" on its very first try).
+ */
+export const LISTEN_GRACE_MS = 3_000;
 
 /**
  * Calls `open` until it gives a stream. The pod's own failure (its image cannot be used, the wait
- * timed out) ends it at once; once the kubelet has reported the pod running, a failing try is a
- * real failure and is thrown (the tunnel's own retries take it from there).
+ * timed out) ends it at once; once the kubelet has reported the pod running and `graceMs` more
+ * have passed, a failing try is a real failure and is thrown (the tunnel's own retries take it
+ * from there).
  */
-export async function untilListening(start: PodStart, open: () => Promise<Duplex>, intervalMs = EARLY_TRY_INTERVAL_MS): Promise<Duplex> {
-  const pod: { reported: boolean; failure?: { error: unknown } } = { reported: false };
+export async function untilListening(start: PodStart, open: () => Promise<Duplex>, intervalMs = EARLY_TRY_INTERVAL_MS, graceMs = LISTEN_GRACE_MS): Promise<Duplex> {
+  const pod: { reportedAt?: number; failure?: { error: unknown } } = {};
   const settled = start.running.then(
-    () => void (pod.reported = true),
+    () => void (pod.reportedAt = performance.now()),
     (error) => void (pod.failure = { error }),
   );
   const throwIfFailed = () => {
@@ -35,12 +42,12 @@ export async function untilListening(start: PodStart, open: () => Promise<Duplex
   };
   for (;;) {
     throwIfFailed();
-    const runningBefore = pod.reported;
+    const graceOverBefore = pod.reportedAt !== undefined && performance.now() - pod.reportedAt >= graceMs;
     try {
       return await open();
     } catch (error) {
       throwIfFailed();
-      if (runningBefore) throw error;
+      if (graceOverBefore) throw error;
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([new Promise((resolve) => (timer = setTimeout(resolve, intervalMs))), settled]);
       clearTimeout(timer);

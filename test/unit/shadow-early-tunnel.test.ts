@@ -78,12 +78,29 @@ describe("untilListening: a new pod's port tried until it answers", () => {
     await expect(trying).rejects.toThrow("ErrImageNeverPull");
   });
 
-  test("once the kubelet reported the pod running, a failing try is a real failure", async () => {
+  test("reported running, but not listening yet: tried again within the grace", async () => {
     const { start, report } = podStart();
     report();
     await start.running;
+    const answered = new PassThrough();
+    let tries = 0;
+    const stream = await untilListening(start, async () => {
+      if (++tries < 3) throw new Error("connection refused");
+      return answered;
+    }, 1, 60_000);
+    expect(stream).toBe(answered);
+    expect(tries).toBe(3);
+  });
+
+  test("once the kubelet reported the pod running and the grace is over, a failing try is a real failure", async () => {
+    const { start, report } = podStart();
+    report();
+    await start.running;
+    let tries = 0;
     await expect(untilListening(start, async (): Promise<Duplex> => {
+      tries++;
       throw new Error("connection refused");
-    }, 1)).rejects.toThrow("connection refused");
+    }, 1, 20)).rejects.toThrow("connection refused");
+    expect(tries).toBeGreaterThan(1);
   });
 });
