@@ -22,6 +22,7 @@ import {
 import { streamFailureOf, type StreamFailure } from "../core/protocol/tunnel.ts";
 import type { FramePool } from "../core/protocol/frame-packing.ts";
 import type { ShadowLog } from "./log.ts";
+import { uncorkWithFirstBytes } from "./first-bytes.ts";
 import { StreamListener } from "./stream-listener.ts";
 
 export interface DirectServerOptions {
@@ -96,6 +97,10 @@ export class DirectServer {
       target.off("error", failed);
       if (socket.destroyed) return void target.destroy();
       target.setNoDelay(true);
+      // A host that sent bytes with its preamble is not waiting for OPENED: it leaves with the
+      // target's first answer.
+      const hold = early.length > 0;
+      if (hold) socket.cork();
       socket.write(encodeFrameHeader(FrameType.Opened, 0));
       relay({
         socket,
@@ -106,6 +111,7 @@ export class DirectServer {
         reset: (why) => log.debug("stream.reset", { direct: id, to: `${host}:${port}`, why }),
         reuse,
       });
+      if (hold) uncorkWithFirstBytes(socket, target);
       log.debug("stream.open", { direct: id, to: `${host}:${port}` });
     });
     socket.once("close", () => {
@@ -126,9 +132,9 @@ export interface RelayOptions {
   framePool: FramePool;
   reset(why: string): void;
   /**
-   * Given for a reusable stream: once the connection has ended cleanly and both DONEs have crossed,
-   * `socket` is handed back (paused, with every listener of the relay's removed) with what followed
-   * the host's DONE, for the stream's next use.
+   * Given for a reusable stream: once the connection has ended cleanly (EOF both ways) and the
+   * host has said DONE, `socket` is handed back (paused, with every listener of the relay's
+   * removed) with what followed the DONE, for the stream's next use.
    */
   reuse?(next: Buffer): void;
 }
@@ -144,7 +150,6 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   let targetEnded = false;
   let eofSent = false;
   let eofReceived = false;
-  let doneSent = false;
   let written = 0;
   const incoming = new CreditReturn(window);
 
@@ -188,9 +193,10 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
     refused: () => {
       throw new DirectProtocolError("REFUSED from the host");
     },
-    // The host sends DONE only after our EOF reached it and its own left: ours went out then.
+    // The host says DONE only after our EOF reached it and its own left: both are behind us then.
+    // (Until then, CREDIT and BLOCKED it sent before it saw our EOF may still come: harmless.)
     done: (next) => {
-      if (!doneSent) throw new DirectProtocolError("DONE before both EOFs");
+      if (!reuse || !(eofSent && eofReceived)) throw new DirectProtocolError("DONE before both EOFs");
       release(next);
     },
   });
@@ -234,11 +240,8 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   const sendEof = () => {
     if (eofSent || socket.destroyed) return;
     eofSent = true;
-    // EOF and (when it is due) DONE in one write: the host then takes its stream back as it reads the EOF.
-    socket.cork();
     socket.write(encodeFrameHeader(FrameType.Eof, 0));
     finishIfDone();
-    socket.uncork();
   };
   target.on("data", (chunk: Buffer) => {
     if (queued.length === 0 && chunk.length <= sendCredit) return send(chunk);
@@ -254,12 +257,10 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   const finishIfDone = () => {
     if (!(eofSent && eofReceived)) return;
     // Both ways are over: let the target's last bytes go, then close it; the stream ends with us,
-    // or (reusable) says DONE and waits for the host's.
+    // or (reusable) waits for the host's DONE.
     if (target.writableFinished) target.destroy();
     else target.once("finish", () => target.destroy());
-    if (!reuse) return void socket.end();
-    doneSent = true;
-    socket.write(encodeFrameHeader(FrameType.Done, 0));
+    if (!reuse) socket.end();
   };
 
   // ---- endings ----------------------------------------------------------------------------------

@@ -9,10 +9,8 @@ import { DIRECT_TOKEN_BYTES, FrameType, directFramePool, encodeFrameHeader } fro
 import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
 import { relay } from "./direct-server.ts";
 import type { ShadowLog } from "./log.ts";
+import { uncorkWithFirstBytes } from "./first-bytes.ts";
 import { StreamListener } from "./stream-listener.ts";
-
-/** How long an assignment waits to leave with the client's first bytes (see carry). */
-const FIRST_BYTES_WAIT_MS = 1;
 
 export interface ReverseServerOptions {
   log: ShadowLog;
@@ -150,9 +148,8 @@ export class ReverseServer {
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
     // The assignment leaves in one write with the client's first bytes, which a client that speaks
-    // first (HTTP) has usually sent before we accepted: written apart, the second piece was seen to
-    // reach the host 3-5 ms after the first through the port-forward's hops. A client that waits
-    // for the server to speak first gets the assignment alone, a moment later.
+    // first (HTTP) has usually sent before we accepted. A client that waits for the server to speak
+    // first gets the assignment alone, a moment later.
     socket.cork();
     socket.write(
       Buffer.concat([
@@ -169,6 +166,7 @@ export class ReverseServer {
       framePool: this.framePool,
       reset: (why) => log.debug("reverse.reset", { port: listenerPort, why }),
       // Back to waiting: the host sends nothing on a waiting stream, so anything after its DONE is wrong.
+      // (Its DONE is also what tells its last frames of this connection from those of the next.)
       reuse: reusable
         ? (next) => {
             if (next.length > 0) return void socket.destroy();
@@ -176,20 +174,8 @@ export class ReverseServer {
           }
         : undefined,
     });
-    // Once only: on a reused stream a later uncork would be the next connection's cork.
-    let sent = false;
-    const send = () => {
-      if (sent) return;
-      sent = true;
-      clearTimeout(timer);
-      client.off("data", afterFirstBytes).off("close", send);
-      if (socket.writableCorked) socket.uncork();
-    };
     // Registered after the relay's own listener: runs once the relay has written the first frame.
-    const afterFirstBytes = () => process.nextTick(send);
-    const timer = setTimeout(send, FIRST_BYTES_WAIT_MS);
-    client.once("data", afterFirstBytes);
-    client.once("close", send);
+    uncorkWithFirstBytes(socket, client);
     // Accepted paused (remote-listeners.ts): the relay reads it from here on.
     client.resume();
     log.debug("reverse.open", { port: listenerPort, from: `${client.remoteAddress}:${client.remotePort}` });

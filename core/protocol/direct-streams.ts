@@ -15,13 +15,17 @@
 //     BLOCKED  the sender has data waiting and no credit left (the receiver may grow the window)
 //     OPENED   shadow -> host, first frame: the target accepted the connection
 //     REFUSED  shadow -> host, first frame: payload is JSON {reason, message}; then the shadow closes
-//     DONE     (reusable streams only) the sender has sent and received EOF and will send nothing
-//              more for this connection
-// A "KTD2" stream is reusable: once a connection has ended cleanly (EOF both ways), each side sends
-// DONE, and once both DONEs have crossed, the stream carries nothing until the host writes the next
-// connection's preamble on it. Opening a port-forward stream costs the API server, the kubelet, the
-// runtime and the shadow CPU on the path of every new connection; a stream reused costs none of it.
-// Anything but a clean end (a refusal, a reset, a lost stream) still closes the stream.
+//     DONE     host -> shadow, reusable streams only: the host has sent and received EOF and
+//              will send nothing more for this connection
+// A "KTD2" stream is reusable: once a connection has ended cleanly (EOF both ways), the host says
+// DONE and the stream carries the next connection, whose preamble follows the DONE. The shadow
+// never says DONE: its frames of the next connection begin with OPENED or REFUSED, and whatever
+// it sent of the last one after the host's EOF (CREDIT or BLOCKED, sent before it saw that EOF) is
+// dropped by the host until then. Opening a port-forward stream costs the API server, the
+// kubelet, the runtime and the shadow CPU on the path of every new connection; a stream reused
+// costs none of it, and its ending costs one frame more than a stream's end (none when the host's
+// EOF is the last, as DONE then leaves with it). Anything but a clean end (a refusal, a reset, a
+// lost stream) still closes the stream.
 // Each side starts with `window` of credit (the host's choice, at most DIRECT_MAX_WINDOW). A
 // receiver never stops reading its transport (a
 // stalled port-forward stream would stall every stream of its connection, the SSH link included);
@@ -34,7 +38,7 @@ import { FramePool, forEachFrame, packFrames, type FrameFormat } from "./frame-p
 import type { StreamFailure } from "./tunnel.ts";
 
 export const DIRECT_MAGIC = Buffer.from("KTD1", "latin1");
-/** The preamble of a stream that may carry one connection after another (DONE frames). */
+/** The preamble of a stream that may carry one connection after another (the host's DONE frames). */
 export const DIRECT_MAGIC_REUSABLE = Buffer.from("KTD2", "latin1");
 export const DIRECT_TOKEN_BYTES = 32;
 /**
@@ -159,6 +163,20 @@ export function directFramePool(): FramePool {
   return new FramePool(HEADER_BYTES + DIRECT_MAX_FRAME);
 }
 
+/**
+ * `data` without the CREDIT and BLOCKED frames at its front: on a reused stream, what the shadow
+ * still sent of the last connection before it saw the host's EOF, which the host drops until the
+ * next connection's first frame. Undefined while one of them is incomplete.
+ */
+export function dropLeftovers(data: Buffer): Buffer | undefined {
+  let at = 0;
+  while (at < data.length && (data[at] === FrameType.Credit || data[at] === FrameType.Blocked)) {
+    if (data.length - at < HEADER_BYTES) return undefined;
+    at += HEADER_BYTES;
+  }
+  return at === 0 ? data : data.subarray(at);
+}
+
 export function encodeRefused(reason: StreamFailure, message: string): Buffer {
   const body = Buffer.from(JSON.stringify({ reason, message }), "utf8");
   return Buffer.concat([encodeFrameHeader(FrameType.Refused, body.length), body]);
@@ -173,7 +191,7 @@ export interface DirectFrameSink {
   opened(): void;
   refused(reason: StreamFailure, message: string): void;
   /**
-   * The peer's DONE: the reader stops there, and `rest` is what followed it in the same slice (the
+   * The host's DONE: the reader stops there, and `rest` is what followed it in the same slice (the
    * stream's next use, which belongs to whoever takes the stream next).
    */
   done(rest: Buffer): void;
@@ -187,16 +205,43 @@ export class DirectFrameReader {
   private left = 0;
   private type = 0;
   private refusal: Buffer[] = [];
+  /** While push() runs: its chunk and how far it got (for stop()). */
+  private chunk: Buffer | undefined;
+  private at = 0;
+  private stopped = false;
 
   constructor(
     private readonly sink: DirectFrameSink,
     private readonly maxFrame = DIRECT_MAX_FRAME,
   ) {}
 
+  /**
+   * Parses nothing more, at a frame boundary; returns what is left unparsed (the rest of the slice
+   * being parsed, or an incomplete frame header kept from the last one) for the stream's next owner.
+   * Called from a sink callback, or between slices.
+   */
+  stop(): Buffer {
+    this.stopped = true;
+    const heldHeader = this.header.subarray(0, this.headerFill);
+    const unparsed = this.chunk ? this.chunk.subarray(this.at) : Buffer.alloc(0);
+    if (this.left > 0) throw new DirectProtocolError("stopped inside a frame");
+    return heldHeader.length ? Buffer.concat([heldHeader, unparsed]) : Buffer.from(unparsed);
+  }
+
   /** Parses `chunk`; after a DONE frame nothing more is parsed (the sink has the rest). */
   push(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.chunk = chunk;
+    try {
+      this.parse(chunk);
+    } finally {
+      this.chunk = undefined;
+    }
+  }
+
+  private parse(chunk: Buffer): void {
     let at = 0;
-    while (at < chunk.length) {
+    while (at < chunk.length && !this.stopped) {
       if (this.left === 0) {
         let type: number;
         let value: number;
@@ -214,6 +259,7 @@ export class DirectFrameReader {
           type = this.header[0]!;
           value = this.header.readUInt32BE(1);
         }
+        this.at = at;
         if (type === FrameType.Done) return this.sink.done(chunk.subarray(at));
         this.startFrame(type, value);
         continue;

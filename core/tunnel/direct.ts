@@ -64,18 +64,20 @@ export class CarrierPool {
 
   /**
    * A stream to the direct port with `first` written on it: a waiting one if there is one, the one
-   * back most recently first (so those a burst left over age, and `renew` lets them go).
+   * back most recently first (so those a burst left over age, and `renew` lets them go). With
+   * `hold`, a waiting one keeps `first` corked (`held`): its taker uncorks it with its first bytes.
    */
-  take(first: Buffer): Duplex {
+  take(first: Buffer, hold = false): TakenCarrier {
     const entry = this.idle.pop();
     let carrier: Duplex;
     if (entry) {
       carrier = entry.carrier;
       carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
+      if (hold) carrier.cork();
       carrier.write(first);
     } else carrier = this.siblings.open(this.port, first);
     if (this.idle.length <= this.lowWater) this.refillAfter(carrier);
-    return carrier;
+    return { carrier, held: hold && entry !== undefined };
   }
 
   /** A reusable stream whose connection has ended cleanly: it waits again (or closes, past the bound). */
@@ -136,6 +138,12 @@ export class CarrierPool {
   }
 }
 
+/** A stream from the pool, and whether what was written on it is held back (corked) for its taker. */
+export interface TakenCarrier {
+  carrier: Duplex;
+  held: boolean;
+}
+
 /** Streams kept waiting per link: enough for a client that opens connections back to back. */
 export const CARRIER_POOL_SIZE = 4;
 /** Bound on waiting streams, those back from their connections included. */
@@ -151,29 +159,39 @@ export const CARRIER_IDLE_MS = 60_000;
  * when the shadow has connected to host:port, or says why not.
  */
 export function startDirectStream(
-  open: (preamble: Buffer) => Duplex,
+  open: (preamble: Buffer) => TakenCarrier,
   endpoint: DirectEndpoint,
   host: string,
   port: number,
-  reuse?: CarrierReturn,
-  window = DIRECT_WINDOW,
+  options: Omit<DirectStreamOptions, "heldPreamble"> = {},
 ): DirectStream {
-  const preamble = encodePreamble({ token: endpoint.token, host, port, window, reusable: reuse !== undefined });
-  return new DirectStream(open(preamble), host, port, window, reuse);
+  const window = options.window ?? DIRECT_WINDOW;
+  const preamble = encodePreamble({ token: endpoint.token, host, port, window, reusable: options.reuse !== undefined });
+  const { carrier, held } = open(preamble);
+  return new DirectStream(carrier, host, port, { ...options, heldPreamble: held });
+}
+
+/** How long a held preamble waits for the connection's first bytes to leave with it. */
+export const PREAMBLE_HOLD_MS = 1;
+
+export interface DirectStreamOptions {
+  /** Initial credit, each way. */
+  window?: number;
+  /** Given for a reusable stream ("KTD2", "KTR2"): where its carrier goes after a clean end. */
+  reuse?: ReturnCarrier;
+  /**
+   * The carrier is corked with the preamble on it: the first bytes written leave with it, in one
+   * piece through the port-forward's hops (or it leaves alone after PREAMBLE_HOLD_MS).
+   */
+  heldPreamble?: boolean;
 }
 
 /**
  * Where a reusable stream's carrier goes once its connection has ended cleanly (see DONE in
- * direct-streams.ts): back to the pool it came from.
+ * direct-streams.ts): back to the pool it came from, paused, with whatever followed the end put
+ * back on it for its next owner.
  */
-export interface CarrierReturn {
-  /** Our DONE is out: the carrier comes back, unless it dies before the shadow's DONE. */
-  returning?(): void;
-  /** Both DONEs crossed: the carrier is free, paused, with anything that followed the shadow's DONE put back on it. */
-  returned(carrier: Duplex): void;
-  /** The carrier died after `returning`, before `returned`. */
-  lost?(): void;
-}
+export type ReturnCarrier = (carrier: Duplex) => void;
 
 export class DirectStream extends Duplex {
   readonly opened: Promise<void>;
@@ -188,8 +206,7 @@ export class DirectStream extends Duplex {
   private pushed = 0;
   private eofSent = false;
   private eofReceived = false;
-  /** Reusable streams: our DONE is out, and then the carrier has gone back (or died on the way). */
-  private doneSent = false;
+  /** Reusable streams: the connection ended cleanly, and the carrier went back to its pool. */
   private handedBack = false;
   private readonly reader: DirectFrameReader;
   private readonly onCarrierData = (chunk: Buffer) => {
@@ -197,28 +214,29 @@ export class DirectStream extends Duplex {
       this.reader.push(chunk);
     } catch (error) {
       this.destroy(error as Error);
-      this.abandonReturn();
     }
   };
   private readonly onCarrierError = (error: Error) => this.lost(error);
   private readonly onCarrierEnd = () => {
     if (!(this.eofSent && this.eofReceived)) this.lost(new Error("the shadow closed the stream"));
-    this.abandonReturn();
   };
   private readonly onCarrierClose = () => {
     if (!this.destroyed && !(this.eofSent && this.eofReceived)) this.lost(new Error("the stream to the shadow closed"));
-    this.abandonReturn();
   };
+
+  private readonly reuse: ReturnCarrier | undefined;
+  private preambleTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly carrier: Duplex,
     private readonly host: string,
     private readonly port: number,
-    window = DIRECT_WINDOW,
-    /** Given for a reusable stream ("KTD2", "KTR2"): where its carrier goes after a clean end. */
-    private readonly reuse?: CarrierReturn,
+    options: DirectStreamOptions = {},
   ) {
     super({ allowHalfOpen: true, readableHighWaterMark: READ_HIGH_WATER_MARK });
+    const window = options.window ?? DIRECT_WINDOW;
+    this.reuse = options.reuse;
+    if (options.heldPreamble) this.preambleTimer = setTimeout(() => this.releasePreamble(), PREAMBLE_HOLD_MS);
     this.sendCredit = window;
     this.incoming = new CreditReturn(window);
     this.opened = new Promise((resolve, reject) => {
@@ -233,12 +251,17 @@ export class DirectStream extends Duplex {
         this.push(null);
         this.finishIfDone();
       },
+      // Before OPENED (or REFUSED), CREDIT and BLOCKED are a reused stream's leftovers of its last
+      // connection: the shadow sends neither for a connection it has not opened yet.
       credit: (bytes) => {
+        if (!this.isOpen) return;
         this.sendCredit += bytes;
         this.starved = false;
         this.flushWaiting();
       },
-      blocked: () => this.sendCreditFrame(this.incoming.blocked(this.pushed - this.readableLength)),
+      blocked: () => {
+        if (this.isOpen) this.sendCreditFrame(this.incoming.blocked(this.pushed - this.readableLength));
+      },
       opened: () => {
         this.isOpen = true;
         this.markOpened();
@@ -248,10 +271,8 @@ export class DirectStream extends Duplex {
         this.failOpen(error);
         this.destroy(error);
       },
-      // The shadow sends DONE only after our EOF reached it and its own left: ours went out then.
-      done: (rest) => {
-        if (!this.doneSent) throw new DirectProtocolError("DONE before both EOFs");
-        this.handBack(rest);
+      done: () => {
+        throw new DirectProtocolError("DONE from the shadow");
       },
     });
     carrier.on("data", this.onCarrierData).on("error", this.onCarrierError).on("end", this.onCarrierEnd).on("close", this.onCarrierClose);
@@ -269,21 +290,14 @@ export class DirectStream extends Duplex {
     this.destroy();
   }
 
-  /** Both DONEs have crossed: the carrier leaves this stream (which may still hold unread data) for its pool. */
-  private handBack(rest: Buffer): void {
+  /** The connection ended cleanly: the carrier leaves this stream (which may still hold unread data) for its pool. */
+  private handBack(): void {
     this.handedBack = true;
+    const rest = this.reader.stop();
     this.carrier.off("data", this.onCarrierData).off("error", this.onCarrierError).off("end", this.onCarrierEnd).off("close", this.onCarrierClose);
     this.carrier.pause();
     if (rest.length > 0) this.carrier.unshift(rest);
-    this.reuse!.returned(this.carrier);
-  }
-
-  /** The carrier failed between our DONE and the shadow's: it will not come back. */
-  private abandonReturn(): void {
-    if (!this.doneSent || this.handedBack) return;
-    this.handedBack = true;
-    this.carrier.destroy();
-    this.reuse!.lost?.();
+    this.reuse!(this.carrier);
   }
 
   private lost(error: Error): void {
@@ -360,6 +374,7 @@ export class DirectStream extends Duplex {
       if (rest.length === 0) this.carrier.write(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
       else this.carrier.write(frames[frames.length - 1]!);
       this.carrier.uncork();
+      this.releasePreamble();
     }
     if (rest.length > 0) {
       this.waiting = { chunks: rest, callback };
@@ -384,26 +399,34 @@ export class DirectStream extends Duplex {
     this.carrier.write(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));
     this.finishIfDone();
     this.carrier.uncork();
+    this.releasePreamble();
+  }
+
+  /** A held preamble leaves (with whatever was written after it). */
+  private releasePreamble(): void {
+    if (this.preambleTimer === undefined) return;
+    clearTimeout(this.preambleTimer);
+    this.preambleTimer = undefined;
+    if ((this.carrier as Duplex & { writableCorked: number }).writableCorked > 0) this.carrier.uncork();
   }
 
   /**
    * Both ways are over: end the port-forward stream (the shadow ends its side too), or, reusable,
-   * say DONE; the carrier goes back to its pool at the shadow's DONE.
+   * say DONE and hand the carrier back for the next connection.
    */
   private finishIfDone(): void {
-    if (!(this.eofSent && this.eofReceived)) return;
+    if (!(this.eofSent && this.eofReceived) || this.handedBack) return;
     if (!this.reuse) return void this.carrier.end();
-    if (this.doneSent || this.carrier.destroyed) return;
-    this.doneSent = true;
+    if (this.carrier.destroyed) return;
     this.carrier.write(encodeFrameHeader(FrameType.Done, 0));
-    this.reuse.returning?.();
+    this.handBack();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.releasePreamble();
     if (!this.isOpen && !error) this.failOpen(new StreamOpenError(this.host, this.port, "failed", "closed before it opened"));
-    // A reusable stream that said DONE leaves its carrier alone: it waits for the shadow's DONE (or
-    // dies), and one already handed back belongs to its pool.
-    if (!this.doneSent) {
+    // A carrier handed back belongs to its pool.
+    if (!this.handedBack) {
       if (this.eofSent && this.eofReceived) this.carrier.end();
       else this.carrier.destroy();
     }

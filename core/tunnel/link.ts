@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { Client, type ClientChannel, type TcpConnectionDetails } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { ControlClient } from "./control-client.ts";
-import { CarrierPool, startDirectStream, type CarrierReturn, type DirectEndpoint, type DirectStream, type SiblingStreams } from "./direct.ts";
+import { CarrierPool, startDirectStream, type DirectEndpoint, type ReturnCarrier, type DirectStream, type SiblingStreams } from "./direct.ts";
 import { ReversePool, type ReverseArrival } from "./reverse.ts";
 import {
   CONTROL_SUBSYSTEM,
@@ -83,7 +83,7 @@ interface DirectPath {
   endpoint: DirectEndpoint;
   carriers: CarrierPool;
   /** Streams go back to `carriers` after a clean end (the shadow reuses them). */
-  reuse: CarrierReturn | undefined;
+  reuse: ReturnCarrier | undefined;
 }
 
 /** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
@@ -194,7 +194,10 @@ export class Link {
    */
   private async openDirect(direct: DirectPath, host: string, port: number): Promise<Duplex> {
     const key = `${host}:${port}`;
-    const stream = startDirectStream((preamble) => direct.carriers.take(preamble), direct.endpoint, host, port, direct.reuse);
+    // To a warm target nothing waits for the shadow's word, so the preamble can wait (a moment) for
+    // the connection's first bytes and leave with them.
+    const warm = this.warmTargets.isWarm(key);
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse });
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -203,7 +206,7 @@ export class Link {
       () => this.warmTargets.touch(key),
       () => this.warmTargets.forget(key),
     );
-    if (this.warmTargets.isWarm(key)) return stream;
+    if (warm) return stream;
     await confirmed;
     try {
       await stream.opened;
@@ -323,7 +326,7 @@ export class Link {
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
         const carriers = new CarrierPool(this.siblings, endpoint.port);
-        this.direct = { endpoint, carriers, reuse: reusable ? { returned: (carrier) => carriers.give(carrier) } : undefined };
+        this.direct = { endpoint, carriers, reuse: reusable ? (carrier) => carriers.give(carrier) : undefined };
       }
     }
     if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {

@@ -8,7 +8,7 @@
 // needed is replaced.
 
 import type { Duplex } from "node:stream";
-import { DIRECT_WINDOW } from "../protocol/direct-streams.ts";
+import { DIRECT_WINDOW, dropLeftovers } from "../protocol/direct-streams.ts";
 import { decodeAssignment, encodeReversePreamble, type ReverseAssignment } from "../protocol/reverse-streams.ts";
 import { DirectStream, type SiblingStreams } from "./direct.ts";
 
@@ -45,8 +45,6 @@ const ignore = () => {};
 export class ReversePool {
   private readonly waiting = new Set<Duplex>();
   private readonly carried = new Set<DirectStream>();
-  /** Streams between our DONE and the shadow's: they wait again soon, so they count as waiting. */
-  private returning = 0;
   private refilling = false;
   private closed = false;
   private readonly reusable: boolean;
@@ -81,7 +79,7 @@ export class ReversePool {
   private refill(): void {
     this.refilling = false;
     const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window, reusable: this.reusable });
-    while (!this.closed && this.siblings.accepting && this.waiting.size + this.returning < this.target()) {
+    while (!this.closed && this.siblings.accepting && this.waiting.size < this.target()) {
       let carrier: Duplex;
       try {
         carrier = this.siblings.open(this.endpoint.port, preamble);
@@ -100,17 +98,9 @@ export class ReversePool {
   }
 
   /** Where a reused stream's carrier goes after its connection: waiting again. */
-  private readonly back = {
-    returning: () => this.returning++,
-    returned: (carrier: Duplex) => {
-      this.returning--;
-      if (this.closed || this.waiting.size >= this.size.max) return void carrier.destroy();
-      this.watch(carrier);
-    },
-    lost: () => {
-      this.returning--;
-      this.refillSoon();
-    },
+  private readonly back = (carrier: Duplex) => {
+    if (this.closed || this.waiting.size >= this.size.max) return void carrier.destroy();
+    this.watch(carrier);
   };
 
   private watch(carrier: Duplex): void {
@@ -124,6 +114,10 @@ export class ReversePool {
     };
     const onData = (chunk: Buffer) => {
       received = received.length ? Buffer.concat([received, chunk]) : chunk;
+      // A reused stream may still bring the shadow's last frames of its last connection first.
+      const fresh = dropLeftovers(received);
+      if (!fresh) return;
+      received = fresh;
       let parsed;
       try {
         parsed = decodeAssignment(received);
@@ -142,7 +136,10 @@ export class ReversePool {
   }
 
   private assigned(carrier: Duplex, assignment: ReverseAssignment): void {
-    const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, this.window, this.reusable ? this.back : undefined);
+    const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, {
+      window: this.window,
+      reuse: this.reusable ? this.back : undefined,
+    });
     // Its failure reaches whoever listens (splice); unheard, it must not end the process.
     stream.on("error", () => {});
     this.carried.add(stream);

@@ -36,12 +36,12 @@ mkdirSync(out, { recursive: true });
 
 /** Each benchmark script and its arguments, full and quick. */
 const BENCHES: { name: keyof BenchOutputs; script: string; full: string[]; quick: string[] }[] = [
-  { name: "forward", script: "forward.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--mib", "32", "--requests", "200"] },
+  { name: "forward", script: "forward.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--mib", "32", "--requests", "200", "--batches", "4"] },
   {
     name: "connect",
     script: "connect.bench.ts",
     full: ["--rounds", "3"],
-    quick: ["--rounds", "1", "--mib", "32", "--requests", "200", "--services", "500", "--endpoints", "500", "--concurrency", "100"],
+    quick: ["--rounds", "1", "--mib", "32", "--requests", "200", "--batches", "4", "--services", "500", "--endpoints", "500", "--concurrency", "100"],
   },
   { name: "exchange", script: "exchange.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--loadRounds", "1", "--requests", "200"] },
   { name: "mesh", script: "mesh.bench.ts", full: ["--rounds", "3"], quick: ["--rounds", "1", "--seconds", "3"] },

@@ -110,8 +110,9 @@ async function fresh(count: number) {
       await readResponse(socket);
       samples.push(performance.now() - t);
       socket.destroy();
-    } catch {
+    } catch (error) {
       failures++;
+      console.error(`fresh request ${i + 1} failed after ${(performance.now() - t).toFixed(1)} ms: ${(error as Error).message}`);
     }
   }
   return { ...summary(samples), failures };

@@ -7,6 +7,7 @@ import {
   decodePreamble,
   encodeDataFrames,
   encodeFrameHeader,
+  dropLeftovers,
   encodePreamble,
   encodeRefused,
 } from "../../core/protocol/direct-streams.ts";
@@ -96,6 +97,42 @@ describe("frames", () => {
     // Split inside DONE's header: the rest still starts right after it.
     const split = readAll([stream.subarray(0, 7), stream.subarray(7)]);
     expect(split.seen).toEqual(["eof", `done:${next.toString("latin1")}`]);
+  });
+
+  test("stop(): nothing more is parsed, and what is left goes to the stream's next owner", () => {
+    const seen: string[] = [];
+    let rest: Buffer | undefined;
+    const reader = new DirectFrameReader({
+      data: () => seen.push("data"),
+      eof: () => {
+        seen.push("eof");
+        rest = reader.stop();
+      },
+      credit: () => seen.push("credit"),
+      blocked: () => seen.push("blocked"),
+      opened: () => seen.push("opened"),
+      refused: () => seen.push("refused"),
+      done: () => seen.push("done"),
+    });
+    const credit = encodeFrameHeader(FrameType.Credit, 7);
+    reader.push(Buffer.concat([encodeFrameHeader(FrameType.Eof, 0), credit.subarray(0, 2)]));
+    expect(seen).toEqual(["eof"]);
+    expect(rest).toEqual(credit.subarray(0, 2));
+    reader.push(credit);
+    expect(seen).toEqual(["eof"]);
+    // Between slices: the incomplete header it holds is handed on.
+    const between = new DirectFrameReader({ ...({} as any), credit() {} });
+    between.push(credit.subarray(0, 3));
+    expect(between.stop()).toEqual(credit.subarray(0, 3));
+  });
+
+  test("a reused stream's leftovers (CREDIT, BLOCKED) are dropped up to the next connection's first frame", () => {
+    const opened = encodeFrameHeader(FrameType.Opened, 0);
+    const leftovers = Buffer.concat([encodeFrameHeader(FrameType.Credit, 9), encodeFrameHeader(FrameType.Blocked, 0)]);
+    expect(dropLeftovers(Buffer.concat([leftovers, opened]))).toEqual(opened);
+    expect(dropLeftovers(leftovers.subarray(0, 7))).toBeUndefined();
+    expect(dropLeftovers(Buffer.from("A"))).toEqual(Buffer.from("A"));
+    expect(dropLeftovers(Buffer.alloc(0))).toEqual(Buffer.alloc(0));
   });
 
   test("a refusal carries the reason and the shadow's sentence", () => {

@@ -142,6 +142,49 @@ describe("direct streams through a real shadow process", () => {
     await resets.close();
   });
 
+  test("credit still in flight when a connection ends is not taken for the next one's", async () => {
+    // Each way in turn, more than a window's worth after the other side's EOF, so CREDIT frames
+    // cross the ends; then connections one after another on the same waiting streams.
+    const total = 3 * DIRECT_WINDOW;
+    const speaksThenReads = await localServer((socket) => {
+      socket.end("first");
+      readAll(socket).then((b) => socket.destroy(b.length === total ? undefined : new Error(`got ${b.length}`)));
+    });
+    const readsThenPours = await localServer(async (socket) => {
+      await readAll(socket);
+      socket.end(Buffer.alloc(total, 3));
+    });
+    const sockets: net.Socket[] = [];
+    const neverReads = await localServer((socket) => {
+      socket.pause();
+      sockets.push(socket);
+    });
+    for (let round = 0; round < 3; round++) {
+      const one = await tunnel.openStream("127.0.0.1", speaksThenReads.port);
+      expect((await readAll(one)).toString()).toBe("first");
+      await new Promise<void>((resolve) => one.end(Buffer.alloc(total, 1), () => resolve()));
+      // Credit the shadow returned for the last of those bytes may reach us after our EOF: taken
+      // for the next connection's, it would let us send past the window the shadow granted it.
+      const stalled = await tunnel.openStream("127.0.0.1", neverReads.port);
+      let failed: Error | undefined;
+      stalled.once("error", (error) => (failed = error));
+      const written = await writeUntilStalled(stalled, 4 * DIRECT_WINDOW, 300);
+      expect(failed).toBeUndefined();
+      expect(written).toBeLessThan(4 * DIRECT_WINDOW);
+      stalled.destroy();
+      const two = await tunnel.openStream("127.0.0.1", readsThenPours.port);
+      expect((await exchange(two, "go")).length).toBe(total);
+      for (let i = 0; i < 5; i++) {
+        const payload = randomBytes(100_000);
+        expect((await exchange(await tunnel.openStream("127.0.0.1", echo.port), payload)).equals(payload)).toBe(true);
+      }
+    }
+    await speaksThenReads.close();
+    await readsThenPours.close();
+    for (const socket of sockets) socket.destroy();
+    await neverReads.close();
+  }, 30_000);
+
   test("without reuse, streams to the shadow are replaced in batches at the low-water mark", async () => {
     const once = await createTunnel({
       connect: async () => net.connect(shadow.port, "127.0.0.1"),
