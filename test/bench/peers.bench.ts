@@ -226,8 +226,8 @@ async function connectRounds(): Promise<void> {
           const atFirstAnswer = rssKbOf(started.tool.proc.pid);
           if (atFirstAnswer) out.memory["ktctl connect, at its first answer"] = atFirstAnswer.rss;
           const shadow = await shadowPidIn(NS);
-          const shadowIdle = shadow ? rssKbOf(shadow) : undefined;
-          if (shadowIdle) out.memory["ktctl shadow, idle"] = shadowIdle.rss;
+          const shadowAtStart = shadow ? rssKbOf(shadow) : undefined;
+          if (shadowAtStart) out.memory["ktctl shadow, at connect's first answer"] = shadowAtStart.rss;
         }
         // The name is resolved once, as a client with a resolver cache does: the loads measure the
         // tunnel, not a lookup per connection (/etc/hosts for kubefwd and kt-connect, ktctl's DNS).
