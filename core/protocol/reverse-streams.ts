@@ -18,13 +18,14 @@
 //   shadow -> host, first:   assignment = "A" | listener port (u16) | origin port (u16) | address length (u8) | origin address
 //   then both ways: the frames of direct-streams.ts, the shadow's starting with OPENED.
 // A "KTR2" stream is reusable, as a "KTD2" direct stream is: once the connection has ended cleanly
-// and both DONEs have crossed, the stream waits again for the shadow's next assignment (no new
-// preamble: the token and window stay those of the first).
+// and the host has said DONE, the stream waits again for the shadow's next assignment (no new
+// preamble: the token and window stay those of the first). Until that assignment the host drops
+// what the shadow still sent of the last connection (CREDIT, BLOCKED).
 
 import { DIRECT_MAX_WINDOW, DIRECT_TOKEN_BYTES, DirectProtocolError } from "./direct-streams.ts";
 
 export const REVERSE_MAGIC = Buffer.from("KTR1", "latin1");
-/** The preamble of a reverse stream that goes back to waiting after each connection (DONE frames). */
+/** The preamble of a reverse stream that goes back to waiting after each connection (the host's DONE frames). */
 export const REVERSE_MAGIC_REUSABLE = Buffer.from("KTR2", "latin1");
 const ASSIGNMENT_TYPE = 0x41;
 const PREAMBLE_BYTES = REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES + 4;
