@@ -83,7 +83,7 @@ export class StreamListener<T> {
     let timer = idleMs === undefined ? limit("preamble-timeout", PREAMBLE_TIMEOUT_MS) : limit("idle-timeout", idleMs);
     const stop = () => {
       clearTimeout(timer);
-      socket.off("data", onData).off("end", onEnd).off("close", stop);
+      socket.off("data", take).off("end", onEnd).off("close", stop);
     };
     const take = (chunk: Buffer) => {
       if (received.length === 0 && idleMs !== undefined) {
@@ -103,12 +103,11 @@ export class StreamListener<T> {
       const refusal = this.options.accepted(socket, preamble, id);
       if (refusal !== undefined) this.refuse(socket, refusal);
     };
-    const onData = (chunk: Buffer) => take(chunk);
     // Ended before a word: nothing will ever come.
     const onEnd = () => {
       if (received.length === 0) socket.destroy();
     };
-    socket.on("data", onData).once("end", onEnd).once("close", stop);
+    socket.on("data", take).once("end", onEnd).once("close", stop);
     socket.resume(); // a reused stream was paused between its connections
     if (received.length > 0) {
       const first = received;

@@ -286,8 +286,7 @@ export class DirectStream extends Duplex {
 
   /** SSH channel vocabulary: close both ways now. */
   close(): void {
-    if (this.eofSent && this.eofReceived && !this.reuse) this.carrier.end();
-    this.destroy();
+    this.destroy(); // _destroy ends the carrier, or leaves a handed-back one to its pool
   }
 
   /** The connection ended cleanly: the carrier leaves this stream (which may still hold unread data) for its pool. */
@@ -407,7 +406,7 @@ export class DirectStream extends Duplex {
     if (this.preambleTimer === undefined) return;
     clearTimeout(this.preambleTimer);
     this.preambleTimer = undefined;
-    if ((this.carrier as Duplex & { writableCorked: number }).writableCorked > 0) this.carrier.uncork();
+    if (this.carrier.writableCorked > 0) this.carrier.uncork();
   }
 
   /**

@@ -12,9 +12,8 @@
 //     once through the tunnel, each to another service by name, without an error.
 // `ktctl forward` to the same pod runs in the same rounds: the tunnel's share of connect's figures.
 // Everything it creates lives in two namespaces of its own, deleted at the end.
-// New connections are measured apart, with all three paths up at once: batches of 50 requests (a
-// new connection each) on each in turn, --batches times; the figure is the median of the batches'
-// p50s (a busy moment of the machine falls on all of them alike).
+// New connections are measured apart, with all three paths up at once (fresh-batches.ts):
+// --batches batches of 50 on each in turn; the figure is the median of the batches' p50s.
 //   bun test/bench/connect.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--batches 12]
 //                                   [--services 500] [--endpoints 2000] [--concurrency 200]
 // Prints Markdown tables and a JSON line. Needs the test cluster (test/cluster/up).
@@ -41,6 +40,7 @@ import {
   waitFor,
   type RunningKtctl,
 } from "../e2e/harness.ts";
+import { freshInBatches } from "./fresh-batches.ts";
 import { rssKbOf as rssKb, shadowPidIn as shadowPid } from "./processes.ts";
 
 const { values } = parseArgs({
@@ -276,15 +276,7 @@ try {
         [CONNECT, `${clusterIp}:80`],
         [FORWARD, String(KUBECTL_HTTP + 1)],
       ];
-      for (const [, http] of paths) await client("fresh", http, 30);
-      for (let batch = 0; batch < Number(values.batches); batch++) {
-        for (let i = 0; i < paths.length; i++) {
-          const [who, http] = paths[(i + batch) % paths.length]!;
-          const fresh = await client("fresh", http, 50);
-          record(who, "freshP50ms", fresh.p50ms);
-          record(who, "freshP99ms", fresh.p99ms);
-        }
-      }
+      await freshInBatches(paths, Number(values.batches), (target, count) => client("fresh", target, count), record);
     } finally {
       await Promise.all([kubectlUp.stop(), stop(forwardUp), stop(connectUp.ktctl)]);
     }

@@ -5,9 +5,8 @@
 // are all visible in /proc); shadow and ktctl memory; the compiled binary's `--help` start-up.
 // Every forwarder gets the same warm-up first (a small bulk run, 50 requests, 30 connections).
 // Prints Markdown tables and a JSON line.
-// New connections are measured apart, with every forwarder running at once: batches of 50 requests
-// (a new connection each) on each forwarder in turn, --batches times, so a busy moment of the
-// machine falls on all of them alike; the figure is the median of the batches' p50s.
+// New connections are measured apart, with every forwarder running at once (fresh-batches.ts):
+// --batches batches of 50 on each in turn; the figure is the median of the batches' p50s.
 //   bun test/bench/forward.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--batches 12] [--keep]
 //       [--variant NAME=ENV=VALUE[,ENV=VALUE]]...   more ktctl runs with other environments
 //                                                    (BIN=PATH in a variant runs another ktctl binary:
@@ -20,6 +19,7 @@ import { existsSync } from "node:fs";
 import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startWatched, ktctlInLaptop, type RunningKtctl } from "../e2e/harness.ts";
+import { freshInBatches } from "./fresh-batches.ts";
 import { cpuMsOf as cpuMs, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
@@ -231,15 +231,8 @@ try {
   // New connections: every forwarder up at once, their batches interleaved.
   const all = await Promise.all(forwarders.map((forwarder) => forwarder.start()));
   try {
-    for (const running of all) await client("fresh", running.httpPort, 30);
-    for (let batch = 0; batch < Number(values.batches); batch++) {
-      for (let i = 0; i < all.length; i++) {
-        const at = (i + batch) % all.length;
-        const fresh = await client("fresh", all[at]!.httpPort, 50);
-        record(forwarders[at]!.name, "freshP50ms", fresh.p50ms);
-        record(forwarders[at]!.name, "freshP99ms", fresh.p99ms);
-      }
-    }
+    const paths = all.map((running, i) => [forwarders[i]!.name, String(running.httpPort)] as const);
+    await freshInBatches(paths, Number(values.batches), (target, count) => client("fresh", Number(target), count), record);
   } finally {
     await Promise.all(all.map((running) => running.stop()));
   }

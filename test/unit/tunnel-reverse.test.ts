@@ -223,59 +223,61 @@ describe("reverse streams through a real shadow process", () => {
   }, 20_000);
 });
 
-test("without reuse, each reverse stream taken is replaced", async () => {
+/** A shadow and a tunnel of a test's own, with `options` (reuse, reverse off), closed after `body`. */
+async function withOwnTunnel(
+  options: { reuse?: boolean; reverse?: boolean },
+  body: (own: { tunnel: SshTunnel; shadow: ShadowProcess; loopback: ReturnType<typeof loopbackSiblings> }) => Promise<void>,
+): Promise<void> {
   const keys = createSessionKeyPair("ktctl-test");
   const shadow = await ShadowProcess.start(keys.publicKey);
   const reversePort = Number((await shadow.waitFor(/tunnel\.ready .*reverse=(\d+)/))[1]);
   const loopback = loopbackSiblings(() => reversePort);
-  const echo = await echoServer();
   const tunnel = await createTunnel({
     connect: async () => net.connect(shadow.port, "127.0.0.1"),
     privateKey: keys.privateKey,
     logger: memoryLogger().logger,
-    reuse: false,
+    ...options,
     siblingsOf: () => loopback.siblings,
   });
   try {
-    expect(tunnel.shadow?.reuse).toBe(false);
-    const port = await freePort();
-    await tunnel.addRemoteListener(port, "127.0.0.1", echo.port);
-    await loopback.reached(REVERSE_POOL_SIZE.base);
-    const before = loopback.opened.reverse;
-    for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(port), "x")).toString()).toBe("x");
-    // Replacements follow the end of the connections that took them (the host's end closes last).
-    await loopback.reached(before + 3);
+    await body({ tunnel, shadow, loopback });
   } finally {
     await tunnel.close();
     await shadow.stop();
+  }
+}
+
+test("without reuse, each reverse stream taken is replaced", async () => {
+  const echo = await echoServer();
+  try {
+    await withOwnTunnel({ reuse: false }, async ({ tunnel, loopback }) => {
+      expect(tunnel.shadow?.reuse).toBe(false);
+      const port = await freePort();
+      await tunnel.addRemoteListener(port, "127.0.0.1", echo.port);
+      await loopback.reached(REVERSE_POOL_SIZE.base);
+      const before = loopback.opened.reverse;
+      for (let i = 0; i < 3; i++) expect((await exchange(await connectTcp(port), "x")).toString()).toBe("x");
+      // Replacements follow the end of the connections that took them (the host's end closes last).
+      await loopback.reached(before + 3);
+    });
+  } finally {
     await echo.close();
   }
 }, 20_000);
 
 test("with reverse streams off, remote listeners deliver over SSH", async () => {
-  const keys = createSessionKeyPair("ktctl-test");
-  const shadow = await ShadowProcess.start(keys.publicKey);
-  const reversePort = Number((await shadow.waitFor(/tunnel\.ready .*reverse=(\d+)/))[1]);
-  const loopback = loopbackSiblings(() => reversePort);
   const laptop: LocalServer = await localServer((socket) => socket.end("from the laptop"));
-  const tunnel = await createTunnel({
-    connect: async () => net.connect(shadow.port, "127.0.0.1"),
-    privateKey: keys.privateKey,
-    logger: memoryLogger().logger,
-    reverse: false,
-    siblingsOf: () => loopback.siblings,
-  });
   try {
-    expect(tunnel.shadow?.reverse).toBe(false);
-    expect(tunnel.shadow?.direct).toBe(true);
-    const port = await freePort();
-    await tunnel.addRemoteListener(port, "127.0.0.1", laptop.port);
-    expect((await readAll(await connectTcp(port))).toString()).toBe("from the laptop");
-    expect(loopback.opened.reverse).toBe(0);
-    expect(shadow.count(/reverse\.open /)).toBe(0);
+    await withOwnTunnel({ reverse: false }, async ({ tunnel, shadow, loopback }) => {
+      expect(tunnel.shadow?.reverse).toBe(false);
+      expect(tunnel.shadow?.direct).toBe(true);
+      const port = await freePort();
+      await tunnel.addRemoteListener(port, "127.0.0.1", laptop.port);
+      expect((await readAll(await connectTcp(port))).toString()).toBe("from the laptop");
+      expect(loopback.opened.reverse).toBe(0);
+      expect(shadow.count(/reverse\.open /)).toBe(0);
+    });
   } finally {
-    await tunnel.close();
-    await shadow.stop();
     await laptop.close();
   }
 }, 20_000);
