@@ -104,6 +104,18 @@ export interface KubeObjectHead {
   metadata: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
 }
 
+/**
+ * Streams to pod ports through the API server, as `portForward` opens them, but every stream to a
+ * pod rides that pod's one connection, and each goes out with its first bytes without waiting for
+ * the kubelet's reply.
+ */
+export interface PodStreams {
+  /** A stream to `port` of the pod; `first` (the client's first bytes, if any) leaves with its opening. */
+  open(namespace: string, pod: string, port: number, first?: Buffer): Promise<Duplex>;
+  /** Closes the pods' connections (and the streams on them). */
+  close(): void;
+}
+
 /** Kube access resolved exactly as kubectl resolves it. */
 export interface Kube {
   kc: KubeConfig;
@@ -119,6 +131,8 @@ export interface Kube {
   watch(path: string, query: Record<string, string>, onEvent: (type: string, obj: any) => void, signal: AbortSignal): Promise<void>;
   /** One byte stream to `port` of a pod through the API server (port-forward). */
   portForward(namespace: string, pod: string, port: number): Promise<Duplex>;
+  /** A new set of streams to pod ports that share one port-forward connection per pod (close it when done). */
+  podStreams(): PodStreams;
   /** GET of one object; undefined when it does not exist (404), other failures throw. */
   get<T = any>(path: string): Promise<T | undefined>;
   /** JSON merge patch (RFC 7386) of the object at `path`. */
@@ -396,13 +410,27 @@ export interface TargetRef {
   name: string;
 }
 
+/** Where one connection of a local forward goes: an address inside the cluster, and the pod behind it when there is one. */
+export interface ForwardTarget {
+  host: string;
+  port: number;
+  /** The pod whose `port` host:port is (then `host` is its IP). */
+  pod?: { namespace: string; name: string };
+}
+
 export interface LocalForwardOptions {
+  /** Carries the connections whose target names no pod, or all of them when `pods` is not given. */
   tunnel: Tunnel;
+  /**
+   * Streams straight to pods: a target that names its pod is reached through the pod's own
+   * port-forward, without the tunnel's hop (and without waiting for the tunnel to exist).
+   */
+  pods?: PodStreams;
   localPort: number;
   /** Default 127.0.0.1. */
   localHost?: string;
   /** Where each new connection goes; asked per connection so targets can move (new pods). */
-  target(): Promise<{ host: string; port: number }>;
+  target(): Promise<ForwardTarget>;
   onError?(error: unknown): void;
 }
 

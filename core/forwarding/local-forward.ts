@@ -1,14 +1,21 @@
-// A loopback listener whose every connection is carried to a target inside the cluster through
-// the session's tunnel. The target is looked up per connection, so a forward follows a service or
-// a workload to its new pods without restarting.
+// A loopback listener whose every connection is carried to a target inside the cluster: straight
+// through the target pod's port-forward when the target names its pod and pod streams are given,
+// through the session's tunnel otherwise. The target is looked up per connection, so a forward
+// follows a service or a workload to its new pods without restarting.
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { Channel } from "ssh2";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { StreamOpenError } from "../tunnel/stream-error.ts";
-import { splice } from "../protocol/splice.ts";
-import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
+import { carry } from "../laptop/carry.ts";
+import type { ForwardTarget, LocalForward, LocalForwardOptions, PodStreams } from "../plugin-api.ts";
+
+/**
+ * How long a connection to a pod waits for the client's first bytes, so that they leave with the
+ * stream's opening (one message through the API server, the kubelet and the runtime, not two). A
+ * client that waits for the server to speak first loses no more than this.
+ */
+export const FIRST_BYTES_WAIT_MS = 1;
 
 export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {
   const host = options.localHost ?? "127.0.0.1";
@@ -22,29 +29,30 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
     // A client that gives up before its stream is open must not take the process down.
     socket.on("error", () => socket.destroy());
     socket.once("close", () => sockets.delete(socket));
-    void carry(socket);
+    void forwardConnection(socket);
   });
 
-  async function carry(socket: Socket): Promise<void> {
-    // Bytes may arrive before the tunnel stream exists; pausing keeps them in the socket.
+  async function forwardConnection(socket: Socket): Promise<void> {
+    // Bytes may arrive before the stream exists; pausing keeps them in the socket.
     socket.pause();
     let remote: Duplex;
     try {
       const target = await options.target();
-      remote = await options.tunnel.openStream(target.host, target.port);
+      remote = target.pod && options.pods ? await openToPod(options.pods, socket, target) : await options.tunnel.openStream(target.host, target.port);
     } catch (error) {
       options.onError?.(error);
       socket.destroy();
       return;
     }
-    // A stream to a target that answered moments ago is handed out before the shadow confirms
-    // it (see Link.openDirect); if the target refuses after all, that is still this connection's failure.
+    // A tunnel stream to a target that answered moments ago is handed out before the shadow
+    // confirms it (see Link.openDirect), and a pod stream before the kubelet does: if the target
+    // refuses after all (the kubelet's word on a pod stream is a KtctlError), that is still this
+    // connection's failure. A reset is not.
     remote.once("error", (error) => {
-      if (error instanceof StreamOpenError) options.onError?.(error);
+      if (error instanceof StreamOpenError || error instanceof KtctlError) options.onError?.(error);
     });
-    // The tunnel's streams behave as SSH channels: splice carries half-close both ways, as TCP would.
-    splice(socket, remote as Channel);
-    socket.resume();
+    // Half-close is carried both ways, as TCP would.
+    void carry(socket, remote);
   }
 
   return new Promise((resolve, reject) => {
@@ -69,5 +77,26 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
           }),
       });
     });
+  });
+}
+
+/** A stream straight to the target pod, opened with the client's first bytes when they come at once. */
+async function openToPod(pods: PodStreams, socket: Socket, target: ForwardTarget): Promise<Duplex> {
+  const first = await firstBytes(socket, FIRST_BYTES_WAIT_MS);
+  return pods.open(target.pod!.namespace, target.pod!.name, target.port, first);
+}
+
+/** The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way). */
+function firstBytes(socket: Socket, waitMs: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const settle = (chunk?: Buffer) => {
+      clearTimeout(timer);
+      socket.off("data", settle);
+      socket.pause();
+      resolve(chunk);
+    };
+    const timer = setTimeout(settle, waitMs);
+    socket.on("data", settle);
+    socket.resume();
   });
 }

@@ -15,6 +15,7 @@ import {
 import type { Kube } from "../plugin-api.ts";
 import { loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
 import { getOrUndefined, mergePatch, objectPath } from "./objects.ts";
+import { createPodStreams } from "./pod-streams.ts";
 import { openPortForward } from "./portforward.ts";
 import { createTransport, requestJson, type Transport } from "./transport.ts";
 import { watchCollection } from "./watch.ts";
@@ -44,6 +45,7 @@ export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
     request,
     watch: (path, query, onEvent, signal) => watchCollection(transport, path, query, onEvent, signal),
     portForward: (ns, pod, port) => openPortForward(transport, ns, pod, port),
+    podStreams: () => createPodStreams(transport),
     get: (path) => getOrUndefined({ request }, path),
     mergePatch: (path, patch) => mergePatch({ request }, path, patch),
     pathOf: (ref) => objectPath({ request }, ref),

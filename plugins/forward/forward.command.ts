@@ -12,6 +12,13 @@ const forward: CommandFactory = (api) =>
       target: { type: "positional", description: "svc/NAME, pod/NAME, deployment/NAME (a bare NAME is a service)", required: true },
       ports: { type: "positional", valueHint: "[LOCAL:]REMOTE...", description: "[LOCAL:]REMOTE, comma-separated or repeated", required: true },
       address: { type: "string", description: "Local address to listen on", default: "127.0.0.1" },
+      via: {
+        type: "string",
+        valueHint: "pod|shadow",
+        description:
+          "How connections reach the target: pod (straight through the pod's port-forward, as kubectl does; a service's ready pods in turn) or shadow (through the session's shadow: a service by its ClusterIP, spread by the cluster)",
+        default: "pod",
+      },
     },
     async run({ args }) {
       const global = api.globalOptions(args);
@@ -19,8 +26,12 @@ const forward: CommandFactory = (api) =>
       // Every port argument after the target: `forward svc/x 8080:80 9090`.
       const portSpecs = [String(args.ports), ...((args._ as string[]) ?? []).slice(2)];
       const mappings = api.parsePorts(portSpecs.join(","));
+      const via = String(args.via);
+      if (via !== "pod" && via !== "shadow") throw new api.errors.KtctlError(`--via must be pod or shadow, not "${via}"`, api.errors.ExitCode.usage);
       const kube = await api.kube(global);
-      const resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api);
+      const resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
+      // Connections to a pod need no shadow: they answer while it starts, and their bytes skip its hop.
+      const pods = via === "pod" ? kube.podStreams() : undefined;
 
       // Listen before the shadow exists: a taken port fails before anything changes in the
       // cluster, and clients that connect early simply wait for the tunnel.
@@ -40,6 +51,7 @@ const forward: CommandFactory = (api) =>
           listeners.push(
             await api.forwardLocal({
               tunnel: lazyTunnel,
+              pods,
               localPort: mapping.local,
               localHost: String(args.address),
               target: () => resolver.resolve(mapping.remote),
@@ -48,6 +60,7 @@ const forward: CommandFactory = (api) =>
           );
       } catch (error) {
         await Promise.all(listeners.map((l) => l.close()));
+        pods?.close();
         resolver.close();
         throw error;
       }
@@ -58,6 +71,7 @@ const forward: CommandFactory = (api) =>
       } catch (error) {
         shadowFailed(error);
         await Promise.all(listeners.map((l) => l.close()));
+        pods?.close();
         resolver.close();
         await session.close("shadow failed to start");
         throw error;
@@ -69,6 +83,7 @@ const forward: CommandFactory = (api) =>
       const reason = await session.ended;
       api.logger.debug(`forward ending: ${reason}`);
       await Promise.all(listeners.map((l) => l.close()));
+      pods?.close();
       resolver.close();
       await session.close(reason);
     },

@@ -1,18 +1,22 @@
 // What `ktctl forward` forwards to: a service, a pod or a workload's pods, resolved to an address
 // inside the cluster for EACH new connection, so the forward follows pods that are replaced.
 
-import type { Kube, PluginApi, TargetRef } from "../../core/plugin-api.ts";
-
-export interface Endpoint {
-  host: string;
-  port: number;
-}
+import type { ForwardTarget, Kube, PluginApi, TargetRef } from "../../core/plugin-api.ts";
 
 /** Gives the in-cluster address for one remote port; called once per accepted connection. */
 export interface TargetResolver {
   describe(remotePort: number): string;
-  resolve(remotePort: number): Promise<Endpoint>;
+  /** The address, and the pod behind it when there is one (a service's ClusterIP has none). */
+  resolve(remotePort: number): Promise<ForwardTarget>;
   close(): void;
+}
+
+export interface ResolverOptions {
+  /**
+   * Resolve a service with a selector to its ready pods, as kubectl port-forward does, instead of
+   * to its ClusterIP (which only a path through the cluster, the shadow's, can reach).
+   */
+  servicesToPods: boolean;
 }
 
 const isReady = (pod: any) =>
@@ -81,12 +85,19 @@ function containerPort(pod: any, port: number | string): number | undefined {
 
 const WAIT_FOR_POD_MS = 30_000;
 
+const podTarget = (pod: any, port: number): ForwardTarget => ({
+  host: pod.status.podIP,
+  port,
+  pod: { namespace: pod.metadata.namespace, name: pod.metadata.name },
+});
+
 export async function createResolver(
   kube: Kube,
   namespace: string,
   target: TargetRef,
   remotePorts: number[],
   api: Pick<PluginApi, "errors" | "logger">,
+  options: ResolverOptions,
 ): Promise<TargetResolver> {
   const { KtctlError, ExitCode } = api.errors;
   const label = `${target.kind}/${target.name}`;
@@ -102,12 +113,12 @@ export async function createResolver(
           `its ports: ${ports.map((p) => p.port).join(", ") || "none"}`,
         );
     const clusterIP: string | undefined = svc.spec?.clusterIP;
-    if (clusterIP && clusterIP !== "None") {
+    const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+    if (clusterIP && clusterIP !== "None" && (!options.servicesToPods || !selector)) {
       // kube-proxy in the cluster spreads connections over the ready pods and follows rollouts.
       return { describe: (p) => `${label}:${p} (${clusterIP})`, resolve: async (port) => ({ host: clusterIP, port }), close() {} };
     }
-    // Headless: no virtual IP; go to the selected pods with the port's targetPort.
-    const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+    // Headless, or straight to the pods: the selected ready pods in turn, with the port's targetPort.
     if (!selector) throw new KtctlError(`headless service ${namespace}/${target.name} has no selector to follow`, ExitCode.usage);
     const pods = new ReadyPods(kube, namespace, { labelSelector: selector }, label, api);
     await pods.start();
@@ -118,7 +129,7 @@ export async function createResolver(
         const targetPort = ports.find((p) => p.port === port)?.targetPort ?? port;
         const number = containerPort(pod, targetPort);
         if (number === undefined) throw new KtctlError(`pod ${pod.metadata.name} has no port named ${targetPort}`, ExitCode.notFound);
-        return { host: pod.status.podIP, port: number };
+        return podTarget(pod, number);
       },
       close: () => pods.close(),
     };
@@ -130,7 +141,7 @@ export async function createResolver(
     await pods.start();
     return {
       describe: (p) => `${label}:${p}`,
-      resolve: async (port) => ({ host: (await pods.pick(WAIT_FOR_POD_MS)).status.podIP, port }),
+      resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
       close: () => pods.close(),
     };
   }
@@ -143,7 +154,7 @@ export async function createResolver(
   await pods.start();
   return {
     describe: (p) => `${label}:${p}`,
-    resolve: async (port) => ({ host: (await pods.pick(WAIT_FOR_POD_MS)).status.podIP, port }),
+    resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
     close: () => pods.close(),
   };
 }

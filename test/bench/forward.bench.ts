@@ -10,7 +10,9 @@
 //   bun test/bench/forward.bench.ts [--rounds 3] [--mib 64] [--requests 300] [--batches 12] [--keep]
 //       [--variant NAME=ENV=VALUE[,ENV=VALUE]]...   more ktctl runs with other environments
 //                                                    (BIN=PATH in a variant runs another ktctl binary:
-//                                                    an older build side by side in the same run)
+//                                                    an older build side by side in the same run;
+//                                                    ARGS=... adds space-separated arguments to its
+//                                                    forward, e.g. "ARGS=--via shadow")
 // The pod lives in its own namespace (ktctl-bench), so tests running meanwhile in demo cannot swap
 // it out or be mistaken for our shadow; --keep leaves the namespace for the next run.
 // Needs the test cluster (test/cluster/up) and, for the start-up figure, `bun run build --host-only`.
@@ -110,15 +112,16 @@ interface Running {
 
 interface Forwarder {
   name: string;
-  start(): Promise<Running>;
+  /** Resolves once the forwarder says it forwards both ports (picked here unless given). */
+  start(ports?: [number, number]): Promise<Running>;
   /** Its shadow's pid on this machine, when it has one. */
   shadowPid?(): Promise<number | undefined>;
 }
 
 const kubectlForwarder: Forwarder = {
   name: "kubectl port-forward",
-  async start() {
-    const [httpPort, tcpPort] = await freePorts();
+  async start(ports) {
+    const [httpPort, tcpPort] = ports ?? (await freePorts());
     const proc = Bun.spawn(
       inLaptop(["kubectl", "--kubeconfig", KUBECONFIG, "-n", NS, "port-forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`]),
       { stdout: "pipe", stderr: "pipe" },
@@ -141,10 +144,10 @@ const kubectlForwarder: Forwarder = {
 function ktctlForwarder(name: string, env: Record<string, string>): Forwarder {
   return {
     name,
-    async start() {
-      const [httpPort, tcpPort] = await freePorts();
-      const { BIN: binary, ...environment } = env;
-      const args = ["-n", NS, "forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`];
+    async start(ports) {
+      const [httpPort, tcpPort] = ports ?? (await freePorts());
+      const { BIN: binary, ARGS: extra, ...environment } = env;
+      const args = ["-n", NS, "forward", `pod/${POD}`, `${httpPort}:8080`, `${tcpPort}:9090`, ...(extra ? extra.split(" ") : [])];
       const argv = binary ? inLaptop([binary, "--kubeconfig", KUBECONFIG, ...args]) : ktctlInLaptop(args);
       const ktctl: RunningKtctl = startWatched(argv, environment);
       await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${tcpPort}`));
@@ -160,13 +163,16 @@ async function pidOf(name: string): Promise<number | undefined> {
   return Number((await run(["pgrep", "-x", name])).stdout.trim().split("\n")[0]) || undefined;
 }
 
-/** Time from spawning the forwarder to the first HTTP answer through it (a client polls meanwhile). */
+/**
+ * Time from spawning the forwarder to the first HTTP answer through it: a client polls the port
+ * from the spawn on, since a port may answer before the forwarder says it is ready.
+ */
 async function firstAnswer(forwarder: Forwarder): Promise<number> {
+  const ports = await freePorts();
   const started = performance.now();
-  const running = await forwarder.start();
-  // The ports are only known once it runs; the client polls from then on (start-up is counted from spawn).
-  await client("first", running.httpPort, 60_000);
-  const elapsed = performance.now() - started;
+  const answeredAt = client("first", ports[0], 60_000).then(() => performance.now());
+  const running = await forwarder.start(ports);
+  const elapsed = (await answeredAt) - started;
   await running.stop();
   return elapsed;
 }

@@ -128,7 +128,8 @@ async function first(timeoutMs: number) {
       socket.destroy();
       return { firstAnswerMs: performance.now() - started };
     } catch {
-      await Bun.sleep(20);
+      // Not answering yet (nothing listens, or the path is not up): try again shortly.
+      await Bun.sleep(5);
     }
   }
   return { firstAnswerMs: null };

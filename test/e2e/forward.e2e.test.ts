@@ -1,5 +1,6 @@
-// `ktctl forward` from the laptop through the shadow's tunnel: services, deployments (following a
-// replaced pod), several ports, and nothing left behind however it ends.
+// `ktctl forward` from the laptop, straight to the pods (the default) or through the shadow's tunnel
+// (--via shadow): services, deployments (following a replaced pod), several ports, a port only the
+// pod's loopback serves, and nothing left behind however it ends.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
@@ -74,8 +75,45 @@ describe("forward", () => {
     console.log(`watchdog cleaned up ${Date.now() - started} ms after SIGKILL`);
   });
 
-  test("the shadow pod deleted mid-session: the forward heals with a new one", async () => {
-    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18082:80"]);
+  test("a port the pod serves only on its loopback: reached straight to the pod, as kubectl does; the shadow cannot", async () => {
+    // busybox httpd in the toolbox pod, bound to 127.0.0.1 only: from the pod's network, not its IP.
+    const serve = "mkdir -p /tmp/loopback-only && echo only-on-loopback > /tmp/loopback-only/index.html && httpd -p 127.0.0.1:7781 -h /tmp/loopback-only";
+    await kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "sh", "-c", serve]);
+    try {
+      const direct = startKtctl(["-n", DEMO_NS, "forward", "pod/toolbox", "18083:7781"]);
+      try {
+        await direct.waitForOutput(/Forwarding 127\.0\.0\.1:18083/);
+        const page = await runInLaptop(["curl", "-sf", "-m", "5", "http://127.0.0.1:18083/"]);
+        expect(page.stdout.trim()).toBe("only-on-loopback");
+      } finally {
+        expect(await direct.stop("SIGINT")).toBe(130);
+      }
+      const viaShadow = startKtctl(["-n", DEMO_NS, "forward", "pod/toolbox", "18084:7781", "--via", "shadow"]);
+      try {
+        await viaShadow.waitForOutput(/Forwarding 127\.0\.0\.1:18084/);
+        const refused = await runInLaptop(["curl", "-sf", "-m", "5", "http://127.0.0.1:18084/"]);
+        expect(refused.code).not.toBe(0);
+        await viaShadow.waitForOutput(/connection to pod\/toolbox:7781 failed/);
+      } finally {
+        expect(await viaShadow.stop("SIGINT")).toBe(130);
+      }
+    } finally {
+      await kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "busybox", "killall", "httpd"]);
+    }
+    await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
+  });
+
+  test("--via with anything but pod or shadow: one line, exit 2, nothing started", async () => {
+    await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
+    const bad = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18085:80", "--via", "ssh"]);
+    expect(await bad.proc.exited).toBe(2);
+    expect(bad.output().trim()).toBe('ktctl: --via must be pod or shadow, not "ssh"');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  test("--via shadow, the shadow pod deleted mid-session: the forward heals with a new one", async () => {
+    // Through the shadow (the service by its ClusterIP): its connections depend on the shadow.
+    const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18082:80", "--via", "shadow"]);
     try {
       await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:18082/);
       await curlJson("http://127.0.0.1:18082/");
