@@ -106,12 +106,16 @@ export interface KubeObjectHead {
 
 /**
  * Streams to pod ports through the API server, as `portForward` opens them, but every stream to a
- * pod rides that pod's one connection, and each goes out with its first bytes without waiting for
- * the kubelet's reply.
+ * pod rides that pod's one connection, and its bytes follow its opening without waiting for the
+ * kubelet's reply.
  */
 export interface PodStreams {
-  /** A stream to `port` of the pod; `first` (the client's first bytes, if any) leaves with its opening. */
-  open(namespace: string, pod: string, port: number, first?: Buffer): Promise<Duplex>;
+  /**
+   * A stream to `port` of the pod (its own loopback included, as kubectl port-forward reaches it);
+   * undefined where the API server's port-forward cannot carry TCP's half-close (v4 only): take
+   * another path then.
+   */
+  open(namespace: string, pod: string, port: number): Promise<Duplex | undefined>;
   /** Closes the pods' connections (and the streams on them). */
   close(): void;
 }

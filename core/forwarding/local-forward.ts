@@ -1,6 +1,6 @@
 // A loopback listener whose every connection is carried to a target inside the cluster: straight
-// through the target pod's port-forward when the target names its pod and pod streams are given,
-// through the session's tunnel otherwise. The target is looked up per connection, so a forward
+// through the target pod's port-forward when the target names its pod and pod streams are given
+// (and the API server's port-forward can carry them), through the session's tunnel otherwise. The target is looked up per connection, so a forward
 // follows a service or a workload to its new pods without restarting.
 
 import { createServer, type Server, type Socket } from "node:net";
@@ -8,14 +8,7 @@ import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { StreamOpenError } from "../tunnel/stream-error.ts";
 import { carry } from "../laptop/carry.ts";
-import type { ForwardTarget, LocalForward, LocalForwardOptions, PodStreams } from "../plugin-api.ts";
-
-/**
- * How long a connection to a pod waits for the client's first bytes, so that they leave with the
- * stream's opening (one message through the API server, the kubelet and the runtime, not two). A
- * client that waits for the server to speak first loses no more than this.
- */
-export const FIRST_BYTES_WAIT_MS = 1;
+import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 
 export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {
   const host = options.localHost ?? "127.0.0.1";
@@ -38,7 +31,8 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
     let remote: Duplex;
     try {
       const target = await options.target();
-      remote = target.pod && options.pods ? await openToPod(options.pods, socket, target) : await options.tunnel.openStream(target.host, target.port);
+      const toPod = target.pod && (await options.pods?.open(target.pod.namespace, target.pod.name, target.port));
+      remote = toPod || (await options.tunnel.openStream(target.host, target.port));
     } catch (error) {
       options.onError?.(error);
       socket.destroy();
@@ -77,26 +71,5 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
           }),
       });
     });
-  });
-}
-
-/** A stream straight to the target pod, opened with the client's first bytes when they come at once. */
-async function openToPod(pods: PodStreams, socket: Socket, target: ForwardTarget): Promise<Duplex> {
-  const first = await firstBytes(socket, FIRST_BYTES_WAIT_MS);
-  return pods.open(target.pod!.namespace, target.pod!.name, target.port, first);
-}
-
-/** The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way). */
-function firstBytes(socket: Socket, waitMs: number): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const settle = (chunk?: Buffer) => {
-      clearTimeout(timer);
-      socket.off("data", settle);
-      socket.pause();
-      resolve(chunk);
-    };
-    const timer = setTimeout(settle, waitMs);
-    socket.on("data", settle);
-    socket.resume();
   });
 }

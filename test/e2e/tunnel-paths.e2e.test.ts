@@ -1,11 +1,13 @@
-// The tunnel's data paths against the real API server: direct streams over the SPDY port-forward
-// (the default), SSH channels (KTCTL_TUNNEL_DIRECT=0), and the v4 WebSocket port-forward that
-// older API servers speak (KTCTL_PORT_FORWARD=v4). Each must carry bytes intact both ways, keep
-// TCP's half-close, and say why a stream failed.
+// The data paths against the real API server: the tunnel's direct streams over the SPDY
+// port-forward (the default), SSH channels (KTCTL_TUNNEL_DIRECT=0), and the v4 WebSocket
+// port-forward that older API servers speak (KTCTL_PORT_FORWARD=v4); and forward's streams straight
+// to the pod (SPDY only: on v4 forward falls back to the tunnel). Each must carry bytes intact both ways, keep TCP's
+// half-close, and say why a stream failed.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync, readlinkSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import { connectKube } from "../../core/kube/index.ts";
 import { DEMO_NS, KUBECONFIG, eventually, leftovers, podsOf, requireCluster, runInLaptop, startKtctl } from "./harness.ts";
@@ -20,8 +22,8 @@ afterAll(async () => {
 });
 
 /** 4 MiB through the forward's TCP echo port and back, then a half-closed exchange (socat shut-down). */
-async function checkForward(env: Record<string, string>, port: number, direct: boolean): Promise<void> {
-  const ktctl = startKtctl(["--debug", "-n", DEMO_NS, "forward", "svc/echo", `${port}:9090`], env);
+async function checkForward(env: Record<string, string>, port: number, direct: boolean, via: "pod" | "shadow" = "shadow"): Promise<void> {
+  const ktctl = startKtctl(["--debug", "-n", DEMO_NS, "forward", "svc/echo", `${port}:9090`, "--via", via], env);
   try {
     await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${port}`));
     await ktctl.waitForOutput(/tunnel: connected/);
@@ -40,7 +42,12 @@ async function checkForward(env: Record<string, string>, port: number, direct: b
 }
 
 describe("ktctl forward over each data path", () => {
-  test("direct streams on the SPDY port-forward (the default)", () => checkForward({}, 18181, true), SLOW);
+  test("straight to the pod on the SPDY port-forward (forward's default)", () => checkForward({}, 18184, true, "pod"), SLOW);
+
+  test("forward's default on a v4-only API server: through the shadow, whose SSH keeps the half-close v4 lacks", () =>
+    checkForward({ KTCTL_PORT_FORWARD: "v4" }, 18185, false, "pod"), SLOW);
+
+  test("the tunnel's direct streams on the SPDY port-forward (the tunnel's default)", () => checkForward({}, 18181, true), SLOW);
 
   test("SSH channels when direct streams are off", () => checkForward({ KTCTL_TUNNEL_DIRECT: "0" }, 18182, false), SLOW);
 
@@ -84,5 +91,44 @@ describe("kube.portForward over v4", () => {
     refused.write("anyone?");
     const [error] = await once(refused, "error");
     expect(error.message).toBe(`port-forward to ${DEMO_NS}/${pod}:9999 failed: nothing listens on port 9999 in the pod (connection refused)`);
+  }, SLOW);
+});
+
+describe("kube.podStreams", () => {
+  /** Sockets this process holds (the API server connections among them). */
+  const sockets = () => readdirSync("/proc/self/fd").filter((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`).startsWith("socket:")).length;
+  const readlinkOrEmpty = (path: string) => {
+    try {
+      return readlinkSync(path);
+    } catch {
+      return "";
+    }
+  };
+
+  test("streams to one pod, even asked for at once, share one port-forward connection and each echoes its own bytes", async () => {
+    const pod = (await podsOf("tcp-echo"))[0]!.name;
+    const kube = await connectKube({ kubeconfig: KUBECONFIG });
+    const pods = kube.podStreams();
+    try {
+      const before = sockets();
+      const streams = await Promise.all(Array.from({ length: 8 }, () => pods.open(DEMO_NS, pod, 7000)));
+      expect(sockets() - before).toBe(1);
+      const answers = await Promise.all(
+        streams.map(async (stream, i) => {
+          const chunks: Buffer[] = [];
+          stream!.on("data", (chunk: Buffer) => chunks.push(chunk));
+          stream!.end(`stream-${i}`);
+          await once(stream!, "end");
+          return Buffer.concat(chunks).toString();
+        }),
+      );
+      expect(answers).toEqual(streams.map((_, i) => `stream-${i}`));
+      // A later stream rides the same connection too.
+      const later = await pods.open(DEMO_NS, pod, 7000);
+      expect(sockets() - before).toBe(1);
+      later!.destroy();
+    } finally {
+      pods.close();
+    }
   }, SLOW);
 });
