@@ -1,7 +1,8 @@
 // A loopback listener whose every connection is carried to a target inside the cluster: straight
 // through the target pod's port-forward when the target names its pod and pod streams are given
-// (and the API server's port-forward can carry them), through the session's tunnel otherwise. The target is looked up per connection, so a forward
-// follows a service or a workload to its new pods without restarting.
+// (and the API server's port-forward can carry them), through the session's tunnel otherwise.
+// The target is looked up per connection, so a forward follows a service or a workload to its new
+// pods without restarting.
 
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";

@@ -20,7 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
-import { BENCH_LAPTOP_NS, KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary } from "./anchors/paths.ts";
+import { BENCH_LAPTOP_NS, KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary, anchorsDir, ktImageArchives } from "./anchors/paths.ts";
 import { rssKbOf, shadowPidIn } from "./processes.ts";
 import type { PeersOutput } from "./report.ts";
 
@@ -48,6 +48,23 @@ if ("missing" in ktBin && "missing" in fwdBin) {
   process.exit(3);
 }
 await requireCluster();
+if ("path" in ktBin) await ensureKtImages();
+
+/**
+ * kt-connect's images in the node's containerd: a test cluster started again from its cache has
+ * only its own images, and kt-connect's pods would then fail to start ("kt-rectifier ... failed to
+ * start") after their pull times out.
+ */
+async function ensureKtImages(): Promise<void> {
+  const ctr = ["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io", "images"];
+  const present = (await run([...ctr, "ls", "-q"])).stdout.split("\n");
+  for (const { image, archive } of ktImageArchives(anchorsDir()!)) {
+    if (present.includes(image)) continue;
+    const imported = await run([...ctr, "import", "--no-unpack=false", archive], { timeoutMs: 120_000 });
+    if (imported.code !== 0) throw new Error(`importing ${archive} into the node's containerd: ${imported.stderr.trim()}`);
+    console.error(`imported ${image} from ${archive}`);
+  }
+}
 
 const NS = "ktctl-peers";
 const SCALE_NS = "ktctl-peers-scale";

@@ -103,6 +103,40 @@ describe("forward", () => {
     await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
   });
 
+  test("a service without a selector (its endpoints written by hand) is reached by its ClusterIP, through the shadow", async () => {
+    // Endpoints that name no pod: nothing to port-forward to, so the default path hands it to the shadow.
+    const [pod] = await podsOf("echo");
+    const manifest = JSON.stringify({
+      apiVersion: "v1",
+      kind: "List",
+      items: [
+        { apiVersion: "v1", kind: "Service", metadata: { name: "echo-by-hand", namespace: DEMO_NS }, spec: { ports: [{ port: 80, targetPort: 8080 }] } },
+        {
+          apiVersion: "discovery.k8s.io/v1",
+          kind: "EndpointSlice",
+          metadata: { name: "echo-by-hand-1", namespace: DEMO_NS, labels: { "kubernetes.io/service-name": "echo-by-hand" } },
+          addressType: "IPv4",
+          ports: [{ port: 8080, protocol: "TCP" }],
+          endpoints: [{ addresses: [pod!.ip] }],
+        },
+      ],
+    });
+    await kubectlOk(["apply", "-f", "-"], { stdin: manifest });
+    try {
+      const ktctl = startKtctl(["-n", DEMO_NS, "forward", "svc/echo-by-hand", "18086:80"]);
+      try {
+        await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:18086 -> service\/echo-by-hand:80 \(\d+\.\d+\.\d+\.\d+\)/);
+        const answer = await curlJson("http://127.0.0.1:18086/by-hand");
+        expect(answer.pod).toBe(pod!.name);
+      } finally {
+        expect(await ktctl.stop("SIGINT")).toBe(130);
+      }
+    } finally {
+      await kubectlOk(["-n", DEMO_NS, "delete", "service/echo-by-hand", "endpointslice/echo-by-hand-1", "--ignore-not-found"]);
+    }
+    await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
+  });
+
   test("--via with anything but pod or shadow: one line, exit 2, nothing started", async () => {
     await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
     const bad = startKtctl(["-n", DEMO_NS, "forward", "svc/echo", "18085:80", "--via", "ssh"]);

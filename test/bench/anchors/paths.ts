@@ -21,3 +21,9 @@ export function anchorBinary(name: "kt-ktctl" | "kubefwd"): { path: string } | {
   const path = join(dir, "bin", name);
   return existsSync(path) ? { path } : { missing: `${path} is missing: run KTCTL_BENCH_ANCHORS=${dir} test/bench/anchors/build.sh` };
 }
+
+/** Where build.sh leaves kt-connect's images as OCI archives (a restarted test cluster has lost them). */
+export const ktImageArchives = (dir: string) => [
+  { image: KT_SHADOW_IMAGE, archive: join(dir, "images", "kt-shadow.tar") },
+  { image: KT_ROUTER_IMAGE, archive: join(dir, "images", "kt-router.tar") },
+];
