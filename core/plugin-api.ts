@@ -111,11 +111,12 @@ export interface KubeObjectHead {
  */
 export interface PodStreams {
   /**
-   * A stream to `port` of the pod (its own loopback included, as kubectl port-forward reaches it);
-   * undefined where the API server's port-forward cannot carry TCP's half-close (v4 only): take
-   * another path then.
+   * A stream to `port` of the pod (its own loopback included, as kubectl port-forward reaches it),
+   * `first` (the client's first bytes, if any) sent with its opening; undefined where the API
+   * server's port-forward cannot carry TCP's half-close (v4 only): take another path then, with
+   * `first` still unsent.
    */
-  open(namespace: string, pod: string, port: number): Promise<Duplex | undefined>;
+  open(namespace: string, pod: string, port: number, first?: Buffer): Promise<Duplex | undefined>;
   /** Closes the pods' connections (and the streams on them). */
   close(): void;
 }

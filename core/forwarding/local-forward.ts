@@ -9,7 +9,15 @@ import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { StreamOpenError } from "../tunnel/stream-error.ts";
 import { carry } from "../laptop/carry.ts";
-import type { LocalForward, LocalForwardOptions } from "../plugin-api.ts";
+import type { ForwardTarget, LocalForward, LocalForwardOptions, PodStreams } from "../plugin-api.ts";
+
+/**
+ * How long a connection to a pod waits for the client's first bytes, so that they leave in the
+ * stream's opening message: bytes that follow the opening an event-loop turn later cost a new
+ * connection 0.34-0.42 ms more (three runs). A client that waits for the server to speak first
+ * loses no more than this.
+ */
+export const FIRST_BYTES_WAIT_MS = 1;
 
 export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {
   const host = options.localHost ?? "127.0.0.1";
@@ -32,7 +40,7 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
     let remote: Duplex;
     try {
       const target = await options.target();
-      const toPod = target.pod && (await options.pods?.open(target.pod.namespace, target.pod.name, target.port));
+      const toPod = target.pod && options.pods && (await openToPod(options.pods, socket, target));
       remote = toPod || (await options.tunnel.openStream(target.host, target.port));
     } catch (error) {
       options.onError?.(error);
@@ -72,5 +80,29 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
           }),
       });
     });
+  });
+}
+
+/** A stream straight to the target pod, opened with the client's first bytes when they come at once. */
+async function openToPod(pods: PodStreams, socket: Socket, target: ForwardTarget): Promise<Duplex | undefined> {
+  const first = await firstBytes(socket, FIRST_BYTES_WAIT_MS);
+  const stream = await pods.open(target.pod!.namespace, target.pod!.name, target.port, first);
+  // No pod stream after all (v4): the bytes go back where the tunnel's stream will read them.
+  if (!stream && first) socket.unshift(first);
+  return stream;
+}
+
+/** The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way). */
+function firstBytes(socket: Socket, waitMs: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const settle = (chunk?: Buffer) => {
+      clearTimeout(timer);
+      socket.off("data", settle);
+      socket.pause();
+      resolve(chunk);
+    };
+    const timer = setTimeout(settle, waitMs);
+    socket.on("data", settle);
+    socket.resume();
   });
 }

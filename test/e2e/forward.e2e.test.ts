@@ -103,6 +103,25 @@ describe("forward", () => {
     await eventually(async () => expect(await leftovers()).toEqual([]), 20_000);
   });
 
+  test("a server that speaks first (a greeting, as SMTP, SSH or MySQL send) reaches a client that sends nothing", async () => {
+    // busybox nc runs `echo` per accepted connection: the greeting, then the close.
+    await kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "sh", "-c", "nc -ll -p 7782 -e echo greeting-first >/dev/null 2>&1 &"]);
+    try {
+      const ktctl = startKtctl(["-n", DEMO_NS, "forward", "pod/toolbox", "18087:7782"]);
+      try {
+        await ktctl.waitForOutput(/Forwarding 127\.0\.0\.1:18087/);
+        for (let i = 0; i < 3; i++) {
+          const heard = await runInLaptop(["sh", "-c", "timeout 5 socat -u TCP:127.0.0.1:18087 -"]);
+          expect(heard.stdout.trim()).toBe("greeting-first");
+        }
+      } finally {
+        expect(await ktctl.stop("SIGINT")).toBe(130);
+      }
+    } finally {
+      await kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "busybox", "killall", "nc"]);
+    }
+  });
+
   test("a service without a selector (its endpoints written by hand) is reached by its ClusterIP, through the shadow", async () => {
     // Endpoints that name no pod: nothing to port-forward to, so the default path hands it to the shadow.
     const [pod] = await podsOf("echo");
