@@ -104,19 +104,28 @@ export interface KubeObjectHead {
   metadata: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
 }
 
+/** One pod; with its uid, a pod recreated under the same name is told apart. */
+export interface PodRef {
+  namespace: string;
+  name: string;
+  uid?: string;
+}
+
 /**
  * Streams to pod ports through the API server, as `portForward` opens them, but every stream to a
  * pod rides that pod's one connection, and its bytes follow its opening without waiting for the
  * kubelet's reply.
  */
 export interface PodStreams {
+  /** False once the API server turned out to speak only v4 (open answers undefined), or after close(). */
+  readonly usable: boolean;
   /**
    * A stream to `port` of the pod (its own loopback included, as kubectl port-forward reaches it),
    * `first` (the client's first bytes, if any) sent with its opening; undefined where the API
    * server's port-forward cannot carry TCP's half-close (v4 only): take another path then, with
    * `first` still unsent.
    */
-  open(namespace: string, pod: string, port: number, first?: Buffer): Promise<Duplex | undefined>;
+  open(pod: PodRef, port: number, first?: Buffer): Promise<Duplex | undefined>;
   /** Closes the pods' connections (and the streams on them). */
   close(): void;
 }
@@ -420,7 +429,7 @@ export interface ForwardTarget {
   host: string;
   port: number;
   /** The pod whose `port` host:port is (then `host` is its IP). */
-  pod?: { namespace: string; name: string };
+  pod?: PodRef;
 }
 
 export interface LocalForwardOptions {
@@ -437,6 +446,8 @@ export interface LocalForwardOptions {
   /** Where each new connection goes; asked per connection so targets can move (new pods). */
   target(): Promise<ForwardTarget>;
   onError?(error: unknown): void;
+  /** Which way each connection went, once its stream is open (for --debug). */
+  onStream?(path: "pod" | "tunnel", target: ForwardTarget): void;
 }
 
 export interface LocalForward {

@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import { ExitCode, KtctlError } from "../errors.ts";
 import { StreamOpenError } from "../tunnel/stream-error.ts";
 import { carry } from "../laptop/carry.ts";
-import type { ForwardTarget, LocalForward, LocalForwardOptions, PodStreams } from "../plugin-api.ts";
+import type { ForwardTarget, LocalForward, LocalForwardOptions } from "../plugin-api.ts";
 
 /**
  * How long a connection to a pod waits for the client's first bytes, so that they leave in the
@@ -40,16 +40,11 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
     let remote: Duplex;
     try {
       const target = await options.target();
-      const toPod = target.pod && options.pods && (await openToPod(options.pods, socket, target));
-      remote = toPod || (await options.tunnel.openStream(target.host, target.port));
+      remote = await openFor(socket, target);
     } catch (error) {
-      options.onError?.(error);
+      // A socket already gone (the client gave up, or the forward is closing) has nobody to tell.
+      if (!socket.destroyed) options.onError?.(error);
       socket.destroy();
-      return;
-    }
-    // The client gave up while its stream was opening: nobody will close the stream but us.
-    if (socket.destroyed) {
-      remote.destroy();
       return;
     }
     // A tunnel stream to a target that answered moments ago is handed out before the shadow
@@ -59,8 +54,31 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
     remote.once("error", (error) => {
       if (error instanceof StreamOpenError || error instanceof KtctlError) options.onError?.(error);
     });
+    // The client gave up while its stream was opening: nobody will close the stream but us.
+    if (socket.destroyed) {
+      remote.destroy();
+      return;
+    }
     // Half-close is carried both ways, as TCP would.
     void carry(socket, remote);
+  }
+
+  /** Straight to the pod when the target names one and pod streams can carry it, else the tunnel. */
+  async function openFor(socket: Socket, target: ForwardTarget): Promise<Duplex> {
+    let first: Buffer | undefined;
+    if (target.pod && options.pods?.usable) {
+      first = await firstBytes(socket, FIRST_BYTES_WAIT_MS);
+      const stream = await options.pods.open(target.pod, target.port, first);
+      if (stream) {
+        options.onStream?.("pod", target);
+        return stream;
+      }
+    }
+    const stream = await options.tunnel.openStream(target.host, target.port);
+    // Read for a pod stream that could not be had (v4): they go first on this one.
+    if (first) stream.write(first);
+    options.onStream?.("tunnel", target);
+    return stream;
   }
 
   return new Promise((resolve, reject) => {
@@ -88,16 +106,11 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
   });
 }
 
-/** A stream straight to the target pod, opened with the client's first bytes when they come at once. */
-async function openToPod(pods: PodStreams, socket: Socket, target: ForwardTarget): Promise<Duplex | undefined> {
-  const first = await firstBytes(socket, FIRST_BYTES_WAIT_MS);
-  const stream = await pods.open(target.pod!.namespace, target.pod!.name, target.port, first);
-  // No pod stream after all (v4): the bytes go back where the tunnel's stream will read them.
-  if (!stream && first) socket.unshift(first);
-  return stream;
-}
-
-/** The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way). */
+/**
+ * The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way).
+ * The client's FIN may come meanwhile and its 'end' go unheard: carry() and splice() look at
+ * readableEnded for that.
+ */
 function firstBytes(socket: Socket, waitMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     const settle = (chunk?: Buffer) => {

@@ -9,63 +9,130 @@
 // answer, so the caller takes another path (the tunnel carries half-close over SSH there).
 
 import type { Duplex } from "node:stream";
-import type { PodStreams } from "../plugin-api.ts";
+import type { PodRef, PodStreams } from "../plugin-api.ts";
 import { openPortForwardSession, type PortForwardSession } from "./portforward.ts";
 import type { Transport } from "./transport.ts";
+
+/**
+ * How long a pod's connection stays open with no stream on it. A pod a forward stopped picking (a
+ * rollout replaced it) would otherwise keep its connection, and the kubelet its goroutines, until
+ * the forward ends.
+ */
+export const POD_CONNECTION_IDLE_MS = 30_000;
 
 /** A pod's connection, or its opening, which streams asked for meanwhile wait on. */
 interface PodConnection {
   session: Promise<PortForwardSession | undefined>;
+  /** Why the opening failed: told to the streams that waited on it, not retried for each. */
+  failure?: unknown;
+  streams: number;
+  idle?: ReturnType<typeof setTimeout>;
 }
 
-export function createPodStreams(transport: Transport): PodStreams {
+const closedError = () => new Error("pod streams are closed");
+
+export interface PodStreamsOptions {
+  idleCloseMs?: number;
+  /** Opens a port-forward connection and its first stream (tests give their own). */
+  openSession?: typeof openPortForwardSession;
+}
+
+export function createPodStreams(transport: Transport, options: PodStreamsOptions = {}): PodStreams {
+  const idleCloseMs = options.idleCloseMs ?? POD_CONNECTION_IDLE_MS;
+  const openSession = options.openSession ?? openPortForwardSession;
   const connections = new Map<string, PodConnection>();
   let closed = false;
   /** The API server answered with v4: it will again. */
   let v4Only = false;
 
+  // The uid is in the key: a pod recreated under the same name is another sandbox, which the old
+  // pod's connection cannot reach.
+  const keyOf = (pod: PodRef) => `${pod.namespace}/${pod.name}/${pod.uid ?? ""}`;
+
   const forget = (key: string, entry: PodConnection) => {
     if (connections.get(key) === entry) connections.delete(key);
+    if (entry.idle) clearTimeout(entry.idle);
   };
 
-  /** Opens a new connection to the pod; `port` is its first stream. */
-  async function connect(key: string, namespace: string, pod: string, port: number, first?: Buffer): Promise<Duplex | undefined> {
-    const opened = openPortForwardSession(transport, namespace, pod, port);
-    const entry: PodConnection = { session: opened.then(({ session }) => session, () => undefined) };
-    connections.set(key, entry);
-    void entry.session.then((session) => {
-      if (!session) return forget(key, entry);
-      if (closed) return session.close();
-      void session.closed.then(() => forget(key, entry));
+  /** Counts the stream on its connection; the connection closes once idle long enough. */
+  function track(key: string, entry: PodConnection, session: PortForwardSession, stream: Duplex): Duplex {
+    entry.streams++;
+    if (entry.idle) clearTimeout(entry.idle);
+    entry.idle = undefined;
+    stream.once("close", () => {
+      if (--entry.streams > 0 || closed) return;
+      entry.idle = setTimeout(() => {
+        forget(key, entry);
+        session.close();
+      }, idleCloseMs);
+      entry.idle.unref?.();
     });
-    const { stream, session } = await opened;
-    if (session) {
-      if (first?.length) stream.write(first);
-      return stream;
+    return stream;
+  }
+
+  /** Opens a new connection to the pod; `port` is its first stream. */
+  async function connect(key: string, pod: PodRef, port: number, first?: Buffer): Promise<Duplex | undefined> {
+    const opened = openSession(transport, pod.namespace, pod.name, port);
+    const entry: PodConnection = { streams: 0, session: Promise.resolve(undefined) };
+    entry.session = opened.then(
+      ({ session }) => session,
+      (error) => {
+        entry.failure = error;
+        return undefined;
+      },
+    );
+    connections.set(key, entry);
+    let result: Awaited<typeof opened>;
+    try {
+      result = await opened;
+    } catch (error) {
+      forget(key, entry);
+      throw error;
     }
-    v4Only = true;
-    stream.destroy();
-    return undefined;
+    const { stream, session } = result;
+    if (!session) {
+      v4Only = true;
+      forget(key, entry);
+      stream.destroy();
+      return undefined;
+    }
+    void session.closed.then(() => forget(key, entry));
+    if (closed) {
+      session.close();
+      stream.destroy();
+      throw closedError();
+    }
+    if (first?.length) stream.write(first);
+    return track(key, entry, session, stream);
   }
 
   return {
-    async open(namespace, pod, port, first) {
-      if (closed) throw new Error("pod streams are closed");
-      if (v4Only) return undefined;
-      const key = `${namespace}/${pod}`;
-      const entry = connections.get(key);
-      if (entry) {
+    get usable() {
+      return !closed && !v4Only;
+    },
+    async open(pod, port, first) {
+      const key = keyOf(pod);
+      for (;;) {
+        if (closed) throw closedError();
+        if (v4Only) return undefined;
+        const entry = connections.get(key);
+        if (!entry) return connect(key, pod, port, first);
         const session = await entry.session;
-        if (session?.accepting) return session.open(port, first);
+        if (entry.failure !== undefined) throw entry.failure;
+        if (closed) throw closedError();
+        if (session?.accepting) return track(key, entry, session, session.open(port, first));
+        // Gone or going: the next turn opens a new one, unless someone already has.
         forget(key, entry);
       }
-      return connect(key, namespace, pod, port, first);
     },
     close() {
       closed = true;
       const entries = [...connections.values()];
       connections.clear();
-      for (const entry of entries) void entry.session.then((session) => session?.close());
+      for (const entry of entries) {
+        if (entry.idle) clearTimeout(entry.idle);
+        void entry.session.then((session) => session?.close());
+      }
     },
   };
 }

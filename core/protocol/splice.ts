@@ -28,14 +28,17 @@ export function splice(socket: Socket, channel: Channel): Splice {
   channel.pipe(socket, { end: false });
 
   // The socket's FIN becomes the channel's EOF once every byte written before it has gone out:
-  // an empty write's callback runs only after the writes queued ahead of it.
-  socket.once("end", () => {
+  // an empty write's callback runs only after the writes queued ahead of it. A FIN that came
+  // before the splice (a client that finished while its stream was opening) counts the same.
+  const onSocketEnd = () => {
     channel.write(EMPTY, () => {
       channel.eof();
       eofSent = true;
       if (closeAfterEof) channel.close();
     });
-  });
+  };
+  if (socket.readableEnded) onSocketEnd();
+  else socket.once("end", onSocketEnd);
   // The channel's EOF becomes the socket's FIN ('end' comes after the last 'data').
   channel.once("end", () => {
     if (!aborted) socket.end();

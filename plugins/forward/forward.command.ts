@@ -56,6 +56,10 @@ const forward: CommandFactory = (api) =>
               localHost: String(args.address),
               target: () => resolver.resolve(mapping.remote),
               onError: (error: any) => api.logger.warn(`connection to ${resolver.describe(mapping.remote)} failed: ${error?.message ?? error}`),
+              onStream: (path, to) =>
+                api.logger.debug(
+                  path === "pod" ? `connection to ${to.pod!.name}:${to.port}, straight to the pod` : `connection to ${to.host}:${to.port}, through the shadow`,
+                ),
             }),
           );
       } catch (error) {

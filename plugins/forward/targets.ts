@@ -88,7 +88,7 @@ const WAIT_FOR_POD_MS = 30_000;
 const podTarget = (pod: any, port: number): ForwardTarget => ({
   host: pod.status.podIP,
   port,
-  pod: { namespace: pod.metadata.namespace, name: pod.metadata.name },
+  pod: { namespace: pod.metadata.namespace, name: pod.metadata.name, uid: pod.metadata.uid },
 });
 
 export async function createResolver(
@@ -126,7 +126,8 @@ export async function createResolver(
       describe: (p) => `${label}:${p}`,
       resolve: async (port) => {
         const pod = await pods.pick(WAIT_FOR_POD_MS);
-        const targetPort = ports.find((p) => p.port === port)?.targetPort ?? port;
+        // TCP only: a UDP port of the same number (53) may have another targetPort.
+        const targetPort = ports.find((p) => p.port === port && (p.protocol ?? "TCP") === "TCP")?.targetPort ?? port;
         const number = containerPort(pod, targetPort);
         if (number === undefined) throw new KtctlError(`pod ${pod.metadata.name} has no port named ${targetPort}`, ExitCode.notFound);
         return podTarget(pod, number);

@@ -156,6 +156,10 @@ async function twoPeopleExchange(): Promise<Omit<Result, "scenario" | "passed" |
     const alice = ktctl(["exchange", "echo", "--expose", `${alicePort}:80`], "alice", home("alice"));
     const aliceId = sessionOf(await alice.waitForOutput(EXCHANGED, 120_000));
     const serviceBefore = await kubectlJson(["-n", NS, "get", "service", "echo"]);
+    // "exchanged" means the endpoints list her shadow alone; kube-proxy rewrites its rules up to
+    // about a second later (docs/exchange.md), and a request in between reaches an original pod.
+    // Her traffic reaching her laptop is what Bob must not disturb: wait for it first.
+    await eventually(async () => expect(await askFromPod([undefined])).toEqual(["alice"]), 15_000, 100);
 
     // Alice's traffic flows the whole time Bob tries: 20 requests 0.2 s apart.
     const traffic = askFromPod(Array(20).fill(undefined), 0.2);

@@ -106,6 +106,8 @@ describe("forward", () => {
   test("a server that speaks first (a greeting, as SMTP, SSH or MySQL send) reaches a client that sends nothing", async () => {
     // busybox nc runs `echo` per accepted connection: the greeting, then the close.
     await kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "sh", "-c", "nc -ll -p 7782 -e echo greeting-first >/dev/null 2>&1 &"]);
+    // Listening before the first connection, not assumed from how long ktctl takes to start.
+    await eventually(() => kubectlOk(["-n", DEMO_NS, "exec", "toolbox", "--", "sh", "-c", "netstat -ltn | grep -q ':7782 '"]), 10_000, 200);
     try {
       const ktctl = startKtctl(["-n", DEMO_NS, "forward", "pod/toolbox", "18087:7782"]);
       try {

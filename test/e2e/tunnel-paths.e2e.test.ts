@@ -28,6 +28,7 @@ async function checkForward(env: Record<string, string>, port: number, direct: b
     await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${port}`));
     await ktctl.waitForOutput(/tunnel: connected/);
     expect(ktctl.output().includes("direct streams")).toBe(direct);
+    const path = via === "pod" && !env.KTCTL_PORT_FORWARD ? "straight to the pod" : "through the shadow";
     const script =
       `f=$(mktemp); head -c ${4 * MiB} /dev/urandom > "$f"; ` +
       `timeout 30 socat - TCP:127.0.0.1:${port},shut-down < "$f" | sha256sum; sha256sum < "$f"; rm -f "$f"`;
@@ -36,6 +37,9 @@ async function checkForward(env: Record<string, string>, port: number, direct: b
     expect(echoed).toBe(sent!);
     const half = await runInLaptop(["sh", "-c", `printf 'half-closed' | timeout 5 socat - TCP:127.0.0.1:${port},shut-down`]);
     expect(half.stdout).toBe("half-closed");
+    // Each connection took the path the test is about, and only that one.
+    const paths = [...ktctl.output().matchAll(/connection to \S+, (straight to the pod|through the shadow)/g)].map((m) => m[1]);
+    expect(paths).toEqual([path, path]);
   } finally {
     expect(await ktctl.stop("SIGINT")).toBe(130);
   }
@@ -111,7 +115,7 @@ describe("kube.podStreams", () => {
     const pods = kube.podStreams();
     try {
       const before = sockets();
-      const streams = await Promise.all(Array.from({ length: 8 }, () => pods.open(DEMO_NS, pod, 7000)));
+      const streams = await Promise.all(Array.from({ length: 8 }, () => pods.open({ namespace: DEMO_NS, name: pod }, 7000)));
       expect(sockets() - before).toBe(1);
       const answers = await Promise.all(
         streams.map(async (stream, i) => {
@@ -124,7 +128,7 @@ describe("kube.podStreams", () => {
       );
       expect(answers).toEqual(streams.map((_, i) => `stream-${i}`));
       // A later stream rides the same connection too.
-      const later = await pods.open(DEMO_NS, pod, 7000);
+      const later = await pods.open({ namespace: DEMO_NS, name: pod }, 7000);
       expect(sockets() - before).toBe(1);
       later!.destroy();
     } finally {
