@@ -20,6 +20,14 @@ import type { Transport } from "./transport.ts";
  */
 export const POD_CONNECTION_IDLE_MS = 30_000;
 
+/**
+ * A pod's connection that has not heard from the server for this long is asked (a SPDY PING), and
+ * torn down after three times as long. A link that died quietly (a laptop that slept, a Wi-Fi that
+ * dropped) would otherwise keep taking new streams on a TCP connection whose retransmissions back
+ * off to minutes; torn down, the next stream opens a new one at once.
+ */
+export const POD_LIVENESS_MS = 2_000;
+
 /** A pod's connection, or its opening, which streams asked for meanwhile wait on. */
 interface PodConnection {
   session: Promise<PortForwardSession | undefined>;
@@ -33,12 +41,14 @@ const closedError = () => new Error("pod streams are closed");
 
 export interface PodStreamsOptions {
   idleCloseMs?: number;
+  livenessMs?: number;
   /** Opens a port-forward connection and its first stream (tests give their own). */
   openSession?: typeof openPortForwardSession;
 }
 
 export function createPodStreams(transport: Transport, options: PodStreamsOptions = {}): PodStreams {
   const idleCloseMs = options.idleCloseMs ?? POD_CONNECTION_IDLE_MS;
+  const livenessMs = options.livenessMs ?? POD_LIVENESS_MS;
   const openSession = options.openSession ?? openPortForwardSession;
   const connections = new Map<string, PodConnection>();
   let closed = false;
@@ -70,6 +80,15 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
     return stream;
   }
 
+  function watchLiveness(pod: PodRef, session: PortForwardSession): void {
+    const check = setInterval(() => {
+      if (session.silentMs > 3 * livenessMs) session.destroy(new Error(`the port-forward to ${pod.namespace}/${pod.name} went silent`));
+      else if (session.silentMs > livenessMs) session.ping();
+    }, livenessMs);
+    check.unref?.();
+    void session.closed.then(() => clearInterval(check));
+  }
+
   /** Opens a new connection to the pod; `port` is its first stream. */
   async function connect(key: string, pod: PodRef, port: number, first?: Buffer): Promise<Duplex | undefined> {
     const opened = openSession(transport, pod.namespace, pod.name, port);
@@ -96,6 +115,7 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
       stream.destroy();
       return undefined;
     }
+    watchLiveness(pod, session);
     void session.closed.then(() => forget(key, entry));
     if (closed) {
       session.close();

@@ -70,6 +70,9 @@ export class SpdyPortForwardConnection {
   private readonly framePool: FramePool;
   /** The server said GOAWAY: no new streams, the open ones carry on. */
   private goneAway = false;
+  /** When the server last sent anything (a PING's answer included): how liveness is judged. */
+  private lastHeard = performance.now();
+  private nextPingId = 1;
 
   readonly closed: Promise<void>;
   private markClosed!: () => void;
@@ -90,6 +93,7 @@ export class SpdyPortForwardConnection {
     ws.attach(
       {
         data: (piece) => {
+          this.lastHeard = performance.now();
           try {
             this.decoder.push(piece);
           } catch (error) {
@@ -137,6 +141,18 @@ export class SpdyPortForwardConnection {
     if (first?.length) frames.push(encodeDataHeader(dataId, first.length), first);
     this.ws.sendOwned(Buffer.concat(frames));
     return channel;
+  }
+
+  /** Milliseconds since the server last sent anything. */
+  get silentMs(): number {
+    return performance.now() - this.lastHeard;
+  }
+
+  /** Asks the server for an answer (a PING, client ids odd); its answer counts as hearing from it. */
+  ping(): void {
+    if (!this.isOpen) return;
+    this.ws.sendOwned(encodePing(this.nextPingId));
+    this.nextPingId = (this.nextPingId + 2) % 0x7fffffff;
   }
 
   /** GOAWAY, then the WebSocket closes; streams still open are reset. */

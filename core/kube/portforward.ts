@@ -209,6 +209,12 @@ export interface PortForwardSession {
   readonly accepting: boolean;
   readonly closed: Promise<void>;
   close(): void;
+  /** Tears the connection down at once; its streams fail with `error`. */
+  destroy(error?: Error): void;
+  /** Milliseconds since the server last sent anything. */
+  readonly silentMs: number;
+  /** Asks the server for an answer (which resets silentMs). */
+  ping(): void;
 }
 
 /**

@@ -29,6 +29,24 @@ class FakeConnection implements PortForwardSession {
     this.accepting = false;
     this.markClosed();
   }
+  destroyedWith: Error | undefined;
+  destroy(error?: Error): void {
+    this.destroyedWith = error;
+    this.accepting = false;
+    for (const { stream } of this.streams) stream.destroy(error);
+    this.markClosed();
+  }
+  /** The server answers pings unless the test made it silent. */
+  silent = false;
+  private heardAt = performance.now();
+  pings = 0;
+  get silentMs(): number {
+    return performance.now() - this.heardAt;
+  }
+  ping(): void {
+    this.pings++;
+    if (!this.silent) this.heardAt = performance.now();
+  }
 }
 
 /** An opener whose calls wait until the test answers them: SPDY (a connection), v4 (none) or a failure. */
@@ -127,6 +145,23 @@ describe("pod streams", () => {
     calls[0]!.answer("spdy");
     await first;
     await opensNewConnection(pods, calls, { ...pod, uid: "u2" }, 2);
+    pods.close();
+  });
+
+  test("a connection that stops answering is asked, then torn down, and the next stream opens a new one", async () => {
+    const { calls, open } = opener();
+    const pods = createPodStreams(transport, { openSession: open, livenessMs: 10 });
+    const asked = pods.open(pod, 80);
+    await turn();
+    const connection = calls[0]!.answer("spdy")!;
+    const stream = (await asked)!;
+    const failed = new Promise<Error>((resolve) => stream.once("error", resolve));
+    // Answering: asked now and then, kept.
+    while (connection.pings < 2) await turn();
+    expect(connection.destroyedWith).toBeUndefined();
+    connection.silent = true;
+    expect((await failed).message).toBe("the port-forward to ns/p went silent");
+    await opensNewConnection(pods, calls, pod, 2);
     pods.close();
   });
 
