@@ -72,6 +72,16 @@ function opener() {
 const pod = { namespace: "ns", name: "p", uid: "u1" };
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/** The first stream, on a connection the test answers as SPDY. */
+async function firstStream(options: { idleCloseMs?: number; livenessMs?: number }) {
+  const { calls, open } = opener();
+  const pods = createPodStreams(transport, { openSession: open, ...options });
+  const asked = pods.open(pod, 80);
+  await turn();
+  const connection = calls[0]!.answer("spdy")!;
+  return { calls, pods, connection, stream: (await asked)! };
+}
+
 /** Opens a stream that must ask for a connection of its own (the `count`th), and gets it. */
 async function opensNewConnection(pods: PodStreams, calls: ReturnType<typeof opener>["calls"], ref: PodRef, count: number) {
   const asked = pods.open(ref, 80);
@@ -149,12 +159,7 @@ describe("pod streams", () => {
   });
 
   test("a connection that stops answering is asked, then torn down, and the next stream opens a new one", async () => {
-    const { calls, open } = opener();
-    const pods = createPodStreams(transport, { openSession: open, livenessMs: 10 });
-    const asked = pods.open(pod, 80);
-    await turn();
-    const connection = calls[0]!.answer("spdy")!;
-    const stream = (await asked)!;
+    const { calls, pods, connection, stream } = await firstStream({ livenessMs: 10 });
     const failed = new Promise<Error>((resolve) => stream.once("error", resolve));
     // Answering: asked now and then, kept.
     while (connection.pings < 2) await turn();
@@ -166,12 +171,7 @@ describe("pod streams", () => {
   });
 
   test("a connection whose streams have all closed is closed once idle, and the next stream opens a new one", async () => {
-    const { calls, open } = opener();
-    const pods = createPodStreams(transport, { openSession: open, idleCloseMs: 20 });
-    const asked = pods.open(pod, 80);
-    await turn();
-    const connection = calls[0]!.answer("spdy")!;
-    const stream = (await asked)!;
+    const { calls, pods, connection, stream } = await firstStream({ idleCloseMs: 20 });
     const another = (await pods.open(pod, 81))!;
     expect(calls.length).toBe(1);
     stream.destroy();
