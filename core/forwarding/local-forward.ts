@@ -108,8 +108,8 @@ export function forwardLocal(options: LocalForwardOptions): Promise<LocalForward
 
 /**
  * The socket's first chunk if one arrives within `waitMs` (the socket is left paused either way).
- * The client's FIN may come meanwhile and its 'end' go unheard: carry() and splice() look at
- * readableEnded for that.
+ * The client's FIN may come meanwhile and its 'end' go unheard: pipe() (how carry() joins a pod
+ * stream) handles a source that has ended, and splice() checks readableEnded.
  */
 function firstBytes(socket: Socket, waitMs: number): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
