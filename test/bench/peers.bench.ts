@@ -19,7 +19,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { CTR, KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
 import { BENCH_LAPTOP_NS, KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary, anchorsDir, ktImageArchives } from "./anchors/paths.ts";
 import { rssKbOf, shadowPidIn } from "./processes.ts";
 import type { PeersOutput } from "./report.ts";
@@ -56,11 +56,10 @@ if ("path" in ktBin) await ensureKtImages();
  * start") after their pull times out.
  */
 async function ensureKtImages(): Promise<void> {
-  const ctr = ["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io", "images"];
-  const present = (await run([...ctr, "ls", "-q"])).stdout.split("\n");
+  const present = (await run([...CTR, "images", "ls", "-q"])).stdout.split("\n");
   for (const { image, archive } of ktImageArchives(anchorsDir()!)) {
     if (present.includes(image)) continue;
-    const imported = await run([...ctr, "import", "--no-unpack=false", archive], { timeoutMs: 120_000 });
+    const imported = await run([...CTR, "images", "import", "--no-unpack=false", archive], { timeoutMs: 120_000 });
     if (imported.code !== 0) throw new Error(`importing ${archive} into the node's containerd: ${imported.stderr.trim()}`);
     console.error(`imported ${image} from ${archive}`);
   }

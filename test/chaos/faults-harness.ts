@@ -5,7 +5,7 @@
 import { FAULTS_LAPTOP } from "./faults-laptop.ts";
 import { appendFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { API_SERVER, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, run, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { API_SERVER, CTR, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, run, startWatched, type RunningKtctl } from "../e2e/harness.ts";
 import { echoWorkloadYaml } from "../e2e/echo-workload.ts";
 import { deployWorkspace, ktctlArgv } from "../e2e/reliability-harness.ts";
 
@@ -143,8 +143,6 @@ export async function clusterIpOf(namespace: string, service: string): Promise<s
   return (await kubectlOk(["-n", namespace, "get", "service", service, "-o", "jsonpath={.spec.clusterIP}"])).trim();
 }
 
-const CONTAINERD = ["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io"];
-
 /** The containerd ids of a pod's containers. */
 export async function containerIdsOf(namespace: string, pod: string): Promise<string[]> {
   const ids = await kubectlOk(["-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[*].containerID}"]);
@@ -152,7 +150,7 @@ export async function containerIdsOf(namespace: string, pod: string): Promise<st
 }
 
 async function runningTasks(): Promise<string[]> {
-  const r = await run([...CONTAINERD, "task", "ls"]);
+  const r = await run([...CTR, "task", "ls"]);
   return r.stdout.split("\n").filter((l) => /\bRUNNING\b/.test(l)).map((l) => l.split(/\s+/)[0]!);
 }
 
@@ -171,7 +169,7 @@ export async function containersGone(ids: string[], timeoutMs: number): Promise<
 /** The host PID of a pod's first container: `nsenter -t PID -n` enters the pod's network. */
 export async function podPid(namespace: string, pod: string): Promise<number> {
   const id = (await kubectlOk(["-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].containerID}"])).trim().replace(/^containerd:\/\//, "");
-  const r = await run([...CONTAINERD, "task", "ls"]);
+  const r = await run([...CTR, "task", "ls"]);
   const line = r.stdout.split("\n").find((l) => l.startsWith(id));
   const pid = Number(line?.trim().split(/\s+/)[1]);
   if (!pid) throw new Error(`no running task for ${namespace}/${pod} (${id})`);

@@ -10,6 +10,8 @@ export const KUBECONFIG = process.env.KTCTL_E2E_KUBECONFIG ?? "/var/lib/ktctl-cl
 /** The laptop's network namespace; the benchmarks may run in one of their own (test/bench/all.ts). */
 export const LAPTOP_NS = process.env.KTCTL_E2E_LAPTOP_NS || "ktctl-laptop";
 export const API_SERVER = "https://10.200.0.1:6443";
+/** `ctr` on the test node's containerd, in the namespace the kubelet uses (test/cluster). */
+export const CTR = ["ctr", "--address", "/run/ktctl-cluster/containerd.sock", "-n", "k8s.io"];
 export const DEMO_NS = "demo";
 export const DEMO2_NS = "demo2";
 
