@@ -1,20 +1,21 @@
-// HTTP/2 over cleartext (h2c with prior knowledge, which is how gRPC talks inside a cluster).
-// Every stream is routed on its own headers (a gRPC mark is metadata, i.e. an h2 header) and
-// forwarded as a stream of one multiplexed connection per upstream; response headers, body and
-// trailers (grpc-status, grpc-message) pass through, and so do resets in both directions.
+// HTTP/2 over cleartext through node:http2, server and client: every stream decoded, routed on its
+// own headers and forwarded as a stream of one multiplexed session per upstream; response headers,
+// body and trailers (grpc-status, grpc-message) pass through, and so do resets in both directions.
+// The h2c relay (http2-relay.ts) hands a connection here when the original pods cannot be reached:
+// each stream then gets an answer of its own (502, grpc-status 14), and a marked stream still
+// reaches its developer.
 
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 import type { Upstream } from "../../core/protocol/router.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
-import { connectBytes, type ByteSocket } from "./byte-socket.ts";
-import { upstreamKey } from "./pool.ts";
+import { upstreamKey, type ByteSocket } from "./byte-socket.ts";
+import { HOP_BY_HOP } from "./h2-frames.ts";
+import { duplexOf, type UpstreamSessions } from "./h2-sessions.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 const END_STREAM = 0x1;
 
-/** Connection-specific headers HTTP/2 forbids; an HTTP/1-minded peer might still send them. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "http2-settings"]);
 
 function copyHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
@@ -34,10 +35,12 @@ const expectsTrailers = (headers: IncomingHttpHeaders): boolean =>
 
 export class Http2Proxy {
   private readonly server: http2.Http2Server;
-  private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
   private readonly accepted = new Set<Duplex>();
 
-  constructor(private readonly ctx: ListenerContext) {
+  constructor(
+    private readonly ctx: ListenerContext,
+    private readonly sessions: UpstreamSessions,
+  ) {
     this.server = http2.createServer();
     this.server.on("stream", (stream, headers, flags) => void this.onStream(stream, headers, flags));
     this.server.on("sessionError", (error) => ctx.log.debug("http2.session-error", { port: ctx.port, error: error.message }));
@@ -55,8 +58,6 @@ export class Http2Proxy {
 
   close(): void {
     for (const socket of this.accepted) socket.destroy();
-    for (const session of this.sessions.values()) void session.then((s) => s.destroy(), () => undefined);
-    this.sessions.clear();
     this.server.close();
   }
 
@@ -79,7 +80,7 @@ export class Http2Proxy {
 
     let session: ClientHttp2Session;
     try {
-      session = await this.session(target);
+      session = await this.sessions.get(target);
     } catch (error) {
       if (routed) {
         ctx.health.markDown(target);
@@ -89,7 +90,7 @@ export class Http2Proxy {
         target = ctx.fallback;
         routed = false;
         try {
-          session = await this.session(target);
+          session = await this.sessions.get(target);
         } catch (again) {
           return this.fail(stream, (again as Error).message);
         }
@@ -157,92 +158,4 @@ export class Http2Proxy {
       stream.close(NGHTTP2_REFUSED_STREAM);
     }
   }
-
-  /** One connected HTTP/2 session per upstream, made on first use and replaced when it ends. */
-  private session(upstream: Upstream): Promise<ClientHttp2Session> {
-    const key = upstreamKey(upstream);
-    const existing = this.sessions.get(key);
-    if (existing) return existing;
-    const made = connectBytes(upstream, this.ctx.connectTimeoutMs).then((socket) => new Promise<ClientHttp2Session>((resolve, reject) => {
-      const session = http2.connect(`http://${key}`, { createConnection: () => duplexOf(socket) as never });
-      const forget = () => {
-        if (this.sessions.get(key) === made) this.sessions.delete(key);
-      };
-      const timer = setTimeout(() => {
-        forget();
-        session.destroy();
-        reject(new Error(`no answer from ${key} within ${this.ctx.connectTimeoutMs} ms`));
-      }, this.ctx.connectTimeoutMs);
-      session.once("connect", () => {
-        clearTimeout(timer);
-        resolve(session);
-      });
-      session.on("error", (error: Error) => {
-        clearTimeout(timer);
-        forget();
-        reject(new Error(`${key}: ${error.message}`));
-      });
-      session.on("goaway", forget);
-      session.on("close", forget);
-    }));
-    made.catch(() => undefined);
-    this.sessions.set(key, made);
-    return made;
-  }
-}
-
-/**
- * The stream node:http2 reads and writes, over the router's own socket, with back-pressure both
- * ways. node:http2 writes each frame on its own (a gRPC answer is three: headers, message,
- * trailers); the frames written in one turn of the event loop leave in one write, one syscall.
- */
-export function duplexOf(socket: ByteSocket, initial: Buffer = Buffer.alloc(0)): Duplex {
-  let writeDone: ((error?: Error | null) => void) | undefined;
-  let batch: Buffer[] = [];
-  let flushing = false;
-  const flush = () => {
-    flushing = false;
-    const bytes = batch.length === 1 ? batch[0]! : Buffer.concat(batch);
-    batch = [];
-    // Bytes the kernel did not take wait in the socket's queue; the next write sees the backlog.
-    socket.write(bytes);
-  };
-  const duplex = new Duplex({
-    read: () => socket.resume(),
-    write(chunk: Buffer, _encoding, callback) {
-      batch.push(chunk);
-      if (!flushing) {
-        flushing = true;
-        queueMicrotask(flush);
-      }
-      // While the kernel is behind, the next write waits for the drain.
-      if (socket.backlog > 0) writeDone = callback;
-      else callback();
-    },
-    final(callback) {
-      if (batch.length > 0) flush();
-      socket.shutdown();
-      callback();
-    },
-    destroy(error, callback) {
-      socket.destroy();
-      callback(error);
-    },
-  });
-  socket.sink = {
-    data: (chunk) => {
-      if (!duplex.push(chunk)) socket.pause();
-    },
-    end: () => void duplex.push(null),
-    close: (error) => void duplex.destroy(error),
-    drain: () => {
-      const done = writeDone;
-      writeDone = undefined;
-      done?.();
-    },
-  };
-  if (initial.length > 0) duplex.push(initial);
-  if (socket.readEnded) duplex.push(null);
-  if (socket.closed) duplex.destroy();
-  return duplex;
 }

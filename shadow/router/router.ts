@@ -7,7 +7,9 @@
 import type { ListenerConfig, RouterConfig, Upstream } from "../../core/protocol/router.ts";
 import { connectBytes, listenBytes, spliceBytes, type ByteListener, type ByteSocket } from "./byte-socket.ts";
 import { serveHttp1, type ListenerContext } from "./http1-proxy.ts";
+import { UpstreamSessions } from "./h2-sessions.ts";
 import { Http2Proxy } from "./http2-proxy.ts";
+import { Http2Relay } from "./http2-relay.ts";
 import { DEFAULT_POOL_OPTIONS, UpstreamHealth, UpstreamPool, type PoolOptions } from "./pool.ts";
 import { RouteTable } from "./routes.ts";
 import { classify } from "./sniff.ts";
@@ -24,7 +26,10 @@ export interface RouterOptions {
 
 interface Listener {
   bytes: ByteListener;
-  http2: Http2Proxy;
+  http2: Http2Relay;
+  /** Serves h2c connections whose original pods cannot be reached. */
+  http2Unrelayed: Http2Proxy;
+  sessions: UpstreamSessions;
 }
 
 export class Router {
@@ -56,6 +61,8 @@ export class Router {
     for (const listener of this.listeners.splice(0)) {
       listener.bytes.server.stop(true);
       listener.http2.close();
+      listener.http2Unrelayed.close();
+      listener.sessions.close();
       for (const socket of listener.bytes.open) socket.destroy();
     }
     this.pool.close();
@@ -74,7 +81,9 @@ export class Router {
       log: this.log,
       connectTimeoutMs: (this.options.pool ?? DEFAULT_POOL_OPTIONS).connectTimeoutMs,
     };
-    const http2 = new Http2Proxy(context);
+    const sessions = new UpstreamSessions(context.connectTimeoutMs);
+    const http2Unrelayed = new Http2Proxy(context, sessions);
+    const http2 = new Http2Relay(context, sessions, http2Unrelayed);
     let bytes: ByteListener;
     try {
       bytes = listenBytes(this.options.host ?? "0.0.0.0", port, (socket) => {
@@ -83,10 +92,11 @@ export class Router {
         else this.sniff(socket, context, http2, protocol === "auto" ? this.config.sniffTimeoutMs : undefined);
       });
     } catch (error) {
-      http2.close();
+      http2Unrelayed.close();
+      sessions.close();
       throw error;
     }
-    this.listeners.push({ bytes, http2 });
+    this.listeners.push({ bytes, http2, http2Unrelayed, sessions });
     this.log.info("router.listening", { port, name, protocol, fallback: `${fallback.host}:${fallback.port}` });
   }
 
@@ -94,7 +104,7 @@ export class Router {
    * Reads until the first bytes tell the protocol. With a `silenceMs`, silence that long means a
    * server-speaks-first protocol; without, a silent client is simply waited for.
    */
-  private sniff(socket: ByteSocket, context: ListenerContext, http2: Http2Proxy, silenceMs: number | undefined): void {
+  private sniff(socket: ByteSocket, context: ListenerContext, http2: Http2Relay, silenceMs: number | undefined): void {
     let buffered: Buffer = Buffer.alloc(0);
     let decided = false;
     const decide = (protocol: "http1" | "http2" | "raw") => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import { connect, createServer, type Server } from "node:net";
 import type { TapOptions, TrafficRecord } from "../../core/plugin-api.ts";
-import { HpackDecoder } from "../../core/ui/tap/hpack.ts";
+import { HpackDecoder } from "../../core/protocol/hpack.ts";
 import { createConnectionTap } from "../../core/ui/tap/connection.ts";
 
 const OPTIONS: TapOptions = { via: "test", local: { host: "127.0.0.1", port: 1 }, markHeader: "X-Mark", sessionId: "s1" };

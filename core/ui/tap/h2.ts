@@ -3,7 +3,7 @@
 // DATA payloads are counted and skipped, never buffered (unless the tap keeps bodies).
 
 import type { TrafficRecord } from "../../plugin-api.ts";
-import { HpackDecoder, type HeaderList } from "./hpack.ts";
+import { HpackDecoder, type HeaderList } from "../../protocol/hpack.ts";
 import type { BodyKeeper, TapSink } from "./record.ts";
 
 export const CLIENT_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

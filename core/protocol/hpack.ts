@@ -1,6 +1,9 @@
-// An HPACK (RFC 7541) decoder, enough to read the header blocks the traffic tap sees: both
-// directions of an HTTP/2 connection each keep a dynamic table, so EVERY block must be decoded in
-// order even when the tap only wants a few fields, or later blocks decode wrong.
+// HPACK (RFC 7541), shared by the laptop's traffic tap and the shadow's mesh router. The decoder
+// reads every header block of one direction: both directions of an HTTP/2 connection each keep a
+// dynamic table, so EVERY block must be decoded in order even when only a few fields are wanted, or
+// later blocks decode wrong. The encoder writes blocks that never touch the receiver's dynamic
+// table, so a relay can put its own blocks between another encoder's without breaking that
+// encoder's table on the far side.
 
 /**
  * The bit length of each symbol's Huffman code (RFC 7541 Appendix B, symbols 0-255 and EOS). The
@@ -166,4 +169,57 @@ export class HpackDecoder {
       this.size -= entrySize(name, value);
     }
   }
+}
+
+/** Static-table lookups for the encoder: "name\0value" -> index, and name -> its first index. */
+const STATIC_PAIRS = new Map<string, number>();
+const STATIC_NAMES = new Map<string, number>();
+STATIC_TABLE.forEach(([name, value], i) => {
+  if (value) STATIC_PAIRS.set(`${name}\0${value}`, i + 1);
+  if (!STATIC_NAMES.has(name)) STATIC_NAMES.set(name, i + 1);
+});
+
+/**
+ * Encodes header lists with the static table only: a field is an index when name and value are in
+ * it, else a literal "without indexing" (RFC 7541 §6.2.2), its name indexed when the table has it.
+ * Strings go raw, not Huffman-coded: a few bytes more on the wire, no work per byte.
+ */
+export function encodeHeaderBlock(headers: readonly (readonly [string, string])[]): Buffer {
+  let size = 0;
+  for (const [name, value] of headers) size += name.length + value.length + 16;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  const integer = (value: number, prefixBits: number, firstByte: number) => {
+    const max = (1 << prefixBits) - 1;
+    if (value < max) {
+      out[at++] = firstByte | value;
+      return;
+    }
+    out[at++] = firstByte | max;
+    value -= max;
+    while (value >= 0x80) {
+      out[at++] = (value & 0x7f) | 0x80;
+      value = Math.floor(value / 0x80);
+    }
+    out[at++] = value;
+  };
+  const string = (text: string) => {
+    integer(text.length, 7, 0x00);
+    at += out.write(text, at, "latin1");
+  };
+  for (const [name, value] of headers) {
+    const pair = STATIC_PAIRS.get(`${name}\0${value}`);
+    if (pair !== undefined) {
+      integer(pair, 7, 0x80);
+      continue;
+    }
+    const nameIndex = STATIC_NAMES.get(name);
+    if (nameIndex !== undefined) integer(nameIndex, 4, 0x00);
+    else {
+      out[at++] = 0x00;
+      string(name);
+    }
+    string(value);
+  }
+  return out.subarray(0, at);
 }

@@ -1,0 +1,790 @@
+// h2c (and gRPC on it) relayed frame by frame. Each client connection gets one connection of its
+// own to the original pods (balanced per connection, as a client going straight there would be),
+// and the client's frames and the pods' frames pass between the two as they came, a whole read in
+// one write, without decoding more than the router must:
+//   - every request header block is HPACK-decoded (the decoder's table must follow the client's
+//     encoder) and its stream routed on those headers;
+//   - a marked stream is taken out: it goes to its developer over a node:http2 session
+//     (h2-sessions.ts), and its answer is written back as frames of the router's own, in header
+//     blocks that never touch the client's HPACK table;
+//   - once a stream has been taken out, the blocks that still go to the pods are encoded again
+//     (encodeHeaderBlock), since they may refer to table entries the pods never saw.
+// Flow control stays end to end between client and pods. The router answers for what it takes: it
+// gives the client credit back for the request bytes of the streams it took out, and keeps from
+// the client's connection-level credit, before passing it on, as much as it sent of its own answers;
+// the pods' DATA that would overrun the client's window meanwhile waits in the router.
+// Stream ids pass unchanged, except after a developer that could not be reached: the stream then
+// goes to the pods under a new id, as do the client's later streams, so that ids keep rising there.
+
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
+import { HpackDecoder, encodeHeaderBlock, type HeaderList } from "../../core/protocol/hpack.ts";
+import type { Upstream } from "../../core/protocol/router.ts";
+import { connectBytes, upstreamKey, type ByteSocket } from "./byte-socket.ts";
+import {
+  CLIENT_PREFACE,
+  DEFAULT_MAX_FRAME,
+  DEFAULT_WINDOW,
+  FRAME_HEADER_BYTES,
+  Flag,
+  FrameType,
+  HOP_BY_HOP,
+  Setting,
+  dataFrame,
+  dataOf,
+  headersFragment,
+  headersFrames,
+  rstStreamFrame,
+  settingsOf,
+  windowUpdateFrame,
+} from "./h2-frames.ts";
+import type { UpstreamSessions } from "./h2-sessions.ts";
+import type { ListenerContext } from "./http1-proxy.ts";
+import type { Http2Proxy } from "./http2-proxy.ts";
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
+
+/** A header block larger than this ends the connection (nghttp2's own default limit is 64 KiB). */
+const MAX_HEADER_BLOCK = 1024 * 1024;
+/** Answer bytes of a developer's stream waiting for the client's window before that stream is paused. */
+const DEVELOPER_BACKLOG = 256 * 1024;
+/** Ids of finished taken-out streams remembered, so that late frames for them are not sent to the pods. */
+const TAKEN_IDS_KEPT = 4096;
+
+class RelayError extends Error {}
+
+export class Http2Relay {
+  private readonly relayed = new Set<RelayedConnection>();
+
+  constructor(
+    private readonly ctx: ListenerContext,
+    private readonly sessions: UpstreamSessions,
+    /** Serves a connection whose original pods cannot be reached: each stream is answered on its own. */
+    private readonly unrelayed: Http2Proxy,
+  ) {}
+
+  /** Takes a client connection whose first bytes (the h2 preface, at least) were already read. */
+  accept(client: ByteSocket, initial: Buffer): void {
+    const { ctx } = this;
+    const early: Buffer[] = [initial];
+    client.pause();
+    client.sink = { data: (chunk) => void early.push(chunk), end: () => undefined, close: () => undefined, drain: () => undefined };
+    connectBytes(ctx.fallback, ctx.connectTimeoutMs).then(
+      (upstream) => {
+        if (client.closed) return void upstream.destroy();
+        ctx.counters.http2Sessions++;
+        const connection = new RelayedConnection(ctx, this.sessions, client, upstream, () => this.relayed.delete(connection));
+        this.relayed.add(connection);
+        connection.start(Buffer.concat(early));
+      },
+      (error: Error) => {
+        if (client.closed) return;
+        ctx.log.info("http2.pods-unreachable", { port: ctx.port, error: error.message });
+        this.unrelayed.accept(client, Buffer.concat(early));
+      },
+    );
+  }
+
+  close(): void {
+    for (const connection of this.relayed) connection.destroy();
+    this.relayed.clear();
+  }
+}
+
+/** Byte ranges and frames bound for one socket, joined into one write. */
+class Outbox {
+  private pieces: Buffer[] = [];
+  private run: Buffer | undefined;
+  private runStart = 0;
+  private runEnd = 0;
+
+  /** Bytes of a buffer read from the other side; ranges that follow each other in it stay one piece. */
+  pass(buffer: Buffer, start: number, end: number): void {
+    if (buffer === this.run && start === this.runEnd) {
+      this.runEnd = end;
+      return;
+    }
+    this.cut();
+    this.run = buffer;
+    this.runStart = start;
+    this.runEnd = end;
+  }
+
+  add(bytes: Buffer): void {
+    this.cut();
+    this.pieces.push(bytes);
+  }
+
+  take(): Buffer | undefined {
+    this.cut();
+    const { pieces } = this;
+    if (pieces.length === 0) return undefined;
+    this.pieces = [];
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+  }
+
+  private cut(): void {
+    if (!this.run) return;
+    this.pieces.push(this.run.subarray(this.runStart, this.runEnd));
+    this.run = undefined;
+  }
+}
+
+type FrameVisitor = (buffer: Buffer, at: number, end: number, type: number, flags: number, streamId: number) => void;
+
+/** Cuts one direction's bytes into whole frames; a frame split between reads is joined first. */
+class FrameCutter {
+  private rest: Buffer | undefined;
+
+  push(chunk: Buffer, visit: FrameVisitor): void {
+    const buffer = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    this.rest = undefined;
+    let at = 0;
+    while (buffer.length - at >= FRAME_HEADER_BYTES) {
+      const length = (buffer[at]! << 16) | (buffer[at + 1]! << 8) | buffer[at + 2]!;
+      const end = at + FRAME_HEADER_BYTES + length;
+      if (end > buffer.length) break;
+      visit(buffer, at, end, buffer[at + 3]!, buffer[at + 4]!, buffer.readUInt32BE(at + 5) & 0x7fffffff);
+      at = end;
+    }
+    if (at < buffer.length) this.rest = buffer.subarray(at);
+  }
+}
+
+interface FrameRef {
+  buffer: Buffer;
+  at: number;
+  end: number;
+}
+
+interface HeaderBlock {
+  streamId: number;
+  /** The HEADERS frame's flags (END_STREAM is there). */
+  flags: number;
+  frames: FrameRef[];
+  fragments: Buffer[];
+  size: number;
+}
+
+/** A client stream that goes to the pods under another id. */
+interface Renumbered {
+  clientId: number;
+  upstreamId: number;
+  clientEnded: boolean;
+  upstreamEnded: boolean;
+}
+
+/** A stream taken out for a developer. */
+interface TakenStream {
+  id: number;
+  target: Upstream;
+  fields: HeaderList;
+  /** The request ended with its headers. */
+  requestEnded: boolean;
+  phase: "connecting" | "open" | "closed";
+  /** The client's frames that came while the developer's session was being made. */
+  held: (FrameRef | { trailers: HeaderList; endStream: boolean })[];
+  developer?: ClientHttp2Stream;
+  /** How much the client lets us send on this stream. */
+  window: number;
+  /** Answer bytes waiting for a window. */
+  out: Buffer[];
+  outBytes: number;
+  responded: boolean;
+  /** The developer's answer ended; its end goes out after `out`. */
+  answerEnded: boolean;
+  trailers?: IncomingHttpHeaders;
+  endSent: boolean;
+  /** Request bytes whose stream-level credit waits for the developer's stream to drain. */
+  uncredited: number;
+}
+
+class RelayedConnection {
+  private readonly decoder = new HpackDecoder();
+  private readonly fromClient = new FrameCutter();
+  private readonly fromUpstream = new FrameCutter();
+  private readonly toUpstream = new Outbox();
+  private readonly toClient = new Outbox();
+  private prefaceLeft = CLIENT_PREFACE.length;
+  private block: HeaderBlock | undefined;
+  private highestClientId = 0;
+  private nextUpstreamId = 1;
+  /** Set once a stream was taken out: from then on blocks to the pods are encoded again. */
+  private reencode = false;
+  private readonly taken = new Map<number, TakenStream>();
+  private readonly takenIds = new Set<number>();
+  private highestTakenId = 0;
+  private readonly byClientId = new Map<number, Renumbered>();
+  private readonly byUpstreamId = new Map<number, Renumbered>();
+  /** The client's connection-level receive window, as the router counts it. */
+  private clientWindow = DEFAULT_WINDOW;
+  /** Bytes of the router's own answers that the client has not given credit back for yet. */
+  private routerDebt = 0;
+  private clientInitialWindow = DEFAULT_WINDOW;
+  private clientMaxFrame = DEFAULT_MAX_FRAME;
+  /** The pods' frames that wait behind a DATA frame beyond the client's window. */
+  private heldForClient: Buffer[] = [];
+  /** The last frame written to the client left a header block open: nothing else may come between. */
+  private upstreamMidBlock = false;
+  /** The router's own frames for the client. */
+  private mine: Buffer[] = [];
+  /** Taken streams with answer bytes or an end to send. */
+  private readonly sending = new Set<TakenStream>();
+  private ended = false;
+
+  constructor(
+    private readonly ctx: ListenerContext,
+    private readonly sessions: UpstreamSessions,
+    private readonly client: ByteSocket,
+    private readonly upstream: ByteSocket,
+    private readonly onClosed: () => void,
+  ) {}
+
+  start(initial: Buffer): void {
+    const { client, upstream } = this;
+    client.sink = {
+      data: (chunk) => this.guard(() => this.clientBytes(chunk)),
+      // An h2 client says goodbye with GOAWAY and then closes; its FIN is passed on as such.
+      end: () => upstream.shutdown(),
+      close: () => this.destroy(),
+      drain: () => {
+        upstream.resume();
+        this.guard(() => this.pumpClient());
+      },
+    };
+    upstream.sink = {
+      data: (chunk) => this.guard(() => this.upstreamBytes(chunk)),
+      end: () => this.finish(),
+      close: () => this.finish(),
+      drain: () => client.resume(),
+    };
+    this.guard(() => this.clientBytes(initial));
+    if (client.closed || upstream.closed) return this.destroy();
+    if (client.readEnded) upstream.shutdown();
+    client.resume();
+  }
+
+  /** Closes both sides at once, and every developer stream of the connection. */
+  destroy(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.client.destroy();
+    this.upstream.destroy();
+    this.dropTakenStreams();
+    this.onClosed();
+  }
+
+  /** The pods closed the connection: the client gets what is on its way, then the connection ends. */
+  private finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.guard(() => this.pumpClient());
+    this.client.end();
+    this.upstream.destroy();
+    this.dropTakenStreams();
+    this.onClosed();
+  }
+
+  private guard(work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.ctx.log.debug("http2.relay-broken", { port: this.ctx.port, error: (error as Error).message });
+      this.destroy();
+    }
+  }
+
+  // ---- client -> pods ------------------------------------------------------------------------
+
+  private clientBytes(chunk: Buffer): void {
+    if (this.ended) return;
+    let bytes = chunk;
+    if (this.prefaceLeft > 0) {
+      const n = Math.min(this.prefaceLeft, bytes.length);
+      this.toUpstream.pass(bytes, 0, n);
+      this.prefaceLeft -= n;
+      bytes = bytes.subarray(n);
+    }
+    if (bytes.length > 0) this.fromClient.push(bytes, this.clientFrame);
+    this.flushToUpstream();
+    this.pumpClient();
+  }
+
+  private readonly clientFrame: FrameVisitor = (buffer, at, end, type, flags, id) => {
+    const block = this.block;
+    if (block) {
+      if (type !== FrameType.CONTINUATION || id !== block.streamId) throw new RelayError("a header block was interrupted");
+      return this.addToBlock(block, buffer, at, end, flags);
+    }
+    if (type === FrameType.HEADERS) {
+      const started: HeaderBlock = { streamId: id, flags, frames: [], fragments: [], size: 0 };
+      this.block = started;
+      return this.addToBlock(started, buffer, at, end, flags);
+    }
+    if (type === FrameType.CONTINUATION) throw new RelayError("CONTINUATION without HEADERS");
+    if (id === 0) return this.connectionFrame(buffer, at, end, type, flags);
+    const taken = this.taken.get(id);
+    if (taken) return this.takenStreamFrame(taken, { buffer, at, end });
+    if (this.takenIds.has(id)) {
+      // A late frame of a taken stream that is over: the pods never knew the stream. DATA still
+      // counts against the connection's window, so its credit goes back.
+      if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
+      return;
+    }
+    this.passToUpstream(buffer, at, end, type, flags, id);
+  };
+
+  private connectionFrame(buffer: Buffer, at: number, end: number, type: number, flags: number): void {
+    if (type === FrameType.WINDOW_UPDATE && end - at === FRAME_HEADER_BYTES + 4) {
+      const increment = buffer.readUInt32BE(at + FRAME_HEADER_BYTES) & 0x7fffffff;
+      this.clientWindow += increment;
+      const ours = Math.min(increment, this.routerDebt);
+      if (ours === 0) return this.toUpstream.pass(buffer, at, end);
+      this.routerDebt -= ours;
+      if (increment > ours) this.toUpstream.add(windowUpdateFrame(0, increment - ours));
+      return;
+    }
+    if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
+      for (const [setting, value] of settingsOf(buffer.subarray(at + FRAME_HEADER_BYTES, end))) {
+        if (setting === Setting.INITIAL_WINDOW_SIZE) {
+          const delta = value - this.clientInitialWindow;
+          this.clientInitialWindow = value;
+          for (const taken of this.taken.values()) {
+            taken.window += delta;
+            if (delta > 0) this.sending.add(taken);
+          }
+        } else if (setting === Setting.MAX_FRAME_SIZE) this.clientMaxFrame = value;
+      }
+    }
+    this.toUpstream.pass(buffer, at, end);
+  }
+
+  private passToUpstream(buffer: Buffer, at: number, end: number, type: number, flags: number, clientId: number): void {
+    const renumbered = this.byClientId.size > 0 ? this.byClientId.get(clientId) : undefined;
+    if (renumbered) {
+      buffer.writeUInt32BE(renumbered.upstreamId, at + 5);
+      if (type === FrameType.RST_STREAM) this.forgetRenumbered(renumbered);
+      else if (type === FrameType.DATA && flags & Flag.END_STREAM) {
+        renumbered.clientEnded = true;
+        if (renumbered.upstreamEnded) this.forgetRenumbered(renumbered);
+      }
+    }
+    this.toUpstream.pass(buffer, at, end);
+  }
+
+  private addToBlock(block: HeaderBlock, buffer: Buffer, at: number, end: number, flags: number): void {
+    const payload = buffer.subarray(at + FRAME_HEADER_BYTES, end);
+    const fragment = block.frames.length === 0 ? headersFragment(payload, block.flags) : payload;
+    block.frames.push({ buffer, at, end });
+    block.fragments.push(fragment);
+    block.size += fragment.length;
+    if (block.size > MAX_HEADER_BLOCK) throw new RelayError(`a header block over ${MAX_HEADER_BLOCK} bytes`);
+    if (flags & Flag.END_HEADERS) {
+      this.block = undefined;
+      this.headerBlock(block);
+    }
+  }
+
+  private headerBlock(block: HeaderBlock): void {
+    const { fragments, streamId: id } = block;
+    const fields = this.decoder.decode(fragments.length === 1 ? fragments[0]! : Buffer.concat(fragments));
+    const endStream = (block.flags & Flag.END_STREAM) !== 0;
+    if (id > this.highestClientId) {
+      if (id % 2 === 0) throw new RelayError(`a client stream with the even id ${id}`);
+      this.highestClientId = id;
+      return this.newStream(block, fields, endStream);
+    }
+    // Trailers, or headers on a stream already over (the pods answer that as they see fit).
+    const taken = this.taken.get(id);
+    if (taken) return this.takenStreamTrailers(taken, fields, endStream);
+    if (this.takenIds.has(id)) return;
+    const renumbered = this.byClientId.get(id);
+    if (renumbered && endStream) {
+      renumbered.clientEnded = true;
+      if (renumbered.upstreamEnded) this.forgetRenumbered(renumbered);
+    }
+    this.blockToUpstream(block, fields, renumbered?.upstreamId ?? id, endStream);
+  }
+
+  private newStream(block: HeaderBlock, fields: HeaderList, endStream: boolean): void {
+    const { ctx } = this;
+    ctx.counters.requests++;
+    const header = headerLookup(fields);
+    const match = ctx.routes.match(ctx.port, header, header(":path") ?? "/");
+    if (match) {
+      if (ctx.health.isDown(match.upstream)) ctx.counters.fallbacks++;
+      else {
+        ctx.counters.routed++;
+        return this.takeOut(block.streamId, match.upstream, fields, endStream);
+      }
+    }
+    this.openOnUpstream(block, fields, block.streamId, endStream);
+  }
+
+  /** A new stream to the pods: under the client's id while ids still rise there, else the next free one. */
+  private openOnUpstream(block: HeaderBlock | undefined, fields: HeaderList, clientId: number, endStream: boolean): void {
+    let upstreamId = clientId;
+    if (clientId < this.nextUpstreamId) {
+      upstreamId = this.nextUpstreamId;
+      const renumbered: Renumbered = { clientId, upstreamId, clientEnded: endStream, upstreamEnded: false };
+      this.byClientId.set(clientId, renumbered);
+      this.byUpstreamId.set(upstreamId, renumbered);
+    }
+    this.nextUpstreamId = upstreamId + 2;
+    this.blockToUpstream(block, fields, upstreamId, endStream);
+  }
+
+  private blockToUpstream(block: HeaderBlock | undefined, fields: HeaderList, upstreamId: number, endStream: boolean): void {
+    if (block && !this.reencode && upstreamId === block.streamId) {
+      for (const frame of block.frames) this.toUpstream.pass(frame.buffer, frame.at, frame.end);
+      return;
+    }
+    this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields), endStream));
+  }
+
+  private forgetRenumbered(renumbered: Renumbered): void {
+    this.byClientId.delete(renumbered.clientId);
+    this.byUpstreamId.delete(renumbered.upstreamId);
+  }
+
+  private flushToUpstream(): void {
+    const out = this.toUpstream.take();
+    if (out && !this.upstream.write(out)) this.client.pause();
+  }
+
+  // ---- streams taken out for a developer -------------------------------------------------------
+
+  private takeOut(id: number, target: Upstream, fields: HeaderList, endStream: boolean): void {
+    this.reencode = true;
+    const taken: TakenStream = {
+      id,
+      target,
+      fields,
+      requestEnded: endStream,
+      phase: "connecting",
+      held: [],
+      window: this.clientInitialWindow,
+      out: [],
+      outBytes: 0,
+      responded: false,
+      answerEnded: false,
+      endSent: false,
+      uncredited: 0,
+    };
+    this.taken.set(id, taken);
+    this.takenIds.add(id);
+    this.highestTakenId = id;
+    if (this.takenIds.size > TAKEN_IDS_KEPT) {
+      let drop = this.takenIds.size - TAKEN_IDS_KEPT / 2;
+      for (const old of this.takenIds) {
+        if (drop-- <= 0) break;
+        if (!this.taken.has(old)) this.takenIds.delete(old);
+      }
+    }
+    this.sessions.get(target).then(
+      (session) => this.guard(() => this.openOnDeveloper(taken, session)),
+      (error: Error) => this.guard(() => this.developerUnreachable(taken, error)),
+    );
+  }
+
+  /** The developer cannot be reached: the stream goes to the pods after all, with what the client sent meanwhile. */
+  private developerUnreachable(taken: TakenStream, error: Error): void {
+    if (taken.phase !== "connecting" || this.ended) return;
+    const { ctx } = this;
+    ctx.health.markDown(taken.target);
+    ctx.counters.routed--;
+    ctx.counters.fallbacks++;
+    ctx.log.info("route.fallback", { port: ctx.port, upstream: upstreamKey(taken.target), why: error.message });
+    taken.phase = "closed";
+    this.taken.delete(taken.id);
+    this.takenIds.delete(taken.id);
+    this.openOnUpstream(undefined, taken.fields, taken.id, taken.requestEnded);
+    const renumbered = this.byClientId.get(taken.id);
+    const upstreamId = renumbered?.upstreamId ?? taken.id;
+    for (const item of taken.held) {
+      if ("trailers" in item) {
+        this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(item.trailers), item.endStream));
+        if (renumbered && item.endStream) renumbered.clientEnded = true;
+        continue;
+      }
+      const { buffer, at, end } = item;
+      this.passToUpstream(buffer, at, end, buffer[at + 3]!, buffer[at + 4]!, taken.id);
+    }
+    this.flushToUpstream();
+  }
+
+  private openOnDeveloper(taken: TakenStream, session: ClientHttp2Session): void {
+    if (taken.phase !== "connecting" || this.ended) return;
+    let developer: ClientHttp2Stream;
+    try {
+      developer = session.request(requestHeaders(taken.fields), { endStream: taken.requestEnded });
+    } catch (error) {
+      taken.phase = "open";
+      return this.answerFailure(taken, (error as Error).message);
+    }
+    taken.developer = developer;
+    taken.phase = "open";
+    developer.on("response", (headers, flags) => {
+      if (taken.phase === "closed") return;
+      taken.responded = true;
+      const endStream = (flags & Flag.END_STREAM) !== 0;
+      this.mine.push(headersFrames(taken.id, encodeHeaderBlock(responseFields(headers, true)), endStream, this.clientMaxFrame));
+      if (endStream) taken.endSent = true;
+      this.pumpClient();
+    });
+    developer.on("data", (chunk: Buffer) => {
+      if (taken.phase === "closed" || taken.endSent) return;
+      taken.out.push(chunk);
+      taken.outBytes += chunk.length;
+      if (taken.outBytes > DEVELOPER_BACKLOG) developer.pause();
+      this.sending.add(taken);
+      this.guard(() => this.pumpClient());
+    });
+    developer.on("trailers", (trailers) => (taken.trailers = trailers));
+    developer.on("end", () => {
+      if (taken.phase === "closed" || taken.endSent) return;
+      taken.answerEnded = true;
+      this.sending.add(taken);
+      this.guard(() => this.pumpClient());
+    });
+    developer.on("drain", () => {
+      if (taken.uncredited === 0 || taken.phase === "closed") return;
+      this.mine.push(windowUpdateFrame(taken.id, taken.uncredited));
+      taken.uncredited = 0;
+      this.guard(() => this.pumpClient());
+    });
+    developer.on("error", () => undefined); // 'close' carries the outcome
+    developer.on("close", () => {
+      if (taken.phase === "closed") return;
+      if (!taken.responded) return this.guard(() => this.answerFailure(taken, `the upstream reset the stream (code ${developer.rstCode ?? "?"})`));
+      if (taken.endSent) return this.closeTaken(taken);
+      // An answer that ended cleanly still goes out in full; its end closes the stream then.
+      if (taken.answerEnded) return this.guard(() => this.pumpClient());
+      this.closeTaken(taken, developer.rstCode || NGHTTP2_INTERNAL_ERROR);
+    });
+    for (const item of taken.held.splice(0)) {
+      if ("trailers" in item) this.takenStreamTrailers(taken, item.trailers, item.endStream);
+      else this.takenStreamFrame(taken, item);
+    }
+  }
+
+  private takenStreamFrame(taken: TakenStream, frame: FrameRef): void {
+    if (taken.phase === "connecting") return void taken.held.push(frame);
+    const { buffer, at, end } = frame;
+    const type = buffer[at + 3]!;
+    const flags = buffer[at + 4]!;
+    const payload = buffer.subarray(at + FRAME_HEADER_BYTES, end);
+    switch (type) {
+      case FrameType.DATA: {
+        // The connection's credit goes back at once: the pods' streams share that window.
+        if (payload.length > 0) this.mine.push(windowUpdateFrame(0, payload.length));
+        const developer = taken.developer;
+        if (taken.requestEnded || !developer || taken.phase === "closed") return;
+        const data = dataOf(payload, flags);
+        const flowing = data.length === 0 || developer.write(data);
+        const endStream = (flags & Flag.END_STREAM) !== 0;
+        if (!endStream && payload.length > 0) {
+          if (flowing) this.mine.push(windowUpdateFrame(taken.id, payload.length));
+          else taken.uncredited += payload.length;
+        }
+        if (endStream) {
+          taken.requestEnded = true;
+          developer.end();
+        }
+        return;
+      }
+      case FrameType.RST_STREAM:
+        taken.developer?.close(NGHTTP2_CANCEL);
+        return this.closeTaken(taken);
+      case FrameType.WINDOW_UPDATE:
+        if (payload.length === 4) {
+          taken.window += payload.readUInt32BE(0) & 0x7fffffff;
+          this.sending.add(taken);
+        }
+        return;
+      default:
+        return; // PRIORITY and the like: nothing for a node:http2 stream
+    }
+  }
+
+  private takenStreamTrailers(taken: TakenStream, trailers: HeaderList, endStream: boolean): void {
+    if (taken.phase === "connecting") return void taken.held.push({ trailers, endStream });
+    // Like node:http2's server-side proxying, request trailers end the request; their fields are not sent on.
+    if (!endStream || taken.requestEnded) return;
+    taken.requestEnded = true;
+    taken.developer?.end();
+  }
+
+  /** Nothing usable came from the developer: the client gets an answer that says so. */
+  private answerFailure(taken: TakenStream, why: string): void {
+    const { ctx } = this;
+    ctx.counters.upstreamErrors++;
+    ctx.log.info("http2.bad-gateway", { port: ctx.port, error: why });
+    if (taken.responded) return this.closeTaken(taken, NGHTTP2_INTERNAL_ERROR);
+    taken.responded = true;
+    // gRPC clients read grpc-status; 14 is UNAVAILABLE, what a gone backend is.
+    const fields: HeaderList = [
+      [":status", "502"],
+      ["content-type", "text/plain; charset=utf-8"],
+      ["grpc-status", "14"],
+      ["grpc-message", encodeURIComponent(`ktctl router: ${why}`)],
+    ];
+    this.mine.push(headersFrames(taken.id, encodeHeaderBlock(fields), false, this.clientMaxFrame));
+    const body = Buffer.from(`ktctl router: ${why}\n`);
+    taken.out.push(body);
+    taken.outBytes += body.length;
+    taken.answerEnded = true;
+    this.sending.add(taken);
+    this.pumpClient();
+  }
+
+  /** The stream is over for the router; with a code, the client hears of it as a reset. */
+  private closeTaken(taken: TakenStream, resetCode?: number): void {
+    if (taken.phase === "closed") return;
+    taken.phase = "closed";
+    this.taken.delete(taken.id);
+    this.sending.delete(taken);
+    if (resetCode !== undefined && !taken.endSent) this.mine.push(rstStreamFrame(taken.id, resetCode));
+    this.pumpClient();
+  }
+
+  private dropTakenStreams(): void {
+    for (const taken of this.taken.values()) {
+      taken.phase = "closed";
+      taken.developer?.close(NGHTTP2_CANCEL);
+    }
+    this.taken.clear();
+    this.sending.clear();
+  }
+
+  // ---- pods -> client --------------------------------------------------------------------------
+
+  private upstreamBytes(chunk: Buffer): void {
+    if (this.ended) return;
+    this.fromUpstream.push(chunk, this.upstreamFrame);
+    this.pumpClient();
+  }
+
+  private readonly upstreamFrame: FrameVisitor = (buffer, at, end, type, flags, id) => {
+    if (id !== 0 && this.byUpstreamId.size > 0) {
+      const renumbered = this.byUpstreamId.get(id);
+      if (renumbered) {
+        buffer.writeUInt32BE(renumbered.clientId, at + 5);
+        if (type === FrameType.RST_STREAM) this.forgetRenumbered(renumbered);
+        else if ((type === FrameType.DATA || type === FrameType.HEADERS) && flags & Flag.END_STREAM) {
+          renumbered.upstreamEnded = true;
+          if (renumbered.clientEnded) this.forgetRenumbered(renumbered);
+        }
+      }
+    }
+    if (type === FrameType.GOAWAY && end - at >= FRAME_HEADER_BYTES + 8) {
+      // The last stream the pods will answer, in the client's ids; the router's own count as answered.
+      const last = buffer.readUInt32BE(at + FRAME_HEADER_BYTES) & 0x7fffffff;
+      const lastForClient = Math.max(this.byUpstreamId.get(last)?.clientId ?? last, this.highestTakenId);
+      buffer.writeUInt32BE(lastForClient, at + FRAME_HEADER_BYTES);
+    }
+    if (this.heldForClient.length > 0 || (type === FrameType.DATA && end - at - FRAME_HEADER_BYTES > this.clientWindow)) {
+      this.heldForClient.push(buffer.subarray(at, end));
+      return;
+    }
+    if (type === FrameType.DATA) this.clientWindow -= end - at - FRAME_HEADER_BYTES;
+    else this.trackBlock(type, flags);
+    this.toClient.pass(buffer, at, end);
+  };
+
+  private trackBlock(type: number, flags: number): void {
+    if (type === FrameType.HEADERS || type === FrameType.PUSH_PROMISE || type === FrameType.CONTINUATION) {
+      this.upstreamMidBlock = (flags & Flag.END_HEADERS) === 0;
+    }
+  }
+
+  /** Writes to the client what may go now: the pods' frames in order, then the router's own. */
+  private pumpClient(): void {
+    if (this.client.closed) return;
+    while (this.heldForClient.length > 0) {
+      const frame = this.heldForClient[0]!;
+      const type = frame[3]!;
+      if (type === FrameType.DATA) {
+        const length = frame.length - FRAME_HEADER_BYTES;
+        if (length > this.clientWindow) break;
+        this.clientWindow -= length;
+      } else this.trackBlock(type, frame[4]!);
+      this.toClient.add(frame);
+      this.heldForClient.shift();
+    }
+    if (this.sending.size > 0) this.sendAnswers();
+    if (!this.upstreamMidBlock && this.mine.length > 0) {
+      for (const frame of this.mine) this.toClient.add(frame);
+      this.mine = [];
+    }
+    const out = this.toClient.take();
+    if (out && !this.client.write(out)) this.upstream.pause();
+  }
+
+  /** The developers' answer bytes, as far as the client's windows allow, and their ends. */
+  private sendAnswers(): void {
+    for (const taken of this.sending) {
+      while (taken.out.length > 0 && this.clientWindow > 0 && taken.window > 0) {
+        const head = taken.out[0]!;
+        const n = Math.min(head.length, this.clientWindow, taken.window, this.clientMaxFrame);
+        const piece = n === head.length ? head : head.subarray(0, n);
+        if (n === head.length) taken.out.shift();
+        else taken.out[0] = head.subarray(n);
+        taken.outBytes -= n;
+        taken.window -= n;
+        this.clientWindow -= n;
+        this.routerDebt += n;
+        this.mine.push(dataFrame(taken.id, piece, false));
+      }
+      if (taken.outBytes <= DEVELOPER_BACKLOG / 2 && taken.developer?.isPaused()) taken.developer.resume();
+      if (taken.out.length > 0) continue;
+      this.sending.delete(taken);
+      if (!taken.answerEnded || taken.endSent) continue;
+      taken.endSent = true;
+      const trailers = taken.trailers ? responseFields(taken.trailers, false) : undefined;
+      this.mine.push(trailers ? headersFrames(taken.id, encodeHeaderBlock(trailers), true, this.clientMaxFrame) : dataFrame(taken.id, Buffer.alloc(0), true));
+      taken.phase = "closed";
+      this.taken.delete(taken.id);
+      if (!taken.requestEnded) {
+        // A complete answer before the whole request: the client may stop sending, without error (RFC 9113 §8.1).
+        this.mine.push(rstStreamFrame(taken.id, NGHTTP2_NO_ERROR));
+        taken.developer?.close(NGHTTP2_NO_ERROR);
+      }
+    }
+  }
+}
+
+/** A header's value by lowercase name (repeated fields joined), as route matching asks for it. */
+function headerLookup(fields: HeaderList): (name: string) => string | undefined {
+  return (name) => {
+    let value: string | undefined;
+    for (const [field, fieldValue] of fields) {
+      if (field === name) value = value === undefined ? fieldValue : `${value}, ${fieldValue}`;
+    }
+    return value;
+  };
+}
+
+/** A taken-out request for node:http2: connection-specific fields dropped, as the pods' relay would never add them. */
+function requestHeaders(fields: HeaderList): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of fields) {
+    if (HOP_BY_HOP.has(name) || (name === "te" && value !== "trailers")) continue;
+    const previous = headers[name];
+    if (previous === undefined) headers[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else headers[name] = [String(previous), value];
+  }
+  headers[":scheme"] = "http";
+  return headers;
+}
+
+/** A developer's answer headers (or trailers) as header fields, pseudo-headers first. */
+function responseFields(headers: IncomingHttpHeaders, withStatus: boolean): HeaderList {
+  const fields: HeaderList = withStatus ? [[":status", String(headers[":status"] ?? 502)]] : [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name.startsWith(":") || HOP_BY_HOP.has(name)) continue;
+    if (Array.isArray(value)) for (const each of value) fields.push([name, each]);
+    else fields.push([name, String(value)]);
+  }
+  return fields;
+}
