@@ -1,0 +1,190 @@
+// The router's h2c relay on real sockets: node:http2 clients, the protocol servers of the e2e
+// fixtures as the original pods and the developers, the router in-process. What these pin down is
+// what a frame relay can get wrong and a terminating proxy cannot: HPACK tables on both sides after
+// streams were taken out, flow control when the router's own answers share the client's connection
+// window, stream ids after a developer could not be reached, resets, and one connection to the pods
+// per client connection.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import http2 from "node:http2";
+import { validateRouterConfig, type Route } from "../../core/protocol/router.ts";
+import { Router } from "../../shadow/router/router.ts";
+import { startProtocolServer, type Answer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
+import { freePort, grpcFrame, h2Call, memoryLog } from "./router-harness.ts";
+
+describe("h2c relay", () => {
+  let original: ProtocolServer;
+  let devA: ProtocolServer;
+  let devB: ProtocolServer;
+  let router: Router;
+  let port: number;
+  let orphanPort: number;
+  const log = memoryLog();
+  const sessions: http2.ClientHttp2Session[] = [];
+
+  /** A developer's route, on both listeners. */
+  const route = (id: string, value: string, upstreamPort: number): Route => {
+    const upstream = { host: "127.0.0.1", port: upstreamPort };
+    return { id, header: "version", value, upstreams: { [String(port)]: upstream, [String(orphanPort)]: upstream } };
+  };
+  const connect = (to = port) => {
+    const session = http2.connect(`http://127.0.0.1:${to}`);
+    session.on("error", () => undefined);
+    sessions.push(session);
+    return session;
+  };
+  const answerOf = (body: Buffer) => JSON.parse(body.toString()) as Answer;
+
+  beforeAll(async () => {
+    [original, devA, devB] = await Promise.all([
+      startProtocolServer({ name: "original" }),
+      startProtocolServer({ name: "dev-a" }),
+      startProtocolServer({ name: "dev-b" }),
+    ]);
+    [port, orphanPort] = [await freePort(), await freePort()];
+    const config = validateRouterConfig({
+      listeners: [
+        { port, fallback: { host: "127.0.0.1", port: original.port }, name: "http" },
+        // Original pods that cannot be reached (nothing listens there).
+        { port: orphanPort, fallback: { host: "127.0.0.1", port: await freePort() }, name: "http" },
+      ],
+      adminPort: await freePort(),
+      sniffTimeoutMs: 150,
+    });
+    router = new Router(config, log, { host: "127.0.0.1", healthDownMs: 60_000 });
+    await router.start();
+    for (const each of [route("alice", "a", devA.port), route("bob", "b", devB.port)]) expect(router.routes.put(each).conflict).toBeUndefined();
+  });
+
+  afterAll(async () => {
+    for (const session of sessions) session.destroy();
+    router?.stop();
+    await Promise.all([original?.close(), devA?.close(), devB?.close()]);
+  });
+
+  test("marked and unmarked streams interleaved on one connection keep both HPACK tables right", async () => {
+    // node:http2 indexes these fields, so later blocks refer to table entries that blocks taken out
+    // for a developer put there: the pods only decode them right if the relay encodes them again.
+    const session = connect();
+    const marks = ["", "a", "", "", "b", "a", "", "b", "", "a"];
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(
+        marks.map((mark, i) =>
+          h2Call(session, {
+            ":path": `/r${round}/s${i}`,
+            "x-trace": `trace-${i % 3}`,
+            "x-round": `round-${round}`,
+            ...(mark ? { version: mark } : {}),
+          }).then((r) => ({ mark, i, status: r.headers[":status"], answer: answerOf(r.body) })),
+        ),
+      );
+      for (const { mark, i, status, answer } of answers) {
+        expect(status).toBe(200);
+        expect(answer.pod).toBe(mark === "a" ? "dev-a" : mark === "b" ? "dev-b" : "original");
+        expect(answer.path).toBe(`/r${round}/s${i}`);
+        expect(answer.headers?.["x-trace"]).toEqual([`trace-${i % 3}`]);
+        expect(answer.headers?.["x-round"]).toEqual([`round-${round}`]);
+      }
+    }
+  });
+
+  test("bodies larger than every window, both ways, while the router's answers share the client's connection window", async () => {
+    const session = connect();
+    const body = (tag: string) => Buffer.from(`${tag}:`.padEnd(1_500_000, tag.slice(-1)));
+    const calls = ["", "a", "", "b", "a", ""].map((mark, i) =>
+      h2Call(session, { ":method": "POST", ":path": `/big/${i}`, ...(mark ? { version: mark } : {}) }, body(`body-${i}`)).then((r) => ({
+        mark,
+        i,
+        answer: answerOf(r.body),
+      })),
+    );
+    for (const { mark, i, answer } of await Promise.all(calls)) {
+      expect(answer.pod).toBe(mark === "a" ? "dev-a" : mark === "b" ? "dev-b" : "original");
+      expect(answer.message?.length).toBe(1_500_000);
+      expect(answer.message).toBe(body(`body-${i}`).toString());
+    }
+    // The connection is still good for more, both ways.
+    expect(answerOf((await h2Call(session, { ":path": "/after" })).body).pod).toBe("original");
+    expect(answerOf((await h2Call(session, { ":path": "/after", version: "a" })).body).pod).toBe("dev-a");
+  });
+
+  test("gRPC calls: trailers from the pods pass untouched, a developer's are written by the router", async () => {
+    const session = connect();
+    const call = (metadata: Record<string, string>) =>
+      h2Call(
+        session,
+        { ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc", te: "trailers", ...metadata },
+        grpcFrame(Buffer.alloc(0)),
+      );
+    const [plain, marked, unknown] = await Promise.all([
+      call({}),
+      call({ version: "b" }),
+      h2Call(session, { ":method": "POST", ":path": "/nope.Service/Call", "content-type": "application/grpc", version: "a" }, grpcFrame(Buffer.alloc(0))),
+    ]);
+    expect(plain.headers["x-pod"]).toBe("original");
+    expect(plain.trailers?.["grpc-status"]).toBe("0");
+    expect(marked.headers["x-pod"]).toBe("dev-b");
+    expect(marked.trailers?.["grpc-status"]).toBe("0");
+    // A trailers-only answer (headers with END_STREAM) from a developer.
+    expect(unknown.headers["x-pod"]).toBe("dev-a");
+    expect(unknown.headers["grpc-status"]).toBe("12");
+  });
+
+  test("a developer that cannot be reached: its stream and every later one reach the right server", async () => {
+    const deadPort = await freePort();
+    expect(router.routes.put(route("carol", "c", deadPort)).conflict).toBeUndefined();
+    try {
+      const session = connect();
+      // A stream before it goes to the pods under the client's own id.
+      expect(answerOf((await h2Call(session, { ":path": "/before" })).body).pod).toBe("original");
+      // The dead developer's stream goes to the pods under a new id, with its body...
+      const fallen = await h2Call(session, { ":method": "POST", ":path": "/fallen", version: "c" }, "carol's body");
+      expect(answerOf(fallen.body)).toMatchObject({ pod: "original", path: "/fallen", message: "carol's body" });
+      // ...and so does every later stream of the connection, while marked ones still leave it.
+      const later = await Promise.all(
+        ["", "a", "", "c", "b", ""].map((mark, i) =>
+          h2Call(session, { ":method": "POST", ":path": `/later/${i}`, ...(mark ? { version: mark } : {}) }, `later ${i}`).then((r) => ({ mark, i, answer: answerOf(r.body) })),
+        ),
+      );
+      for (const { mark, i, answer } of later) {
+        expect(answer.pod).toBe(mark === "a" ? "dev-a" : mark === "b" ? "dev-b" : "original");
+        expect(answer.message).toBe(`later ${i}`);
+      }
+      expect(log.lines.some((line) => line.includes("route.fallback") && line.includes(String(deadPort)))).toBe(true);
+    } finally {
+      router.routes.delete("carol");
+    }
+  });
+
+  test("a client that resets a marked stream mid-request leaves the connection working", async () => {
+    const session = connect();
+    const stream = session.request({ ":method": "POST", ":path": "/reset", version: "a" });
+    stream.on("error", () => undefined);
+    stream.write(Buffer.alloc(200_000, 1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    await new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    const [plain, marked] = await Promise.all([h2Call(session, { ":path": "/next" }), h2Call(session, { ":path": "/next", version: "a" })]);
+    expect(answerOf(plain.body).pod).toBe("original");
+    expect(answerOf(marked.body).pod).toBe("dev-a");
+  });
+
+  test("each client connection has a connection of its own to the pods, as it would going straight there", async () => {
+    const before = original.connections();
+    const three = [connect(), connect(), connect()];
+    await Promise.all(three.map((session) => Promise.all([h2Call(session, { ":path": "/one" }), h2Call(session, { ":path": "/two" })])));
+    expect(original.connections() - before).toBe(3);
+    for (const session of three) session.close();
+  });
+
+  test("original pods that cannot be reached: marked streams still reach their developer, the rest are told UNAVAILABLE", async () => {
+    const session = connect(orphanPort);
+    const [marked, plain] = await Promise.all([
+      h2Call(session, { ":path": "/orphan", version: "a" }),
+      h2Call(session, { ":method": "POST", ":path": "/grpc.health.v1.Health/Check", "content-type": "application/grpc" }, grpcFrame(Buffer.alloc(0))),
+    ]);
+    expect(answerOf(marked.body).pod).toBe("dev-a");
+    expect(plain.headers[":status"]).toBe(502);
+    expect(plain.headers["grpc-status"]).toBe("14");
+  });
+});
