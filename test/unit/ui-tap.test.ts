@@ -2,7 +2,6 @@ import { afterEach, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import { connect, createServer, type Server } from "node:net";
 import type { TapOptions, TrafficRecord } from "../../core/plugin-api.ts";
-import { HpackDecoder } from "../../core/protocol/hpack.ts";
 import { createConnectionTap } from "../../core/ui/tap/connection.ts";
 
 const OPTIONS: TapOptions = { via: "test", local: { host: "127.0.0.1", port: 1 }, markHeader: "X-Mark", sessionId: "s1" };
@@ -96,34 +95,6 @@ describe("other tcp", () => {
     tap.fromClient(Buffer.from("GET / HTTP/1.1\r\n\r\n"));
     tap.end();
     expect(records.map((r) => r.protocol)).toEqual(["tcp"]);
-  });
-});
-
-describe("hpack", () => {
-  const hex = (text: string) => Buffer.from(text.replace(/\s+/g, ""), "hex");
-
-  test("RFC 7541 C.4: requests with Huffman coding and a shared dynamic table", () => {
-    const decoder = new HpackDecoder();
-    expect(decoder.decode(hex("8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff"))).toEqual([
-      [":method", "GET"],
-      [":scheme", "http"],
-      [":path", "/"],
-      [":authority", "www.example.com"],
-    ]);
-    expect(decoder.decode(hex("8286 84be 5886 a8eb 1064 9cbf"))).toEqual([
-      [":method", "GET"],
-      [":scheme", "http"],
-      [":path", "/"],
-      [":authority", "www.example.com"],
-      ["cache-control", "no-cache"],
-    ]);
-    expect(decoder.decode(hex("8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf"))).toEqual([
-      [":method", "GET"],
-      [":scheme", "https"],
-      [":path", "/index.html"],
-      [":authority", "www.example.com"],
-      ["custom-key", "custom-value"],
-    ]);
   });
 });
 
