@@ -108,6 +108,17 @@ describe("h2c relay", () => {
     expect(answerOf((await h2Call(session, { ":path": "/after", version: "a" })).body).pod).toBe("dev-a");
   });
 
+  test("header blocks larger than a frame (HEADERS and CONTINUATION) route and pass both ways", async () => {
+    const session = connect();
+    const big = "v".repeat(40_000);
+    // An unmarked one first, passed on as the client framed it; then, after a take-out, encoded again.
+    for (const mark of ["", "a", ""]) {
+      const answer = answerOf((await h2Call(session, { ":path": `/big-header/${mark}`, "x-big": big, ...(mark ? { version: mark } : {}) })).body);
+      expect(answer.pod).toBe(mark ? "dev-a" : "original");
+      expect(answer.headers?.["x-big"]).toEqual([big]);
+    }
+  });
+
   test("gRPC calls: trailers from the pods pass untouched, a developer's are written by the router", async () => {
     const session = connect();
     const call = (metadata: Record<string, string>) =>
