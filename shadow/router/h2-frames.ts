@@ -117,3 +117,59 @@ export function settingsOf(payload: Buffer): [id: number, value: number][] {
   for (let at = 0; at < payload.length; at += 6) settings.push([payload.readUInt16BE(at), payload.readUInt32BE(at + 2)]);
   return settings;
 }
+
+export type FrameVisitor = (buffer: Buffer, at: number, end: number, type: number, flags: number, streamId: number) => void;
+
+/**
+ * Cuts one direction's bytes into whole frames. A frame split between reads is joined on its own
+ * (the rest of the read is scanned where it lies), so a bulk transfer is not copied once more.
+ */
+export class FrameCutter {
+  /** The start of a frame the last reads ended inside, and its byte count. */
+  private parts: Buffer[] = [];
+  private partsLength = 0;
+
+  push(chunk: Buffer, visit: FrameVisitor): void {
+    let at = 0;
+    if (this.partsLength > 0) {
+      const total = this.pendingFrameLength(chunk);
+      const need = total === undefined ? undefined : total - this.partsLength;
+      if (need === undefined || chunk.length < need) {
+        this.parts.push(chunk);
+        this.partsLength += chunk.length;
+        return;
+      }
+      this.parts.push(chunk.subarray(0, need));
+      const frame = Buffer.concat(this.parts);
+      this.parts = [];
+      this.partsLength = 0;
+      visit(frame, 0, frame.length, frame[3]!, frame[4]!, frame.readUInt32BE(5) & 0x7fffffff);
+      at = need;
+    }
+    while (chunk.length - at >= FRAME_HEADER_BYTES) {
+      const end = at + FRAME_HEADER_BYTES + ((chunk[at]! << 16) | (chunk[at + 1]! << 8) | chunk[at + 2]!);
+      if (end > chunk.length) break;
+      visit(chunk, at, end, chunk[at + 3]!, chunk[at + 4]!, chunk.readUInt32BE(at + 5) & 0x7fffffff);
+      at = end;
+    }
+    if (at < chunk.length) {
+      this.parts.push(chunk.subarray(at));
+      this.partsLength = chunk.length - at;
+    }
+  }
+
+  /** The whole length of the frame begun in `parts`, once its header is there (with `next` read after). */
+  private pendingFrameLength(next: Buffer): number | undefined {
+    const have = this.partsLength;
+    if (have + next.length < FRAME_HEADER_BYTES) return undefined;
+    const byte = (i: number): number => {
+      let index = i;
+      for (const part of this.parts) {
+        if (index < part.length) return part[index]!;
+        index -= part.length;
+      }
+      return next[index]!;
+    };
+    return FRAME_HEADER_BYTES + ((byte(0) << 16) | (byte(1) << 8) | byte(2));
+  }
+}

@@ -26,6 +26,7 @@ import {
   DEFAULT_WINDOW,
   FRAME_HEADER_BYTES,
   Flag,
+  FrameCutter,
   FrameType,
   HOP_BY_HOP,
   Setting,
@@ -36,6 +37,7 @@ import {
   rstStreamFrame,
   settingsOf,
   windowUpdateFrame,
+  type FrameVisitor,
 } from "./h2-frames.ts";
 import type { UpstreamSessions } from "./h2-sessions.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
@@ -126,27 +128,6 @@ class Outbox {
     if (!this.run) return;
     this.pieces.push(this.run.subarray(this.runStart, this.runEnd));
     this.run = undefined;
-  }
-}
-
-type FrameVisitor = (buffer: Buffer, at: number, end: number, type: number, flags: number, streamId: number) => void;
-
-/** Cuts one direction's bytes into whole frames; a frame split between reads is joined first. */
-class FrameCutter {
-  private rest: Buffer | undefined;
-
-  push(chunk: Buffer, visit: FrameVisitor): void {
-    const buffer = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    this.rest = undefined;
-    let at = 0;
-    while (buffer.length - at >= FRAME_HEADER_BYTES) {
-      const length = (buffer[at]! << 16) | (buffer[at + 1]! << 8) | buffer[at + 2]!;
-      const end = at + FRAME_HEADER_BYTES + length;
-      if (end > buffer.length) break;
-      visit(buffer, at, end, buffer[at + 3]!, buffer[at + 4]!, buffer.readUInt32BE(at + 5) & 0x7fffffff);
-      at = end;
-    }
-    if (at < buffer.length) this.rest = buffer.subarray(at);
   }
 }
 
