@@ -208,6 +208,8 @@ class RelayedConnection {
   private upstreamMidBlock = false;
   /** The router's own frames for the client. */
   private mine: Buffer[] = [];
+  /** The pods' SETTINGS, the server's preface, went to the client: nothing of the router's may precede it. */
+  private prefaceForwarded = false;
   /** Taken streams with answer bytes or an end to send. */
   private readonly sending = new Set<TakenStream>();
   private ended = false;
@@ -669,6 +671,7 @@ class RelayedConnection {
     }
     if (type === FrameType.DATA) this.clientWindow -= end - at - FRAME_HEADER_BYTES;
     else this.trackBlock(type, flags);
+    this.prefaceForwarded = true;
     this.toClient.pass(buffer, at, end);
   };
 
@@ -689,11 +692,12 @@ class RelayedConnection {
         if (length > this.clientWindow) break;
         this.clientWindow -= length;
       } else this.trackBlock(type, frame[4]!);
+      this.prefaceForwarded = true;
       this.toClient.add(frame);
       this.heldForClient.shift();
     }
     if (this.sending.size > 0) this.sendAnswers();
-    if (!this.upstreamMidBlock && this.mine.length > 0) {
+    if (this.prefaceForwarded && !this.upstreamMidBlock && this.mine.length > 0) {
       for (const frame of this.mine) this.toClient.add(frame);
       this.mine = [];
     }
