@@ -7,7 +7,10 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
+import net from "node:net";
+import { encodeHeaderBlock } from "../../core/protocol/hpack.ts";
 import { validateRouterConfig, type Route } from "../../core/protocol/router.ts";
+import { CLIENT_PREFACE, Flag, FrameCutter, FrameType, dataFrame, frameHeader, headersFrames } from "../../shadow/router/h2-frames.ts";
 import { Router } from "../../shadow/router/router.ts";
 import { startProtocolServer, type Answer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
 import { freePort, grpcFrame, h2Call, memoryLog } from "./router-harness.ts";
@@ -19,13 +22,16 @@ describe("h2c relay", () => {
   let router: Router;
   let port: number;
   let orphanPort: number;
+  let slowPort: number;
+  /** In front of the original pods, holding back their first bytes (the server's preface) for a while. */
+  let slowStart: net.Server;
   const log = memoryLog();
   const sessions: http2.ClientHttp2Session[] = [];
 
   /** A developer's route, on both listeners. */
   const route = (id: string, value: string, upstreamPort: number): Route => {
     const upstream = { host: "127.0.0.1", port: upstreamPort };
-    return { id, header: "version", value, upstreams: { [String(port)]: upstream, [String(orphanPort)]: upstream } };
+    return { id, header: "version", value, upstreams: { [String(port)]: upstream, [String(orphanPort)]: upstream, [String(slowPort)]: upstream } };
   };
   const connect = (to = port) => {
     const session = http2.connect(`http://127.0.0.1:${to}`);
@@ -41,12 +47,20 @@ describe("h2c relay", () => {
       startProtocolServer({ name: "dev-a" }),
       startProtocolServer({ name: "dev-b" }),
     ]);
-    [port, orphanPort] = [await freePort(), await freePort()];
+    [port, orphanPort, slowPort] = [await freePort(), await freePort(), await freePort()];
+    slowStart = net.createServer((client) => {
+      const pods = net.connect(original.port, "127.0.0.1");
+      client.pipe(pods);
+      pods.once("readable", () => setTimeout(() => pods.pipe(client), 300));
+      for (const socket of [client, pods]) socket.on("error", () => (client.destroy(), pods.destroy()));
+    });
+    await new Promise<void>((resolve) => slowStart.listen(0, "127.0.0.1", () => resolve()));
     const config = validateRouterConfig({
       listeners: [
         { port, fallback: { host: "127.0.0.1", port: original.port }, name: "http" },
         // Original pods that cannot be reached (nothing listens there).
         { port: orphanPort, fallback: { host: "127.0.0.1", port: await freePort() }, name: "http" },
+        { port: slowPort, fallback: { host: "127.0.0.1", port: (slowStart.address() as net.AddressInfo).port }, name: "http" },
       ],
       adminPort: await freePort(),
       sniffTimeoutMs: 150,
@@ -59,6 +73,7 @@ describe("h2c relay", () => {
   afterAll(async () => {
     for (const session of sessions) session.destroy();
     router?.stop();
+    slowStart?.close();
     await Promise.all([original?.close(), devA?.close(), devB?.close()]);
   });
 
@@ -186,6 +201,47 @@ describe("h2c relay", () => {
     await Promise.all(three.map((session) => Promise.all([h2Call(session, { ":path": "/one" }), h2Call(session, { ":path": "/two" })])));
     expect(original.connections() - before).toBe(3);
     for (const session of three) session.close();
+  });
+
+  test("nothing of the router's reaches the client before the pods' SETTINGS, however late they are", async () => {
+    // The developer's session is made first, so that the next connection's marked upload is taken
+    // at once and credited (WINDOW_UPDATE) while the pods have not said a word yet.
+    expect(answerOf((await h2Call(connect(slowPort), { ":path": "/warm", version: "a" })).body).pod).toBe("dev-a");
+    // A client of raw frames, to see which frame comes first.
+    const socket = net.connect(slowPort, "127.0.0.1");
+    socket.on("error", () => undefined);
+    const block = encodeHeaderBlock([
+      [":method", "POST"],
+      [":scheme", "http"],
+      [":path", "/early"],
+      [":authority", "router"],
+      ["version", "a"],
+    ]);
+    socket.write(
+      Buffer.concat([
+        CLIENT_PREFACE,
+        frameHeader(0, FrameType.SETTINGS, 0, 0),
+        headersFrames(1, block, false),
+        dataFrame(1, Buffer.alloc(60_000, 0x78), true),
+      ]),
+    );
+    const types: number[] = [];
+    const cutter = new FrameCutter();
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer; frames seen: ${types.join(",")}`)), 5_000);
+      socket.on("data", (chunk: Buffer) =>
+        cutter.push(chunk, (_buffer, _at, _end, type, flags, streamId) => {
+          types.push(type);
+          if (streamId === 1 && flags & Flag.END_STREAM) {
+            clearTimeout(timer);
+            resolve();
+          }
+        }),
+      );
+    });
+    socket.destroy();
+    expect(types[0]).toBe(FrameType.SETTINGS);
+    expect(types).toContain(FrameType.WINDOW_UPDATE);
   });
 
   test("original pods that cannot be reached: marked streams still reach their developer, the rest are told UNAVAILABLE", async () => {
