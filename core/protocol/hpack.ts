@@ -86,7 +86,18 @@ const STATIC_TABLE: readonly (readonly [string, string])[] = [
 /** Per RFC 7541 §4.1: each entry costs its name and value lengths plus 32. */
 const entrySize = (name: string, value: string) => name.length + value.length + 32;
 
-export type HeaderList = [name: string, value: string][];
+/** Header fields in order; a third element `true` marks a field sent "never indexed" (RFC 7541 §6.2.3). */
+export type HeaderList = [name: string, value: string, neverIndexed?: true][];
+
+export interface HpackLimits {
+  /** The largest dynamic table size the encoder may announce (the receiver's SETTINGS value). */
+  maxTableSize: number;
+  /** The largest decoded header list (names, values and 32 per field, as SETTINGS_MAX_HEADER_LIST_SIZE counts). */
+  maxListSize: number;
+}
+
+/** What a peer that never said otherwise may use, and a header list bound far above real traffic. */
+export const DEFAULT_HPACK_LIMITS: HpackLimits = { maxTableSize: 64 * 1024, maxListSize: 1024 * 1024 };
 
 /** One direction's decoder; its dynamic table lives as long as the connection. */
 export class HpackDecoder {
@@ -95,8 +106,18 @@ export class HpackDecoder {
   /** 4096 until the encoder announces another size (RFC 7540 §6.5.2). */
   private maxSize = 4096;
 
+  constructor(private readonly limits: HpackLimits = DEFAULT_HPACK_LIMITS) {}
+
+  /** Throws HpackError on a malformed block, a table larger than allowed, or a list over the bound. */
   decode(block: Uint8Array): HeaderList {
     const headers: HeaderList = [];
+    let listSize = 0;
+    const add = (name: string, value: string, neverIndexed = false) => {
+      listSize += name.length + value.length + 32;
+      // A few table references can name kilobytes each: bounded here, not after the whole block.
+      if (listSize > this.limits.maxListSize) throw new HpackError(`a header list over ${this.limits.maxListSize} bytes`);
+      headers.push(neverIndexed ? [name, value, true] : [name, value]);
+    };
     let at = 0;
     const integer = (prefixBits: number): number => {
       const mask = (1 << prefixBits) - 1;
@@ -132,20 +153,21 @@ export class HpackDecoder {
       const first = block[at]!;
       if (first & 0x80) {
         const [name, value] = entry(integer(7));
-        headers.push([name, value]);
+        add(name, value);
       } else if (first & 0x40) {
         const index = integer(6);
         const name = index ? entry(index)[0] : string();
         const value = string();
-        headers.push([name, value]);
+        add(name, value);
         this.insert(name, value);
       } else if (first & 0x20) {
         this.resize(integer(5));
       } else {
         // Literal without indexing (0000) or never indexed (0001): same layout, 4-bit prefix.
+        const neverIndexed = (first & 0x10) !== 0;
         const index = integer(4);
         const name = index ? entry(index)[0] : string();
-        headers.push([name, string()]);
+        add(name, string(), neverIndexed);
       }
     }
     return headers;
@@ -158,7 +180,8 @@ export class HpackDecoder {
   }
 
   private resize(size: number): void {
-    // The bound is the receiver's SETTINGS value, which an observer may have missed: trust the update.
+    // The bound is the receiver's SETTINGS value, which an observer may have missed: a generous cap.
+    if (size > this.limits.maxTableSize) throw new HpackError(`a dynamic table of ${size} bytes (at most ${this.limits.maxTableSize})`);
     this.maxSize = size;
     this.evict();
   }
@@ -181,11 +204,12 @@ STATIC_TABLE.forEach(([name, value], i) => {
 
 /**
  * Encodes header lists with the static table only: a field is an index when name and value are in
- * it, else a literal "without indexing" (RFC 7541 §6.2.2), its name indexed when the table has it.
+ * it, else a literal "without indexing" (RFC 7541 §6.2.2; "never indexed" when it came so), its name
+ * indexed when the table has it.
  * Strings go raw, not Huffman-coded: a few bytes more on the wire, no work per byte.
  */
-export function encodeHeaderBlock(headers: readonly (readonly [string, string])[]): Buffer {
-  let size = 0;
+export function encodeHeaderBlock(headers: HeaderList, tableSizeUpdate?: number): Buffer {
+  let size = 6;
   for (const [name, value] of headers) size += name.length + value.length + 16;
   const out = Buffer.allocUnsafe(size);
   let at = 0;
@@ -207,16 +231,20 @@ export function encodeHeaderBlock(headers: readonly (readonly [string, string])[
     integer(text.length, 7, 0x00);
     at += out.write(text, at, "latin1");
   };
-  for (const [name, value] of headers) {
-    const pair = STATIC_PAIRS.get(`${name}\0${value}`);
+  // A dynamic table size update, when the receiver must see one, comes first (RFC 7541 §4.2).
+  if (tableSizeUpdate !== undefined) integer(tableSizeUpdate, 5, 0x20);
+  for (const [name, value, neverIndexed] of headers) {
+    const pair = neverIndexed ? undefined : STATIC_PAIRS.get(`${name}\0${value}`);
     if (pair !== undefined) {
       integer(pair, 7, 0x80);
       continue;
     }
+    // Never indexed (0001) stays never indexed on every hop after; the rest: without indexing (0000).
+    const literal = neverIndexed ? 0x10 : 0x00;
     const nameIndex = STATIC_NAMES.get(name);
-    if (nameIndex !== undefined) integer(nameIndex, 4, 0x00);
+    if (nameIndex !== undefined) integer(nameIndex, 4, literal);
     else {
-      out[at++] = 0x00;
+      out[at++] = literal;
       string(name);
     }
     string(value);

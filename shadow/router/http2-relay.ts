@@ -43,7 +43,7 @@ import type { UpstreamSessions } from "./h2-sessions.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
 import type { Http2Proxy } from "./http2-proxy.ts";
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 /** A header block larger than this ends the connection (nghttp2's own default limit is 64 KiB). */
 const MAX_HEADER_BLOCK = 1024 * 1024;
@@ -51,6 +51,14 @@ const MAX_HEADER_BLOCK = 1024 * 1024;
 const DEVELOPER_BACKLOG = 256 * 1024;
 /** Ids of finished taken-out streams remembered, so that late frames for them are not sent to the pods. */
 const TAKEN_IDS_KEPT = 4096;
+/** Renumbered streams remembered after their end, so that late frames still find their stream. */
+const RENUMBERED_KEPT = 1024;
+/** The pods' frames waiting for the client's window, in bytes, before the pods' connection is paused. */
+const HELD_FOR_CLIENT_MAX = 1024 * 1024;
+/** What a client may send on a taken-out stream while its developer's session is being made. */
+const HELD_WHILE_CONNECTING_MAX = 1024 * 1024;
+const MAX_WINDOW = 0x7fffffff;
+const MAX_FRAME_SIZE_LIMIT = 0xffffff;
 
 class RelayError extends Error {}
 
@@ -162,8 +170,11 @@ interface TakenStream {
   /** The request ended with its headers. */
   requestEnded: boolean;
   phase: "connecting" | "open" | "closed";
-  /** The client's frames that came while the developer's session was being made. */
+  /** The client's frames that came while the developer's session was being made (copies). */
   held: (FrameRef | { trailers: HeaderList; endStream: boolean })[];
+  heldBytes: number;
+  /** Stream credit the client gave meanwhile: the pods get it too if the stream goes to them. */
+  creditWhileConnecting: number;
   developer?: ClientHttp2Stream;
   /** How much the client lets us send on this stream. */
   window: number;
@@ -204,12 +215,24 @@ class RelayedConnection {
   private clientMaxFrame = DEFAULT_MAX_FRAME;
   /** The pods' frames that wait behind a DATA frame beyond the client's window. */
   private heldForClient: Buffer[] = [];
+  private heldForClientBytes = 0;
   /** The last frame written to the client left a header block open: nothing else may come between. */
   private upstreamMidBlock = false;
   /** The router's own frames for the client. */
   private mine: Buffer[] = [];
   /** The pods' SETTINGS, the server's preface, went to the client: nothing of the router's may precede it. */
   private prefaceForwarded = false;
+  /** HEADER_TABLE_SIZE of each of the client's SETTINGS frames the pods have not acknowledged yet. */
+  private readonly clientTableSizes: (number | undefined)[] = [];
+  /**
+   * The client changed its HEADER_TABLE_SIZE and the pods acknowledged it: the next header block the
+   * client reads must begin with a table size update. The pods' next block does; if the router's
+   * comes first, it must (RFC 7541 §4.2).
+   */
+  private tableSizeUpdateDue: number | undefined;
+  private readonly retired: Renumbered[] = [];
+  /** The pods closed the connection while streams were taken out: the client keeps it for those. */
+  private podsGone = false;
   /** Taken streams with answer bytes or an end to send. */
   private readonly sending = new Set<TakenStream>();
   private ended = false;
@@ -230,7 +253,7 @@ class RelayedConnection {
       end: () => upstream.shutdown(),
       close: () => this.destroy(),
       drain: () => {
-        upstream.resume();
+        if (!this.pausedForHeld) upstream.resume();
         this.guard(() => this.pumpClient());
       },
     };
@@ -256,14 +279,27 @@ class RelayedConnection {
     this.onClosed();
   }
 
-  /** The pods closed the connection: the client gets what is on its way, then the connection ends. */
+  /**
+   * The pods closed the connection: the client gets what is on its way, and the connection ends once
+   * the streams taken out for developers are over too (a pods' rolling update must not cut them).
+   */
   private finish(): void {
     if (this.ended) return;
-    this.ended = true;
-    this.guard(() => this.pumpClient());
-    this.client.end();
+    this.podsGone = true;
     this.upstream.destroy();
-    this.dropTakenStreams();
+    this.guard(() => this.pumpClient());
+    this.endIfOver();
+  }
+
+  private endIfOver(): void {
+    if (this.ended || !this.podsGone || this.taken.size > 0) return;
+    this.ended = true;
+    // What the router still has for the client goes out before the end.
+    for (const frame of this.mine) this.toClient.add(frame);
+    this.mine = [];
+    const out = this.toClient.take();
+    if (out) this.client.write(out);
+    this.client.end();
     this.onClosed();
   }
 
@@ -327,29 +363,43 @@ class RelayedConnection {
       return;
     }
     if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
+      let tableSize: number | undefined;
       for (const [setting, value] of settingsOf(buffer.subarray(at + FRAME_HEADER_BYTES, end))) {
-        if (setting === Setting.INITIAL_WINDOW_SIZE) {
+        if (setting === Setting.HEADER_TABLE_SIZE) tableSize = value;
+        else if (setting === Setting.INITIAL_WINDOW_SIZE) {
+          if (value > MAX_WINDOW) throw new RelayError(`SETTINGS_INITIAL_WINDOW_SIZE ${value} is over 2^31-1`);
           const delta = value - this.clientInitialWindow;
           this.clientInitialWindow = value;
           for (const taken of this.taken.values()) {
             taken.window += delta;
             if (delta > 0) this.sending.add(taken);
           }
-        } else if (setting === Setting.MAX_FRAME_SIZE) this.clientMaxFrame = value;
+        } else if (setting === Setting.MAX_FRAME_SIZE) {
+          if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new RelayError(`SETTINGS_MAX_FRAME_SIZE ${value} is outside 16384-16777215`);
+          this.clientMaxFrame = value;
+        }
       }
+      this.clientTableSizes.push(tableSize);
     }
     this.toUpstream.pass(buffer, at, end);
   }
 
   private passToUpstream(buffer: Buffer, at: number, end: number, type: number, flags: number, clientId: number): void {
+    // Priorities name other streams by id, which may no longer be the pods' ids: advisory, left out.
+    if (type === FrameType.PRIORITY && this.reencode) return;
     const renumbered = this.byClientId.size > 0 ? this.byClientId.get(clientId) : undefined;
     if (renumbered) {
       buffer.writeUInt32BE(renumbered.upstreamId, at + 5);
-      if (type === FrameType.RST_STREAM) this.forgetRenumbered(renumbered);
+      if (type === FrameType.RST_STREAM) this.retireRenumbered(renumbered);
       else if (type === FrameType.DATA && flags & Flag.END_STREAM) {
         renumbered.clientEnded = true;
-        if (renumbered.upstreamEnded) this.forgetRenumbered(renumbered);
+        if (renumbered.upstreamEnded) this.retireRenumbered(renumbered);
       }
+    } else if (this.byClientId.size === 0 && clientId > this.nextUpstreamId - 2 && clientId <= this.highestClientId) {
+      // An id the pods never saw (a taken-out stream no longer remembered): for them it would be idle,
+      // and a frame on an idle stream ends the whole connection.
+      if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
+      return;
     }
     this.toUpstream.pass(buffer, at, end);
   }
@@ -383,8 +433,9 @@ class RelayedConnection {
     const renumbered = this.byClientId.get(id);
     if (renumbered && endStream) {
       renumbered.clientEnded = true;
-      if (renumbered.upstreamEnded) this.forgetRenumbered(renumbered);
+      if (renumbered.upstreamEnded) this.retireRenumbered(renumbered);
     }
+    if (this.podsGone) return;
     this.blockToUpstream(block, fields, renumbered?.upstreamId ?? id, endStream);
   }
 
@@ -395,11 +446,13 @@ class RelayedConnection {
     const match = ctx.routes.match(ctx.port, header, header(":path") ?? "/");
     if (match) {
       if (ctx.health.isDown(match.upstream)) ctx.counters.fallbacks++;
-      else {
+      else if (!this.podsGone) {
         ctx.counters.routed++;
         return this.takeOut(block.streamId, match.upstream, fields, endStream);
       }
     }
+    // The pods said GOAWAY and left: the client may send this stream again elsewhere.
+    if (this.podsGone) return void this.mine.push(rstStreamFrame(block.streamId, NGHTTP2_REFUSED_STREAM));
     this.openOnUpstream(block, fields, block.streamId, endStream);
   }
 
@@ -421,12 +474,24 @@ class RelayedConnection {
       for (const frame of block.frames) this.toUpstream.pass(frame.buffer, frame.at, frame.end);
       return;
     }
-    this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields), endStream));
+    // Each re-encoded block empties the pods' dynamic table (a size update to 0, always allowed):
+    // the router never uses it, and a lowered SETTINGS_HEADER_TABLE_SIZE is answered whatever the
+    // client's own updates were, even those in blocks that were taken out.
+    this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields, 0), endStream));
   }
 
-  private forgetRenumbered(renumbered: Renumbered): void {
-    this.byClientId.delete(renumbered.clientId);
-    this.byUpstreamId.delete(renumbered.upstreamId);
+  /**
+   * A renumbered stream is over. Its ids stay mapped for a while: a late frame (a reset crossing an
+   * END_STREAM, a CONTINUATION) must still reach its own stream, never another one's under the
+   * same id.
+   */
+  private retireRenumbered(renumbered: Renumbered): void {
+    if (this.retired.includes(renumbered)) return;
+    this.retired.push(renumbered);
+    if (this.retired.length <= RENUMBERED_KEPT) return;
+    const old = this.retired.shift()!;
+    this.byClientId.delete(old.clientId);
+    this.byUpstreamId.delete(old.upstreamId);
   }
 
   private flushToUpstream(): void {
@@ -445,6 +510,8 @@ class RelayedConnection {
       requestEnded: endStream,
       phase: "connecting",
       held: [],
+      heldBytes: 0,
+      creditWhileConnecting: 0,
       window: this.clientInitialWindow,
       out: [],
       outBytes: 0,
@@ -479,19 +546,26 @@ class RelayedConnection {
     ctx.log.info("route.fallback", { port: ctx.port, upstream: upstreamKey(taken.target), why: error.message });
     taken.phase = "closed";
     this.taken.delete(taken.id);
+    if (this.podsGone) {
+      this.mine.push(rstStreamFrame(taken.id, NGHTTP2_REFUSED_STREAM));
+      this.pumpClient();
+      return this.endIfOver();
+    }
     this.takenIds.delete(taken.id);
     this.openOnUpstream(undefined, taken.fields, taken.id, taken.requestEnded);
     const renumbered = this.byClientId.get(taken.id);
     const upstreamId = renumbered?.upstreamId ?? taken.id;
     for (const item of taken.held) {
       if ("trailers" in item) {
-        this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(item.trailers), item.endStream));
+        this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(item.trailers, 0), item.endStream));
         if (renumbered && item.endStream) renumbered.clientEnded = true;
         continue;
       }
       const { buffer, at, end } = item;
       this.passToUpstream(buffer, at, end, buffer[at + 3]!, buffer[at + 4]!, taken.id);
     }
+    // The stream credit the client gave while the stream waited belongs to the pods now.
+    if (taken.creditWhileConnecting > 0) this.toUpstream.add(windowUpdateFrame(upstreamId, taken.creditWhileConnecting));
     this.flushToUpstream();
   }
 
@@ -506,14 +580,21 @@ class RelayedConnection {
     }
     taken.developer = developer;
     taken.phase = "open";
-    developer.on("response", (headers, flags) => {
-      if (taken.phase === "closed") return;
-      taken.responded = true;
-      const endStream = (flags & Flag.END_STREAM) !== 0;
-      this.mine.push(headersFrames(taken.id, encodeHeaderBlock(responseFields(headers, true)), endStream, this.clientMaxFrame));
-      if (endStream) taken.endSent = true;
-      this.pumpClient();
-    });
+    // Every handler runs under guard: an exception in one must end this connection, not the router.
+    developer.on("response", (headers, flags) =>
+      this.guard(() => {
+        if (taken.phase === "closed") return;
+        taken.responded = true;
+        const endStream = (flags & Flag.END_STREAM) !== 0;
+        this.mine.push(this.ownHeaders(taken.id, responseFields(headers, true), endStream));
+        if (endStream) {
+          // A headers-only answer (an early gRPC status, a 401) may come before the whole request.
+          taken.endSent = true;
+          this.endAnsweredStream(taken);
+        }
+        this.pumpClient();
+      }),
+    );
     developer.on("data", (chunk: Buffer) => {
       if (taken.phase === "closed" || taken.endSent) return;
       taken.out.push(chunk);
@@ -536,14 +617,16 @@ class RelayedConnection {
       this.guard(() => this.pumpClient());
     });
     developer.on("error", () => undefined); // 'close' carries the outcome
-    developer.on("close", () => {
-      if (taken.phase === "closed") return;
-      if (!taken.responded) return this.guard(() => this.answerFailure(taken, `the upstream reset the stream (code ${developer.rstCode ?? "?"})`));
-      if (taken.endSent) return this.closeTaken(taken);
-      // An answer that ended cleanly still goes out in full; its end closes the stream then.
-      if (taken.answerEnded) return this.guard(() => this.pumpClient());
-      this.closeTaken(taken, developer.rstCode || NGHTTP2_INTERNAL_ERROR);
-    });
+    developer.on("close", () =>
+      this.guard(() => {
+        if (taken.phase === "closed") return;
+        if (!taken.responded) return this.answerFailure(taken, `the upstream reset the stream (code ${developer.rstCode ?? "?"})`);
+        if (taken.endSent) return this.closeTaken(taken);
+        // An answer that ended cleanly still goes out in full; its end closes the stream then.
+        if (taken.answerEnded) return this.pumpClient();
+        this.closeTaken(taken, developer.rstCode || NGHTTP2_INTERNAL_ERROR);
+      }),
+    );
     for (const item of taken.held.splice(0)) {
       if ("trailers" in item) this.takenStreamTrailers(taken, item.trailers, item.endStream);
       else this.takenStreamFrame(taken, item);
@@ -551,11 +634,11 @@ class RelayedConnection {
   }
 
   private takenStreamFrame(taken: TakenStream, frame: FrameRef): void {
-    if (taken.phase === "connecting") return void taken.held.push(frame);
     const { buffer, at, end } = frame;
     const type = buffer[at + 3]!;
     const flags = buffer[at + 4]!;
     const payload = buffer.subarray(at + FRAME_HEADER_BYTES, end);
+    if (taken.phase === "connecting") return this.holdWhileConnecting(taken, frame, type, payload);
     switch (type) {
       case FrameType.DATA: {
         // The connection's credit goes back at once: the pods' streams share that window.
@@ -589,6 +672,44 @@ class RelayedConnection {
     }
   }
 
+  /**
+   * Keeps what the client sends on a stream whose developer's session is being made: DATA (bounded by
+   * the stream's window, copied so that no whole read stays pinned) and a reset, in order. Credit is
+   * counted, not kept as frames; priorities are dropped.
+   */
+  private holdWhileConnecting(taken: TakenStream, frame: FrameRef, type: number, payload: Buffer): void {
+    if (type === FrameType.WINDOW_UPDATE) {
+      if (payload.length !== 4) return;
+      const increment = payload.readUInt32BE(0) & 0x7fffffff;
+      taken.window += increment;
+      taken.creditWhileConnecting += increment;
+      return;
+    }
+    if (type !== FrameType.DATA && type !== FrameType.RST_STREAM) return;
+    const copy = Buffer.from(frame.buffer.subarray(frame.at, frame.end));
+    taken.heldBytes += copy.length;
+    if (taken.heldBytes > HELD_WHILE_CONNECTING_MAX) throw new RelayError("a stream sent more than its window while its developer was being reached");
+    taken.held.push({ buffer: copy, at: 0, end: copy.length });
+  }
+
+  /** The answer ended before the request: the client may stop sending, without error (RFC 9113 §8.1). */
+  private endAnsweredStream(taken: TakenStream): void {
+    taken.phase = "closed";
+    this.taken.delete(taken.id);
+    this.sending.delete(taken);
+    if (!taken.requestEnded) {
+      this.mine.push(rstStreamFrame(taken.id, NGHTTP2_NO_ERROR));
+      taken.developer?.close(NGHTTP2_NO_ERROR);
+    }
+  }
+
+  /** A header block of the router's own for the client, with the table size update it may owe. */
+  private ownHeaders(streamId: number, fields: HeaderList, endStream: boolean): Buffer {
+    const update = this.tableSizeUpdateDue;
+    this.tableSizeUpdateDue = undefined;
+    return headersFrames(streamId, encodeHeaderBlock(fields, update), endStream, this.clientMaxFrame);
+  }
+
   private takenStreamTrailers(taken: TakenStream, trailers: HeaderList, endStream: boolean): void {
     if (taken.phase === "connecting") return void taken.held.push({ trailers, endStream });
     // Like node:http2's server-side proxying, request trailers end the request; their fields are not sent on.
@@ -611,7 +732,7 @@ class RelayedConnection {
       ["grpc-status", "14"],
       ["grpc-message", encodeURIComponent(`ktctl router: ${why}`)],
     ];
-    this.mine.push(headersFrames(taken.id, encodeHeaderBlock(fields), false, this.clientMaxFrame));
+    this.mine.push(this.ownHeaders(taken.id, fields, false));
     const body = Buffer.from(`ktctl router: ${why}\n`);
     taken.out.push(body);
     taken.outBytes += body.length;
@@ -628,6 +749,7 @@ class RelayedConnection {
     this.sending.delete(taken);
     if (resetCode !== undefined && !taken.endSent) this.mine.push(rstStreamFrame(taken.id, resetCode));
     this.pumpClient();
+    this.endIfOver();
   }
 
   private dropTakenStreams(): void {
@@ -652,10 +774,10 @@ class RelayedConnection {
       const renumbered = this.byUpstreamId.get(id);
       if (renumbered) {
         buffer.writeUInt32BE(renumbered.clientId, at + 5);
-        if (type === FrameType.RST_STREAM) this.forgetRenumbered(renumbered);
+        if (type === FrameType.RST_STREAM) this.retireRenumbered(renumbered);
         else if ((type === FrameType.DATA || type === FrameType.HEADERS) && flags & Flag.END_STREAM) {
           renumbered.upstreamEnded = true;
-          if (renumbered.clientEnded) this.forgetRenumbered(renumbered);
+          if (renumbered.clientEnded) this.retireRenumbered(renumbered);
         }
       }
     }
@@ -665,37 +787,62 @@ class RelayedConnection {
       const lastForClient = Math.max(this.byUpstreamId.get(last)?.clientId ?? last, this.highestTakenId);
       buffer.writeUInt32BE(lastForClient, at + FRAME_HEADER_BYTES);
     }
-    if (this.heldForClient.length > 0 || (type === FrameType.DATA && end - at - FRAME_HEADER_BYTES > this.clientWindow)) {
-      this.heldForClient.push(buffer.subarray(at, end));
-      return;
-    }
-    if (type === FrameType.DATA) this.clientWindow -= end - at - FRAME_HEADER_BYTES;
-    else this.trackBlock(type, flags);
-    this.prefaceForwarded = true;
+    if (this.heldForClient.length > 0 && this.mustWait(type, id, end - at - FRAME_HEADER_BYTES)) return this.holdForClient(Buffer.from(buffer.subarray(at, end)));
+    if (type === FrameType.DATA && end - at - FRAME_HEADER_BYTES > this.clientWindow) return this.holdForClient(Buffer.from(buffer.subarray(at, end)));
+    this.released(type, flags, end - at - FRAME_HEADER_BYTES);
     this.toClient.pass(buffer, at, end);
   };
 
-  private trackBlock(type: number, flags: number): void {
-    if (type === FrameType.HEADERS || type === FrameType.PUSH_PROMISE || type === FrameType.CONTINUATION) {
-      this.upstreamMidBlock = (flags & Flag.END_HEADERS) === 0;
+  // The pods' frames that wait for the client's window: a DATA frame beyond it, and behind it what
+  // must keep its order: the rest of its stream, and every header block and SETTINGS (HPACK state
+  // and table size changes must reach the client in the order the pods sent them). The rest (PING,
+  // credit, GOAWAY, other streams' DATA) goes on.
+  private readonly heldStreams = new Map<number, number>();
+  private heldHeaderFrames = 0;
+  /** A DATA frame of the pods waits for credit: the router's own answers do not take it first. */
+  private podsWaitForWindow = false;
+  private pausedForHeld = false;
+
+  private mustWait(type: number, streamId: number, length: number): boolean {
+    if (streamId !== 0 && this.heldStreams.has(streamId)) return true;
+    if (isHeaderFrame(type) || type === FrameType.SETTINGS) return this.heldHeaderFrames > 0;
+    return type === FrameType.DATA && length > this.clientWindow;
+  }
+
+  private holdForClient(frame: Buffer): void {
+    const streamId = frame.readUInt32BE(5) & 0x7fffffff;
+    if (streamId !== 0) this.heldStreams.set(streamId, (this.heldStreams.get(streamId) ?? 0) + 1);
+    if (isHeaderFrame(frame[3]!)) this.heldHeaderFrames++;
+    this.heldForClient.push(frame);
+    this.heldForClientBytes += frame.length;
+    if (frame[3] === FrameType.DATA) this.podsWaitForWindow = true;
+    // The pods overran the client's window by at most what the router sent of its own; more is a
+    // pods' peer that ignores flow control: stop reading it until the client gives credit.
+    if (this.heldForClientBytes > HELD_FOR_CLIENT_MAX) {
+      this.pausedForHeld = true;
+      this.upstream.pause();
     }
   }
 
-  /** Writes to the client what may go now: the pods' frames in order, then the router's own. */
+  /** Bookkeeping for a frame of the pods on its way to the client. */
+  private released(type: number, flags: number, length: number): void {
+    this.prefaceForwarded = true;
+    if (type === FrameType.DATA) this.clientWindow -= length;
+    else if (isHeaderFrame(type)) {
+      this.upstreamMidBlock = (flags & Flag.END_HEADERS) === 0;
+      // The pods' block carries whatever table size update the client was owed.
+      this.tableSizeUpdateDue = undefined;
+    } else if (type === FrameType.SETTINGS && flags & Flag.ACK) {
+      // The pods took one of the client's SETTINGS: a new HEADER_TABLE_SIZE holds from here.
+      const size = this.clientTableSizes.shift();
+      if (size !== undefined) this.tableSizeUpdateDue = size;
+    }
+  }
+
+  /** Writes to the client what may go now: the pods' frames in their order, then the router's own. */
   private pumpClient(): void {
     if (this.client.closed) return;
-    while (this.heldForClient.length > 0) {
-      const frame = this.heldForClient[0]!;
-      const type = frame[3]!;
-      if (type === FrameType.DATA) {
-        const length = frame.length - FRAME_HEADER_BYTES;
-        if (length > this.clientWindow) break;
-        this.clientWindow -= length;
-      } else this.trackBlock(type, frame[4]!);
-      this.prefaceForwarded = true;
-      this.toClient.add(frame);
-      this.heldForClient.shift();
-    }
+    if (this.heldForClient.length > 0 && !this.upstreamMidBlock) this.releaseHeld();
     if (this.sending.size > 0) this.sendAnswers();
     if (this.prefaceForwarded && !this.upstreamMidBlock && this.mine.length > 0) {
       for (const frame of this.mine) this.toClient.add(frame);
@@ -703,12 +850,39 @@ class RelayedConnection {
     }
     const out = this.toClient.take();
     if (out && !this.client.write(out)) this.upstream.pause();
+    if (this.podsGone) this.endIfOver();
+  }
+
+  private releaseHeld(): void {
+    const waiting: Buffer[] = [];
+    this.heldStreams.clear();
+    this.heldHeaderFrames = 0;
+    this.podsWaitForWindow = false;
+    for (const frame of this.heldForClient) {
+      const type = frame[3]!;
+      const streamId = frame.readUInt32BE(5) & 0x7fffffff;
+      if (this.mustWait(type, streamId, frame.length - FRAME_HEADER_BYTES)) {
+        waiting.push(frame);
+        if (streamId !== 0) this.heldStreams.set(streamId, (this.heldStreams.get(streamId) ?? 0) + 1);
+        if (isHeaderFrame(type)) this.heldHeaderFrames++;
+        if (type === FrameType.DATA) this.podsWaitForWindow = true;
+        continue;
+      }
+      this.heldForClientBytes -= frame.length;
+      this.released(type, frame[4]!, frame.length - FRAME_HEADER_BYTES);
+      this.toClient.add(frame);
+    }
+    this.heldForClient = waiting;
+    if (this.pausedForHeld && this.heldForClientBytes <= HELD_FOR_CLIENT_MAX / 2) {
+      this.pausedForHeld = false;
+      if (!this.podsGone && this.client.backlog === 0) this.upstream.resume();
+    }
   }
 
   /** The developers' answer bytes, as far as the client's windows allow, and their ends. */
   private sendAnswers(): void {
     for (const taken of this.sending) {
-      while (taken.out.length > 0 && this.clientWindow > 0 && taken.window > 0) {
+      while (taken.out.length > 0 && !this.podsWaitForWindow && this.clientWindow > 0 && taken.window > 0) {
         const head = taken.out[0]!;
         const n = Math.min(head.length, this.clientWindow, taken.window, this.clientMaxFrame);
         const piece = n === head.length ? head : head.subarray(0, n);
@@ -726,14 +900,8 @@ class RelayedConnection {
       if (!taken.answerEnded || taken.endSent) continue;
       taken.endSent = true;
       const trailers = taken.trailers ? responseFields(taken.trailers, false) : undefined;
-      this.mine.push(trailers ? headersFrames(taken.id, encodeHeaderBlock(trailers), true, this.clientMaxFrame) : dataFrame(taken.id, Buffer.alloc(0), true));
-      taken.phase = "closed";
-      this.taken.delete(taken.id);
-      if (!taken.requestEnded) {
-        // A complete answer before the whole request: the client may stop sending, without error (RFC 9113 §8.1).
-        this.mine.push(rstStreamFrame(taken.id, NGHTTP2_NO_ERROR));
-        taken.developer?.close(NGHTTP2_NO_ERROR);
-      }
+      this.mine.push(trailers ? this.ownHeaders(taken.id, trailers, true) : dataFrame(taken.id, Buffer.alloc(0), true));
+      this.endAnsweredStream(taken);
     }
   }
 }
@@ -773,3 +941,5 @@ function responseFields(headers: IncomingHttpHeaders, withStatus: boolean): Head
   }
   return fields;
 }
+
+const isHeaderFrame = (type: number): boolean => type === FrameType.HEADERS || type === FrameType.CONTINUATION || type === FrameType.PUSH_PROMISE;

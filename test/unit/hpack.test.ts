@@ -66,3 +66,34 @@ describe("hpack encoder", () => {
     expect(new HpackDecoder().decode(encodeHeaderBlock(fields))).toEqual(fields);
   });
 });
+
+describe("hpack decoder limits", () => {
+  test("a table size update over the allowed size is refused", () => {
+    const decoder = new HpackDecoder({ maxTableSize: 4096, maxListSize: 1 << 20 });
+    expect(() => decoder.decode(Buffer.from([0x3f, 0x80, 0x20]))).toThrow(/dynamic table/); // 4096 + 31 = 4127
+    expect(new HpackDecoder().decode(Buffer.from([0x20, 0x82]))).toEqual([[":method", "GET"]]);
+  });
+
+  test("a block that names one big entry many times is refused as it grows, not after", () => {
+    const big = "b".repeat(4000);
+    // Insert one 4 kB entry (literal with incremental indexing, new name), then refer to it 1000 times.
+    const insert = encodeLiteralWithIndexing("x-big", big);
+    const block = Buffer.concat([insert, Buffer.alloc(1000, 0xbe)]); // 0xbe: index 62, the newest dynamic entry
+    expect(() => new HpackDecoder({ maxTableSize: 65536, maxListSize: 1 << 20 }).decode(block)).toThrow(/header list over/);
+    expect(new HpackDecoder({ maxTableSize: 65536, maxListSize: 1 << 23 }).decode(block)).toHaveLength(1001);
+  });
+
+  test("never-indexed fields are read as such and written back as such", () => {
+    const fields: HeaderList = [["authorization", "Bearer secret", true], ["x-plain", "1"]];
+    const block = encodeHeaderBlock(fields);
+    expect(block[0]! & 0xf0).toBe(0x10);
+    expect(new HpackDecoder().decode(block)).toEqual(fields);
+  });
+});
+
+/** A literal with incremental indexing and a new name, strings raw (RFC 7541 §6.2.1). */
+function encodeLiteralWithIndexing(name: string, value: string): Buffer {
+  const length = (n: number) => (n < 127 ? [n] : [127, ...sevenBitTail(n - 127)]);
+  const sevenBitTail = (n: number): number[] => (n < 128 ? [n] : [(n & 0x7f) | 0x80, ...sevenBitTail(n >> 7)]);
+  return Buffer.concat([Buffer.from([0x40, ...length(name.length)]), Buffer.from(name), Buffer.from(length(value.length)), Buffer.from(value)]);
+}

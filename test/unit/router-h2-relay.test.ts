@@ -8,9 +8,23 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import http2 from "node:http2";
 import net from "node:net";
-import { encodeHeaderBlock } from "../../core/protocol/hpack.ts";
+import { HpackDecoder, encodeHeaderBlock } from "../../core/protocol/hpack.ts";
 import { validateRouterConfig, type Route } from "../../core/protocol/router.ts";
-import { CLIENT_PREFACE, Flag, FrameCutter, FrameType, dataFrame, frameHeader, headersFrames } from "../../shadow/router/h2-frames.ts";
+import {
+  CLIENT_PREFACE,
+  FRAME_HEADER_BYTES,
+  Flag,
+  FrameCutter,
+  FrameType,
+  Setting,
+  dataFrame,
+  frameHeader,
+  goawayFrame,
+  headersFragment,
+  headersFrames,
+  rstStreamFrame,
+  windowUpdateFrame,
+} from "../../shadow/router/h2-frames.ts";
 import { Router } from "../../shadow/router/router.ts";
 import { startProtocolServer, type Answer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
 import { freePort, grpcFrame, h2Call, memoryLog } from "./router-harness.ts";
@@ -253,5 +267,171 @@ describe("h2c relay", () => {
     expect(answerOf(marked.body).pod).toBe("dev-a");
     expect(Number(plain.headers[":status"])).toBe(502);
     expect(plain.headers["grpc-status"]).toBe("14");
+  });
+});
+
+// Frames as a client or a pods' server may send them, written by hand: what node:http2 never sends.
+describe("h2c relay, raw frames", () => {
+  let router: Router;
+  let port: number;
+  let pods: net.Server;
+  const sockets: net.Socket[] = [];
+  const request = (id: number, path: string, mark?: string, endStream = true) =>
+    headersFrames(id, encodeHeaderBlock([[":method", "GET"], [":scheme", "http"], [":path", path], [":authority", "x"], ...(mark ? [["version", mark] as [string, string]] : [])]), endStream);
+
+  /** A client of raw frames: every frame it reads, as (type, flags, stream, payload). */
+  const rawClient = (to: number) => {
+    const socket = net.connect(to, "127.0.0.1");
+    socket.on("error", () => undefined);
+    sockets.push(socket);
+    const frames: { type: number; flags: number; id: number; payload: Buffer }[] = [];
+    const cutter = new FrameCutter();
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.on("data", (chunk: Buffer) =>
+      cutter.push(chunk, (buffer, at, end, type, flags, id) => frames.push({ type, flags, id, payload: Buffer.from(buffer.subarray(at + FRAME_HEADER_BYTES, end)) })),
+    );
+    const until = async (done: () => boolean, what: string) => {
+      for (let waited = 0; !done(); waited += 10) {
+        if (waited > 5_000) throw new Error(`waited 5 s for ${what}; frames: ${frames.map((f) => `${f.type}@${f.id}`).join(" ")}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    return { socket, frames, closed, until };
+  };
+
+  beforeAll(async () => {
+    // Pods of raw frames: every request is answered with :status 200, then "up<id>#k" 8 times,
+    // 40 ms apart, whatever the client does meanwhile (DATA already in flight when a reset comes).
+    pods = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      let preface = CLIENT_PREFACE.length;
+      const cutter = new FrameCutter();
+      const decoder = new HpackDecoder();
+      socket.write(frameHeader(0, FrameType.SETTINGS, 0, 0));
+      socket.on("data", (chunk: Buffer) => {
+        const skip = Math.min(preface, chunk.length);
+        preface -= skip;
+        cutter.push(chunk.subarray(skip), (buffer, at, end, type, flags, id) => {
+          if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) return void socket.write(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
+          if (type !== FrameType.HEADERS) return;
+          if (decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).some(([name, value]) => name === ":path" && value === "/bye")) {
+            // A pods' process going away: this answer, GOAWAY, and the connection closes.
+            socket.write(Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), true), goawayFrame(id, 0)]));
+            return void setTimeout(() => socket.end(), 50);
+          }
+          socket.write(headersFrames(id, encodeHeaderBlock([[":status", "200"]]), false));
+          let k = 0;
+          const timer = setInterval(() => {
+            if (socket.destroyed) return clearInterval(timer);
+            socket.write(dataFrame(id, Buffer.from(`up${id}#${k}`), ++k === 8));
+            if (k === 8) clearInterval(timer);
+          }, 40);
+        });
+      });
+    });
+    await new Promise<void>((resolve) => pods.listen(0, "127.0.0.1", () => resolve()));
+    port = await freePort();
+    const config = validateRouterConfig({
+      listeners: [{ port, fallback: { host: "127.0.0.1", port: (pods.address() as net.AddressInfo).port }, name: "http" }],
+      adminPort: await freePort(),
+      sniffTimeoutMs: 150,
+    });
+    router = new Router(config, memoryLog(), { host: "127.0.0.1" });
+    await router.start();
+    router.routes.put({ id: "gone", header: "version", value: "gone", upstreams: { [String(port)]: { host: "127.0.0.1", port: await freePort() } } });
+  });
+
+  afterAll(() => {
+    for (const socket of sockets) socket.destroy();
+    router?.stop();
+    pods?.close();
+  });
+
+  test("a reset of a renumbered stream: the pods' late frames for it never land on another stream", async () => {
+    const client = rawClient(port);
+    // Stream 1 is marked for a developer that is gone: it reaches the pods as 5, after stream 3.
+    client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), windowUpdateFrame(0, 1 << 20), request(1, "/one", "gone"), request(3, "/three")]));
+    await client.until(() => client.frames.some((f) => f.type === FrameType.DATA && f.id === 1), "stream 1's first answer");
+    client.socket.write(request(5, "/five")); // the pods' 7
+    await client.until(() => client.frames.some((f) => f.type === FrameType.DATA && f.id === 5), "stream 5's first answer");
+    client.socket.write(rstStreamFrame(1, 8));
+    await client.until(() => client.frames.some((f) => f.id === 5 && f.flags & Flag.END_STREAM), "stream 5's end");
+    const onFive = client.frames.filter((f) => f.type === FrameType.DATA && f.id === 5).map((f) => f.payload.toString());
+    expect(onFive).toEqual(["up7#0", "up7#1", "up7#2", "up7#3", "up7#4", "up7#5", "up7#6", "up7#7"]);
+    expect(client.frames.filter((f) => f.type === FrameType.DATA && f.id === 1).every((f) => f.payload.toString().startsWith("up5#"))).toBe(true);
+  });
+
+  test("SETTINGS a client may not send end its connection alone; the router serves the next one", async () => {
+    for (const [setting, value] of [
+      [Setting.MAX_FRAME_SIZE, 0],
+      [Setting.MAX_FRAME_SIZE, 1 << 24],
+      [Setting.INITIAL_WINDOW_SIZE, 2 ** 31],
+    ] as const) {
+      const payload = Buffer.alloc(6);
+      payload.writeUInt16BE(setting, 0);
+      payload.writeUInt32BE(value, 2);
+      const bad = rawClient(port);
+      bad.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(6, FrameType.SETTINGS, 0, 0), payload, request(1, "/bad", "gone")]));
+      await bad.closed;
+    }
+    const good = rawClient(port);
+    good.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/good")]));
+    await good.until(() => good.frames.some((f) => f.id === 1 && f.flags & Flag.END_STREAM), "an answer");
+  });
+
+  test("the pods going away (GOAWAY, close) do not cut a stream a developer is still answering", async () => {
+    const slowDeveloper = http2.createServer();
+    slowDeveloper.on("stream", (stream) => {
+      setTimeout(() => {
+        stream.respond({ ":status": 200, "x-from": "slow-dev" });
+        stream.end("late but whole");
+      }, 300);
+    });
+    await new Promise<void>((resolve) => slowDeveloper.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "slow", header: "version", value: "slow", upstreams: { [String(port)]: { host: "127.0.0.1", port: (slowDeveloper.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/slow", "slow"), request(3, "/bye")]));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.GOAWAY), "the pods' GOAWAY");
+      await client.closed;
+      const fromDeveloper = client.frames.filter((f) => f.id === 1);
+      expect(fromDeveloper.map((f) => f.type)).toEqual([FrameType.HEADERS, FrameType.DATA, FrameType.DATA]);
+      expect(fromDeveloper[1]!.payload.toString()).toBe("late but whole");
+      expect(fromDeveloper[2]!.flags & Flag.END_STREAM).toBe(Flag.END_STREAM);
+      // The GOAWAY counts the developer's stream as one the client need not send again.
+      const goaway = client.frames.find((f) => f.type === FrameType.GOAWAY)!;
+      expect(goaway.payload.readUInt32BE(0)).toBe(3);
+    } finally {
+      router.routes.delete("slow");
+      slowDeveloper.close();
+    }
+  });
+
+  test("a client that lowered its HPACK table gets the size update in the router's first block after the pods' ACK", async () => {
+    const devServer = http2.createServer();
+    devServer.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "x-from": "dev" });
+      stream.end("dev");
+    });
+    await new Promise<void>((resolve) => devServer.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "dev", header: "version", value: "dev", upstreams: { [String(port)]: { host: "127.0.0.1", port: (devServer.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      const tableSize = Buffer.alloc(6);
+      tableSize.writeUInt16BE(Setting.HEADER_TABLE_SIZE, 0);
+      tableSize.writeUInt32BE(0, 2);
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(6, FrameType.SETTINGS, 0, 0), tableSize]));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.SETTINGS && f.flags & Flag.ACK), "the pods' ACK");
+      client.socket.write(request(1, "/dev", "dev"));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.HEADERS && f.id === 1), "the developer's answer");
+      const block = client.frames.find((f) => f.type === FrameType.HEADERS && f.id === 1)!.payload;
+      expect(block[0]! & 0xe0).toBe(0x20); // a dynamic table size update...
+      expect(block[0]! & 0x1f).toBe(0); // ...to 0
+      const fields = new HpackDecoder().decode(block);
+      expect(fields).toContainEqual(["x-from", "dev"]);
+    } finally {
+      router.routes.delete("dev");
+      devServer.close();
+    }
   });
 });

@@ -203,7 +203,7 @@ export class H2Tap {
       record.method = get(":method");
       record.path = get(":path");
       record.authority = get(":authority");
-      record.requestHeaders = headers;
+      record.requestHeaders = pairs(headers);
       const markHeader = this.sink.options.markHeader?.toLowerCase();
       if (markHeader) record.mark = get(markHeader);
       stream = { record, started: performance.now(), bodies: this.sink.bodyKeeper(), clientDone: false, serverDone: false };
@@ -221,9 +221,9 @@ export class H2Tap {
       // 1xx are interim: the real :status follows in another HEADERS frame.
       if (code >= 100 && code < 200) return;
       stream.record.status = code;
-      stream.record.responseHeaders = headers;
+      stream.record.responseHeaders = pairs(headers);
     } else {
-      stream.record.responseHeaders = [...(stream.record.responseHeaders ?? []), ...headers];
+      stream.record.responseHeaders = [...(stream.record.responseHeaders ?? []), ...pairs(headers)];
     }
     const grpcStatus = headers.find(([n]) => n === "grpc-status")?.[1];
     if (grpcStatus !== undefined) stream.record.grpcStatus = grpcStatus;
@@ -260,3 +260,6 @@ export class H2Tap {
     this.sink.emit(stream.record);
   }
 }
+
+/** Name and value of each field, as records show them (whether a field was "never indexed" is HPACK's business). */
+const pairs = (headers: HeaderList): [string, string][] => headers.map(([name, value]) => [name, value]);
