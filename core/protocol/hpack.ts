@@ -106,7 +106,16 @@ export class HpackDecoder {
   /** 4096 until the encoder announces another size (RFC 7540 §6.5.2). */
   private maxSize = 4096;
 
-  constructor(private readonly limits: HpackLimits = DEFAULT_HPACK_LIMITS) {}
+  private readonly limits: HpackLimits;
+
+  constructor(limits: HpackLimits = DEFAULT_HPACK_LIMITS) {
+    this.limits = { ...limits };
+  }
+
+  /** The receiver announced a larger table (its SETTINGS_HEADER_TABLE_SIZE): the encoder may use it. */
+  allowTableSize(size: number): void {
+    this.limits.maxTableSize = Math.max(this.limits.maxTableSize, size);
+  }
 
   /** Throws HpackError on a malformed block, a table larger than allowed, or a list over the bound. */
   decode(block: Uint8Array): HeaderList {
@@ -208,8 +217,8 @@ STATIC_TABLE.forEach(([name, value], i) => {
  * indexed when the table has it.
  * Strings go raw, not Huffman-coded: a few bytes more on the wire, no work per byte.
  */
-export function encodeHeaderBlock(headers: HeaderList, tableSizeUpdate?: number): Buffer {
-  let size = 6;
+export function encodeHeaderBlock(headers: HeaderList, tableSizeUpdates: readonly number[] = []): Buffer {
+  let size = 12;
   for (const [name, value] of headers) size += name.length + value.length + 16;
   const out = Buffer.allocUnsafe(size);
   let at = 0;
@@ -231,8 +240,9 @@ export function encodeHeaderBlock(headers: HeaderList, tableSizeUpdate?: number)
     integer(text.length, 7, 0x00);
     at += out.write(text, at, "latin1");
   };
-  // A dynamic table size update, when the receiver must see one, comes first (RFC 7541 §4.2).
-  if (tableSizeUpdate !== undefined) integer(tableSizeUpdate, 5, 0x20);
+  // Dynamic table size updates, when the receiver must see them, come first (RFC 7541 §4.2: at most
+  // two, the smallest size since the last block, then the final one).
+  for (const update of tableSizeUpdates) integer(update, 5, 0x20);
   for (const [name, value, neverIndexed] of headers) {
     const pair = neverIndexed ? undefined : STATIC_PAIRS.get(`${name}\0${value}`);
     if (pair !== undefined) {

@@ -32,6 +32,8 @@ import {
   Setting,
   dataFrame,
   dataOf,
+  frameHeader,
+  goawayFrame,
   headersFragment,
   headersFrames,
   rstStreamFrame,
@@ -139,6 +141,13 @@ class Outbox {
   }
 }
 
+/** A header block of the router's own, for the client. */
+interface OwnHeaders {
+  streamId: number;
+  fields: HeaderList;
+  endStream: boolean;
+}
+
 interface FrameRef {
   buffer: Buffer;
   at: number;
@@ -218,21 +227,25 @@ class RelayedConnection {
   private heldForClientBytes = 0;
   /** The last frame written to the client left a header block open: nothing else may come between. */
   private upstreamMidBlock = false;
-  /** The router's own frames for the client. */
-  private mine: Buffer[] = [];
+  /** The router's own frames for the client; its header blocks are encoded when they are written. */
+  private mine: (Buffer | OwnHeaders)[] = [];
   /** The pods' SETTINGS, the server's preface, went to the client: nothing of the router's may precede it. */
   private prefaceForwarded = false;
   /** HEADER_TABLE_SIZE of each of the client's SETTINGS frames the pods have not acknowledged yet. */
   private readonly clientTableSizes: (number | undefined)[] = [];
   /**
    * The client changed its HEADER_TABLE_SIZE and the pods acknowledged it: the next header block the
-   * client reads must begin with a table size update. The pods' next block does; if the router's
-   * comes first, it must (RFC 7541 §4.2).
+   * client reads must begin with table size updates (the smallest size since its last block, then
+   * the final one). The pods' next block has them; if the router's comes first, it must (RFC 7541 §4.2).
    */
-  private tableSizeUpdateDue: number | undefined;
+  private tableSizeUpdateDue: { smallest: number; final: number } | undefined;
   private readonly retired: Renumbered[] = [];
   /** The pods closed the connection while streams were taken out: the client keeps it for those. */
   private podsGone = false;
+  /** Client ids of streams open at the pods: 1 once the client ended its side, 2 once the pods did. */
+  private readonly podsStreams = new Map<number, number>();
+  /** The last stream the pods' GOAWAY said they took, in client ids. */
+  private podsLastStream: number | undefined;
   /** Taken streams with answer bytes or an end to send. */
   private readonly sending = new Set<TakenStream>();
   private ended = false;
@@ -261,7 +274,9 @@ class RelayedConnection {
       data: (chunk) => this.guard(() => this.upstreamBytes(chunk)),
       end: () => this.finish(),
       close: () => this.finish(),
-      drain: () => client.resume(),
+      drain: () => {
+        if (!this.pausedForConnecting) client.resume();
+      },
     };
     this.guard(() => this.clientBytes(initial));
     if (client.closed || upstream.closed) return this.destroy();
@@ -287,16 +302,47 @@ class RelayedConnection {
     if (this.ended) return;
     this.podsGone = true;
     this.upstream.destroy();
-    this.guard(() => this.pumpClient());
+    this.toUpstream.take();
+    // A header block of the pods cut short, or held back, would leave the client's HPACK table behind.
+    if (this.upstreamMidBlock || this.heldHeaderFrames > 0) return this.destroy();
+    this.guard(() => {
+      this.pumpClient();
+      // The pods' streams will not end now: the client hears so at once, each stream on its own
+      // (REFUSED_STREAM, safe to send again, for those the pods' GOAWAY said they did not take).
+      for (const id of this.podsStreams.keys()) {
+        const refused = this.podsLastStream !== undefined && id > this.podsLastStream;
+        this.mine.push(rstStreamFrame(id, refused ? NGHTTP2_REFUSED_STREAM : NGHTTP2_INTERNAL_ERROR));
+      }
+      this.podsStreams.clear();
+      this.heldForClient = [];
+      this.heldForClientBytes = 0;
+      this.heldStreams.clear();
+      this.podsWaitForWindow = false;
+      if (this.podsLastStream === undefined) this.mine.push(goawayFrame(this.highestClientId, NGHTTP2_NO_ERROR));
+      this.pumpClient();
+    });
     this.endIfOver();
+  }
+
+  /** After the pods left: the router answers what the client asks of the connection, and drops the rest. */
+  private withoutPods(buffer: Buffer, at: number, end: number, type: number, flags: number): void {
+    if (type === FrameType.PING && !(flags & Flag.ACK) && end - at === FRAME_HEADER_BYTES + 8) {
+      this.mine.push(Buffer.concat([frameHeader(8, FrameType.PING, Flag.ACK, 0), buffer.subarray(at + FRAME_HEADER_BYTES, end)]));
+    } else if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
+      this.connectionFrame(buffer, at, end, type, flags);
+      this.mine.push(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
+    } else if (type === FrameType.WINDOW_UPDATE && end - at === FRAME_HEADER_BYTES + 4) {
+      this.connectionFrame(buffer, at, end, type, flags);
+    } else if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) {
+      this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
+    }
   }
 
   private endIfOver(): void {
     if (this.ended || !this.podsGone || this.taken.size > 0) return;
     this.ended = true;
     // What the router still has for the client goes out before the end.
-    for (const frame of this.mine) this.toClient.add(frame);
-    this.mine = [];
+    this.flushMine();
     const out = this.toClient.take();
     if (out) this.client.write(out);
     this.client.end();
@@ -340,9 +386,10 @@ class RelayedConnection {
       return this.addToBlock(started, buffer, at, end, flags);
     }
     if (type === FrameType.CONTINUATION) throw new RelayError("CONTINUATION without HEADERS");
-    if (id === 0) return this.connectionFrame(buffer, at, end, type, flags);
-    const taken = this.taken.get(id);
+    const taken = id === 0 ? undefined : this.taken.get(id);
     if (taken) return this.takenStreamFrame(taken, { buffer, at, end });
+    if (this.podsGone) return this.withoutPods(buffer, at, end, type, flags);
+    if (id === 0) return this.connectionFrame(buffer, at, end, type, flags);
     if (this.takenIds.has(id)) {
       // A late frame of a taken stream that is over: the pods never knew the stream. DATA still
       // counts against the connection's window, so its credit goes back.
@@ -384,7 +431,16 @@ class RelayedConnection {
     this.toUpstream.pass(buffer, at, end);
   }
 
+  /** One side of a pods' stream is over (1: the client's, 2: the pods'); a reset ends both. */
+  private podsStreamEnded(clientId: number, side: number): void {
+    const ended = (this.podsStreams.get(clientId) ?? 0) | side;
+    if (ended === 3) this.podsStreams.delete(clientId);
+    else if (this.podsStreams.has(clientId)) this.podsStreams.set(clientId, ended);
+  }
+
   private passToUpstream(buffer: Buffer, at: number, end: number, type: number, flags: number, clientId: number): void {
+    if (type === FrameType.RST_STREAM) this.podsStreamEnded(clientId, 3);
+    else if (type === FrameType.DATA && flags & Flag.END_STREAM) this.podsStreamEnded(clientId, 1);
     // Priorities name other streams by id, which may no longer be the pods' ids: advisory, left out.
     if (type === FrameType.PRIORITY && this.reencode) return;
     const renumbered = this.byClientId.size > 0 ? this.byClientId.get(clientId) : undefined;
@@ -395,7 +451,7 @@ class RelayedConnection {
         renumbered.clientEnded = true;
         if (renumbered.upstreamEnded) this.retireRenumbered(renumbered);
       }
-    } else if (this.byClientId.size === 0 && clientId > this.nextUpstreamId - 2 && clientId <= this.highestClientId) {
+    } else if (clientId % 2 === 1 && this.byClientId.size === 0 && clientId > this.nextUpstreamId - 2 && clientId <= this.highestClientId) {
       // An id the pods never saw (a taken-out stream no longer remembered): for them it would be idle,
       // and a frame on an idle stream ends the whole connection.
       if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
@@ -436,6 +492,7 @@ class RelayedConnection {
       if (renumbered.upstreamEnded) this.retireRenumbered(renumbered);
     }
     if (this.podsGone) return;
+    if (endStream) this.podsStreamEnded(id, 1);
     this.blockToUpstream(block, fields, renumbered?.upstreamId ?? id, endStream);
   }
 
@@ -466,6 +523,7 @@ class RelayedConnection {
       this.byUpstreamId.set(upstreamId, renumbered);
     }
     this.nextUpstreamId = upstreamId + 2;
+    this.podsStreams.set(clientId, endStream ? 1 : 0);
     this.blockToUpstream(block, fields, upstreamId, endStream);
   }
 
@@ -477,7 +535,7 @@ class RelayedConnection {
     // Each re-encoded block empties the pods' dynamic table (a size update to 0, always allowed):
     // the router never uses it, and a lowered SETTINGS_HEADER_TABLE_SIZE is answered whatever the
     // client's own updates were, even those in blocks that were taken out.
-    this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields, 0), endStream));
+    this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields, [0]), endStream));
   }
 
   /**
@@ -496,6 +554,7 @@ class RelayedConnection {
 
   private flushToUpstream(): void {
     const out = this.toUpstream.take();
+    if (this.podsGone) return;
     if (out && !this.upstream.write(out)) this.client.pause();
   }
 
@@ -539,6 +598,7 @@ class RelayedConnection {
   /** The developer cannot be reached: the stream goes to the pods after all, with what the client sent meanwhile. */
   private developerUnreachable(taken: TakenStream, error: Error): void {
     if (taken.phase !== "connecting" || this.ended) return;
+    this.doneConnecting(taken);
     const { ctx } = this;
     ctx.health.markDown(taken.target);
     ctx.counters.routed--;
@@ -557,7 +617,7 @@ class RelayedConnection {
     const upstreamId = renumbered?.upstreamId ?? taken.id;
     for (const item of taken.held) {
       if ("trailers" in item) {
-        this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(item.trailers, 0), item.endStream));
+        this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(item.trailers, [0]), item.endStream));
         if (renumbered && item.endStream) renumbered.clientEnded = true;
         continue;
       }
@@ -571,6 +631,7 @@ class RelayedConnection {
 
   private openOnDeveloper(taken: TakenStream, session: ClientHttp2Session): void {
     if (taken.phase !== "connecting" || this.ended) return;
+    this.doneConnecting(taken);
     let developer: ClientHttp2Stream;
     try {
       developer = session.request(requestHeaders(taken.fields), { endStream: taken.requestEnded });
@@ -687,9 +748,24 @@ class RelayedConnection {
     }
     if (type !== FrameType.DATA && type !== FrameType.RST_STREAM) return;
     const copy = Buffer.from(frame.buffer.subarray(frame.at, frame.end));
-    taken.heldBytes += copy.length;
-    if (taken.heldBytes > HELD_WHILE_CONNECTING_MAX) throw new RelayError("a stream sent more than its window while its developer was being reached");
+    taken.heldBytes += payload.length;
+    this.heldWhileConnecting += payload.length;
     taken.held.push({ buffer: copy, at: 0, end: copy.length });
+    // A large upload waits in the client's socket rather than here, until the developer is reached.
+    if (this.heldWhileConnecting > HELD_WHILE_CONNECTING_MAX && !this.pausedForConnecting) {
+      this.pausedForConnecting = true;
+      this.client.pause();
+    }
+  }
+
+  /** A taken stream no longer waits for its developer: what it held no longer counts. */
+  private doneConnecting(taken: TakenStream): void {
+    this.heldWhileConnecting -= taken.heldBytes;
+    taken.heldBytes = 0;
+    if (this.pausedForConnecting && this.heldWhileConnecting <= HELD_WHILE_CONNECTING_MAX / 2) {
+      this.pausedForConnecting = false;
+      if (this.upstream.backlog === 0) this.client.resume();
+    }
   }
 
   /** The answer ended before the request: the client may stop sending, without error (RFC 9113 §8.1). */
@@ -703,11 +779,24 @@ class RelayedConnection {
     }
   }
 
-  /** A header block of the router's own for the client, with the table size update it may owe. */
-  private ownHeaders(streamId: number, fields: HeaderList, endStream: boolean): Buffer {
-    const update = this.tableSizeUpdateDue;
-    this.tableSizeUpdateDue = undefined;
-    return headersFrames(streamId, encodeHeaderBlock(fields, update), endStream, this.clientMaxFrame);
+  /** A header block of the router's own for the client, encoded as it is written (see flushMine). */
+  private ownHeaders(streamId: number, fields: HeaderList, endStream: boolean): OwnHeaders {
+    return { streamId, fields, endStream };
+  }
+
+  /** The router's own frames go to the client; the first header block carries the size updates owed. */
+  private flushMine(): void {
+    for (const item of this.mine) {
+      if (Buffer.isBuffer(item)) {
+        this.toClient.add(item);
+        continue;
+      }
+      const due = this.tableSizeUpdateDue;
+      this.tableSizeUpdateDue = undefined;
+      const updates = due === undefined ? [] : due.smallest < due.final ? [due.smallest, due.final] : [due.final];
+      this.toClient.add(headersFrames(item.streamId, encodeHeaderBlock(item.fields, updates), item.endStream, this.clientMaxFrame));
+    }
+    this.mine = [];
   }
 
   private takenStreamTrailers(taken: TakenStream, trailers: HeaderList, endStream: boolean): void {
@@ -770,10 +859,12 @@ class RelayedConnection {
   }
 
   private readonly upstreamFrame: FrameVisitor = (buffer, at, end, type, flags, id) => {
+    let clientId = id;
     if (id !== 0 && this.byUpstreamId.size > 0) {
       const renumbered = this.byUpstreamId.get(id);
       if (renumbered) {
-        buffer.writeUInt32BE(renumbered.clientId, at + 5);
+        clientId = renumbered.clientId;
+        buffer.writeUInt32BE(clientId, at + 5);
         if (type === FrameType.RST_STREAM) this.retireRenumbered(renumbered);
         else if ((type === FrameType.DATA || type === FrameType.HEADERS) && flags & Flag.END_STREAM) {
           renumbered.upstreamEnded = true;
@@ -784,12 +875,17 @@ class RelayedConnection {
     if (type === FrameType.GOAWAY && end - at >= FRAME_HEADER_BYTES + 8) {
       // The last stream the pods will answer, in the client's ids; the router's own count as answered.
       const last = buffer.readUInt32BE(at + FRAME_HEADER_BYTES) & 0x7fffffff;
-      const lastForClient = Math.max(this.byUpstreamId.get(last)?.clientId ?? last, this.highestTakenId);
+      this.podsLastStream = this.byUpstreamId.get(last)?.clientId ?? last;
+      const lastForClient = Math.max(this.podsLastStream, this.highestTakenId);
       buffer.writeUInt32BE(lastForClient, at + FRAME_HEADER_BYTES);
     }
-    if (this.heldForClient.length > 0 && this.mustWait(type, id, end - at - FRAME_HEADER_BYTES)) return this.holdForClient(Buffer.from(buffer.subarray(at, end)));
+    if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
+      // The client's encoder may use as large a table as the pods allow.
+      for (const [setting, value] of settingsOf(buffer.subarray(at + FRAME_HEADER_BYTES, end))) if (setting === Setting.HEADER_TABLE_SIZE) this.decoder.allowTableSize(value);
+    }
+    if (this.heldForClient.length > 0 && this.mustWait(type, clientId, end - at - FRAME_HEADER_BYTES)) return this.holdForClient(Buffer.from(buffer.subarray(at, end)));
     if (type === FrameType.DATA && end - at - FRAME_HEADER_BYTES > this.clientWindow) return this.holdForClient(Buffer.from(buffer.subarray(at, end)));
-    this.released(type, flags, end - at - FRAME_HEADER_BYTES);
+    this.released(type, flags, clientId, end - at - FRAME_HEADER_BYTES);
     this.toClient.pass(buffer, at, end);
   };
 
@@ -802,8 +898,13 @@ class RelayedConnection {
   /** A DATA frame of the pods waits for credit: the router's own answers do not take it first. */
   private podsWaitForWindow = false;
   private pausedForHeld = false;
+  /** Request bytes held for taken streams whose developers are being reached, all streams together. */
+  private heldWhileConnecting = 0;
+  private pausedForConnecting = false;
 
   private mustWait(type: number, streamId: number, length: number): boolean {
+    // Credit and priorities carry no order with the stream's data: an upload's credit never waits for a download's.
+    if (type === FrameType.WINDOW_UPDATE || type === FrameType.PRIORITY) return false;
     if (streamId !== 0 && this.heldStreams.has(streamId)) return true;
     if (isHeaderFrame(type) || type === FrameType.SETTINGS) return this.heldHeaderFrames > 0;
     return type === FrameType.DATA && length > this.clientWindow;
@@ -825,8 +926,10 @@ class RelayedConnection {
   }
 
   /** Bookkeeping for a frame of the pods on its way to the client. */
-  private released(type: number, flags: number, length: number): void {
+  private released(type: number, flags: number, streamId: number, length: number): void {
     this.prefaceForwarded = true;
+    if (type === FrameType.RST_STREAM) this.podsStreamEnded(streamId, 3);
+    else if ((type === FrameType.DATA || type === FrameType.HEADERS) && flags & Flag.END_STREAM) this.podsStreamEnded(streamId, 2);
     if (type === FrameType.DATA) this.clientWindow -= length;
     else if (isHeaderFrame(type)) {
       this.upstreamMidBlock = (flags & Flag.END_HEADERS) === 0;
@@ -835,7 +938,10 @@ class RelayedConnection {
     } else if (type === FrameType.SETTINGS && flags & Flag.ACK) {
       // The pods took one of the client's SETTINGS: a new HEADER_TABLE_SIZE holds from here.
       const size = this.clientTableSizes.shift();
-      if (size !== undefined) this.tableSizeUpdateDue = size;
+      if (size !== undefined) {
+        const due = this.tableSizeUpdateDue;
+        this.tableSizeUpdateDue = { smallest: Math.min(due?.smallest ?? size, size), final: size };
+      }
     }
   }
 
@@ -844,10 +950,7 @@ class RelayedConnection {
     if (this.client.closed) return;
     if (this.heldForClient.length > 0 && !this.upstreamMidBlock) this.releaseHeld();
     if (this.sending.size > 0) this.sendAnswers();
-    if (this.prefaceForwarded && !this.upstreamMidBlock && this.mine.length > 0) {
-      for (const frame of this.mine) this.toClient.add(frame);
-      this.mine = [];
-    }
+    if (this.prefaceForwarded && !this.upstreamMidBlock && this.mine.length > 0) this.flushMine();
     const out = this.toClient.take();
     if (out && !this.client.write(out)) this.upstream.pause();
     if (this.podsGone) this.endIfOver();
@@ -869,7 +972,7 @@ class RelayedConnection {
         continue;
       }
       this.heldForClientBytes -= frame.length;
-      this.released(type, frame[4]!, frame.length - FRAME_HEADER_BYTES);
+      this.released(type, frame[4]!, streamId, frame.length - FRAME_HEADER_BYTES);
       this.toClient.add(frame);
     }
     this.heldForClient = waiting;

@@ -314,7 +314,13 @@ describe("h2c relay, raw frames", () => {
         cutter.push(chunk.subarray(skip), (buffer, at, end, type, flags, id) => {
           if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) return void socket.write(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
           if (type !== FrameType.HEADERS) return;
-          if (decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).some(([name, value]) => name === ":path" && value === "/bye")) {
+          const path = decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).find(([name]) => name === ":path")?.[1];
+          if (path === "/die") {
+            // A pods' process that dies mid-answer: no GOAWAY, the connection just ends.
+            socket.write(headersFrames(id, encodeHeaderBlock([[":status", "200"]]), false));
+            return void setTimeout(() => socket.destroy(), 50);
+          }
+          if (path === "/bye") {
             // A pods' process going away: this answer, GOAWAY, and the connection closes.
             socket.write(Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), true), goawayFrame(id, 0)]));
             return void setTimeout(() => socket.end(), 50);
@@ -407,6 +413,28 @@ describe("h2c relay, raw frames", () => {
     }
   });
 
+  test("the pods dying mid-answer: their stream is reset, the client told GOAWAY, pings answered, the developer's stream finished", async () => {
+    const slowDeveloper = http2.createServer();
+    slowDeveloper.on("stream", (stream) => setTimeout(() => (stream.respond({ ":status": 200 }), stream.end("still here")), 300));
+    await new Promise<void>((resolve) => slowDeveloper.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "slow", header: "version", value: "slow", upstreams: { [String(port)]: { host: "127.0.0.1", port: (slowDeveloper.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/slow", "slow"), request(3, "/die")]));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === 3), "stream 3's reset");
+      expect(client.frames.some((f) => f.type === FrameType.GOAWAY)).toBe(true);
+      client.socket.write(Buffer.concat([frameHeader(8, FrameType.PING, 0, 0), Buffer.from("pingpong"), request(5, "/after")]));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK), "the PING's answer");
+      await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === 5), "stream 5 refused");
+      expect(client.frames.find((f) => f.type === FrameType.RST_STREAM && f.id === 5)!.payload.readUInt32BE(0)).toBe(http2.constants.NGHTTP2_REFUSED_STREAM);
+      await client.closed;
+      expect(client.frames.filter((f) => f.id === 1 && f.type === FrameType.DATA).map((f) => f.payload.toString()).join("")).toBe("still here");
+    } finally {
+      router.routes.delete("slow");
+      slowDeveloper.close();
+    }
+  });
+
   test("a client that lowered its HPACK table gets the size update in the router's first block after the pods' ACK", async () => {
     const devServer = http2.createServer();
     devServer.on("stream", (stream) => {
@@ -429,6 +457,22 @@ describe("h2c relay, raw frames", () => {
       expect(block[0]! & 0x1f).toBe(0); // ...to 0
       const fields = new HpackDecoder().decode(block);
       expect(fields).toContainEqual(["x-from", "dev"]);
+
+      // Lowered to 0, then back to 4096 before any block: both sizes are owed, smallest first.
+      const twice = rawClient(port);
+      const settings = (size: number) => {
+        const payload = Buffer.alloc(6);
+        payload.writeUInt16BE(Setting.HEADER_TABLE_SIZE, 0);
+        payload.writeUInt32BE(size, 2);
+        return Buffer.concat([frameHeader(6, FrameType.SETTINGS, 0, 0), payload]);
+      };
+      twice.socket.write(Buffer.concat([CLIENT_PREFACE, settings(0), settings(4096)]));
+      await twice.until(() => twice.frames.filter((f) => f.type === FrameType.SETTINGS && f.flags & Flag.ACK).length === 2, "both ACKs");
+      twice.socket.write(request(1, "/dev", "dev"));
+      await twice.until(() => twice.frames.some((f) => f.type === FrameType.HEADERS && f.id === 1), "the developer's answer");
+      const both = twice.frames.find((f) => f.type === FrameType.HEADERS && f.id === 1)!.payload;
+      expect([...both.subarray(0, 4)]).toEqual([0x20, 0x3f, 0xe1, 0x1f]); // size 0, then 4096
+      expect(new HpackDecoder().decode(both)).toContainEqual(["x-from", "dev"]);
     } finally {
       router.routes.delete("dev");
       devServer.close();
