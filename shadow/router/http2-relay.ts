@@ -32,8 +32,6 @@ import {
   Setting,
   dataFrame,
   dataOf,
-  frameHeader,
-  goawayFrame,
   headersFragment,
   headersFrames,
   rstStreamFrame,
@@ -240,12 +238,12 @@ class RelayedConnection {
    */
   private tableSizeUpdateDue: { smallest: number; final: number } | undefined;
   private readonly retired: Renumbered[] = [];
-  /** The pods closed the connection while streams were taken out: the client keeps it for those. */
-  private podsGone = false;
-  /** Client ids of streams open at the pods: 1 once the client ended its side, 2 once the pods did. */
-  private readonly podsStreams = new Map<number, number>();
-  /** The last stream the pods' GOAWAY said they took, in client ids. */
+  /** The last stream the pods' GOAWAY said they took, in client ids: later ones are not taken out either. */
   private podsLastStream: number | undefined;
+  /** The last-stream id of the GOAWAY the client last got: a later one may not be higher. */
+  private lastGoawayToClient = MAX_WINDOW;
+  /** The highest id the pods got under the client's own id (before any renumbering). */
+  private highestIdentityId = 0;
   /** Taken streams with answer bytes or an end to send. */
   private readonly sending = new Set<TakenStream>();
   private ended = false;
@@ -295,57 +293,17 @@ class RelayedConnection {
   }
 
   /**
-   * The pods closed the connection: the client gets what is on its way, and the connection ends once
-   * the streams taken out for developers are over too (a pods' rolling update must not cut them).
+   * The pods closed the connection: the client gets what is on its way, then its connection ends
+   * too, as it would going straight to them. Streams taken out on it end with it (the client sends
+   * them again on its next connection, as it does the pods' unfinished ones).
    */
   private finish(): void {
     if (this.ended) return;
-    this.podsGone = true;
-    this.upstream.destroy();
-    this.toUpstream.take();
-    // A header block of the pods cut short, or held back, would leave the client's HPACK table behind.
-    if (this.upstreamMidBlock || this.heldHeaderFrames > 0) return this.destroy();
-    this.guard(() => {
-      this.pumpClient();
-      // The pods' streams will not end now: the client hears so at once, each stream on its own
-      // (REFUSED_STREAM, safe to send again, for those the pods' GOAWAY said they did not take).
-      for (const id of this.podsStreams.keys()) {
-        const refused = this.podsLastStream !== undefined && id > this.podsLastStream;
-        this.mine.push(rstStreamFrame(id, refused ? NGHTTP2_REFUSED_STREAM : NGHTTP2_INTERNAL_ERROR));
-      }
-      this.podsStreams.clear();
-      this.heldForClient = [];
-      this.heldForClientBytes = 0;
-      this.heldStreams.clear();
-      this.podsWaitForWindow = false;
-      if (this.podsLastStream === undefined) this.mine.push(goawayFrame(this.highestClientId, NGHTTP2_NO_ERROR));
-      this.pumpClient();
-    });
-    this.endIfOver();
-  }
-
-  /** After the pods left: the router answers what the client asks of the connection, and drops the rest. */
-  private withoutPods(buffer: Buffer, at: number, end: number, type: number, flags: number): void {
-    if (type === FrameType.PING && !(flags & Flag.ACK) && end - at === FRAME_HEADER_BYTES + 8) {
-      this.mine.push(Buffer.concat([frameHeader(8, FrameType.PING, Flag.ACK, 0), buffer.subarray(at + FRAME_HEADER_BYTES, end)]));
-    } else if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
-      this.connectionFrame(buffer, at, end, type, flags);
-      this.mine.push(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
-    } else if (type === FrameType.WINDOW_UPDATE && end - at === FRAME_HEADER_BYTES + 4) {
-      this.connectionFrame(buffer, at, end, type, flags);
-    } else if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) {
-      this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
-    }
-  }
-
-  private endIfOver(): void {
-    if (this.ended || !this.podsGone || this.taken.size > 0) return;
     this.ended = true;
-    // What the router still has for the client goes out before the end.
-    this.flushMine();
-    const out = this.toClient.take();
-    if (out) this.client.write(out);
+    this.upstream.destroy();
+    this.guard(() => this.pumpClient());
     this.client.end();
+    this.dropTakenStreams();
     this.onClosed();
   }
 
@@ -386,10 +344,9 @@ class RelayedConnection {
       return this.addToBlock(started, buffer, at, end, flags);
     }
     if (type === FrameType.CONTINUATION) throw new RelayError("CONTINUATION without HEADERS");
-    const taken = id === 0 ? undefined : this.taken.get(id);
-    if (taken) return this.takenStreamFrame(taken, { buffer, at, end });
-    if (this.podsGone) return this.withoutPods(buffer, at, end, type, flags);
     if (id === 0) return this.connectionFrame(buffer, at, end, type, flags);
+    const taken = this.taken.get(id);
+    if (taken) return this.takenStreamFrame(taken, { buffer, at, end });
     if (this.takenIds.has(id)) {
       // A late frame of a taken stream that is over: the pods never knew the stream. DATA still
       // counts against the connection's window, so its credit goes back.
@@ -431,16 +388,7 @@ class RelayedConnection {
     this.toUpstream.pass(buffer, at, end);
   }
 
-  /** One side of a pods' stream is over (1: the client's, 2: the pods'); a reset ends both. */
-  private podsStreamEnded(clientId: number, side: number): void {
-    const ended = (this.podsStreams.get(clientId) ?? 0) | side;
-    if (ended === 3) this.podsStreams.delete(clientId);
-    else if (this.podsStreams.has(clientId)) this.podsStreams.set(clientId, ended);
-  }
-
   private passToUpstream(buffer: Buffer, at: number, end: number, type: number, flags: number, clientId: number): void {
-    if (type === FrameType.RST_STREAM) this.podsStreamEnded(clientId, 3);
-    else if (type === FrameType.DATA && flags & Flag.END_STREAM) this.podsStreamEnded(clientId, 1);
     // Priorities name other streams by id, which may no longer be the pods' ids: advisory, left out.
     if (type === FrameType.PRIORITY && this.reencode) return;
     const renumbered = this.byClientId.size > 0 ? this.byClientId.get(clientId) : undefined;
@@ -491,8 +439,6 @@ class RelayedConnection {
       renumbered.clientEnded = true;
       if (renumbered.upstreamEnded) this.retireRenumbered(renumbered);
     }
-    if (this.podsGone) return;
-    if (endStream) this.podsStreamEnded(id, 1);
     this.blockToUpstream(block, fields, renumbered?.upstreamId ?? id, endStream);
   }
 
@@ -503,13 +449,15 @@ class RelayedConnection {
     const match = ctx.routes.match(ctx.port, header, header(":path") ?? "/");
     if (match) {
       if (ctx.health.isDown(match.upstream)) ctx.counters.fallbacks++;
-      else if (!this.podsGone) {
+      else if (this.podsLastStream !== undefined && block.streamId > this.podsLastStream) {
+        // Past the pods' GOAWAY the client counts this stream as not taken and may send it again
+        // elsewhere: refused here too, so that the developer never runs it twice.
+        return void this.mine.push(rstStreamFrame(block.streamId, NGHTTP2_REFUSED_STREAM));
+      } else {
         ctx.counters.routed++;
         return this.takeOut(block.streamId, match.upstream, fields, endStream);
       }
     }
-    // The pods said GOAWAY and left: the client may send this stream again elsewhere.
-    if (this.podsGone) return void this.mine.push(rstStreamFrame(block.streamId, NGHTTP2_REFUSED_STREAM));
     this.openOnUpstream(block, fields, block.streamId, endStream);
   }
 
@@ -523,7 +471,7 @@ class RelayedConnection {
       this.byUpstreamId.set(upstreamId, renumbered);
     }
     this.nextUpstreamId = upstreamId + 2;
-    this.podsStreams.set(clientId, endStream ? 1 : 0);
+    if (upstreamId === clientId) this.highestIdentityId = upstreamId;
     this.blockToUpstream(block, fields, upstreamId, endStream);
   }
 
@@ -536,6 +484,18 @@ class RelayedConnection {
     // the router never uses it, and a lowered SETTINGS_HEADER_TABLE_SIZE is answered whatever the
     // client's own updates were, even those in blocks that were taken out.
     this.toUpstream.add(headersFrames(upstreamId, encodeHeaderBlock(fields, [0]), endStream));
+  }
+
+  /**
+   * The highest client id among the streams the pods got with an id up to `last` (a GOAWAY's
+   * last-stream id, in the pods' ids): those under their own id, and the renumbered ones remembered.
+   */
+  private clientIdsUpTo(last: number): number {
+    let highest = Math.min(last, this.highestIdentityId);
+    for (const renumbered of this.byUpstreamId.values()) {
+      if (renumbered.upstreamId <= last) highest = Math.max(highest, renumbered.clientId);
+    }
+    return highest;
   }
 
   /**
@@ -554,7 +514,6 @@ class RelayedConnection {
 
   private flushToUpstream(): void {
     const out = this.toUpstream.take();
-    if (this.podsGone) return;
     if (out && !this.upstream.write(out)) this.client.pause();
   }
 
@@ -606,11 +565,6 @@ class RelayedConnection {
     ctx.log.info("route.fallback", { port: ctx.port, upstream: upstreamKey(taken.target), why: error.message });
     taken.phase = "closed";
     this.taken.delete(taken.id);
-    if (this.podsGone) {
-      this.mine.push(rstStreamFrame(taken.id, NGHTTP2_REFUSED_STREAM));
-      this.pumpClient();
-      return this.endIfOver();
-    }
     this.takenIds.delete(taken.id);
     this.openOnUpstream(undefined, taken.fields, taken.id, taken.requestEnded);
     const renumbered = this.byClientId.get(taken.id);
@@ -838,7 +792,6 @@ class RelayedConnection {
     this.sending.delete(taken);
     if (resetCode !== undefined && !taken.endSent) this.mine.push(rstStreamFrame(taken.id, resetCode));
     this.pumpClient();
-    this.endIfOver();
   }
 
   private dropTakenStreams(): void {
@@ -875,8 +828,10 @@ class RelayedConnection {
     if (type === FrameType.GOAWAY && end - at >= FRAME_HEADER_BYTES + 8) {
       // The last stream the pods will answer, in the client's ids; the router's own count as answered.
       const last = buffer.readUInt32BE(at + FRAME_HEADER_BYTES) & 0x7fffffff;
-      this.podsLastStream = this.byUpstreamId.get(last)?.clientId ?? last;
-      const lastForClient = Math.max(this.podsLastStream, this.highestTakenId);
+      this.podsLastStream = this.clientIdsUpTo(last);
+      // Never higher than a GOAWAY the client already has (RFC 9113 §6.8).
+      const lastForClient = Math.min(Math.max(this.podsLastStream, this.highestTakenId), this.lastGoawayToClient);
+      this.lastGoawayToClient = lastForClient;
       buffer.writeUInt32BE(lastForClient, at + FRAME_HEADER_BYTES);
     }
     if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) {
@@ -919,7 +874,12 @@ class RelayedConnection {
     if (frame[3] === FrameType.DATA) this.podsWaitForWindow = true;
     // The pods overran the client's window by at most what the router sent of its own; more is a
     // pods' peer that ignores flow control: stop reading it until the client gives credit.
-    if (this.heldForClientBytes > HELD_FOR_CLIENT_MAX) {
+    this.pauseIfHeldTooMuch();
+  }
+
+  /** Never in the middle of a header block the client has begun: its end is needed to release anything. */
+  private pauseIfHeldTooMuch(): void {
+    if (this.heldForClientBytes > HELD_FOR_CLIENT_MAX && !this.upstreamMidBlock && !this.pausedForHeld) {
       this.pausedForHeld = true;
       this.upstream.pause();
     }
@@ -928,11 +888,15 @@ class RelayedConnection {
   /** Bookkeeping for a frame of the pods on its way to the client. */
   private released(type: number, flags: number, streamId: number, length: number): void {
     this.prefaceForwarded = true;
-    if (type === FrameType.RST_STREAM) this.podsStreamEnded(streamId, 3);
-    else if ((type === FrameType.DATA || type === FrameType.HEADERS) && flags & Flag.END_STREAM) this.podsStreamEnded(streamId, 2);
     if (type === FrameType.DATA) this.clientWindow -= length;
     else if (isHeaderFrame(type)) {
       this.upstreamMidBlock = (flags & Flag.END_HEADERS) === 0;
+      if (!this.upstreamMidBlock) this.pauseIfHeldTooMuch();
+      else if (this.pausedForHeld) {
+        // The block's CONTINUATION must be read, or nothing held can go to the client again.
+        this.pausedForHeld = false;
+        this.upstream.resume();
+      }
       // The pods' block carries whatever table size update the client was owed.
       this.tableSizeUpdateDue = undefined;
     } else if (type === FrameType.SETTINGS && flags & Flag.ACK) {
@@ -953,7 +917,6 @@ class RelayedConnection {
     if (this.prefaceForwarded && !this.upstreamMidBlock && this.mine.length > 0) this.flushMine();
     const out = this.toClient.take();
     if (out && !this.client.write(out)) this.upstream.pause();
-    if (this.podsGone) this.endIfOver();
   }
 
   private releaseHeld(): void {
@@ -978,7 +941,7 @@ class RelayedConnection {
     this.heldForClient = waiting;
     if (this.pausedForHeld && this.heldForClientBytes <= HELD_FOR_CLIENT_MAX / 2) {
       this.pausedForHeld = false;
-      if (!this.podsGone && this.client.backlog === 0) this.upstream.resume();
+      if (this.client.backlog === 0) this.upstream.resume();
     }
   }
 
