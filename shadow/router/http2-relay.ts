@@ -55,7 +55,7 @@ const TAKEN_IDS_KEPT = 4096;
 const RENUMBERED_KEPT = 1024;
 /** The pods' frames waiting for the client's window, in bytes, before the pods' connection is paused. */
 const HELD_FOR_CLIENT_MAX = 1024 * 1024;
-/** What a client may send on a taken-out stream while its developer's session is being made. */
+/** Request bytes held for taken-out streams whose developers are being reached, before the client is paused. */
 const HELD_WHILE_CONNECTING_MAX = 1024 * 1024;
 const MAX_WINDOW = 0x7fffffff;
 const MAX_FRAME_SIZE_LIMIT = 0xffffff;
@@ -294,8 +294,8 @@ class RelayedConnection {
 
   /**
    * The pods closed the connection: the client gets what is on its way, then its connection ends
-   * too, as it would going straight to them. Streams taken out on it end with it (the client sends
-   * them again on its next connection, as it does the pods' unfinished ones).
+   * too, as it would going straight to them. Streams taken out on it end with it: the client sees
+   * them fail with the connection, as it does the pods' unfinished ones.
    */
   private finish(): void {
     if (this.ended) return;
