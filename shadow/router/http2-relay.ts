@@ -238,9 +238,10 @@ class RelayedConnection {
    */
   private tableSizeUpdateDue: { smallest: number; final: number } | undefined;
   private readonly retired: Renumbered[] = [];
-  /** The last stream the pods' GOAWAY said they took, in client ids: later ones are not taken out either. */
-  private podsLastStream: number | undefined;
-  /** The last-stream id of the GOAWAY the client last got: a later one may not be higher. */
+  /**
+   * The last-stream id of the GOAWAY the client last got: a later one may not be higher, and a
+   * marked stream above it is not taken out (the client counts it as not processed).
+   */
   private lastGoawayToClient = MAX_WINDOW;
   /** The highest id the pods got under the client's own id (before any renumbering). */
   private highestIdentityId = 0;
@@ -449,7 +450,7 @@ class RelayedConnection {
     const match = ctx.routes.match(ctx.port, header, header(":path") ?? "/");
     if (match) {
       if (ctx.health.isDown(match.upstream)) ctx.counters.fallbacks++;
-      else if (this.podsLastStream !== undefined && block.streamId > this.podsLastStream) {
+      else if (block.streamId > this.lastGoawayToClient) {
         // Past the pods' GOAWAY the client counts this stream as not taken and may send it again
         // elsewhere: refused here too, so that the developer never runs it twice.
         return void this.mine.push(rstStreamFrame(block.streamId, NGHTTP2_REFUSED_STREAM));
@@ -491,6 +492,9 @@ class RelayedConnection {
    * last-stream id, in the pods' ids): those under their own id, and the renumbered ones remembered.
    */
   private clientIdsUpTo(last: number): number {
+    // Every stream the pods got (2^31-1, a graceful GOAWAY's first): the same for the client. Ids
+    // only ever rise on the way to the pods, so no client id is above its pods' id.
+    if (last >= this.nextUpstreamId - 2) return last;
     let highest = Math.min(last, this.highestIdentityId);
     for (const renumbered of this.byUpstreamId.values()) {
       if (renumbered.upstreamId <= last) highest = Math.max(highest, renumbered.clientId);
@@ -828,9 +832,8 @@ class RelayedConnection {
     if (type === FrameType.GOAWAY && end - at >= FRAME_HEADER_BYTES + 8) {
       // The last stream the pods will answer, in the client's ids; the router's own count as answered.
       const last = buffer.readUInt32BE(at + FRAME_HEADER_BYTES) & 0x7fffffff;
-      this.podsLastStream = this.clientIdsUpTo(last);
       // Never higher than a GOAWAY the client already has (RFC 9113 §6.8).
-      const lastForClient = Math.min(Math.max(this.podsLastStream, this.highestTakenId), this.lastGoawayToClient);
+      const lastForClient = Math.min(Math.max(this.clientIdsUpTo(last), this.highestTakenId), this.lastGoawayToClient);
       this.lastGoawayToClient = lastForClient;
       buffer.writeUInt32BE(lastForClient, at + FRAME_HEADER_BYTES);
     }

@@ -315,6 +315,10 @@ describe("h2c relay, raw frames", () => {
           if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) return void socket.write(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
           if (type !== FrameType.HEADERS) return;
           const path = decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).find(([name]) => name === ":path")?.[1];
+          if (path === "/goaway-all") {
+            // The first GOAWAY of a graceful shutdown: every stream in flight will still be answered.
+            return void socket.write(Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), true), goawayFrame(0x7fffffff, 0)]));
+          }
           if (path === "/goaway") {
             // A pods' process about to go: this answer and GOAWAY, the connection still open.
             return void socket.write(Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), true), goawayFrame(id, 0)]));
@@ -413,6 +417,15 @@ describe("h2c relay, raw frames", () => {
       await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === 3), "stream 3's refusal");
       expect(client.frames.find((f) => f.type === FrameType.RST_STREAM && f.id === 3)!.payload.readUInt32BE(0)).toBe(http2.constants.NGHTTP2_REFUSED_STREAM);
       expect(developerCalls).toBe(0);
+
+      // A graceful shutdown's first GOAWAY (2^31-1) reaches the client as it is, and takes nothing away.
+      const graceful = rawClient(port);
+      graceful.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/goaway-all")]));
+      await graceful.until(() => graceful.frames.some((f) => f.type === FrameType.GOAWAY), "the pods' GOAWAY");
+      expect(graceful.frames.find((f) => f.type === FrameType.GOAWAY)!.payload.readUInt32BE(0)).toBe(0x7fffffff);
+      graceful.socket.write(request(3, "/late", "late"));
+      await graceful.until(() => graceful.frames.some((f) => f.id === 3 && f.flags & Flag.END_STREAM), "stream 3's answer");
+      expect(developerCalls).toBe(1);
     } finally {
       router.routes.delete("late");
       developer.close();
