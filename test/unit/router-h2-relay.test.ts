@@ -315,6 +315,12 @@ describe("h2c relay, raw frames", () => {
           if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) return void socket.write(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
           if (type !== FrameType.HEADERS) return;
           const path = decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).find(([name]) => name === ":path")?.[1];
+          if (path === "/upload") {
+            // An upload answered as it goes: headers, 10 kB, then credit for more of the upload.
+            return void socket.write(
+              Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), false), dataFrame(id, Buffer.alloc(10_000, 98), false), windowUpdateFrame(id, 1 << 20)]),
+            );
+          }
           if (path === "/goaway-all") {
             // The first GOAWAY of a graceful shutdown: every stream in flight will still be answered.
             return void socket.write(Buffer.concat([headersFrames(id, encodeHeaderBlock([[":status", "200"]]), true), goawayFrame(0x7fffffff, 0)]));
@@ -428,6 +434,27 @@ describe("h2c relay, raw frames", () => {
       expect(developerCalls).toBe(1);
     } finally {
       router.routes.delete("late");
+      developer.close();
+    }
+  });
+
+  test("while the router's own answer has used the client's window, the pods' DATA waits but their credit for an upload does not", async () => {
+    const developer = http2.createServer();
+    developer.on("stream", (stream) => (stream.respond({ ":status": 200 }), stream.end(Buffer.alloc(60_000, 97))));
+    await new Promise<void>((resolve) => developer.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "big", header: "version", value: "big", upstreams: { [String(port)]: { host: "127.0.0.1", port: (developer.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      // No credit is ever given: the developer's 60,000 bytes leave 5,535 of the first 65,535.
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/big", "big")]));
+      await client.until(() => client.frames.some((f) => f.id === 1 && f.flags & Flag.END_STREAM), "the developer's answer");
+      client.socket.write(request(3, "/upload", undefined, false));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.WINDOW_UPDATE && f.id === 3), "the pods' credit for the upload");
+      expect(client.frames.some((f) => f.type === FrameType.DATA && f.id === 3)).toBe(false); // 10,000 bytes do not fit in 5,535
+      client.socket.write(windowUpdateFrame(0, 100_000));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.DATA && f.id === 3), "the held DATA, once credit came");
+    } finally {
+      router.routes.delete("big");
       developer.close();
     }
   });
