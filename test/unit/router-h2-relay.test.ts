@@ -459,6 +459,28 @@ describe("h2c relay, raw frames", () => {
     }
   });
 
+  test("a developer's headers-only answer before the whole request came: the client is told to stop sending, without error", async () => {
+    const developer = http2.createServer();
+    developer.on("stream", (stream) => stream.respond({ ":status": 401 }, { endStream: true }));
+    await new Promise<void>((resolve) => developer.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "early", header: "version", value: "early", upstreams: { [String(port)]: { host: "127.0.0.1", port: (developer.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/early", "early", false), dataFrame(1, Buffer.alloc(1000), false)]));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === 1), "stream 1's reset");
+      const answer = client.frames.find((f) => f.type === FrameType.HEADERS && f.id === 1)!;
+      expect(answer.flags & Flag.END_STREAM).toBe(Flag.END_STREAM);
+      expect(new HpackDecoder().decode(answer.payload)).toContainEqual([":status", "401"]);
+      expect(client.frames.find((f) => f.type === FrameType.RST_STREAM && f.id === 1)!.payload.readUInt32BE(0)).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      // The rest of the upload is dropped, and its bytes' connection credit still comes back.
+      client.socket.write(dataFrame(1, Buffer.alloc(2000), true));
+      await client.until(() => client.frames.filter((f) => f.type === FrameType.WINDOW_UPDATE && f.id === 0).reduce((sum, f) => sum + f.payload.readUInt32BE(0), 0) >= 3000, "the connection's credit");
+    } finally {
+      router.routes.delete("early");
+      developer.close();
+    }
+  });
+
   test("a client that lowered its HPACK table gets the size update in the router's first block after the pods' ACK", async () => {
     const devServer = http2.createServer();
     devServer.on("stream", (stream) => {
