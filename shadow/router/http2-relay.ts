@@ -57,6 +57,8 @@ const RENUMBERED_KEPT = 1024;
 const HELD_FOR_CLIENT_MAX = 1024 * 1024;
 /** Request bytes held for taken-out streams whose developers are being reached, before the client is paused. */
 const HELD_WHILE_CONNECTING_MAX = 1024 * 1024;
+/** How long a client whose pods' connection ended may take to read what is left for it. */
+const FINISH_GRACE_MS = 5_000;
 const MAX_WINDOW = 0x7fffffff;
 const MAX_FRAME_SIZE_LIMIT = 0xffffff;
 
@@ -285,10 +287,10 @@ class RelayedConnection {
 
   /** Closes both sides at once, and every developer stream of the connection. */
   destroy(): void {
-    if (this.ended) return;
-    this.ended = true;
     this.client.destroy();
     this.upstream.destroy();
+    if (this.ended) return;
+    this.ended = true;
     this.dropTakenStreams();
     this.onClosed();
   }
@@ -303,9 +305,30 @@ class RelayedConnection {
     this.ended = true;
     this.upstream.destroy();
     this.guard(() => this.pumpClient());
-    this.client.end();
     this.dropTakenStreams();
-    this.onClosed();
+    // The client's FIN and what is queued for it go out; a client that reads nothing more is not
+    // waited for longer than the grace, and stays in the relay's set (router stop) until closed.
+    const { client } = this;
+    const grace = setTimeout(() => {
+      client.destroy(); // its sink goes with it: no close event follows
+      this.onClosed();
+    }, FINISH_GRACE_MS);
+    grace.unref?.();
+    client.sink = {
+      data: () => undefined,
+      end: () => undefined,
+      drain: () => undefined,
+      close: () => {
+        clearTimeout(grace);
+        this.onClosed();
+      },
+    };
+    client.resume();
+    client.end();
+    if (client.closed) {
+      clearTimeout(grace);
+      this.onClosed();
+    }
   }
 
   private guard(work: () => void): void {
@@ -452,7 +475,9 @@ class RelayedConnection {
       if (ctx.health.isDown(match.upstream)) ctx.counters.fallbacks++;
       else if (block.streamId > this.lastGoawayToClient) {
         // Past the pods' GOAWAY the client counts this stream as not taken and may send it again
-        // elsewhere: refused here too, so that the developer never runs it twice.
+        // elsewhere: refused here too, so that the developer never runs it twice. Its late frames
+        // are dropped like a taken stream's: the pods never knew it.
+        this.takenIds.add(block.streamId);
         return void this.mine.push(rstStreamFrame(block.streamId, NGHTTP2_REFUSED_STREAM));
       } else {
         ctx.counters.routed++;

@@ -275,6 +275,8 @@ describe("h2c relay, raw frames", () => {
   let router: Router;
   let port: number;
   let pods: net.Server;
+  /** Every DATA payload the raw pods received. */
+  const podsSaw: string[] = [];
   const sockets: net.Socket[] = [];
   const request = (id: number, path: string, mark?: string, endStream = true) =>
     headersFrames(id, encodeHeaderBlock([[":method", "GET"], [":scheme", "http"], [":path", path], [":authority", "x"], ...(mark ? [["version", mark] as [string, string]] : [])]), endStream);
@@ -312,6 +314,7 @@ describe("h2c relay, raw frames", () => {
         const skip = Math.min(preface, chunk.length);
         preface -= skip;
         cutter.push(chunk.subarray(skip), (buffer, at, end, type, flags, id) => {
+          if (type === FrameType.DATA) podsSaw.push(buffer.subarray(at + FRAME_HEADER_BYTES, end).toString());
           if (type === FrameType.SETTINGS && !(flags & Flag.ACK)) return void socket.write(frameHeader(0, FrameType.SETTINGS, Flag.ACK, 0));
           if (type !== FrameType.HEADERS) return;
           const path = decoder.decode(headersFragment(buffer.subarray(at + FRAME_HEADER_BYTES, end), flags)).find(([name]) => name === ":path")?.[1];
@@ -423,6 +426,10 @@ describe("h2c relay, raw frames", () => {
       await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === 3), "stream 3's refusal");
       expect(client.frames.find((f) => f.type === FrameType.RST_STREAM && f.id === 3)!.payload.readUInt32BE(0)).toBe(http2.constants.NGHTTP2_REFUSED_STREAM);
       expect(developerCalls).toBe(0);
+      // What the client sends on the refused stream afterwards never reaches the pods.
+      client.socket.write(dataFrame(3, Buffer.from("late bytes of a refused stream"), true));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.WINDOW_UPDATE && f.id === 0), "the dropped bytes' credit");
+      expect(podsSaw.some((text) => text.includes("refused stream"))).toBe(false);
 
       // A graceful shutdown's first GOAWAY (2^31-1) reaches the client as it is, and takes nothing away.
       const graceful = rawClient(port);
@@ -434,6 +441,34 @@ describe("h2c relay, raw frames", () => {
       expect(developerCalls).toBe(1);
     } finally {
       router.routes.delete("late");
+      developer.close();
+    }
+  });
+
+  test("a refused stream's late frames never reach the pods, even once streams are renumbered", async () => {
+    const developer = http2.createServer();
+    developer.on("stream", (stream) => (stream.respond({ ":status": 200 }), stream.end()));
+    await new Promise<void>((resolve) => developer.listen(0, "127.0.0.1", () => resolve()));
+    router.routes.put({ id: "late2", header: "version", value: "late2", upstreams: { [String(port)]: { host: "127.0.0.1", port: (developer.address() as net.AddressInfo).port } } });
+    try {
+      const client = rawClient(port);
+      // Stream 1's developer is gone: it reaches the pods after stream 3, renumbered.
+      client.socket.write(Buffer.concat([CLIENT_PREFACE, frameHeader(0, FrameType.SETTINGS, 0, 0), request(1, "/fall", "gone"), request(3, "/plain")]));
+      await client.until(() => client.frames.some((f) => f.id === 1 && f.flags & Flag.END_STREAM), "stream 1's answer from the pods");
+      client.socket.write(request(5, "/goaway"));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.GOAWAY), "the pods' GOAWAY");
+      const last = client.frames.find((f) => f.type === FrameType.GOAWAY)!.payload.readUInt32BE(0);
+      const refusedId = last + 2 + ((last + 2) % 2 === 0 ? 1 : 0);
+      client.socket.write(request(refusedId, "/late", "late2", false));
+      await client.until(() => client.frames.some((f) => f.type === FrameType.RST_STREAM && f.id === refusedId), "the refusal");
+      client.socket.write(dataFrame(refusedId, Buffer.from("late bytes of a refused stream, renumbered"), true));
+      await client.until(
+        () => client.frames.filter((f) => f.type === FrameType.WINDOW_UPDATE && f.id === 0).some((f) => f.payload.readUInt32BE(0) === "late bytes of a refused stream, renumbered".length),
+        "the dropped bytes' credit",
+      );
+      expect(podsSaw.some((text) => text.includes("renumbered"))).toBe(false);
+    } finally {
+      router.routes.delete("late2");
       developer.close();
     }
   });
