@@ -5,7 +5,6 @@ export const FRAME_HEADER_BYTES = 9;
 
 /** Connection-specific headers HTTP/2 forbids; an HTTP/1-minded peer might still send them. */
 export const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "http2-settings"]);
-export const CLIENT_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 export const FrameType = {
   DATA: 0x0,
@@ -55,14 +54,6 @@ export function rstStreamFrame(streamId: number, code: number): Buffer {
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 4);
   writeFrameHeader(frame, 0, 4, FrameType.RST_STREAM, 0, streamId);
   frame.writeUInt32BE(code >>> 0, FRAME_HEADER_BYTES);
-  return frame;
-}
-
-export function goawayFrame(lastStreamId: number, code: number): Buffer {
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + 8);
-  writeFrameHeader(frame, 0, 8, FrameType.GOAWAY, 0, 0);
-  frame.writeUInt32BE(lastStreamId & 0x7fffffff, FRAME_HEADER_BYTES);
-  frame.writeUInt32BE(code >>> 0, FRAME_HEADER_BYTES + 4);
   return frame;
 }
 

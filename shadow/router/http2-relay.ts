@@ -21,7 +21,6 @@ import { HpackDecoder, encodeHeaderBlock, type HeaderList } from "../../core/pro
 import type { Upstream } from "../../core/protocol/router.ts";
 import { connectBytes, upstreamKey, type ByteSocket } from "./byte-socket.ts";
 import {
-  CLIENT_PREFACE,
   DEFAULT_MAX_FRAME,
   DEFAULT_WINDOW,
   FRAME_HEADER_BYTES,
@@ -42,6 +41,7 @@ import {
 import type { UpstreamSessions } from "./h2-sessions.ts";
 import type { ListenerContext } from "./http1-proxy.ts";
 import type { Http2Proxy } from "./http2-proxy.ts";
+import { H2_PREFACE } from "./sniff.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
@@ -205,7 +205,7 @@ class RelayedConnection {
   private readonly fromUpstream = new FrameCutter();
   private readonly toUpstream = new Outbox();
   private readonly toClient = new Outbox();
-  private prefaceLeft = CLIENT_PREFACE.length;
+  private prefaceLeft = H2_PREFACE.length;
   private block: HeaderBlock | undefined;
   private highestClientId = 0;
   private nextUpstreamId = 1;
@@ -372,13 +372,17 @@ class RelayedConnection {
     const taken = this.taken.get(id);
     if (taken) return this.takenStreamFrame(taken, { buffer, at, end });
     if (this.takenIds.has(id)) {
-      // A late frame of a taken stream that is over: the pods never knew the stream. DATA still
-      // counts against the connection's window, so its credit goes back.
-      if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
+      // A late frame of a taken stream that is over: the pods never knew the stream.
+      this.creditBack(type, end - at - FRAME_HEADER_BYTES);
       return;
     }
     this.passToUpstream(buffer, at, end, type, flags, id);
   };
+
+  /** DATA the router takes or drops instead of passing on counts against the connection's window: its credit goes back at once. */
+  private creditBack(type: number, length: number): void {
+    if (type === FrameType.DATA && length > 0) this.mine.push(windowUpdateFrame(0, length));
+  }
 
   private connectionFrame(buffer: Buffer, at: number, end: number, type: number, flags: number): void {
     if (type === FrameType.WINDOW_UPDATE && end - at === FRAME_HEADER_BYTES + 4) {
@@ -426,7 +430,7 @@ class RelayedConnection {
     } else if (clientId % 2 === 1 && this.byClientId.size === 0 && clientId > this.nextUpstreamId - 2 && clientId <= this.highestClientId) {
       // An id the pods never saw (a taken-out stream no longer remembered): for them it would be idle,
       // and a frame on an idle stream ends the whole connection.
-      if (type === FrameType.DATA && end - at > FRAME_HEADER_BYTES) this.mine.push(windowUpdateFrame(0, end - at - FRAME_HEADER_BYTES));
+      this.creditBack(type, end - at - FRAME_HEADER_BYTES);
       return;
     }
     this.toUpstream.pass(buffer, at, end);
@@ -685,8 +689,8 @@ class RelayedConnection {
     if (taken.phase === "connecting") return this.holdWhileConnecting(taken, frame, type, payload);
     switch (type) {
       case FrameType.DATA: {
-        // The connection's credit goes back at once: the pods' streams share that window.
-        if (payload.length > 0) this.mine.push(windowUpdateFrame(0, payload.length));
+        // The pods' streams share the connection's window.
+        this.creditBack(type, payload.length);
         const developer = taken.developer;
         if (taken.requestEnded || !developer || taken.phase === "closed") return;
         const data = dataOf(payload, flags);
@@ -876,7 +880,7 @@ class RelayedConnection {
   // must keep its order: the rest of its stream, and every header block and SETTINGS (HPACK state
   // and table size changes must reach the client in the order the pods sent them). The rest (PING,
   // credit, GOAWAY, other streams' DATA) goes on.
-  private readonly heldStreams = new Map<number, number>();
+  private readonly heldStreams = new Set<number>();
   private heldHeaderFrames = 0;
   /** A DATA frame of the pods waits for credit: the router's own answers do not take it first. */
   private podsWaitForWindow = false;
@@ -894,15 +898,19 @@ class RelayedConnection {
   }
 
   private holdForClient(frame: Buffer): void {
-    const streamId = frame.readUInt32BE(5) & 0x7fffffff;
-    if (streamId !== 0) this.heldStreams.set(streamId, (this.heldStreams.get(streamId) ?? 0) + 1);
-    if (isHeaderFrame(frame[3]!)) this.heldHeaderFrames++;
+    this.countHeld(frame[3]!, frame.readUInt32BE(5) & 0x7fffffff);
     this.heldForClient.push(frame);
     this.heldForClientBytes += frame.length;
-    if (frame[3] === FrameType.DATA) this.podsWaitForWindow = true;
     // The pods overran the client's window by at most what the router sent of its own; more is a
     // pods' peer that ignores flow control: stop reading it until the client gives credit.
     this.pauseIfHeldTooMuch();
+  }
+
+  /** What a held frame makes wait behind it (see mustWait). */
+  private countHeld(type: number, streamId: number): void {
+    if (streamId !== 0) this.heldStreams.add(streamId);
+    if (isHeaderFrame(type)) this.heldHeaderFrames++;
+    if (type === FrameType.DATA) this.podsWaitForWindow = true;
   }
 
   /** Never in the middle of a header block the client has begun: its end is needed to release anything. */
@@ -957,9 +965,7 @@ class RelayedConnection {
       const streamId = frame.readUInt32BE(5) & 0x7fffffff;
       if (this.mustWait(type, streamId, frame.length - FRAME_HEADER_BYTES)) {
         waiting.push(frame);
-        if (streamId !== 0) this.heldStreams.set(streamId, (this.heldStreams.get(streamId) ?? 0) + 1);
-        if (isHeaderFrame(type)) this.heldHeaderFrames++;
-        if (type === FrameType.DATA) this.podsWaitForWindow = true;
+        this.countHeld(type, streamId);
         continue;
       }
       this.heldForClientBytes -= frame.length;

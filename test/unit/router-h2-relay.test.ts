@@ -11,7 +11,6 @@ import net from "node:net";
 import { HpackDecoder, encodeHeaderBlock } from "../../core/protocol/hpack.ts";
 import { validateRouterConfig, type Route } from "../../core/protocol/router.ts";
 import {
-  CLIENT_PREFACE,
   FRAME_HEADER_BYTES,
   Flag,
   FrameCutter,
@@ -19,14 +18,15 @@ import {
   Setting,
   dataFrame,
   frameHeader,
-  goawayFrame,
   headersFragment,
   headersFrames,
   rstStreamFrame,
   windowUpdateFrame,
 } from "../../shadow/router/h2-frames.ts";
 import { Router } from "../../shadow/router/router.ts";
+import { H2_PREFACE as CLIENT_PREFACE } from "../../shadow/router/sniff.ts";
 import { startProtocolServer, type Answer, type ProtocolServer } from "../e2e/fixtures/protocol-server.ts";
+import { eventually } from "../e2e/harness.ts";
 import { freePort, grpcFrame, h2Call, memoryLog } from "./router-harness.ts";
 
 describe("h2c relay", () => {
@@ -292,12 +292,10 @@ describe("h2c relay, raw frames", () => {
     socket.on("data", (chunk: Buffer) =>
       cutter.push(chunk, (buffer, at, end, type, flags, id) => frames.push({ type, flags, id, payload: Buffer.from(buffer.subarray(at + FRAME_HEADER_BYTES, end)) })),
     );
-    const until = async (done: () => boolean, what: string) => {
-      for (let waited = 0; !done(); waited += 10) {
-        if (waited > 5_000) throw new Error(`waited 5 s for ${what}; frames: ${frames.map((f) => `${f.type}@${f.id}`).join(" ")}`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    };
+    const until = (done: () => boolean, what: string) =>
+      eventually(async () => {
+        if (!done()) throw new Error(`waited 5 s for ${what}; frames: ${frames.map((f) => `${f.type}@${f.id}`).join(" ")}`);
+      }, 5_000, 10);
     return { socket, frames, closed, until };
   };
 
@@ -560,3 +558,11 @@ describe("h2c relay, raw frames", () => {
     }
   });
 });
+
+/** A GOAWAY as the pods write it: the last stream they take, and an error code. */
+function goawayFrame(lastStreamId: number, code: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeUInt32BE(lastStreamId, 0);
+  payload.writeUInt32BE(code, 4);
+  return Buffer.concat([frameHeader(8, FrameType.GOAWAY, 0, 0), payload]);
+}
