@@ -12,6 +12,7 @@ import {
   DirectFrameReader,
   DirectProtocolError,
   FrameType,
+  afterOwedDone,
   decodePreamble,
   directFramePool,
   packDataFrames,
@@ -134,9 +135,18 @@ export interface RelayOptions {
   /**
    * Given for a reusable stream: once the connection has ended cleanly (EOF both ways) and the
    * host has said DONE, `socket` is handed back (paused, with every listener of the relay's
-   * removed) with what followed the DONE, for the stream's next use.
+   * removed) with what followed the DONE, for the stream's next use. With `reuseEarly`, it is
+   * handed back as soon as both EOFs are behind, the DONE still owed (`donePending`), with the
+   * bytes not parsed yet.
    */
-  reuse?(next: Buffer): void;
+  reuse?(next: Buffer, donePending: boolean): void;
+  /** Hand a reusable stream back before the host's DONE (a reverse stream: "early-reuse" in tunnel.ts). */
+  reuseEarly?: boolean;
+  /**
+   * The stream's last connection still owes its DONE: until it comes, the host's frames are that
+   * connection's leftovers (CREDIT, BLOCKED), dropped.
+   */
+  donePending?: boolean;
 }
 
 /**
@@ -144,7 +154,7 @@ export interface RelayOptions {
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
  * (Exported for shadow/reverse-server.ts: a reverse stream relays exactly the same way.)
  */
-export function relay({ socket, target, window, early, framePool, reset, reuse }: RelayOptions): void {
+export function relay({ socket, target, window, early, framePool, reset, reuse, reuseEarly, donePending }: RelayOptions): void {
   let sendCredit = window;
   const queued: Buffer[] = []; // target bytes waiting for credit
   let targetEnded = false;
@@ -152,6 +162,8 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   let eofReceived = false;
   let written = 0;
   const incoming = new CreditReturn(window);
+  /** Bytes that came before the last connection's owed DONE (while `donePending`). */
+  let beforeDone: Buffer | undefined = donePending ? Buffer.alloc(0) : undefined;
 
   let handedOn = false; // a reusable stream, back with its owner for the next connection
   const abort = (why: string) => {
@@ -197,11 +209,18 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
     // (Until then, CREDIT and BLOCKED it sent before it saw our EOF may still come: harmless.)
     done: (next) => {
       if (!reuse || !(eofSent && eofReceived)) throw new DirectProtocolError("DONE before both EOFs");
-      release(next);
+      release(next, false);
     },
   });
   const onSocketData = (chunk: Buffer) => {
     try {
+      if (beforeDone) {
+        const seen = beforeDone.length ? Buffer.concat([beforeDone, chunk]) : chunk;
+        const after = afterOwedDone(seen);
+        if (after === undefined) return void (beforeDone = seen);
+        beforeDone = undefined;
+        chunk = after;
+      }
       reader.push(chunk);
     } catch (error) {
       return abort(`protocol: ${(error as Error).message}`);
@@ -257,10 +276,11 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
   const finishIfDone = () => {
     if (!(eofSent && eofReceived)) return;
     // Both ways are over: let the target's last bytes go, then close it; the stream ends with us,
-    // or (reusable) waits for the host's DONE.
+    // or (reusable) waits for the host's DONE, or (reuseEarly) goes back at once, its DONE owed.
     if (target.writableFinished) target.destroy();
     else target.once("finish", () => target.destroy());
     if (!reuse) socket.end();
+    else if (reuseEarly && !handedOn) release(reader.stop(), true);
   };
 
   // ---- endings ----------------------------------------------------------------------------------
@@ -278,11 +298,11 @@ export function relay({ socket, target, window, early, framePool, reset, reuse }
     if (!(eofSent && eofReceived)) abort("the target closed before both EOFs");
   });
 
-  const release = (next: Buffer) => {
+  const release = (next: Buffer, owed: boolean) => {
     handedOn = true;
     socket.off("data", onSocketData).off("end", onSocketEnd).off("close", onSocketClose);
     socket.pause();
-    reuse!(next);
+    reuse!(next, owed);
   };
 
   socket.on("data", onSocketData);

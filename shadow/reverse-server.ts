@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { DIRECT_TOKEN_BYTES, FrameType, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
+import { DIRECT_TOKEN_BYTES, FrameType, afterOwedDone, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
 import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
 import { relay } from "./direct-server.ts";
 import type { ShadowLog } from "./log.ts";
@@ -34,6 +34,11 @@ interface Waiting {
   window: number;
   /** Waits again after each connection that ends cleanly ("KTR2"). */
   reusable: boolean;
+  /**
+   * Back before the host's DONE of its last connection ("early-reuse"): the bytes seen so far
+   * (CREDIT and BLOCKED of that connection); undefined once the DONE is in.
+   */
+  beforeDone: Buffer | undefined;
   timer: ReturnType<typeof setTimeout>;
   /** Stops watching the stream as a waiting one. */
   release(): void;
@@ -110,7 +115,8 @@ export class ReverseServer {
     return found;
   }
 
-  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean): void {
+  /** `beforeDone`: the stream's last connection still owes its DONE; what arrived meanwhile. */
+  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean, beforeDone?: Buffer): void {
     if (socket.destroyed) return;
     if (!this.tokens.has(connection)) return void socket.destroy(); // its SSH connection is gone
     const queue = this.waiting.get(connection) ?? [];
@@ -121,30 +127,47 @@ export class ReverseServer {
       entry.release();
       socket.destroy();
     };
-    // Anything from the host before an assignment breaks the protocol; its end means it gave the stream up.
+    // Anything from the host before an assignment breaks the protocol (but the last connection's
+    // leftovers and DONE, when that is still owed); its end means it gave the stream up.
     const unexpected = () => {
       this.options.log.debug("reverse.unexpected-data", { connection });
       drop();
+    };
+    const onData = (chunk: Buffer) => {
+      if (entry.beforeDone === undefined) return unexpected();
+      const seen = entry.beforeDone.length ? Buffer.concat([entry.beforeDone, chunk]) : chunk;
+      let after: Buffer | undefined;
+      try {
+        after = afterOwedDone(seen);
+      } catch {
+        return unexpected();
+      }
+      if (after === undefined) entry.beforeDone = seen;
+      else if (after.length > 0) unexpected();
+      else entry.beforeDone = undefined;
     };
     const entry: Waiting = {
       connection,
       socket,
       window,
       reusable,
+      beforeDone: beforeDone && Buffer.alloc(0),
       timer: setTimeout(drop, this.options.idleMs ?? REVERSE_IDLE_MS),
       release: () => {
         clearTimeout(entry.timer);
-        socket.off("data", unexpected).off("end", drop).off("close", drop);
+        socket.off("data", onData).off("end", drop).off("close", drop);
         socket.pause(); // until the relay reads it
       },
     };
-    socket.on("data", unexpected).once("end", drop).once("close", drop);
+    socket.on("data", onData).once("end", drop).once("close", drop);
+    if (beforeDone?.length) onData(beforeDone);
+    if (socket.destroyed) return;
     socket.resume(); // a reused stream was paused between its connections
     queue.push(entry);
   }
 
   private carry(entry: Waiting, client: net.Socket, listenerPort: number): void {
-    const { connection, socket, window, reusable } = entry;
+    const { connection, socket, window, reusable, beforeDone } = entry;
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
     // The assignment leaves in one write with the client's first bytes, which a client that speaks
@@ -162,17 +185,20 @@ export class ReverseServer {
       socket,
       target: client,
       window,
-      early: Buffer.alloc(0),
+      early: beforeDone ?? Buffer.alloc(0),
       framePool: this.framePool,
       reset: (why) => log.debug("reverse.reset", { port: listenerPort, why }),
-      // Back to waiting: the host sends nothing on a waiting stream, so anything after its DONE is wrong.
-      // (Its DONE is also what tells its last frames of this connection from those of the next.)
+      // Back to waiting as soon as both EOFs are behind: the host's DONE (which tells its last
+      // frames of this connection from those of the next) may come later, even with the next
+      // connection's first frame. Anything else on a waiting stream is wrong.
       reuse: reusable
-        ? (next) => {
-            if (next.length > 0) return void socket.destroy();
-            this.wait(connection, socket, window, true);
+        ? (next, donePending) => {
+            if (!donePending && next.length > 0) return void socket.destroy();
+            this.wait(connection, socket, window, true, donePending ? next : undefined);
           }
         : undefined,
+      reuseEarly: reusable,
+      donePending: beforeDone !== undefined,
     });
     // Registered after the relay's own listener: runs once the relay has written the first frame.
     uncorkWithFirstBytes(socket, client);

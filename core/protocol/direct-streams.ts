@@ -23,9 +23,9 @@
 // it sent of the last one after the host's EOF (CREDIT or BLOCKED, sent before it saw that EOF) is
 // dropped by the host until then. Opening a port-forward stream costs the API server, the
 // kubelet, the runtime and the shadow CPU on the path of every new connection; a stream reused
-// costs none of it, and its ending costs one frame more than a stream's end (none when the host's
-// EOF is the last, as DONE then leaves with it). Anything but a clean end (a refusal, a reset, a
-// lost stream) still closes the stream.
+// costs none of it. Its DONE costs nothing either: the host keeps it until the stream's next use
+// and writes it in front of the next preamble (a stream that is never used again needs none).
+// Anything but a clean end (a refusal, a reset, a lost stream) still closes the stream.
 // Each side starts with `window` of credit (the host's choice, at most DIRECT_MAX_WINDOW). A
 // receiver never stops reading its transport (a
 // stalled port-forward stream would stall every stream of its connection, the SSH link included);
@@ -175,6 +175,23 @@ export function dropLeftovers(data: Buffer): Buffer | undefined {
     at += HEADER_BYTES;
   }
   return at === 0 ? data : data.subarray(at);
+}
+
+/**
+ * On a reverse stream given its next connection before the host's DONE of the last one arrived
+ * ("early-reuse"): what follows that DONE in `data`, or undefined while it has not come yet. In
+ * front of it only CREDIT and BLOCKED frames of the last connection may come (dropped); any other
+ * frame there breaks the protocol.
+ */
+export function afterOwedDone(data: Buffer): Buffer | undefined {
+  let at = 0;
+  for (;;) {
+    if (data.length - at < HEADER_BYTES) return undefined;
+    const type = data[at]!;
+    at += HEADER_BYTES;
+    if (type === FrameType.Done) return data.subarray(at);
+    if (type !== FrameType.Credit && type !== FrameType.Blocked) throw new DirectProtocolError("a frame of the next connection before the last one's DONE");
+  }
 }
 
 export function encodeRefused(reason: StreamFailure, message: string): Buffer {

@@ -21,6 +21,11 @@
 // and the host has said DONE, the stream waits again for the shadow's next assignment (no new
 // preamble: the token and window stay those of the first). Until that assignment the host drops
 // what the shadow still sent of the last connection (CREDIT, BLOCKED).
+// A shadow with "early-reuse" (tunnel.ts) puts the stream back to waiting as soon as both EOFs are
+// behind it, before the host's DONE: until that DONE, what the host sends is the last connection's
+// (CREDIT, BLOCKED: dropped; afterOwedDone in direct-streams.ts). Such a host then keeps the DONE
+// until the stream's next connection and sends it in front of that connection's first frame: a
+// connection then costs the port-forward's hops one message fewer.
 
 import { DIRECT_MAX_WINDOW, DIRECT_TOKEN_BYTES, DirectProtocolError } from "./direct-streams.ts";
 

@@ -69,6 +69,12 @@ export const FEATURE_REVERSE = "reverse";
  * preambles, DONE frames: direct-streams.ts). A host uses them only with a shadow that says so.
  */
 export const FEATURE_REUSE = "reuse";
+/**
+ * "early-reuse" = the shadow gives a reused reverse stream its next connection without waiting for
+ * the host's DONE of the last one (reverse-streams.ts): the host may then send that DONE with the
+ * next connection's first frame instead of as a message of its own.
+ */
+export const FEATURE_EARLY_REUSE = "early-reuse";
 
 /** Roles a shadow can play. The tunnel role is always on: every other role is reached through it. */
 export const SHADOW_ROLES = ["tunnel", "dns", "router"] as const;

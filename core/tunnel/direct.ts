@@ -46,7 +46,7 @@ export interface DirectEndpoint {
  * on an open one. Only an empty pool refills at once (the next connection would open its own).
  */
 export class CarrierPool {
-  private readonly idle: { carrier: Duplex; since: number; drop: () => void }[] = [];
+  private readonly idle: { carrier: Duplex; since: number; doneOwed: boolean; drop: () => void }[] = [];
   private readonly timer: ReturnType<typeof setInterval>;
   private refillPending = false;
   private closed = false;
@@ -66,6 +66,7 @@ export class CarrierPool {
    * A stream to the direct port with `first` written on it: a waiting one if there is one, the one
    * back most recently first (so those a burst left over age, and `renew` lets them go). With
    * `hold`, a waiting one keeps `first` corked (`held`): its taker uncorks it with its first bytes.
+   * A DONE the carrier's last connection still owes leaves in the same write, just before `first`.
    */
   take(first: Buffer, hold = false): TakenCarrier {
     const entry = this.idle.pop();
@@ -74,16 +75,16 @@ export class CarrierPool {
       carrier = entry.carrier;
       carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
       if (hold) carrier.cork();
-      carrier.write(first);
+      carrier.write(entry.doneOwed ? Buffer.concat([encodeFrameHeader(FrameType.Done, 0), first]) : first);
     } else carrier = this.siblings.open(this.port, first);
     if (this.idle.length <= this.lowWater) this.refillAfter(carrier);
     return { carrier, held: hold && entry !== undefined };
   }
 
   /** A reusable stream whose connection has ended cleanly: it waits again (or closes, past the bound). */
-  give(carrier: Duplex): void {
+  give(carrier: Duplex, doneOwed: boolean): void {
     if (this.closed || this.idle.length >= CARRIER_POOL_MAX || !this.siblings.accepting) return void carrier.destroy();
-    this.keep(carrier);
+    this.keep(carrier, doneOwed);
   }
 
   close(): void {
@@ -120,8 +121,8 @@ export class CarrierPool {
     }
   }
 
-  private keep(carrier: Duplex): void {
-    const entry = { carrier, since: Date.now(), drop: () => {} };
+  private keep(carrier: Duplex, doneOwed = false): void {
+    const entry = { carrier, since: Date.now(), doneOwed, drop: () => {} };
     entry.drop = () => {
       const at = this.idle.indexOf(entry);
       if (at >= 0) this.idle.splice(at, 1);
@@ -180,6 +181,15 @@ export interface DirectStreamOptions {
   /** Given for a reusable stream ("KTD2", "KTR2"): where its carrier goes after a clean end. */
   reuse?: ReturnCarrier;
   /**
+   * A clean end hands the carrier back with its DONE still owed: the DONE then leaves with the
+   * carrier's next use instead of crossing every hop as a message of its own. Only for a carrier
+   * whose next use the shadow can tell apart without waiting for that DONE: a direct stream (the
+   * next preamble follows the DONE) or a reverse stream to a shadow with "early-reuse".
+   */
+  deferDone?: boolean;
+  /** The carrier's last connection still owes the shadow its DONE: it leaves with this stream's first frame. */
+  doneOwed?: boolean;
+  /**
    * The carrier is corked with the preamble on it: the first bytes written leave with it, in one
    * piece through the port-forward's hops (or it leaves alone after PREAMBLE_HOLD_MS).
    */
@@ -189,9 +199,9 @@ export interface DirectStreamOptions {
 /**
  * Where a reusable stream's carrier goes once its connection has ended cleanly (see DONE in
  * direct-streams.ts): back to the pool it came from, paused, with whatever followed the end put
- * back on it for its next owner.
+ * back on it for its next owner, and whether the DONE is still owed (deferDone).
  */
-export type ReturnCarrier = (carrier: Duplex) => void;
+export type ReturnCarrier = (carrier: Duplex, doneOwed: boolean) => void;
 
 export class DirectStream extends Duplex {
   readonly opened: Promise<void>;
@@ -225,6 +235,9 @@ export class DirectStream extends Duplex {
   };
 
   private readonly reuse: ReturnCarrier | undefined;
+  private readonly deferDone: boolean;
+  /** The last connection's DONE, corked on the carrier until this stream's first frame joins it. */
+  private doneHeld = false;
   private preambleTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -236,6 +249,12 @@ export class DirectStream extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: READ_HIGH_WATER_MARK });
     const window = options.window ?? DIRECT_WINDOW;
     this.reuse = options.reuse;
+    this.deferDone = options.deferDone ?? false;
+    if (options.doneOwed) {
+      carrier.cork();
+      carrier.write(encodeFrameHeader(FrameType.Done, 0));
+      this.doneHeld = true;
+    }
     if (options.heldPreamble) this.preambleTimer = setTimeout(() => this.releasePreamble(), PREAMBLE_HOLD_MS);
     this.sendCredit = window;
     this.incoming = new CreditReturn(window);
@@ -296,7 +315,7 @@ export class DirectStream extends Duplex {
     this.carrier.off("data", this.onCarrierData).off("error", this.onCarrierError).off("end", this.onCarrierEnd).off("close", this.onCarrierClose);
     this.carrier.pause();
     if (rest.length > 0) this.carrier.unshift(rest);
-    this.reuse!(this.carrier);
+    this.reuse!(this.carrier, this.deferDone);
   }
 
   private lost(error: Error): void {
@@ -327,7 +346,7 @@ export class DirectStream extends Duplex {
   /** Credit only matters while the shadow may still send: none after its EOF (or after our end). */
   private sendCreditFrame(bytes: number): void {
     if (bytes > 0 && !this.eofReceived && !this.carrier.writableEnded && !this.carrier.destroyed) {
-      this.carrier.write(encodeFrameHeader(FrameType.Credit, bytes));
+      this.toCarrier(encodeFrameHeader(FrameType.Credit, bytes));
     }
   }
 
@@ -369,9 +388,9 @@ export class DirectStream extends Duplex {
     if (now.length > 0) {
       const frames = encodeDataFrames(now);
       this.carrier.cork();
-      for (let f = 0; f < frames.length - 1; f++) this.carrier.write(frames[f]!);
-      if (rest.length === 0) this.carrier.write(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
-      else this.carrier.write(frames[frames.length - 1]!);
+      for (let f = 0; f < frames.length - 1; f++) this.toCarrier(frames[f]!);
+      if (rest.length === 0) this.toCarrier(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
+      else this.toCarrier(frames[frames.length - 1]!);
       this.carrier.uncork();
       this.releasePreamble();
     }
@@ -379,7 +398,7 @@ export class DirectStream extends Duplex {
       this.waiting = { chunks: rest, callback };
       if (!this.starved && !this.carrier.writableEnded && !this.carrier.destroyed) {
         this.starved = true; // told once per wait: the shadow may answer with a bigger window
-        this.carrier.write(encodeFrameHeader(FrameType.Blocked, 0));
+        this.toCarrier(encodeFrameHeader(FrameType.Blocked, 0));
       }
     } else if (now.length === 0) callback();
   }
@@ -393,12 +412,21 @@ export class DirectStream extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.eofSent = true;
-    // EOF and (when it is due) DONE in one write.
+    // EOF and (when it is due and not deferred) DONE in one write.
     this.carrier.cork();
-    this.carrier.write(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));
+    this.toCarrier(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));
     this.finishIfDone();
     this.carrier.uncork();
     this.releasePreamble();
+  }
+
+  /** Every frame for the shadow: after a DONE still owed, which leaves with the first of them. */
+  private toCarrier(frame: Buffer, callback?: (error?: Error | null) => void): void {
+    this.carrier.write(frame, callback);
+    if (this.doneHeld) {
+      this.doneHeld = false;
+      this.carrier.uncork();
+    }
   }
 
   /** A held preamble leaves (with whatever was written after it). */
@@ -417,7 +445,7 @@ export class DirectStream extends Duplex {
     if (!(this.eofSent && this.eofReceived) || this.handedBack) return;
     if (!this.reuse) return void this.carrier.end();
     if (this.carrier.destroyed) return;
-    this.carrier.write(encodeFrameHeader(FrameType.Done, 0));
+    if (!this.deferDone) this.toCarrier(encodeFrameHeader(FrameType.Done, 0));
     this.handBack();
   }
 

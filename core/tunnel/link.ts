@@ -12,6 +12,7 @@ import { ReversePool, type ReverseArrival } from "./reverse.ts";
 import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
+  FEATURE_EARLY_REUSE,
   FEATURE_REUSE,
   FEATURE_REVERSE,
   MAX_STREAM_REF,
@@ -197,7 +198,7 @@ export class Link {
     // To a warm target nothing waits for the shadow's word, so the preamble can wait (a moment) for
     // the connection's first bytes and leave with them.
     const warm = this.warmTargets.isWarm(key);
-    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse });
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse, deferDone: true });
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -326,7 +327,7 @@ export class Link {
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
         const carriers = new CarrierPool(this.siblings, endpoint.port);
-        this.direct = { endpoint, carriers, reuse: reusable ? (carrier) => carriers.give(carrier) : undefined };
+        this.direct = { endpoint, carriers, reuse: reusable ? (carrier, doneOwed) => carriers.give(carrier, doneOwed) : undefined };
       }
     }
     if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {
@@ -334,7 +335,8 @@ export class Link {
       const ready = await this.control!.request({ type: "reverse" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
-        this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable });
+        const earlyReuse = welcome.features?.includes(FEATURE_EARLY_REUSE) === true;
+        this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable, earlyReuse });
       }
     }
     this.shadow = {

@@ -36,6 +36,11 @@ export const REVERSE_POOL_SIZE: ReversePoolSize = { base: 4, max: 32 };
 export interface ReversePoolOptions {
   /** Streams wait again after each connection that ends cleanly (the shadow has the "reuse" feature). */
   reusable?: boolean;
+  /**
+   * The shadow gives a stream its next connection before the last one's DONE ("early-reuse"): the
+   * DONE then waits on the host and leaves with the next connection's first frame.
+   */
+  earlyReuse?: boolean;
   size?: ReversePoolSize;
   window?: number;
 }
@@ -48,6 +53,7 @@ export class ReversePool {
   private refilling = false;
   private closed = false;
   private readonly reusable: boolean;
+  private readonly earlyReuse: boolean;
   private readonly size: ReversePoolSize;
   private readonly window: number;
 
@@ -58,6 +64,7 @@ export class ReversePool {
     options: ReversePoolOptions = {},
   ) {
     this.reusable = options.reusable ?? false;
+    this.earlyReuse = this.reusable && (options.earlyReuse ?? false);
     this.size = options.size ?? REVERSE_POOL_SIZE;
     this.window = options.window ?? DIRECT_WINDOW;
     this.refill();
@@ -98,12 +105,13 @@ export class ReversePool {
   }
 
   /** Where a reused stream's carrier goes after its connection: waiting again. */
-  private readonly back = (carrier: Duplex) => {
+  private readonly back = (carrier: Duplex, doneOwed: boolean) => {
     if (this.closed || this.waiting.size >= this.size.max) return void carrier.destroy();
-    this.watch(carrier);
+    this.watch(carrier, doneOwed);
   };
 
-  private watch(carrier: Duplex): void {
+  /** `doneOwed`: the carrier's last connection's DONE has not been sent (earlyReuse). */
+  private watch(carrier: Duplex, doneOwed = false): void {
     this.waiting.add(carrier);
     let received: Buffer = Buffer.alloc(0);
     const gone = () => {
@@ -129,16 +137,18 @@ export class ReversePool {
       carrier.pause();
       if (parsed.rest.length > 0) carrier.unshift(parsed.rest);
       this.waiting.delete(carrier);
-      this.assigned(carrier, parsed.assignment);
+      this.assigned(carrier, parsed.assignment, doneOwed);
     };
     carrier.on("data", onData).once("end", gone).once("close", gone).on("error", ignore);
     carrier.resume(); // a reused carrier was paused on its way back
   }
 
-  private assigned(carrier: Duplex, assignment: ReverseAssignment): void {
+  private assigned(carrier: Duplex, assignment: ReverseAssignment, doneOwed: boolean): void {
     const stream = new DirectStream(carrier, assignment.originAddress, assignment.listenerPort, {
       window: this.window,
       reuse: this.reusable ? this.back : undefined,
+      deferDone: this.earlyReuse,
+      doneOwed,
     });
     // Its failure reaches whoever listens (splice); unheard, it must not end the process.
     stream.on("error", () => {});

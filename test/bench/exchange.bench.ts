@@ -17,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, podsOf, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
+import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 
 const { values } = parseArgs({
@@ -134,13 +134,42 @@ async function freshFromPod(target: string, count: number): Promise<{ p50ms: num
   return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
 }
 
-/** One turn of load against one target: busybox wget sequential and in parallel, and the p50 client. */
-async function loadTurn(target: { url: string; address: string }): Promise<Record<string, any>> {
+/**
+ * One target as a pod reaches it: by its service's address (`url`, `address`) and by the service's
+ * name (`named`: every busybox request then pays its DNS lookups first, through CoreDNS).
+ */
+interface LoadTarget {
+  url: string;
+  named: string;
+  address: string;
+}
+
+/** One turn of load against one target: busybox wget sequential and in parallel, the same by name, and the p50 client. */
+async function loadTurn(target: LoadTarget): Promise<Record<string, any>> {
   return {
     seq: await load(target.url, requests, 1),
     par: await load(target.url, requests * 2, concurrency),
+    seqByName: await load(target.named, requests, 1),
     fresh: await freshFromPod(target.address, requests),
   };
+}
+
+/**
+ * A service of the bench's own in front of echo's original pods (the deployment's selector), so that
+ * the original pods are reached the way the exchanged service is: by a ClusterIP and by a name.
+ */
+async function originalService(): Promise<{ name: string; remove(): Promise<void> }> {
+  const name = "echo-bench-original";
+  const deployment = await kubectlJson(["-n", DEMO_NS, "get", "deployment", "echo"]);
+  const service = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name, namespace: DEMO_NS },
+    spec: { selector: deployment.spec.selector.matchLabels, ports: [{ port: 80, targetPort: 8080 }] },
+  };
+  const applied = await run(["kubectl", "apply", "-f", "-"], { stdin: JSON.stringify(service) });
+  if (applied.code !== 0) throw new Error(`creating service ${name}: ${applied.stderr}`);
+  return { name, remove: async () => void (await kubectl(["-n", DEMO_NS, "delete", "service", name, "--ignore-not-found", "--wait=false"])) };
 }
 
 // ---- one exchange ------------------------------------------------------------------------------
@@ -214,20 +243,25 @@ async function exchangeRound(mode: "selector" | "scale"): Promise<Round> {
  * echo, KTCTL_TUNNEL_REVERSE=0) exchanged at the same time, and the original pod, loaded in turns.
  */
 async function sideBySide(): Promise<Record<string, any>> {
+  const original = await originalService();
   const sessions = [
     startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home),
     startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home, { KTCTL_TUNNEL_REVERSE: "0" }, DEMO2_NS),
   ];
   try {
     await Promise.all(sessions.map((k) => k.waitFor(EXCHANGED, 120_000)));
-    const [pod] = await podsOf("echo");
-    const targets = {
-      reverse: { url: `http://echo.${DEMO_NS}/`, address: `${await clusterIpOf("echo")}:80` },
-      ssh: { url: `http://echo.${DEMO2_NS}/`, address: `${await clusterIpOf("echo", DEMO2_NS)}:80` },
-      original: { url: `http://${pod!.ip}:8080/`, address: `${pod!.ip}:8080` },
+    const byService = async (name: string, namespace: string): Promise<LoadTarget> => {
+      const ip = await clusterIpOf(name, namespace);
+      return { url: `http://${ip}/`, named: `http://${name}.${namespace}/`, address: `${ip}:80` };
     };
-    for (const name of ["reverse", "ssh"] as const) {
-      await until(async () => ((await runInPod(["sh", "-c", `timeout 2 wget -qO- ${targets[name].url}`])).stdout.includes('"laptop"') ? true : undefined), 60_000, `the laptop answering ${name}`);
+    const targets = {
+      reverse: await byService("echo", DEMO_NS),
+      ssh: await byService("echo", DEMO2_NS),
+      original: await byService(original.name, DEMO_NS),
+    };
+    for (const name of ["reverse", "ssh", "original"] as const) {
+      const answers = (body: string) => (name === "original" ? body.includes('"pod"') && !body.includes('"laptop"') : body.includes('"laptop"'));
+      await until(async () => (answers((await runInPod(["sh", "-c", `timeout 2 wget -qO- ${targets[name].named}`])).stdout) ? true : undefined), 60_000, `${name} answering`);
     }
     const turns: Record<keyof typeof targets, Record<string, any>[]> = { reverse: [], ssh: [], original: [] };
     const names = Object.keys(targets) as (keyof typeof targets)[];
@@ -241,6 +275,7 @@ async function sideBySide(): Promise<Record<string, any>> {
   } finally {
     for (const k of sessions) k.proc.kill("SIGINT");
     await Promise.all(sessions.map((k) => k.exited));
+    await original.remove();
   }
 }
 
@@ -271,7 +306,9 @@ try {
       exchangedSeq: exchanged.seq,
       exchangedPar: exchanged.par,
       exchangedFresh: exchanged.fresh,
+      exchangedSeqByName: exchanged.seqByName,
       originalSeq: original.seq,
+      originalSeqByName: original.seqByName,
       originalPar: original.par,
       originalFresh: original.fresh,
     });
@@ -315,6 +352,8 @@ if (loadFigures) {
   console.log(`| busybox wget, sequential, ${requests} requests: requests/s | ${both((x) => x.exchangedSeq.rps.toFixed(0))} | ${orig((x) => x.originalSeq.rps.toFixed(0))} |`);
   console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedSeq.rps, x.originalSeq.rps))} | |`);
   console.log(`| sequential: mean latency | ${both((x) => `${x.exchangedSeq.meanMs.toFixed(2)} ms`)} | ${orig((x) => `${x.originalSeq.meanMs.toFixed(2)} ms`)} |`);
+  console.log(`| the same by the service's name (DNS lookups included): requests/s | ${both((x) => x.exchangedSeqByName.rps.toFixed(0))} | ${orig((x) => x.originalSeqByName.rps.toFixed(0))} |`);
+  console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedSeqByName.rps, x.originalSeqByName.rps))} | |`);
   console.log(`| ${concurrency} in parallel, ${requests * 2} requests: requests/s | ${both((x) => x.exchangedPar.rps.toFixed(0))} | ${orig((x) => x.originalPar.rps.toFixed(0))} |`);
   console.log(`| the same, ratio to the original pod | ${both((x) => ratio(x.exchangedPar.rps, x.originalPar.rps))} | |`);
   console.log(`| ${concurrency} in parallel: mean latency | ${both((x) => `${x.exchangedPar.meanMs.toFixed(1)} ms`)} | ${orig((x) => `${x.originalPar.meanMs.toFixed(1)} ms`)} |`);
@@ -323,7 +362,7 @@ if (loadFigures) {
   console.log(`| the same: p99 | ${both((x) => `${x.exchangedFresh.p99ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p99ms.toFixed(2)} ms`)} |`);
   // Every turn's, not the median turn's: one failure must not hide behind the median.
   const failed = (path: "reverse" | "ssh" | "original") =>
-    String(((l.turns as Record<string, any[]> | undefined)?.[path] ?? []).reduce((n, t) => n + t.seq.failures + t.par.failures + t.fresh.failures, 0));
-  console.log(`| failed requests, all turns (sequential, parallel, client in the namespace) | ${failed("reverse")} | ${failed("ssh")} | ${failed("original")} |`);
+    String(((l.turns as Record<string, any[]> | undefined)?.[path] ?? []).reduce((n, t) => n + t.seq.failures + t.par.failures + t.seqByName.failures + t.fresh.failures, 0));
+  console.log(`| failed requests, all turns (sequential, parallel, by name, client in the namespace) | ${failed("reverse")} | ${failed("ssh")} | ${failed("original")} |`);
 }
 console.log(JSON.stringify({ rounds: results, load: loadFigures }));

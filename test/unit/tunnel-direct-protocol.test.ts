@@ -7,6 +7,7 @@ import {
   decodePreamble,
   encodeDataFrames,
   encodeFrameHeader,
+  afterOwedDone,
   dropLeftovers,
   encodePreamble,
   encodeRefused,
@@ -133,6 +134,22 @@ describe("frames", () => {
     expect(dropLeftovers(leftovers.subarray(0, 7))).toBeUndefined();
     expect(dropLeftovers(Buffer.from("A"))).toEqual(Buffer.from("A"));
     expect(dropLeftovers(Buffer.alloc(0))).toEqual(Buffer.alloc(0));
+  });
+
+  test("a DONE still owed (early reuse): the last connection's CREDIT and BLOCKED before it are dropped, anything else is refused", () => {
+    const done = encodeFrameHeader(FrameType.Done, 0);
+    const leftovers = Buffer.concat([encodeFrameHeader(FrameType.Credit, 9), encodeFrameHeader(FrameType.Blocked, 0)]);
+    const next = Buffer.concat([encodeFrameHeader(FrameType.Data, 2), Buffer.from("hi")]);
+    expect(afterOwedDone(Buffer.concat([leftovers, done, next]))).toEqual(next);
+    expect(afterOwedDone(Buffer.concat([done, next]))).toEqual(next);
+    expect(afterOwedDone(done)).toEqual(Buffer.alloc(0));
+    // Not there yet: nothing, a leftover, half a DONE.
+    expect(afterOwedDone(Buffer.alloc(0))).toBeUndefined();
+    expect(afterOwedDone(leftovers)).toBeUndefined();
+    expect(afterOwedDone(Buffer.concat([leftovers, done.subarray(0, 3)]))).toBeUndefined();
+    // A frame of the next connection before the DONE: the host broke the protocol.
+    expect(() => afterOwedDone(next)).toThrow(/before the last one's DONE/);
+    expect(() => afterOwedDone(Buffer.concat([leftovers, encodeFrameHeader(FrameType.Eof, 0)]))).toThrow(/before the last one's DONE/);
   });
 
   test("a refusal carries the reason and the shadow's sentence", () => {

@@ -1,13 +1,15 @@
 // Reused streams under load, without a cluster: the real shadow program on loopback, thousands of
 // short connections 8 at a time both ways (laptop -> cluster on direct streams, cluster -> laptop on
 // reverse streams), the client closing first in half of them and the server in the other half.
-// Every answer must be whole, and the streams must be reused, not opened per connection.
+// Every answer must be whole, and the streams must be reused, not opened per connection. What the
+// host writes on its streams is recorded write by write: a connection's DONE never travels alone.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
 import { createSessionKeyPair } from "../../core/protocol/keys.ts";
+import { FrameType, encodeFrameHeader } from "../../core/protocol/direct-streams.ts";
 import { ShadowProcess, connectTcp, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
 
 const CONNECTIONS = 1000;
@@ -15,6 +17,34 @@ const PARALLEL = 8;
 
 const keys = createSessionKeyPair("ktctl-test");
 const opened = { streams: 0 };
+/** Every write the host made on its streams to the shadow, as one buffer each (what one syscall carries). */
+const carrierWrites: Buffer[] = [];
+
+/** Records each write the socket hands the kernel (a corked batch is one _writev). */
+function recordWrites(socket: net.Socket): void {
+  const spy = socket as unknown as {
+    _write(chunk: Buffer, encoding: string, callback: (error?: Error | null) => void): void;
+    _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void;
+  };
+  const write = spy._write.bind(socket);
+  const writev = spy._writev.bind(socket);
+  spy._write = (chunk, encoding, callback) => {
+    carrierWrites.push(Buffer.from(chunk));
+    write(chunk, encoding, callback);
+  };
+  spy._writev = (chunks, callback) => {
+    carrierWrites.push(Buffer.concat(chunks.map((c) => c.chunk)));
+    writev(chunks, callback);
+  };
+}
+
+/** How many writes were a DONE frame and nothing else, and how many DONE frames led a write. */
+function doneWrites(writes: Buffer[]): { alone: number; leading: number } {
+  const done = encodeFrameHeader(FrameType.Done, 0);
+  const alone = writes.filter((w) => w.equals(done)).length;
+  const leading = writes.filter((w) => w.length > done.length && w.subarray(0, done.length).equals(done)).length;
+  return { alone, leading };
+}
 let shadow: ShadowProcess;
 let tunnel: SshTunnel;
 let server: LocalServer;
@@ -36,6 +66,7 @@ beforeAll(async () => {
       open: (port: number, first?: Buffer) => {
         opened.streams++;
         const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
+        recordWrites(socket);
         if (first) socket.write(first);
         return socket;
       },
@@ -77,13 +108,24 @@ async function load(connect: () => Promise<Duplex>): Promise<string[]> {
 test(`${CONNECTIONS} connections cluster -> laptop, ${PARALLEL} at a time, on reused reverse streams: all whole`, async () => {
   expect(tunnel.shadow?.reuse).toBe(true);
   const before = opened.streams;
+  carrierWrites.length = 0;
   expect(await load(() => connectTcp(remotePort))).toEqual([]);
   // A stream per connection in flight at most, not one per connection.
   expect(opened.streams - before).toBeLessThan(CONNECTIONS / 10);
+  // The shadow takes a stream back before its DONE: each DONE left in front of the next
+  // connection's first frame, never as a message of its own.
+  const { alone, leading } = doneWrites(carrierWrites);
+  expect(alone).toBe(0);
+  expect(leading).toBeGreaterThan(CONNECTIONS / 2);
 }, 60_000);
 
 test(`${CONNECTIONS} connections laptop -> cluster, ${PARALLEL} at a time, on reused direct streams: all whole`, async () => {
   const before = opened.streams;
+  carrierWrites.length = 0;
   expect(await load(() => tunnel.openStream("127.0.0.1", server.port))).toEqual([]);
   expect(opened.streams - before).toBeLessThan(CONNECTIONS / 10);
+  // Each DONE waited for the stream's next use and left in front of its preamble.
+  const { alone, leading } = doneWrites(carrierWrites);
+  expect(alone).toBe(0);
+  expect(leading).toBeGreaterThan(CONNECTIONS / 2);
 }, 60_000);
