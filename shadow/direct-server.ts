@@ -24,6 +24,7 @@ import { streamFailureOf, type StreamFailure } from "../core/protocol/tunnel.ts"
 import type { FramePool } from "../core/protocol/frame-packing.ts";
 import type { ShadowLog } from "./log.ts";
 import { uncorkWithFirstBytes } from "./first-bytes.ts";
+import { SerialWriter } from "./serial-writer.ts";
 import { StreamListener } from "./stream-listener.ts";
 
 export interface DirectServerOptions {
@@ -180,17 +181,18 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
   const sendCreditFrame = (bytes: number) => {
     if (bytes > 0 && !eofReceived && !socket.writableEnded && !socket.destroyed) socket.write(encodeFrameHeader(FrameType.Credit, bytes));
   };
-  const returnCredit = () => sendCreditFrame(incoming.due(written - target.writableLength));
+  const toTarget = new SerialWriter(target);
+  const returnCredit = () => sendCreditFrame(incoming.due(written - toTarget.pending));
   let starved = false; // we told the host we are BLOCKED and wait for credit
   const reader = new DirectFrameReader({
     data: (payload) => {
       if (eofReceived || !incoming.arrived(payload.length)) throw new DirectProtocolError("DATA beyond the credit given");
       written += payload.length;
-      target.write(payload);
+      toTarget.write(payload);
     },
     eof: () => {
       eofReceived = true;
-      target.end();
+      toTarget.end();
       finishIfDone();
     },
     credit: (bytes) => {
@@ -198,7 +200,7 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
       starved = false;
       flushQueued();
     },
-    blocked: () => sendCreditFrame(incoming.blocked(written - target.writableLength)),
+    blocked: () => sendCreditFrame(incoming.blocked(written - toTarget.pending)),
     opened: () => {
       throw new DirectProtocolError("OPENED from the host");
     },
@@ -227,7 +229,7 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
     }
     returnCredit();
   };
-  target.on("drain", returnCredit);
+  toTarget.onFlushed = returnCredit;
 
   // ---- target -> port-forward side ------------------------------------------------------------
   const send = (chunk: Buffer) => {
