@@ -11,6 +11,8 @@
 //     namespace, served by the same laptop server): the reverse path and its fallback and the
 //     original pod measured in turns, --loadRounds turns each, medians reported (on a loaded
 //     machine, rounds minutes apart differed by 2x; turns seconds apart share the same load).
+//     With KTCTL_BENCH_BASELINE_ARGV (a JSON argv of another ktctl, e.g. the build before a change)
+//     the second session is that ktctl, on its default path: before and after, side by side.
 //   bun test/bench/exchange.bench.ts [--rounds 3] [--loadRounds 3] [--requests 300] [--concurrency 8]
 // Prints a Markdown table and a JSON line. Needs the test cluster (test/cluster/up).
 
@@ -33,6 +35,9 @@ const loadRounds = Number(values.loadRounds);
 const requests = Number(values.requests);
 const concurrency = Number(values.concurrency);
 const LOCAL_PORT = 28180;
+/** The second session's ktctl: another build (before/after), or this one over SSH. */
+const baselineArgv: string[] | undefined = process.env.KTCTL_BENCH_BASELINE_ARGV ? JSON.parse(process.env.KTCTL_BENCH_BASELINE_ARGV) : undefined;
+const SECOND = baselineArgv ? `the other ktctl (${baselineArgv.join(" ")}), default path` : "over SSH (KTCTL_TUNNEL_REVERSE=0)";
 const STATS_PORT = 28181;
 
 await requireCluster();
@@ -239,14 +244,17 @@ async function exchangeRound(mode: "selector" | "scale"): Promise<Round> {
 }
 
 /**
- * The reverse path (demo's echo, the default tunnel) and its SSH fallback (the second namespace's
- * echo, KTCTL_TUNNEL_REVERSE=0) exchanged at the same time, and the original pod, loaded in turns.
+ * The reverse path (demo's echo, the default tunnel) and a second session on the second
+ * namespace's echo (its SSH fallback, or the baseline ktctl) exchanged at the same time, and the
+ * original pods, loaded in turns.
  */
 async function sideBySide(): Promise<Record<string, any>> {
   const original = await originalService();
   const sessions = [
     startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home),
-    startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home, { KTCTL_TUNNEL_REVERSE: "0" }, DEMO2_NS),
+    baselineArgv
+      ? startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home, {}, DEMO2_NS, baselineArgv)
+      : startKtctl(["exchange", "svc/echo", "--expose", `${LOCAL_PORT}:80`], home, { KTCTL_TUNNEL_REVERSE: "0" }, DEMO2_NS),
   ];
   try {
     await Promise.all(sessions.map((k) => k.waitFor(EXCHANGED, 120_000)));
@@ -301,7 +309,8 @@ try {
   if (loadRounds > 0) {
     const turns = await sideBySide();
     const [reverse, ssh, original] = [medians(turns.reverse), medians(turns.ssh), medians(turns.original)];
-    // Named as before for report.ts: "exchanged" is the default path; the fallback under "ssh".
+    // Named as before for report.ts: "exchanged" is the default path; the second session under "ssh"
+    // (the SSH fallback, or the baseline ktctl: `second` says which).
     const shape = (exchanged: Record<string, any>) => ({
       exchangedSeq: exchanged.seq,
       exchangedPar: exchanged.par,
@@ -312,7 +321,7 @@ try {
       originalPar: original.par,
       originalFresh: original.fresh,
     });
-    loadFigures = { ...shape(reverse), ssh: shape(ssh), turns };
+    loadFigures = { ...shape(reverse), ssh: shape(ssh), second: SECOND, turns };
   }
 } finally {
   server.kill();
@@ -345,7 +354,7 @@ if (loadFigures) {
   const both = (pick: (x: Record<string, any>) => string) => `${pick(l)} | ${ssh ? pick(ssh) : "-"}`;
   console.log("");
   console.log(
-    `| from the toolbox pod, a new connection per request, median of ${loadRounds} turns each | exchanged, reverse streams (default) | exchanged at the same time, over SSH (KTCTL_TUNNEL_REVERSE=0) | original pod |`,
+    `| from the toolbox pod, a new connection per request, median of ${loadRounds} turns each | exchanged, reverse streams (default) | exchanged at the same time, ${SECOND} | original pod |`,
   );
   console.log("|---|---|---|---|");
   const orig = (pick: (x: Record<string, any>) => string) => pick(l);

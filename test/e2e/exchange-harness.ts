@@ -62,9 +62,9 @@ export async function stopAllKtctl(): Promise<void> {
 const scenarioArgv: string[] = process.env.KTCTL_E2E_SCENARIO_ARGV ? JSON.parse(process.env.KTCTL_E2E_SCENARIO_ARGV) : ["bun", join(REPO, "core/cli/main.ts")];
 const scenarioCwd = process.env.KTCTL_E2E_SCENARIO_CWD || REPO;
 
-/** Starts `ktctl ARGS -c <admin kubeconfig> -n demo` in the laptop namespace. */
-export function startKtctl(args: string[], home: string, env: Record<string, string> = {}, namespace = DEMO_NS): KtctlProcess {
-  const proc = Bun.spawn(inLaptop([...scenarioArgv, ...args, "-c", KUBECONFIG, "-n", namespace]), {
+/** Starts `ktctl ARGS -c <admin kubeconfig> -n demo` in the laptop namespace (`argv`: another ktctl's). */
+export function startKtctl(args: string[], home: string, env: Record<string, string> = {}, namespace = DEMO_NS, argv = scenarioArgv): KtctlProcess {
+  const proc = Bun.spawn(inLaptop([...argv, ...args, "-c", KUBECONFIG, "-n", namespace]), {
     cwd: scenarioCwd,
     env: { ...process.env, KTCTL_HOME: home, NO_COLOR: "1", ...env },
     stdin: "ignore",
