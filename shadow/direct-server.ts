@@ -63,8 +63,9 @@ export class DirectServer {
       accepted: (socket, { target, rest }, id) => {
         socket.pause();
         if (!timingSafeEqual(target.token, direct.token)) return "wrong token";
-        // A reusable stream reads its next preamble once this connection has ended cleanly.
-        const reuse = target.reusable ? (next: Buffer) => direct.listener.readPreamble(socket, id, next) : undefined;
+        // A reusable stream reads its next preamble as soon as this connection has ended cleanly,
+        // its DONE still to come in front of that preamble.
+        const reuse = target.reusable ? (next: Buffer, donePending: boolean) => direct.listener.readPreamble(socket, id, next, donePending) : undefined;
         direct.connect(id, socket, target, rest, reuse);
         return undefined;
       },
@@ -80,7 +81,7 @@ export class DirectServer {
     this.listener.close();
   }
 
-  private connect(id: number, socket: net.Socket, { host, port, window }: DirectTarget, early: Buffer, reuse: ((next: Buffer) => void) | undefined): void {
+  private connect(id: number, socket: net.Socket, { host, port, window }: DirectTarget, early: Buffer, reuse: ((next: Buffer, donePending: boolean) => void) | undefined): void {
     const { log } = this.options;
     const target = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
     const timer = setTimeout(
@@ -89,14 +90,20 @@ export class DirectServer {
     );
     const failed = (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      socket.off("close", streamGone);
       const reason = streamFailureOf(error.code);
       socket.end(encodeRefused(reason, this.options.explain(reason, host, error)));
       log.info("stream.failed", { direct: id, to: `${host}:${port}`, reason, error: error.code ?? error.message });
+    };
+    // The stream gone before the target answered: nobody is left to answer.
+    const streamGone = () => {
+      if (target.connecting) target.destroy();
     };
     target.once("error", failed);
     target.once("connect", () => {
       clearTimeout(timer);
       target.off("error", failed);
+      socket.off("close", streamGone);
       if (socket.destroyed) return void target.destroy();
       target.setNoDelay(true);
       // A host that sent bytes with its preamble is not waiting for OPENED: it leaves with the
@@ -112,13 +119,12 @@ export class DirectServer {
         framePool: this.framePool,
         reset: (why) => log.debug("stream.reset", { direct: id, to: `${host}:${port}`, why }),
         reuse,
+        reuseEarly: true,
       });
       if (hold) uncorkWithFirstBytes(socket, target);
       log.debug("stream.open", { direct: id, to: `${host}:${port}` });
     });
-    socket.once("close", () => {
-      if (target.connecting) target.destroy();
-    });
+    socket.once("close", streamGone);
   }
 }
 
@@ -141,7 +147,7 @@ export interface RelayOptions {
    * bytes not parsed yet.
    */
   reuse?(next: Buffer, donePending: boolean): void;
-  /** Hand a reusable stream back before the host's DONE (a reverse stream: "early-reuse" in tunnel.ts). */
+  /** Hand a reusable stream back before the host's DONE ("early-reuse" in tunnel.ts). */
   reuseEarly?: boolean;
   /**
    * The stream's last connection still owes its DONE: until it comes, the host's frames are that
@@ -168,8 +174,9 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
 
   let handedOn = false; // a reusable stream, back with its owner for the next connection
   const abort = (why: string) => {
-    // The target's late errors (a reset after both EOFs) are no business of the stream's next use.
-    if (handedOn) return void target.destroy();
+    // After both EOFs the connection is over: the target's late errors (a reset after its FIN, a
+    // write it never read) are no business of the stream, nor of its next use.
+    if (handedOn || (eofSent && eofReceived)) return void target.destroy();
     if (socket.destroyed && target.destroyed) return;
     reset(why);
     socket.destroy();

@@ -44,19 +44,26 @@ export class SerialWriter {
 
   private pump(): void {
     while (!this.writing && this.queue.length > 0) {
+      if (this.socket.destroyed) return this.dropQueued(new Error("socket destroyed"));
       const { bytes, written } = this.queue.shift()!;
       this.queuedBytes -= bytes.length;
-      if (this.socket.destroyed) return void written?.(new Error("socket destroyed"));
       this.writing = true;
       // The callback never runs synchronously (checked for Bun's node:net): it resumes the pump.
       this.socket.write(bytes, (error?: Error | null) => {
         this.writing = false;
         written?.(error);
-        if (error) return;
+        if (error) return this.dropQueued(error);
         this.pump();
         if (!this.writing) this.onFlushed();
       });
     }
     if (!this.writing && this.queue.length === 0 && this.ending && !this.socket.writableEnded) this.socket.end();
+  }
+
+  /** The socket failed: nothing queued will be written; each buffer's callback hears why. */
+  private dropQueued(error: Error): void {
+    const dropped = this.queue.splice(0);
+    this.queuedBytes = 0;
+    for (const { written } of dropped) written?.(error);
   }
 }

@@ -5,6 +5,7 @@
 // time, debug lines after that.
 
 import net from "node:net";
+import { afterOwedDone } from "../core/protocol/direct-streams.ts";
 import type { ShadowLog } from "./log.ts";
 
 /** Once a preamble has begun, the rest must follow promptly. */
@@ -71,9 +72,11 @@ export class StreamListener<T> {
 
   /**
    * Reads a preamble on `socket`, beginning with `received`, and hands the stream to its owner.
-   * Also how a reusable stream's next connection begins, once the last one has ended cleanly.
+   * Also how a reusable stream's next connection begins, once the last one has ended cleanly; with
+   * `doneOwed`, the host's DONE for that one is still to come in front of the preamble (with the
+   * last connection's leftovers before it), and the stream counts as silent until it has come.
    */
-  readPreamble(socket: net.Socket, id: number, received: Buffer = Buffer.alloc(0)): void {
+  readPreamble(socket: net.Socket, id: number, received: Buffer = Buffer.alloc(0), doneOwed = false): void {
     const { log, kind, decode, idleMs } = this.options;
     const limit = (event: string, ms: number) =>
       setTimeout(() => {
@@ -85,19 +88,35 @@ export class StreamListener<T> {
       clearTimeout(timer);
       socket.off("data", take).off("end", onEnd).off("close", stop);
     };
+    // What `parse` makes of the bytes so far: undefined while incomplete, and for a malformed
+    // stream, which is refused.
+    const attempt = <R>(parse: () => R | undefined): R | undefined => {
+      try {
+        return parse();
+      } catch (error) {
+        stop();
+        this.refuse(socket, (error as Error).message);
+        return undefined;
+      }
+    };
+    /** While the DONE is owed: what arrived so far. */
+    let beforeDone: Buffer | undefined = doneOwed ? Buffer.alloc(0) : undefined;
     const take = (chunk: Buffer) => {
+      if (beforeDone !== undefined) {
+        const seen = beforeDone.length ? Buffer.concat([beforeDone, chunk]) : chunk;
+        beforeDone = seen;
+        const after = attempt(() => afterOwedDone(seen));
+        if (after === undefined) return;
+        beforeDone = undefined;
+        if (after.length === 0) return;
+        chunk = after;
+      }
       if (received.length === 0 && idleMs !== undefined) {
         clearTimeout(timer);
         timer = limit("preamble-timeout", PREAMBLE_TIMEOUT_MS);
       }
       received = received.length ? Buffer.concat([received, chunk]) : chunk;
-      let preamble: T | undefined;
-      try {
-        preamble = decode(received);
-      } catch (error) {
-        stop();
-        return this.refuse(socket, (error as Error).message);
-      }
+      const preamble = attempt(() => decode(received));
       if (preamble === undefined) return;
       stop();
       const refusal = this.options.accepted(socket, preamble, id);

@@ -23,9 +23,12 @@
 // it sent of the last one after the host's EOF (CREDIT or BLOCKED, sent before it saw that EOF) is
 // dropped by the host until then. Opening a port-forward stream costs the API server, the
 // kubelet, the runtime and the shadow CPU on the path of every new connection; a stream reused
-// costs none of it. Its DONE costs nothing either: the host keeps it until the stream's next use
-// and writes it in front of the next preamble (a stream that is never used again needs none).
-// Anything but a clean end (a refusal, a reset, a lost stream) still closes the stream.
+// costs none of it. With a shadow that has "early-reuse" (tunnel.ts), its DONE costs nothing
+// either: the shadow goes back to waiting for a preamble as soon as both EOFs are behind it (what
+// comes before the DONE is the last connection's CREDIT and BLOCKED: dropped, afterOwedDone), and
+// the host keeps the DONE until the stream's next use and writes it in front of the next preamble
+// (a stream that is never used again needs none). Anything but a clean end (a refusal, a reset, a
+// lost stream) still closes the stream.
 // Each side starts with `window` of credit (the host's choice, at most DIRECT_MAX_WINDOW). A
 // receiver never stops reading its transport (a
 // stalled port-forward stream would stall every stream of its connection, the SSH link included);

@@ -70,9 +70,10 @@ export const FEATURE_REVERSE = "reverse";
  */
 export const FEATURE_REUSE = "reuse";
 /**
- * "early-reuse" = the shadow gives a reused reverse stream its next connection without waiting for
- * the host's DONE of the last one (reverse-streams.ts): the host may then send that DONE with the
- * next connection's first frame instead of as a message of its own.
+ * "early-reuse" = the shadow takes a reused stream back as soon as both EOFs of its connection are
+ * behind it, without waiting for the host's DONE: a direct stream then waits for its next
+ * preamble, a reverse stream for its next connection (reverse-streams.ts), and the host may send
+ * that DONE with the stream's next use instead of as a message of its own.
  */
 export const FEATURE_EARLY_REUSE = "early-reuse";
 

@@ -46,7 +46,7 @@ export interface DirectEndpoint {
  * on an open one. Only an empty pool refills at once (the next connection would open its own).
  */
 export class CarrierPool {
-  private readonly idle: { carrier: Duplex; since: number; doneOwed: boolean; drop: () => void }[] = [];
+  private readonly idle: IdleCarrier[] = [];
   private readonly timer: ReturnType<typeof setInterval>;
   private refillPending = false;
   private closed = false;
@@ -73,7 +73,9 @@ export class CarrierPool {
     let carrier: Duplex;
     if (entry) {
       carrier = entry.carrier;
-      carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop);
+      carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop).off("data", entry.collect);
+      carrier.pause();
+      if (entry.leftovers.length > 0) carrier.unshift(Buffer.concat(entry.leftovers));
       if (hold) carrier.cork();
       carrier.write(entry.doneOwed ? Buffer.concat([encodeFrameHeader(FrameType.Done, 0), first]) : first);
     } else carrier = this.siblings.open(this.port, first);
@@ -121,14 +123,26 @@ export class CarrierPool {
     }
   }
 
+  /**
+   * A waiting stream keeps being read, so that its end is seen while it waits (the shadow closed
+   * it: a late reset of its last target, or the idle limit), not by the connection that takes it.
+   * What arrives is its last connection's CREDIT and BLOCKED, kept for its next taker to drop.
+   */
   private keep(carrier: Duplex, doneOwed = false): void {
-    const entry = { carrier, since: Date.now(), doneOwed, drop: () => {} };
+    const entry: IdleCarrier = { carrier, since: Date.now(), doneOwed, leftovers: [], drop: () => {}, collect: () => {} };
     entry.drop = () => {
       const at = this.idle.indexOf(entry);
       if (at >= 0) this.idle.splice(at, 1);
       carrier.destroy();
     };
-    carrier.once("close", entry.drop).once("end", entry.drop).on("error", entry.drop);
+    let kept = 0;
+    entry.collect = (chunk: Buffer) => {
+      entry.leftovers.push(chunk);
+      // A few frames at most; more is a shadow that does not follow the protocol.
+      if ((kept += chunk.length) > MAX_IDLE_LEFTOVERS) entry.drop();
+    };
+    carrier.once("close", entry.drop).once("end", entry.drop).on("error", entry.drop).on("data", entry.collect);
+    carrier.resume();
     this.idle.push(entry);
   }
 
@@ -138,6 +152,19 @@ export class CarrierPool {
     this.refill();
   }
 }
+
+interface IdleCarrier {
+  carrier: Duplex;
+  since: number;
+  /** Its last connection's DONE is still to be sent (in front of its next preamble). */
+  doneOwed: boolean;
+  /** What arrived while it waited. */
+  leftovers: Buffer[];
+  drop: () => void;
+  collect: (chunk: Buffer) => void;
+}
+
+const MAX_IDLE_LEFTOVERS = 64 * 1024;
 
 /** A stream from the pool, and whether what was written on it is held back (corked) for its taker. */
 export interface TakenCarrier {
@@ -182,9 +209,9 @@ export interface DirectStreamOptions {
   reuse?: ReturnCarrier;
   /**
    * A clean end hands the carrier back with its DONE still owed: the DONE then leaves with the
-   * carrier's next use instead of crossing every hop as a message of its own. Only for a carrier
-   * whose next use the shadow can tell apart without waiting for that DONE: a direct stream (the
-   * next preamble follows the DONE) or a reverse stream to a shadow with "early-reuse".
+   * carrier's next use instead of crossing every hop as a message of its own. Only with a shadow
+   * that takes a stream back before its DONE ("early-reuse"): an older one keeps relaying the
+   * finished connection until the DONE, and a late reset of its target would end the stream.
    */
   deferDone?: boolean;
   /** The carrier's last connection still owes the shadow its DONE: it leaves with this stream's first frame. */

@@ -85,6 +85,8 @@ interface DirectPath {
   carriers: CarrierPool;
   /** Streams go back to `carriers` after a clean end (the shadow reuses them). */
   reuse: ReturnCarrier | undefined;
+  /** Their DONE waits for their next use (the shadow takes them back before it: "early-reuse"). */
+  deferDone: boolean;
 }
 
 /** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
@@ -198,7 +200,7 @@ export class Link {
     // To a warm target nothing waits for the shadow's word, so the preamble can wait (a moment) for
     // the connection's first bytes and leave with them.
     const warm = this.warmTargets.isWarm(key);
-    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse, deferDone: true });
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse, deferDone: direct.deferDone });
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -321,13 +323,14 @@ export class Link {
       );
     }
     const reusable = reuse && welcome.features?.includes(FEATURE_REUSE) === true;
+    const earlyReuse = reusable && welcome.features?.includes(FEATURE_EARLY_REUSE) === true;
     if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
       // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
       const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
         const carriers = new CarrierPool(this.siblings, endpoint.port);
-        this.direct = { endpoint, carriers, reuse: reusable ? (carrier, doneOwed) => carriers.give(carrier, doneOwed) : undefined };
+        this.direct = { endpoint, carriers, reuse: reusable ? (carrier, doneOwed) => carriers.give(carrier, doneOwed) : undefined, deferDone: earlyReuse };
       }
     }
     if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {
@@ -335,7 +338,6 @@ export class Link {
       const ready = await this.control!.request({ type: "reverse" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
-        const earlyReuse = welcome.features?.includes(FEATURE_EARLY_REUSE) === true;
         this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable, earlyReuse });
       }
     }

@@ -1,28 +1,9 @@
 import { expect, test } from "bun:test";
-import net from "node:net";
 import { SerialWriter } from "../../shadow/serial-writer.ts";
-
-/** A connected pair on loopback: `client` is ours to write on, `server` the peer. */
-async function pair(): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
-  const listener = net.createServer();
-  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
-  const accepted = new Promise<net.Socket>((resolve) => listener.once("connection", resolve));
-  const client = net.connect((listener.address() as net.AddressInfo).port, "127.0.0.1");
-  await new Promise((resolve) => client.once("connect", resolve));
-  const server = await accepted;
-  return {
-    client,
-    server,
-    close: () => {
-      client.destroy();
-      server.destroy();
-      listener.close();
-    },
-  };
-}
+import { socketPair } from "./tunnel-harness.ts";
 
 test("buffers behind a busy socket reach the peer whole and in order, each written as given (never joined), then the FIN", async () => {
-  const { client, server, close } = await pair();
+  const { near: client, far: server, close } = await socketPair();
   try {
     const joined: number[] = [];
     const spy = client as unknown as { _writev(chunks: { chunk: Buffer }[], callback: () => void): void };
@@ -33,12 +14,14 @@ test("buffers behind a busy socket reach the peer whole and in order, each writt
     };
     const writer = new SerialWriter(client);
     const sent: Buffer[] = [];
+    const firstWritten = Promise.withResolvers<void>();
     for (let i = 0; i < 24; i++) {
       const buffer = Buffer.alloc(512 * 1024, i);
       sent.push(buffer);
-      writer.write(buffer);
+      writer.write(buffer, i === 0 ? () => firstWritten.resolve() : undefined);
     }
-    // The peer has read nothing yet: most of it waits, and says so.
+    // The socket took the first buffer; the peer has read nothing: the rest waits, and says so.
+    await firstWritten.promise;
     expect(writer.pending).toBeGreaterThan(8 * 1024 * 1024);
     writer.end();
     const received: Buffer[] = [];
@@ -51,8 +34,30 @@ test("buffers behind a busy socket reach the peer whole and in order, each writt
   }
 });
 
+test("a socket destroyed with buffers queued: each queued buffer's callback hears it, and nothing is left pending", async () => {
+  const { near: client, far: server, close } = await socketPair();
+  try {
+    server.pause();
+    const writer = new SerialWriter(client);
+    const heard: (string | undefined)[] = [];
+    const all: Promise<void>[] = [];
+    for (let i = 0; i < 8; i++) {
+      const written = Promise.withResolvers<void>();
+      all.push(written.promise);
+      writer.write(Buffer.alloc(4 * 1024 * 1024, i), (error) => (heard.push(error ? "error" : "written"), written.resolve()));
+    }
+    client.destroy();
+    await Promise.all(all);
+    expect(heard).toHaveLength(8);
+    expect(heard.at(-1)).toBe("error");
+    expect(writer.pending).toBe(0);
+  } finally {
+    close();
+  }
+});
+
 test("each buffer's callback runs once it is written; onFlushed once nothing is left", async () => {
-  const { client, server, close } = await pair();
+  const { near: client, far: server, close } = await socketPair();
   try {
     server.resume();
     const writer = new SerialWriter(client);

@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import { Duplex } from "node:stream";
 import { createTunnel, type SshTunnel } from "../../core/tunnel/client.ts";
-import { CARRIER_POOL_LOW_WATER, CARRIER_POOL_SIZE, DirectStream } from "../../core/tunnel/direct.ts";
+import { CARRIER_POOL_LOW_WATER, CARRIER_POOL_SIZE, CarrierPool, DirectStream } from "../../core/tunnel/direct.ts";
 import { DIRECT_WINDOW, encodePreamble } from "../../core/protocol/direct-streams.ts";
 import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { ShadowProcess, StateLog, connectTcp, echoServer, exchange, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
@@ -67,6 +67,35 @@ test("without siblings (or with direct off) streams are SSH channels", async () 
     await echo.close();
   }
 }, 20_000);
+
+test("a waiting stream that the shadow ends leaves the pool then, not when the next connection takes it", async () => {
+  // Streams as the SPDY port-forward's are: the far side's FIN is a push(null), which a stream
+  // nobody reads never turns into 'end'.
+  const opened: Duplex[] = [];
+  const siblings = {
+    accepting: true,
+    open: () => {
+      const stream = new Duplex({ read() {}, write: (_chunk, _encoding, callback) => callback() });
+      opened.push(stream);
+      return stream;
+    },
+  };
+  const pool = new CarrierPool(siblings, 1, 0, 0);
+  try {
+    const waiting = siblings.open();
+    waiting.pause(); // as a stream comes back from its connection
+    pool.give(waiting, true);
+    // The shadow ends the stream while it waits (its last target's late reset, its idle limit).
+    const gone = new Promise((resolve) => waiting.once("close", resolve));
+    waiting.push(null);
+    await gone;
+    const { carrier } = pool.take(Buffer.from("preamble"));
+    expect(carrier).not.toBe(waiting);
+  } finally {
+    pool.close();
+    for (const stream of opened) stream.destroy();
+  }
+});
 
 describe("direct streams through a real shadow process", () => {
   const keys = createSessionKeyPair("ktctl-test");
@@ -140,6 +169,24 @@ describe("direct streams through a real shadow process", () => {
     expect(error.message).toMatch(/closed|reset/);
     for (let i = 0; i < 3; i++) expect((await exchange(await tunnel.openStream("127.0.0.1", echo.port), `after ${i}`)).toString()).toBe(`after ${i}`);
     await resets.close();
+  });
+
+  test("a target that resets after both EOFs costs its stream nothing: the next connections ride it", async () => {
+    // Answers and FINs at once, then resets once our FIN is in: both EOFs are behind the shadow
+    // by then, and the connection is over, whatever the reset says.
+    const resetAfterEof: Promise<void>[] = [];
+    const answersThenResets = await localServer((socket) => {
+      socket.end("answer");
+      socket.resume();
+      resetAfterEof.push(new Promise((resolve) => socket.once("end", () => resolve(socket.resetAndDestroy() && undefined))));
+    });
+    const stream = await tunnel.openStream("127.0.0.1", answersThenResets.port);
+    const answer = readAll(stream);
+    stream.end(Buffer.alloc(6 * MiB, 1));
+    expect((await answer).toString()).toBe("answer");
+    await resetAfterEof[0];
+    for (let i = 0; i < 4; i++) expect((await exchange(await tunnel.openStream("127.0.0.1", echo.port), `after ${i}`)).toString()).toBe(`after ${i}`);
+    await answersThenResets.close();
   });
 
   test("credit still in flight when a connection ends is not taken for the next one's", async () => {

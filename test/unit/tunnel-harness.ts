@@ -116,6 +116,25 @@ export interface LocalServer {
 }
 
 /** A TCP server on loopback; `handle` gets each connection (half-open allowed). */
+/** A connected pair of sockets on loopback (both half-open capable): `near` is ours, `far` the peer. */
+export async function socketPair(): Promise<{ near: net.Socket; far: net.Socket; close(): void }> {
+  const listener = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+  const accepted = new Promise<net.Socket>((resolve) => listener.once("connection", resolve));
+  const near = net.connect({ port: (listener.address() as net.AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+  await new Promise((resolve) => near.once("connect", resolve));
+  const far = await accepted;
+  return {
+    near,
+    far,
+    close: () => {
+      near.destroy();
+      far.destroy();
+      listener.close();
+    },
+  };
+}
+
 export async function localServer(handle: (socket: net.Socket) => void): Promise<LocalServer> {
   const server = net.createServer({ allowHalfOpen: true });
   const result: LocalServer = {
