@@ -12,7 +12,7 @@ import {
   DirectFrameReader,
   DirectProtocolError,
   FrameType,
-  afterOwedDone,
+  OwedDone,
   decodePreamble,
   directFramePool,
   packDataFrames,
@@ -65,7 +65,7 @@ export class DirectServer {
         if (!timingSafeEqual(target.token, direct.token)) return "wrong token";
         // A reusable stream reads its next preamble as soon as this connection has ended cleanly,
         // its DONE still to come in front of that preamble.
-        const reuse = target.reusable ? (next: Buffer, donePending: boolean) => direct.listener.readPreamble(socket, id, next, donePending) : undefined;
+        const reuse = target.reusable ? (rest: Buffer) => direct.listener.readPreamble(socket, id, rest, true) : undefined;
         direct.connect(id, socket, target, rest, reuse);
         return undefined;
       },
@@ -81,7 +81,7 @@ export class DirectServer {
     this.listener.close();
   }
 
-  private connect(id: number, socket: net.Socket, { host, port, window }: DirectTarget, early: Buffer, reuse: ((next: Buffer, donePending: boolean) => void) | undefined): void {
+  private connect(id: number, socket: net.Socket, { host, port, window }: DirectTarget, early: Buffer, reuse: ((rest: Buffer) => void) | undefined): void {
     const { log } = this.options;
     const target = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
     const timer = setTimeout(
@@ -119,7 +119,6 @@ export class DirectServer {
         framePool: this.framePool,
         reset: (why) => log.debug("stream.reset", { direct: id, to: `${host}:${port}`, why }),
         reuse,
-        reuseEarly: true,
       });
       if (hold) uncorkWithFirstBytes(socket, target);
       log.debug("stream.open", { direct: id, to: `${host}:${port}` });
@@ -140,15 +139,12 @@ export interface RelayOptions {
   framePool: FramePool;
   reset(why: string): void;
   /**
-   * Given for a reusable stream: once the connection has ended cleanly (EOF both ways) and the
-   * host has said DONE, `socket` is handed back (paused, with every listener of the relay's
-   * removed) with what followed the DONE, for the stream's next use. With `reuseEarly`, it is
-   * handed back as soon as both EOFs are behind, the DONE still owed (`donePending`), with the
-   * bytes not parsed yet.
+   * Given for a reusable stream: as soon as the connection has ended cleanly (EOF both ways),
+   * `socket` is handed back (paused, with every listener of the relay's removed) with the bytes
+   * not parsed yet, its DONE still owed ("early-reuse" in tunnel.ts): it comes later, in front of
+   * the stream's next use.
    */
-  reuse?(next: Buffer, donePending: boolean): void;
-  /** Hand a reusable stream back before the host's DONE ("early-reuse" in tunnel.ts). */
-  reuseEarly?: boolean;
+  reuse?(rest: Buffer): void;
   /**
    * The stream's last connection still owes its DONE: until it comes, the host's frames are that
    * connection's leftovers (CREDIT, BLOCKED), dropped.
@@ -161,7 +157,7 @@ export interface RelayOptions {
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
  * (Exported for shadow/reverse-server.ts: a reverse stream relays exactly the same way.)
  */
-export function relay({ socket, target, window, early, framePool, reset, reuse, reuseEarly, donePending }: RelayOptions): void {
+export function relay({ socket, target, window, early, framePool, reset, reuse, donePending }: RelayOptions): void {
   let sendCredit = window;
   const queued: Buffer[] = []; // target bytes waiting for credit
   let targetEnded = false;
@@ -169,8 +165,7 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
   let eofReceived = false;
   let written = 0;
   const incoming = new CreditReturn(window);
-  /** Bytes that came before the last connection's owed DONE (while `donePending`). */
-  let beforeDone: Buffer | undefined = donePending ? Buffer.alloc(0) : undefined;
+  const lastDone = new OwedDone(donePending === true);
 
   let handedOn = false; // a reusable stream, back with its owner for the next connection
   const abort = (why: string) => {
@@ -214,23 +209,18 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
     refused: () => {
       throw new DirectProtocolError("REFUSED from the host");
     },
-    // The host says DONE only after our EOF reached it and its own left: both are behind us then.
-    // (Until then, CREDIT and BLOCKED it sent before it saw our EOF may still come: harmless.)
-    done: (next) => {
-      if (!reuse || !(eofSent && eofReceived)) throw new DirectProtocolError("DONE before both EOFs");
-      release(next, false);
+    // The host says DONE only after both EOFs, and by then the stream has left this relay (a
+    // reusable one at once, finishIfDone; another one ends): a DONE here is always early.
+    // (Until both EOFs, CREDIT and BLOCKED it sent before it saw our EOF may still come: harmless.)
+    done: () => {
+      throw new DirectProtocolError("DONE before both EOFs");
     },
   });
   const onSocketData = (chunk: Buffer) => {
     try {
-      if (beforeDone) {
-        const seen = beforeDone.length ? Buffer.concat([beforeDone, chunk]) : chunk;
-        const after = afterOwedDone(seen);
-        if (after === undefined) return void (beforeDone = seen);
-        beforeDone = undefined;
-        chunk = after;
-      }
-      reader.push(chunk);
+      const fresh = lastDone.pass(chunk);
+      if (fresh === undefined) return;
+      reader.push(fresh);
     } catch (error) {
       return abort(`protocol: ${(error as Error).message}`);
     }
@@ -285,11 +275,11 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
   const finishIfDone = () => {
     if (!(eofSent && eofReceived)) return;
     // Both ways are over: let the target's last bytes go, then close it; the stream ends with us,
-    // or (reusable) waits for the host's DONE, or (reuseEarly) goes back at once, its DONE owed.
+    // or (reusable) goes back at once, its DONE owed.
     if (target.writableFinished) target.destroy();
     else target.once("finish", () => target.destroy());
     if (!reuse) socket.end();
-    else if (reuseEarly && !handedOn) release(reader.stop(), true);
+    else if (!handedOn) release(reader.stop());
   };
 
   // ---- endings ----------------------------------------------------------------------------------
@@ -307,11 +297,11 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
     if (!(eofSent && eofReceived)) abort("the target closed before both EOFs");
   });
 
-  const release = (next: Buffer, owed: boolean) => {
+  const release = (rest: Buffer) => {
     handedOn = true;
     socket.off("data", onSocketData).off("end", onSocketEnd).off("close", onSocketClose);
     socket.pause();
-    reuse!(next, owed);
+    reuse!(rest);
   };
 
   socket.on("data", onSocketData);

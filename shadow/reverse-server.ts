@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { DIRECT_TOKEN_BYTES, FrameType, afterOwedDone, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
+import { DIRECT_TOKEN_BYTES, FrameType, OwedDone, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
 import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
 import { relay } from "./direct-server.ts";
 import type { ShadowLog } from "./log.ts";
@@ -34,11 +34,8 @@ interface Waiting {
   window: number;
   /** Waits again after each connection that ends cleanly ("KTR2"). */
   reusable: boolean;
-  /**
-   * Back before the host's DONE of its last connection ("early-reuse"): the bytes seen so far
-   * (CREDIT and BLOCKED of that connection); undefined once the DONE is in.
-   */
-  beforeDone: Buffer | undefined;
+  /** Back before the host's DONE of its last connection ("early-reuse"): that DONE, awaited. */
+  lastDone: OwedDone;
   timer: ReturnType<typeof setTimeout>;
   /** Stops watching the stream as a waiting one. */
   release(): void;
@@ -115,8 +112,8 @@ export class ReverseServer {
     return found;
   }
 
-  /** `beforeDone`: the stream's last connection still owes its DONE; what arrived meanwhile. */
-  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean, beforeDone?: Buffer): void {
+  /** `rest`: the stream is back from a connection, whose DONE it still owes; what arrived unparsed. */
+  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean, rest?: Buffer): void {
     if (socket.destroyed) return;
     if (!this.tokens.has(connection)) return void socket.destroy(); // its SSH connection is gone
     const queue = this.waiting.get(connection) ?? [];
@@ -134,24 +131,21 @@ export class ReverseServer {
       drop();
     };
     const onData = (chunk: Buffer) => {
-      if (entry.beforeDone === undefined) return unexpected();
-      const seen = entry.beforeDone.length ? Buffer.concat([entry.beforeDone, chunk]) : chunk;
+      if (!entry.lastDone.owed) return unexpected();
       let after: Buffer | undefined;
       try {
-        after = afterOwedDone(seen);
+        after = entry.lastDone.pass(chunk);
       } catch {
         return unexpected();
       }
-      if (after === undefined) entry.beforeDone = seen;
-      else if (after.length > 0) unexpected();
-      else entry.beforeDone = undefined;
+      if (after !== undefined && after.length > 0) unexpected();
     };
     const entry: Waiting = {
       connection,
       socket,
       window,
       reusable,
-      beforeDone: beforeDone && Buffer.alloc(0),
+      lastDone: new OwedDone(rest !== undefined),
       timer: setTimeout(drop, this.options.idleMs ?? REVERSE_IDLE_MS),
       release: () => {
         clearTimeout(entry.timer);
@@ -160,14 +154,14 @@ export class ReverseServer {
       },
     };
     socket.on("data", onData).once("end", drop).once("close", drop);
-    if (beforeDone?.length) onData(beforeDone);
+    if (rest?.length) onData(rest);
     if (socket.destroyed) return;
     socket.resume(); // a reused stream was paused between its connections
     queue.push(entry);
   }
 
   private carry(entry: Waiting, client: net.Socket, listenerPort: number): void {
-    const { connection, socket, window, reusable, beforeDone } = entry;
+    const { connection, socket, window, reusable, lastDone } = entry;
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
     // The assignment leaves in one write with the client's first bytes, which a client that speaks
@@ -185,20 +179,14 @@ export class ReverseServer {
       socket,
       target: client,
       window,
-      early: beforeDone ?? Buffer.alloc(0),
+      early: lastDone.held,
       framePool: this.framePool,
       reset: (why) => log.debug("reverse.reset", { port: listenerPort, why }),
       // Back to waiting as soon as both EOFs are behind: the host's DONE (which tells its last
       // frames of this connection from those of the next) may come later, even with the next
       // connection's first frame. Anything else on a waiting stream is wrong.
-      reuse: reusable
-        ? (next, donePending) => {
-            if (!donePending && next.length > 0) return void socket.destroy();
-            this.wait(connection, socket, window, true, donePending ? next : undefined);
-          }
-        : undefined,
-      reuseEarly: reusable,
-      donePending: beforeDone !== undefined,
+      reuse: reusable ? (rest) => this.wait(connection, socket, window, true, rest) : undefined,
+      donePending: lastDone.owed,
     });
     // Registered after the relay's own listener: runs once the relay has written the first frame.
     uncorkWithFirstBytes(socket, client);

@@ -5,7 +5,7 @@
 // time, debug lines after that.
 
 import net from "node:net";
-import { afterOwedDone } from "../core/protocol/direct-streams.ts";
+import { OwedDone } from "../core/protocol/direct-streams.ts";
 import type { ShadowLog } from "./log.ts";
 
 /** Once a preamble has begun, the rest must follow promptly. */
@@ -99,18 +99,10 @@ export class StreamListener<T> {
         return undefined;
       }
     };
-    /** While the DONE is owed: what arrived so far. */
-    let beforeDone: Buffer | undefined = doneOwed ? Buffer.alloc(0) : undefined;
-    const take = (chunk: Buffer) => {
-      if (beforeDone !== undefined) {
-        const seen = beforeDone.length ? Buffer.concat([beforeDone, chunk]) : chunk;
-        beforeDone = seen;
-        const after = attempt(() => afterOwedDone(seen));
-        if (after === undefined) return;
-        beforeDone = undefined;
-        if (after.length === 0) return;
-        chunk = after;
-      }
+    const lastDone = new OwedDone(doneOwed);
+    const take = (arrived: Buffer) => {
+      const chunk = attempt(() => lastDone.pass(arrived));
+      if (chunk === undefined || chunk.length === 0) return;
       if (received.length === 0 && idleMs !== undefined) {
         clearTimeout(timer);
         timer = limit("preamble-timeout", PREAMBLE_TIMEOUT_MS);

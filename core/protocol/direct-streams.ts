@@ -197,6 +197,42 @@ export function afterOwedDone(data: Buffer): Buffer | undefined {
   }
 }
 
+/**
+ * A stream taken back before the host's DONE of its last connection: the bytes that arrive are
+ * passed through afterOwedDone until the DONE is in, then as they come. One reader for every place
+ * a stream waits for that DONE (the relay of its next connection, the shadow's waiting streams, its
+ * preamble reader).
+ */
+export class OwedDone {
+  /** What arrived while the DONE is owed; undefined once it is in. */
+  private seen: Buffer | undefined;
+
+  constructor(owed: boolean) {
+    this.seen = owed ? Buffer.alloc(0) : undefined;
+  }
+
+  get owed(): boolean {
+    return this.seen !== undefined;
+  }
+
+  /** What arrived and waits for the DONE (to hand on with the stream). */
+  get held(): Buffer {
+    return this.seen ?? Buffer.alloc(0);
+  }
+
+  /**
+   * `chunk`, or what follows the DONE in it; undefined while the DONE is still owed. Throws
+   * DirectProtocolError when a frame of the next connection comes before it.
+   */
+  pass(chunk: Buffer): Buffer | undefined {
+    if (this.seen === undefined) return chunk;
+    const seen = this.seen.length ? Buffer.concat([this.seen, chunk]) : chunk;
+    const after = afterOwedDone(seen);
+    this.seen = after === undefined ? seen : undefined;
+    return after;
+  }
+}
+
 export function encodeRefused(reason: StreamFailure, message: string): Buffer {
   const body = Buffer.from(JSON.stringify({ reason, message }), "utf8");
   return Buffer.concat([encodeFrameHeader(FrameType.Refused, body.length), body]);

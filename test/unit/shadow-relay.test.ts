@@ -10,7 +10,7 @@ test("a target that resets after both EOFs, with our writes to it still queued, 
   const stream = await socketPair(); // near: the shadow's end of the port-forward stream; far: the host's
   const target = await socketPair(); // near: the shadow's connection to the target; far: the target
   try {
-    const handedBack = Promise.withResolvers<{ next: Buffer; donePending: boolean }>();
+    const handedBack = Promise.withResolvers<Buffer>();
     const resets: string[] = [];
     relay({
       socket: stream.near,
@@ -19,8 +19,7 @@ test("a target that resets after both EOFs, with our writes to it still queued, 
       early: Buffer.alloc(0),
       framePool: directFramePool(),
       reset: (why) => resets.push(why),
-      reuse: (next, donePending) => handedBack.resolve({ next, donePending }),
-      reuseEarly: true,
+      reuse: (rest) => handedBack.resolve(rest),
     });
     // The target answers and ends at once, and never reads: what the host sends stays queued here.
     target.far.pause();
@@ -28,9 +27,10 @@ test("a target that resets after both EOFs, with our writes to it still queued, 
     // The host: 12 MiB, more than the sockets between us and the target hold, then its EOF.
     const upload = Buffer.alloc(12 * 1024 * 1024, 7);
     stream.far.write(Buffer.concat([...encodeDataFrames([upload]), encodeFrameHeader(FrameType.Eof, 0)]));
-    // Both EOFs behind it, the relay hands the stream back at once, its DONE still owed.
-    const back = await handedBack.promise;
-    expect(back.donePending).toBe(true);
+    // Both EOFs behind it, the relay hands the stream back at once, before any DONE (the host here
+    // sends none), with nothing left unparsed.
+    const rest = await handedBack.promise;
+    expect(rest).toEqual(Buffer.alloc(0));
     // The target resets now, with our writes to it still queued: that concerns the target only.
     const targetClosed = new Promise((resolve) => target.near.once("close", resolve));
     target.far.resetAndDestroy();

@@ -7,6 +7,7 @@ import {
   decodePreamble,
   encodeDataFrames,
   encodeFrameHeader,
+  OwedDone,
   afterOwedDone,
   dropLeftovers,
   encodePreamble,
@@ -150,6 +151,20 @@ describe("frames", () => {
     // A frame of the next connection before the DONE: the host broke the protocol.
     expect(() => afterOwedDone(next)).toThrow(/before the last one's DONE/);
     expect(() => afterOwedDone(Buffer.concat([leftovers, encodeFrameHeader(FrameType.Eof, 0)]))).toThrow(/before the last one's DONE/);
+  });
+
+  test("OwedDone holds what comes in slices until the DONE, passes what follows it, then everything as it comes", () => {
+    const leftovers = Buffer.concat([encodeFrameHeader(FrameType.Credit, 9), encodeFrameHeader(FrameType.Done, 0)]);
+    const next = Buffer.concat([encodeFrameHeader(FrameType.Data, 2), Buffer.from("hi")]);
+    const owed = new OwedDone(true);
+    expect(owed.pass(leftovers.subarray(0, 7))).toBeUndefined();
+    expect(owed.owed).toBe(true);
+    expect(owed.held).toEqual(leftovers.subarray(0, 7));
+    expect(owed.pass(Buffer.concat([leftovers.subarray(7), next]))).toEqual(next);
+    expect(owed.owed).toBe(false);
+    expect(owed.pass(next)).toBe(next);
+    expect(new OwedDone(false).pass(next)).toBe(next);
+    expect(() => new OwedDone(true).pass(next)).toThrow(/before the last one's DONE/);
   });
 
   test("a refusal carries the reason and the shadow's sentence", () => {
