@@ -19,6 +19,15 @@ import { StreamOpenError } from "./stream-error.ts";
 
 const READ_HIGH_WATER_MARK = 256 * 1024;
 
+/**
+ * Runs `then` once the event loop's next poll is behind: Bun reads a FIN that came with data in the
+ * poll after the one that read the data, after this turn's immediates (measured: data, microtasks,
+ * immediates, end, then the immediates queued by those).
+ */
+function afterNextPoll(then: () => void): void {
+  setImmediate(() => setImmediate(then));
+}
+
 /** Opens port-forward streams to another port of the shadow's pod, on the link's own connection. */
 export interface SiblingStreams {
   /** A stream to `port`; `first` is written on it before anything else (with its opening, if it can). */
@@ -221,6 +230,13 @@ export interface DirectStreamOptions {
    * piece through the port-forward's hops (or it leaves alone after PREAMBLE_HOLD_MS).
    */
   heldPreamble?: boolean;
+  /**
+   * The first data this stream sends waits until the event loop's next poll is behind (afterNextPoll):
+   * a server that answers and closes (HTTP without keep-alive) has then ended this stream, and the
+   * answer and the EOF (and a DONE still owed) cross every hop as one message instead of two.
+   * For streams whose far end is the client (reverse streams): their first data is an answer.
+   */
+  holdFirstData?: boolean;
 }
 
 /**
@@ -266,6 +282,8 @@ export class DirectStream extends Duplex {
   /** The last connection's DONE, corked on the carrier until this stream's first frame joins it. */
   private doneHeld = false;
   private preambleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** holdFirstData: "armed" until the first data is written, "holding" until the next poll is behind it. */
+  private firstDataHold: "armed" | "holding" | "over";
 
   constructor(
     private readonly carrier: Duplex,
@@ -283,6 +301,7 @@ export class DirectStream extends Duplex {
       this.doneHeld = true;
     }
     if (options.heldPreamble) this.preambleTimer = setTimeout(() => this.releasePreamble(), PREAMBLE_HOLD_MS);
+    this.firstDataHold = options.holdFirstData ? "armed" : "over";
     this.sendCredit = window;
     this.incoming = new CreditReturn(window);
     this.opened = new Promise((resolve, reject) => {
@@ -413,13 +432,17 @@ export class DirectStream extends Duplex {
     const rest = chunks.slice(i);
     this.sendCredit = room;
     if (now.length > 0) {
+      if (this.firstDataHold === "armed") this.holdFirstData();
       const frames = encodeDataFrames(now);
       this.carrier.cork();
       for (let f = 0; f < frames.length - 1; f++) this.toCarrier(frames[f]!);
-      if (rest.length === 0) this.toCarrier(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
+      // Held, the write is done for our writer now: its end (and so our EOF) must be free to join it.
+      const held = this.firstDataHold === "holding";
+      if (rest.length === 0 && !held) this.toCarrier(frames[frames.length - 1]!, (error?: Error | null) => callback(error));
       else this.toCarrier(frames[frames.length - 1]!);
       this.carrier.uncork();
       this.releasePreamble();
+      if (rest.length === 0 && held) callback();
     }
     if (rest.length > 0) {
       this.waiting = { chunks: rest, callback };
@@ -445,6 +468,20 @@ export class DirectStream extends Duplex {
     this.finishIfDone();
     this.carrier.uncork();
     this.releasePreamble();
+    this.releaseFirstData();
+  }
+
+  /** Corks the carrier until the next poll is behind, when a FIN that came with the data has ended us. */
+  private holdFirstData(): void {
+    this.firstDataHold = "holding";
+    this.carrier.cork();
+    afterNextPoll(() => this.releaseFirstData());
+  }
+
+  private releaseFirstData(): void {
+    if (this.firstDataHold !== "holding") return;
+    this.firstDataHold = "over";
+    if (this.carrier.writableCorked > 0) this.carrier.uncork();
   }
 
   /** Every frame for the shadow: after a DONE still owed, which leaves with the first of them. */
@@ -478,6 +515,7 @@ export class DirectStream extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.releasePreamble();
+    this.releaseFirstData();
     if (!this.isOpen && !error) this.failOpen(new StreamOpenError(this.host, this.port, "failed", "closed before it opened"));
     // A carrier handed back belongs to its pool.
     if (!this.handedBack) {

@@ -149,6 +149,7 @@ export class ReversePool {
       reuse: this.reusable ? this.back : undefined,
       deferDone: this.earlyReuse,
       doneOwed,
+      holdFirstData: true,
     });
     // Its failure reaches whoever listens (splice); unheard, it must not end the process.
     stream.on("error", () => {});

@@ -5,7 +5,8 @@
 //     reached the laptop (traffic back on the original pods), for selector and scale mode;
 //   - requests/s and mean latency from a pod to the exchanged service (pod -> shadow -> tunnel ->
 //     laptop) against the original pods, in the same run; and the p50 of a new connection per
-//     request, from a client in the pod's network namespace (busybox has no clock finer than 10 ms);
+//     request, from a client in the pod's network namespace (busybox has no clock finer than 10 ms),
+//     and the CPU the session's ktctl and shadow spent per request of that client;
 //   - the same load, at the same time, through a second session whose tunnel carries the cluster's
 //     connections over SSH (KTCTL_TUNNEL_REVERSE=0; it exchanges the echo service of the second
 //     namespace, served by the same laptop server): the reverse path and its fallback and the
@@ -21,6 +22,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
+import { cpuMsOf, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -130,13 +132,29 @@ async function toolboxPid(): Promise<number> {
   throw new Error("no sandbox process of the toolbox pod found");
 }
 
-/** Sequential requests, a new connection each, from the toolbox pod's network namespace: latency percentiles. */
-async function freshFromPod(target: string, count: number): Promise<{ p50ms: number; p99ms: number; meanMs: number }> {
+/** The processes an exchanged request passes through on its way to the laptop, whose CPU a turn measures. */
+interface PathProcesses {
+  ktctl: number;
+  shadow: number;
+}
+
+/**
+ * Sequential requests, a new connection each, from the toolbox pod's network namespace: latency
+ * percentiles, and for an exchanged target the CPU its ktctl and shadow spent per request meanwhile.
+ */
+async function freshFromPod(target: string, count: number, path?: PathProcesses): Promise<Record<string, number>> {
+  const before = path && { ktctl: cpuMsOf(path.ktctl), shadow: cpuMsOf(path.shadow) };
   const r = await run(["nsenter", "-t", String(await toolboxPid()), "-n", process.execPath, join(REPO, "test/bench/load-client.ts"), "fresh", target, String(count)], {
     timeoutMs: 600_000,
   });
   if (r.code !== 0) throw new Error(`load client failed: ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  const latency = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  if (!path || !before) return latency;
+  return {
+    ...latency,
+    ktctlCpuMs: (cpuMsOf(path.ktctl) - before.ktctl) / count,
+    shadowCpuMs: (cpuMsOf(path.shadow) - before.shadow) / count,
+  };
 }
 
 /**
@@ -147,6 +165,8 @@ interface LoadTarget {
   url: string;
   named: string;
   address: string;
+  /** An exchanged target's ktctl and shadow. */
+  path?: PathProcesses;
 }
 
 /** One turn of load against one target: busybox wget sequential and in parallel, the same by name, and the p50 client. */
@@ -155,7 +175,7 @@ async function loadTurn(target: LoadTarget): Promise<Record<string, any>> {
     seq: await load(target.url, requests, 1),
     par: await load(target.url, requests * 2, concurrency),
     seqByName: await load(target.named, requests, 1),
-    fresh: await freshFromPod(target.address, requests),
+    fresh: await freshFromPod(target.address, requests, target.path),
   };
 }
 
@@ -258,13 +278,18 @@ async function sideBySide(): Promise<Record<string, any>> {
   ];
   try {
     await Promise.all(sessions.map((k) => k.waitFor(EXCHANGED, 120_000)));
-    const byService = async (name: string, namespace: string): Promise<LoadTarget> => {
+    const byService = async (name: string, namespace: string, path?: PathProcesses): Promise<LoadTarget> => {
       const ip = await clusterIpOf(name, namespace);
-      return { url: `http://${ip}/`, named: `http://${name}.${namespace}/`, address: `${ip}:80` };
+      return { url: `http://${ip}/`, named: `http://${name}.${namespace}/`, address: `${ip}:80`, path };
+    };
+    const pathIn = async (ktctl: KtctlProcess, namespace: string): Promise<PathProcesses> => {
+      const shadow = await shadowPidIn(namespace);
+      if (!shadow) throw new Error(`no shadow process found in ${namespace}`);
+      return { ktctl: ktctl.pid, shadow };
     };
     const targets = {
-      reverse: await byService("echo", DEMO_NS),
-      ssh: await byService("echo", DEMO2_NS),
+      reverse: await byService("echo", DEMO_NS, await pathIn(sessions[0]!, DEMO_NS)),
+      ssh: await byService("echo", DEMO2_NS, await pathIn(sessions[1]!, DEMO2_NS)),
       original: await byService(original.name, DEMO_NS),
     };
     for (const name of ["reverse", "ssh", "original"] as const) {
@@ -369,6 +394,8 @@ if (loadFigures) {
   console.log(`| client in the pod's network namespace, ${requests} sequential: p50 | ${both((x) => `${x.exchangedFresh.p50ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p50ms.toFixed(2)} ms`)} |`);
   console.log(`| the same: added p50 over the original pod | ${both((x) => `+${(x.exchangedFresh.p50ms - x.originalFresh.p50ms).toFixed(2)} ms`)} | |`);
   console.log(`| the same: p99 | ${both((x) => `${x.exchangedFresh.p99ms.toFixed(2)} ms`)} | ${orig((x) => `${x.originalFresh.p99ms.toFixed(2)} ms`)} |`);
+  console.log(`| the same: CPU per request, ktctl | ${both((x) => `${x.exchangedFresh.ktctlCpuMs.toFixed(3)} ms`)} | |`);
+  console.log(`| the same: CPU per request, its shadow | ${both((x) => `${x.exchangedFresh.shadowCpuMs.toFixed(3)} ms`)} | |`);
   // Every turn's, not the median turn's: one failure must not hide behind the median.
   const failed = (path: "reverse" | "ssh" | "original") =>
     String(((l.turns as Record<string, any[]> | undefined)?.[path] ?? []).reduce((n, t) => n + t.seq.failures + t.par.failures + t.seqByName.failures + t.fresh.failures, 0));

@@ -1,8 +1,9 @@
 // ktctl forward against kubectl port-forward to the SAME pod, side by side in one run, both from
 // the laptop namespace: bulk throughput, request latency on one connection and with a new
 // connection per request, time from start to first answer; the CPU each process of the path spends
-// per MiB echoed (this machine is the node, so the API server, kubelet, containerd and the shadow
-// are all visible in /proc); shadow and ktctl memory; the compiled binary's `--help` start-up.
+// per MiB echoed and per new connection (this machine is the node, so the API server, kubelet,
+// containerd and the shadow are all visible in /proc); shadow and ktctl memory; the compiled
+// binary's `--help` start-up.
 // Every forwarder gets the same warm-up first (a small bulk run, 50 requests, 30 connections).
 // Prints Markdown tables and a JSON line.
 // New connections are measured apart, with every forwarder running at once (fresh-batches.ts):
@@ -163,6 +164,14 @@ async function pidOf(name: string): Promise<number | undefined> {
   return Number((await run(["pgrep", "-x", name])).stdout.trim().split("\n")[0]) || undefined;
 }
 
+/** The CPU (ms) each of `processes` spent while `body` ran. */
+async function cpuDuring<T>(processes: Record<string, number | undefined>, body: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
+  const known = Object.entries(processes).filter((entry): entry is [string, number] => entry[1] !== undefined);
+  const before = known.map(([, pid]) => cpuMs(pid));
+  const result = await body();
+  return { result, cpuMs: Object.fromEntries(known.map(([name, pid], i) => [name, cpuMs(pid) - before[i]!])) };
+}
+
 /**
  * Time from spawning the forwarder to the first HTTP answer through it: a client polls the port
  * from the spawn on, since a port may answer before the forwarder says it is ready.
@@ -215,14 +224,16 @@ try {
         await client("keepalive", running.httpPort, 50);
         await client("fresh", running.httpPort, 30);
         const processes: Record<string, number | undefined> = { forwarder: running.pid, shadow: await forwarder.shadowPid?.(), ...system };
-        const before = Object.fromEntries(Object.entries(processes).map(([k, pid]) => [k, pid ? cpuMs(pid) : NaN]));
-        record(forwarder.name, "bulkMBps", (await client("bulk", running.tcpPort, mib)).mbPerSecond);
-        for (const [k, pid] of Object.entries(processes)) {
-          if (pid) record(forwarder.name, `cpu:${k}`, (cpuMs(pid) - before[k]!) / mib);
-        }
+        const bulk = await cpuDuring(processes, () => client("bulk", running.tcpPort, mib));
+        record(forwarder.name, "bulkMBps", bulk.result.mbPerSecond);
+        for (const [k, ms] of Object.entries(bulk.cpuMs)) record(forwarder.name, `cpu:${k}`, ms / mib);
         const keep = await client("keepalive", running.httpPort, requests);
         record(forwarder.name, "keepaliveP50ms", keep.p50ms);
         record(forwarder.name, "keepaliveP99ms", keep.p99ms);
+        // What a new connection costs the path, message by message through every hop: sequential,
+        // so the processes' CPU meanwhile is theirs (the machine's background included, alike for all).
+        const fresh = await cpuDuring(processes, () => client("fresh", running.httpPort, requests));
+        for (const [k, ms] of Object.entries(fresh.cpuMs)) record(forwarder.name, `cpuFresh:${k}`, ms / requests);
         if (round === rounds) {
           const own = rssKb(running.pid);
           if (own) memory[forwarder.name] = own;
@@ -278,15 +289,20 @@ for (const [label, key, higher] of rows) {
 }
 
 const cpuKeys = ["forwarder", "shadow", "containerd", "kubelet", "kube-apiserver"];
-console.log(`\nCPU per MiB echoed during the bulk run (ms, median over rounds; the load client not counted)`);
-console.log(`| process | kubectl port-forward | ${variants.map((v) => v.name).join(" | ")} |`);
-console.log(`|---|---|${variants.map(() => "---|").join("")}`);
-for (const key of cpuKeys) {
-  const cell = (r: Record<string, number[]>) => (r[`cpu:${key}`] ? m(r, `cpu:${key}`).toFixed(1) : "-");
-  console.log(`| ${key} | ${cell(k)} | ${variants.map((v) => cell(results[v.name]!)).join(" | ")} |`);
+/** One CPU table: `prefix` picks the figures (cpu: per MiB of bulk, cpuFresh: per new connection). */
+function cpuTable(title: string, prefix: string, digits: number): void {
+  console.log(`\n${title}`);
+  console.log(`| process | kubectl port-forward | ${variants.map((v) => v.name).join(" | ")} |`);
+  console.log(`|---|---|${variants.map(() => "---|").join("")}`);
+  for (const key of cpuKeys) {
+    const cell = (r: Record<string, number[]>) => (r[`${prefix}${key}`] ? m(r, `${prefix}${key}`).toFixed(digits) : "-");
+    console.log(`| ${key} | ${cell(k)} | ${variants.map((v) => cell(results[v.name]!)).join(" | ")} |`);
+  }
+  const total = (r: Record<string, number[]>) => cpuKeys.reduce((sum, key) => sum + (r[`${prefix}${key}`] ? m(r, `${prefix}${key}`) : 0), 0);
+  console.log(`| total | ${total(k).toFixed(digits)} | ${variants.map((v) => total(results[v.name]!).toFixed(digits)).join(" | ")} |`);
 }
-const total = (r: Record<string, number[]>) => cpuKeys.reduce((sum, key) => sum + (r[`cpu:${key}`] ? m(r, `cpu:${key}`) : 0), 0);
-console.log(`| total | ${total(k).toFixed(1)} | ${variants.map((v) => total(results[v.name]!).toFixed(1)).join(" | ")} |`);
+cpuTable("CPU per MiB echoed during the bulk run (ms, median over rounds; the load client not counted)", "cpu:", 1);
+cpuTable(`CPU per new connection, ${requests} sequential requests (ms, median over rounds; the load client not counted)`, "cpuFresh:", 3);
 
 console.log("\n| process | RSS (MiB) | peak RSS (MiB) |\n|---|---|---|");
 for (const [name, mem] of Object.entries(memory)) console.log(`| ${name} | ${(mem.rss / 1024).toFixed(1)} | ${(mem.peak / 1024).toFixed(1)} |`);
