@@ -145,6 +145,28 @@ describe("reverse streams through a real shadow process", () => {
     expect(shadow.count(new RegExp(`reverse\\.open port=${remotePort} `))).toBe(logged + 10);
   });
 
+  test("one connection, request after request: each answer arrives while the connection stays open", async () => {
+    // The first answer of a reverse stream waits a moment for a FIN that may follow it; none comes
+    // here, and neither that answer nor the later ones may wait for one.
+    const port = await freePort();
+    const server = await localServer((socket) =>
+      socket.on("data", (request: Buffer) => socket.write(`answer to ${request}`)).once("end", () => socket.end()),
+    );
+    await tunnel.addRemoteListener(port, "127.0.0.1", server.port);
+    const client = await connectTcp(port);
+    const answers: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const answered = new Promise<string>((resolve) => client.once("data", (chunk: Buffer) => resolve(chunk.toString())));
+      client.write(`request ${i}`);
+      answers.push(await answered);
+    }
+    expect(answers).toEqual([0, 1, 2, 3, 4].map((i) => `answer to request ${i}`));
+    client.end();
+    await readAll(client);
+    await tunnel.removeRemoteListener(port);
+    await server.close();
+  });
+
   test("a server that speaks first: its greeting reaches a client that sends nothing", async () => {
     const greeter = await localServer((socket) => socket.end("220 hello\r\n"));
     const port = await freePort();
