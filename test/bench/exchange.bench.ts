@@ -22,7 +22,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
-import { cpuMsOf, shadowPidIn } from "./processes.ts";
+import { cpuDuring, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -143,18 +143,14 @@ interface PathProcesses {
  * percentiles, and for an exchanged target the CPU its ktctl and shadow spent per request meanwhile.
  */
 async function freshFromPod(target: string, count: number, path?: PathProcesses): Promise<Record<string, number>> {
-  const before = path && { ktctl: cpuMsOf(path.ktctl), shadow: cpuMsOf(path.shadow) };
-  const r = await run(["nsenter", "-t", String(await toolboxPid()), "-n", process.execPath, join(REPO, "test/bench/load-client.ts"), "fresh", target, String(count)], {
-    timeoutMs: 600_000,
-  });
+  const pid = await toolboxPid();
+  const { result: r, cpuMs } = await cpuDuring({ ...path }, () =>
+    run(["nsenter", "-t", String(pid), "-n", process.execPath, join(REPO, "test/bench/load-client.ts"), "fresh", target, String(count)], { timeoutMs: 600_000 }),
+  );
   if (r.code !== 0) throw new Error(`load client failed: ${r.stderr}`);
   const latency = JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-  if (!path || !before) return latency;
-  return {
-    ...latency,
-    ktctlCpuMs: (cpuMsOf(path.ktctl) - before.ktctl) / count,
-    shadowCpuMs: (cpuMsOf(path.shadow) - before.shadow) / count,
-  };
+  if (!path) return latency;
+  return { ...latency, ktctlCpuMs: cpuMs.ktctl! / count, shadowCpuMs: cpuMs.shadow! / count };
 }
 
 /**

@@ -23,7 +23,7 @@ import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startWatched, ktctlInLaptop, type RunningKtctl } from "../e2e/harness.ts";
 import { freshInBatches } from "./fresh-batches.ts";
-import { cpuMsOf as cpuMs, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
+import { cpuDuring, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -162,14 +162,6 @@ const shadowPid = () => shadowPidIn(NS);
 
 async function pidOf(name: string): Promise<number | undefined> {
   return Number((await run(["pgrep", "-x", name])).stdout.trim().split("\n")[0]) || undefined;
-}
-
-/** The CPU (ms) each of `processes` spent while `body` ran. */
-async function cpuDuring<T>(processes: Record<string, number | undefined>, body: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
-  const known = Object.entries(processes).filter((entry): entry is [string, number] => entry[1] !== undefined);
-  const before = known.map(([, pid]) => cpuMs(pid));
-  const result = await body();
-  return { result, cpuMs: Object.fromEntries(known.map(([name, pid], i) => [name, cpuMs(pid) - before[i]!])) };
 }
 
 /**

@@ -32,6 +32,17 @@ export function cpuMsOf(pid: number): number {
   }
 }
 
+/** The CPU (ms) each of `processes` spent while `body` ran (processes without a pid are left out). */
+export async function cpuDuring<T>(
+  processes: Record<string, number | undefined>,
+  body: () => Promise<T>,
+): Promise<{ result: T; cpuMs: Record<string, number> }> {
+  const known = Object.entries(processes).filter((entry): entry is [string, number] => entry[1] !== undefined);
+  const before = known.map(([, pid]) => cpuMsOf(pid));
+  const result = await body();
+  return { result, cpuMs: Object.fromEntries(known.map(([name, pid], i) => [name, cpuMsOf(pid) - before[i]!])) };
+}
+
 /** Resident memory of a process (kB) now and at its peak. */
 export function rssKbOf(pid: number): { rss: number; peak: number } | undefined {
   try {

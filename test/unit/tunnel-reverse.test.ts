@@ -42,6 +42,20 @@ function loopbackSiblings(reversePort: () => number | undefined) {
   };
 }
 
+/**
+ * Makes one connection to `port` and says whether it rode a reverse stream: the shadow logs each
+ * connection it hands to one, told apart by its source port (SSH channels are not logged).
+ */
+async function ridesReverseStream(shadow: ShadowProcess, port: number, text: string): Promise<boolean> {
+  const client = await connectTcp(port);
+  const from = client.localPort;
+  expect((await exchange(client, text)).toString()).toBe(text);
+  return shadow.waitFor(new RegExp(`reverse\\.open port=${port} from=127\\.0\\.0\\.1:${from}$`), 1000).then(
+    () => true,
+    () => false,
+  );
+}
+
 describe("the reverse-stream wire format", () => {
   test("preamble and assignment round-trip, arriving in any slices", () => {
     const token = randomBytes(32);
@@ -113,16 +127,7 @@ describe("reverse streams through a real shadow process", () => {
   test("the shadow offers reverse streams; connections to a remote listener ride them, not SSH", async () => {
     expect(tunnel.shadow?.reverse).toBe(true);
     expect(loopback.opened.reverse).toBeGreaterThanOrEqual(REVERSE_POOL_SIZE.base);
-    // Each connection is told apart in the shadow's log by its source port.
-    const carried = async (text: string) => {
-      const client = await connectTcp(remotePort);
-      const from = client.localPort;
-      expect((await exchange(client, text)).toString()).toBe(text);
-      return shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort} from=127\\.0\\.0\\.1:${from}$`), 1000).then(
-        () => true,
-        () => false,
-      );
-    };
+    const carried = (text: string) => ridesReverseStream(shadow, remotePort, text);
     // The pool's streams reach the shadow moments after the link is up (SSH carries what comes first) ...
     for (let i = 0; !(await carried(`warm ${i}`)); i++) expect(i).toBeLessThan(50);
     // ... and from then on every sequential connection rides one.
@@ -283,14 +288,7 @@ test("without reuse, each reverse stream taken is replaced", async () => {
       let taken = 0;
       for (let i = 0; taken < 3; i++) {
         expect(i).toBeLessThan(50);
-        const client = await connectTcp(port);
-        const from = client.localPort;
-        expect((await exchange(client, "x")).toString()).toBe("x");
-        const rode = await shadow.waitFor(new RegExp(`reverse\\.open port=${port} from=127\\.0\\.0\\.1:${from}$`), 1000).then(
-          () => true,
-          () => false,
-        );
-        if (rode) taken++;
+        if (await ridesReverseStream(shadow, port, "x")) taken++;
       }
       // Replacements follow the end of the connections that took them (the host's end closes last).
       await loopback.reached(before + taken);
