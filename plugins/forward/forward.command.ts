@@ -1,4 +1,4 @@
-import type { CommandFactory, Shadow, Tunnel } from "../../core/plugin-api.ts";
+import type { CommandFactory, LocalForward, Session, Shadow, Tunnel } from "../../core/plugin-api.ts";
 import { createResolver } from "./targets.ts";
 
 const forward: CommandFactory = (api) =>
@@ -30,22 +30,40 @@ const forward: CommandFactory = (api) =>
       if (via !== "pod" && via !== "shadow") throw new api.errors.KtctlError(`--via must be pod or shadow, not "${via}"`, api.errors.ExitCode.usage);
       const kube = await api.kube(global);
       const resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
-      // Connections to a pod need no shadow: they answer while it starts, and their bytes skip its hop.
+      // Connections to a pod need no shadow: they go through the pod's own port-forward, as
+      // kubectl's do. The shadow starts up front only when every connection needs it (--via shadow,
+      // a service reached by its ClusterIP); otherwise only if a connection turns out to need it (an
+      // API server whose port-forward cannot carry TCP's half-close), so a plain forward creates no
+      // pod and is ready as soon as its session is recorded.
       const pods = via === "pod" ? kube.podStreams() : undefined;
+      const shadowUpFront = !pods || !resolver.toPods;
 
-      // Listen before the shadow exists: a taken port fails before anything changes in the
-      // cluster, and clients that connect early simply wait for the tunnel.
-      let shadowReady!: (shadow: Shadow) => void;
+      // Listen before the session exists: a taken port fails before anything changes in the
+      // cluster, and clients that connect early simply wait for their path.
+      let sessionStarted!: (session: Session) => void;
+      const sessionPromise = new Promise<Session>((resolve) => (sessionStarted = resolve));
       let shadowFailed!: (error: unknown) => void;
-      const shadowPromise = new Promise<Shadow>((resolve, reject) => {
-        shadowReady = resolve;
-        shadowFailed = reject;
-      });
-      shadowPromise.catch(() => {});
+      const shadowFailure = new Promise<never>((_, reject) => (shadowFailed = reject));
+      shadowFailure.catch(() => {});
+      let shadowStart: Promise<Shadow> | undefined;
+      const shadow = (why: string) =>
+        (shadowStart ??= sessionPromise.then((session) => {
+          api.logger.info(`Starting a shadow pod: ${why}`);
+          return api.startShadow(session, { role: "forward" });
+        })).catch((error) => {
+          shadowFailed(error);
+          throw error;
+        });
       const lazyTunnel = {
-        openStream: async (host: string, port: number) => (await shadowPromise).tunnel.openStream(host, port),
+        openStream: async (host: string, port: number) =>
+          (await shadow("the API server's port-forward cannot carry these connections straight to the pod")).tunnel.openStream(host, port),
       } as Tunnel;
-      const listeners = [];
+      const listeners: LocalForward[] = [];
+      const closeLocal = async () => {
+        await Promise.all(listeners.map((l) => l.close()));
+        pods?.close();
+        resolver.close();
+      };
       try {
         for (const mapping of mappings)
           listeners.push(
@@ -63,20 +81,16 @@ const forward: CommandFactory = (api) =>
             }),
           );
       } catch (error) {
-        await Promise.all(listeners.map((l) => l.close()));
-        pods?.close();
-        resolver.close();
+        await closeLocal();
         throw error;
       }
 
       const session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
+      sessionStarted(session);
       try {
-        shadowReady(await api.startShadow(session, { role: "forward" }));
+        if (shadowUpFront) await shadow(via === "shadow" ? "--via shadow" : `${resolver.describe(mappings[0]!.remote)} is reached by its ClusterIP`);
       } catch (error) {
-        shadowFailed(error);
-        await Promise.all(listeners.map((l) => l.close()));
-        pods?.close();
-        resolver.close();
+        await closeLocal();
         await session.close("shadow failed to start");
         throw error;
       }
@@ -84,11 +98,17 @@ const forward: CommandFactory = (api) =>
         api.logger.success(`Forwarding ${listener.host}:${listener.port} -> ${resolver.describe(mappings[i]!.remote)}`);
       api.logger.info("Press Ctrl-C to stop; everything ktctl created is removed on exit.");
 
-      const reason = await session.ended;
+      let reason: string;
+      try {
+        // A shadow started on demand that fails ends the forward: its connections have no other path.
+        reason = await Promise.race([session.ended, shadowFailure]);
+      } catch (error) {
+        await closeLocal();
+        await session.close("shadow failed to start");
+        throw error;
+      }
       api.logger.debug(`forward ending: ${reason}`);
-      await Promise.all(listeners.map((l) => l.close()));
-      pods?.close();
-      resolver.close();
+      await closeLocal();
       await session.close(reason);
     },
   });

@@ -6,6 +6,8 @@ import type { ForwardTarget, Kube, PluginApi, TargetRef } from "../../core/plugi
 /** Gives the in-cluster address for one remote port; called once per accepted connection. */
 export interface TargetResolver {
   describe(remotePort: number): string;
+  /** Every address it gives names its pod (so the pod's own port-forward can reach it without a shadow). */
+  readonly toPods: boolean;
   /** The address, and the pod behind it when there is one (a service's ClusterIP has none). */
   resolve(remotePort: number): Promise<ForwardTarget>;
   close(): void;
@@ -116,7 +118,7 @@ export async function createResolver(
     const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
     if (clusterIP && clusterIP !== "None" && (!options.servicesToPods || !selector)) {
       // kube-proxy in the cluster spreads connections over the ready pods and follows rollouts.
-      return { describe: (p) => `${label}:${p} (${clusterIP})`, resolve: async (port) => ({ host: clusterIP, port }), close() {} };
+      return { describe: (p) => `${label}:${p} (${clusterIP})`, toPods: false, resolve: async (port) => ({ host: clusterIP, port }), close() {} };
     }
     // Headless, or straight to the pods: the selected ready pods in turn, with the port's targetPort.
     if (!selector) throw new KtctlError(`headless service ${namespace}/${target.name} has no selector to follow`, ExitCode.usage);
@@ -124,6 +126,7 @@ export async function createResolver(
     await pods.start();
     return {
       describe: (p) => `${label}:${p}`,
+      toPods: true,
       resolve: async (port) => {
         const pod = await pods.pick(WAIT_FOR_POD_MS);
         // TCP only: a UDP port of the same number (53) may have another targetPort.
@@ -142,6 +145,7 @@ export async function createResolver(
     await pods.start();
     return {
       describe: (p) => `${label}:${p}`,
+      toPods: true,
       resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
       close: () => pods.close(),
     };
@@ -155,6 +159,7 @@ export async function createResolver(
   await pods.start();
   return {
     describe: (p) => `${label}:${p}`,
+    toPods: true,
     resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
     close: () => pods.close(),
   };

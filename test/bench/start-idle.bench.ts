@@ -187,7 +187,7 @@ console.log("|---|---|---|---|");
 const timeRows: [string, keyof Figures][] = [
   ["ktctl connect, new shadow, by name (curl http://echo/)", "connectMs"],
   ["- as ktctl reports it (\"Connected ... in\")", "reportedMs"],
-  ["ktctl forward, new shadow, to the local port", "forwardMs"],
+  ["ktctl forward, to the local port", "forwardMs"],
 ];
 for (const [label, key] of timeRows) {
   const base = figures.base[key] as number[];

@@ -44,9 +44,9 @@ interface Grant {
 const grants: Grant[] = rules.flatMap((r) => r.resources.flatMap((resource) => r.verbs.map((verb) => ({ group: r.apiGroups[0]!, resource, verb }))));
 const grantName = (g: Grant) => `${g.verb} ${g.resource}${g.group ? `.${g.group}` : ""}`;
 
-/** The Role without one verb. */
-function without(grant: Grant): RbacRule[] {
-  return rules
+/** The Role (or `from`) without one verb. */
+function without(grant: Grant, from: RbacRule[] = rules): RbacRule[] {
+  return from
     .map((r) =>
       r.apiGroups[0] === grant.group && r.resources.includes(grant.resource) ? { ...r, verbs: r.verbs.filter((v) => v !== grant.verb) } : r,
     )
@@ -64,7 +64,7 @@ const REPRESENTATIVE: [string, string][] = [
   ["mesh", "create deployments.apps"],
   ["preview", "create services"],
   // Verbs only undo needs: refused up front, not discovered with a pod stranded.
-  ["forward", "delete pods"],
+  ["connect-proxy", "delete pods"],
   ["exchange-selector", "delete leases.coordination.k8s.io"],
   ["preview", "delete services"],
 ];
@@ -201,6 +201,18 @@ describe("one verb taken away", () => {
     if (!g) throw new Error(`docs/rbac.yaml grants no ${name}`);
     return g;
   };
+
+  test("forward straight to the pods needs no right to create or delete pods, as kubectl port-forward", async () => {
+    const create = grantNamed("create pods");
+    await grant(without(grantNamed("delete pods"), without(create)), create);
+    const outcome = await runMode("forward");
+    expect({ kind: outcome.kind, answer: outcome.answer, output: outcome.kind === "ready" ? "" : outcome.output }).toEqual({
+      kind: "ready",
+      answer: expect.stringMatching(/^echo-/),
+      output: "",
+    });
+    await expectNothingLeft("forward without create and delete pods");
+  }, 180_000);
 
   if (!FULL) {
     for (const [mode, name] of REPRESENTATIVE) {
