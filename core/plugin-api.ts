@@ -126,6 +126,13 @@ export interface PodStreams {
    * `first` still unsent.
    */
   open(pod: PodRef, port: number, first?: Buffer): Promise<Duplex | undefined>;
+  /**
+   * Opens the pod's port-forward connection ahead of its first stream (SPDY only: nothing in the
+   * pod is reached until a stream opens), so that the first connection does not wait for the
+   * API server's TLS and upgrade. Unused, it closes like any idle one. `port` only names the
+   * connection's purpose in the URL.
+   */
+  warm(pod: PodRef, port: number): void;
   /** Closes the pods' connections (and the streams on them). */
   close(): void;
 }

@@ -10,7 +10,7 @@
 
 import type { Duplex } from "node:stream";
 import type { PodRef, PodStreams } from "../plugin-api.ts";
-import { openPortForwardSession, type PortForwardSession } from "./portforward.ts";
+import { openIdlePortForwardSession, openPortForwardSession, type PortForwardSession } from "./portforward.ts";
 import type { Transport } from "./transport.ts";
 
 /**
@@ -44,12 +44,15 @@ export interface PodStreamsOptions {
   livenessMs?: number;
   /** Opens a port-forward connection and its first stream (tests give their own). */
   openSession?: typeof openPortForwardSession;
+  /** Opens a port-forward connection with no stream, for warm() (tests give their own). */
+  openIdleSession?: typeof openIdlePortForwardSession;
 }
 
 export function createPodStreams(transport: Transport, options: PodStreamsOptions = {}): PodStreams {
   const idleCloseMs = options.idleCloseMs ?? POD_CONNECTION_IDLE_MS;
   const livenessMs = options.livenessMs ?? POD_LIVENESS_MS;
   const openSession = options.openSession ?? openPortForwardSession;
+  const openIdleSession = options.openIdleSession ?? openIdlePortForwardSession;
   const connections = new Map<string, PodConnection>();
   let closed = false;
   /** The API server answered with v4: it will again. */
@@ -71,13 +74,17 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
     entry.idle = undefined;
     stream.once("close", () => {
       if (--entry.streams > 0 || closed) return;
-      entry.idle = setTimeout(() => {
-        forget(key, entry);
-        session.close();
-      }, idleCloseMs);
-      entry.idle.unref?.();
+      closeWhenIdle(key, entry, session);
     });
     return stream;
+  }
+
+  function closeWhenIdle(key: string, entry: PodConnection, session: PortForwardSession): void {
+    entry.idle = setTimeout(() => {
+      forget(key, entry);
+      session.close();
+    }, idleCloseMs);
+    entry.idle.unref?.();
   }
 
   function watchLiveness(pod: PodRef, session: PortForwardSession): void {
@@ -129,6 +136,20 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
   return {
     get usable() {
       return !closed && !v4Only;
+    },
+    warm(pod, port) {
+      const key = keyOf(pod);
+      if (closed || v4Only || connections.has(key)) return;
+      // A failed warm-up is nobody's failure: the first stream then opens a connection itself.
+      const entry: PodConnection = { streams: 0, session: openIdleSession(transport, pod.namespace, pod.name, port).catch(() => undefined) };
+      connections.set(key, entry);
+      void entry.session.then((session) => {
+        if (!session) return forget(key, entry);
+        if (closed) return session.close();
+        watchLiveness(pod, session);
+        void session.closed.then(() => forget(key, entry));
+        if (entry.streams === 0) closeWhenIdle(key, entry, session);
+      });
     },
     async open(pod, port, first) {
       const key = keyOf(pod);

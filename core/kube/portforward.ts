@@ -233,6 +233,22 @@ export async function openPortForwardSession(
   return { stream: session.open(port), session };
 }
 
+/**
+ * A SPDY port-forward connection to the pod with no stream on it yet: nothing in the pod is
+ * reached until a stream opens (on v4 the upgrade itself connects to the port, so v4 is not
+ * offered here). Undefined where SPDY is ruled out (KTCTL_PORT_FORWARD=v4).
+ */
+export async function openIdlePortForwardSession(
+  transport: Transport,
+  namespace: string,
+  pod: string,
+  port: number,
+): Promise<PortForwardSession | undefined> {
+  if (!offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL)) return undefined;
+  const ws = await openPortForwardSocket(transport, namespace, pod, port, [SPDY_PORT_FORWARD_PROTOCOL]);
+  return new SpdyPortForwardConnection(ws, `${namespace}/${pod}`);
+}
+
 const SESSION = Symbol("ktctl.portForwardSession");
 
 /**

@@ -1,6 +1,9 @@
 import type { CommandFactory, LocalForward, Session, Shadow, Tunnel } from "../../core/plugin-api.ts";
 import { createResolver } from "./targets.ts";
 
+/** Pods whose port-forward connection opens at the start (a deployment of 20 does not get 20). */
+const WARM_PODS = 3;
+
 const forward: CommandFactory = (api) =>
   api.defineCommand({
     meta: {
@@ -37,6 +40,9 @@ const forward: CommandFactory = (api) =>
       // pod and is ready as soon as its session is recorded.
       const pods = via === "pod" ? kube.podStreams() : undefined;
       const shadowUpFront = !pods || !resolver.toPods;
+      // The first connections take turns over the pods: their port-forward connections open now,
+      // while the listeners and the session start, instead of on each one's first connection.
+      if (pods) for (const pod of resolver.nextPods(WARM_PODS)) pods.warm(pod, mappings[0]!.remote);
 
       // Listen before the session exists: a taken port fails before anything changes in the
       // cluster, and clients that connect early simply wait for their path.

@@ -1,13 +1,15 @@
 // What `ktctl forward` forwards to: a service, a pod or a workload's pods, resolved to an address
 // inside the cluster for EACH new connection, so the forward follows pods that are replaced.
 
-import type { ForwardTarget, Kube, PluginApi, TargetRef } from "../../core/plugin-api.ts";
+import type { ForwardTarget, Kube, PluginApi, PodRef, TargetRef } from "../../core/plugin-api.ts";
 
 /** Gives the in-cluster address for one remote port; called once per accepted connection. */
 export interface TargetResolver {
   describe(remotePort: number): string;
   /** Every address it gives names its pod (so the pod's own port-forward can reach it without a shadow). */
   readonly toPods: boolean;
+  /** The pods the next connections would go to (at most `count`), without taking them; none for a ClusterIP. */
+  nextPods(count: number): PodRef[];
   /** The address, and the pod behind it when there is one (a service's ClusterIP has none). */
   resolve(remotePort: number): Promise<ForwardTarget>;
   close(): void;
@@ -72,6 +74,12 @@ class ReadyPods {
     return pods[this.next++ % pods.length];
   }
 
+  /** What the next `count` picks would give now, without taking them. */
+  upcoming(count: number): PodRef[] {
+    const pods = [...this.pods.values()];
+    return pods.slice(0, Math.min(count, pods.length)).map((_, i) => podRef(pods[(this.next + i) % pods.length]));
+  }
+
   close(): void {
     this.abort.abort();
   }
@@ -87,11 +95,9 @@ function containerPort(pod: any, port: number | string): number | undefined {
 
 const WAIT_FOR_POD_MS = 30_000;
 
-const podTarget = (pod: any, port: number): ForwardTarget => ({
-  host: pod.status.podIP,
-  port,
-  pod: { namespace: pod.metadata.namespace, name: pod.metadata.name, uid: pod.metadata.uid },
-});
+const podRef = (pod: any): PodRef => ({ namespace: pod.metadata.namespace, name: pod.metadata.name, uid: pod.metadata.uid });
+
+const podTarget = (pod: any, port: number): ForwardTarget => ({ host: pod.status.podIP, port, pod: podRef(pod) });
 
 export async function createResolver(
   kube: Kube,
@@ -118,7 +124,7 @@ export async function createResolver(
     const selector = Object.entries(svc.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
     if (clusterIP && clusterIP !== "None" && (!options.servicesToPods || !selector)) {
       // kube-proxy in the cluster spreads connections over the ready pods and follows rollouts.
-      return { describe: (p) => `${label}:${p} (${clusterIP})`, toPods: false, resolve: async (port) => ({ host: clusterIP, port }), close() {} };
+      return { describe: (p) => `${label}:${p} (${clusterIP})`, toPods: false, nextPods: () => [], resolve: async (port) => ({ host: clusterIP, port }), close() {} };
     }
     // Headless, or straight to the pods: the selected ready pods in turn, with the port's targetPort.
     if (!selector) throw new KtctlError(`headless service ${namespace}/${target.name} has no selector to follow`, ExitCode.usage);
@@ -127,6 +133,7 @@ export async function createResolver(
     return {
       describe: (p) => `${label}:${p}`,
       toPods: true,
+      nextPods: (count) => pods.upcoming(count),
       resolve: async (port) => {
         const pod = await pods.pick(WAIT_FOR_POD_MS);
         // TCP only: a UDP port of the same number (53) may have another targetPort.
@@ -146,6 +153,7 @@ export async function createResolver(
     return {
       describe: (p) => `${label}:${p}`,
       toPods: true,
+      nextPods: (count) => pods.upcoming(count),
       resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
       close: () => pods.close(),
     };
@@ -160,6 +168,7 @@ export async function createResolver(
   return {
     describe: (p) => `${label}:${p}`,
     toPods: true,
+    nextPods: (count) => pods.upcoming(count),
     resolve: async (port) => podTarget(await pods.pick(WAIT_FOR_POD_MS), port),
     close: () => pods.close(),
   };

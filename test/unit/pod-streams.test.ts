@@ -69,6 +69,24 @@ function opener() {
   return { calls, open };
 }
 
+/** An opener of connections with no stream (warm), answered by hand: a connection, or a failure. */
+function idleOpener() {
+  const calls: { pod: string; answer(outcome: "spdy" | Error): FakeConnection | undefined }[] = [];
+  const openIdle = (_t: Transport, _ns: string, pod: string, _port: number) =>
+    new Promise<PortForwardSession | undefined>((resolve, reject) => {
+      calls.push({
+        pod,
+        answer(outcome) {
+          if (outcome instanceof Error) return void reject(outcome);
+          const connection = new FakeConnection();
+          resolve(connection);
+          return connection;
+        },
+      });
+    });
+  return { calls, openIdle };
+}
+
 const pod = { namespace: "ns", name: "p", uid: "u1" };
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -181,6 +199,47 @@ describe("pod streams", () => {
     await connection.closed;
     expect(connection.closeCalls).toBe(1);
     await opensNewConnection(pods, calls, pod, 2);
+    pods.close();
+  });
+
+  test("warm(): the first stream rides the connection opened ahead, with its first bytes, and opens none of its own", async () => {
+    const { calls, open } = opener();
+    const idle = idleOpener();
+    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    pods.warm(pod, 80);
+    pods.warm(pod, 80); // asked twice: still one connection
+    const asked = pods.open(pod, 80, Buffer.from("GET /"));
+    await turn();
+    expect(idle.calls.length).toBe(1);
+    const connection = idle.calls[0]!.answer("spdy")!;
+    expect(await asked).toBeDefined();
+    expect(connection.streams.map((s) => [s.port, s.first?.toString()])).toEqual([[80, "GET /"]]);
+    expect(calls.length).toBe(0);
+    pods.close();
+    await connection.closed;
+    expect(connection.closeCalls).toBe(1);
+  });
+
+  test("warm(): a failed warm-up fails no stream (the stream opens its own); an unused one closes once idle", async () => {
+    const { calls, open } = opener();
+    const idle = idleOpener();
+    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle, idleCloseMs: 20 });
+    pods.warm(pod, 80);
+    const asked = pods.open(pod, 80);
+    await turn();
+    idle.calls[0]!.answer(new Error("upgrade refused"));
+    await turn();
+    await turn();
+    expect(calls.length).toBe(1);
+    calls[0]!.answer("spdy");
+    expect(await asked).toBeDefined();
+    const other = { ...pod, name: "q", uid: "u2" };
+    pods.warm(other, 80);
+    await turn();
+    const unused = idle.calls[1]!.answer("spdy")!;
+    await unused.closed;
+    expect(unused.closeCalls).toBe(1);
+    await opensNewConnection(pods, calls, other, 2);
     pods.close();
   });
 });
