@@ -40,9 +40,10 @@ async function kube(global: GlobalOptions): Promise<Kube> {
 }
 
 /**
- * A mode with its shadow up runs until Ctrl-C: the pages only its start needed go back to the
- * kernel (core/protocol/start-pages.ts) once the process is idle, so not in the middle of the
- * traffic a user starts right away. Once per process (the first shadow to come up).
+ * A mode with a session runs until Ctrl-C: the pages only its start needed go back to the kernel
+ * (core/protocol/start-pages.ts) once the process is idle, so not in the middle of the traffic a
+ * user starts right away. Once per process (the first session; a forward straight to the pods has
+ * no shadow to wait for).
  */
 function startPagesReleaser(logger: ConsolaInstance): () => void {
   let scheduled = false;
@@ -93,12 +94,14 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     config: { get: (key) => config.get(key), all: () => config.all() },
     globalOptions: (args) => globalOptions(args),
     kube,
-    startSession: async (options) => (await sessionHost()).startSession(options),
+    startSession: async (options) => {
+      const session = await (await sessionHost()).startSession(options);
+      releaseStartPagesWhenSettled();
+      return session;
+    },
     sessions,
     startShadow: async (session, options) => {
-      const shadow = reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger }));
-      releaseStartPagesWhenSettled();
-      return shadow;
+      return reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger }));
     },
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {
