@@ -137,19 +137,23 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
     get usable() {
       return !closed && !v4Only;
     },
-    warm(pod, port) {
+    async warm(pod, port) {
       const key = keyOf(pod);
-      if (closed || v4Only || connections.has(key)) return;
+      const known = connections.get(key);
+      if (closed || v4Only || known) return void (await known?.session);
       // A failed warm-up is nobody's failure: the first stream then opens a connection itself.
-      const entry: PodConnection = { streams: 0, session: openIdleSession(transport, pod.namespace, pod.name, port).catch(() => undefined) };
+      const opening = openIdleSession(transport, pod.namespace, pod.name, port).catch(() => undefined);
+      const entry: PodConnection = { streams: 0, session: opening.then((session) => (session === "no-spdy" ? undefined : session)) };
       connections.set(key, entry);
-      void entry.session.then((session) => {
-        if (!session) return forget(key, entry);
-        if (closed) return session.close();
-        watchLiveness(pod, session);
-        void session.closed.then(() => forget(key, entry));
-        if (entry.streams === 0) closeWhenIdle(key, entry, session);
-      });
+      const session = await entry.session;
+      if (!session) {
+        if ((await opening) === "no-spdy") v4Only = true;
+        return forget(key, entry);
+      }
+      if (closed) return session.close();
+      watchLiveness(pod, session);
+      void session.closed.then(() => forget(key, entry));
+      if (entry.streams === 0) closeWhenIdle(key, entry, session);
     },
     async open(pod, port, first) {
       const key = keyOf(pod);

@@ -190,14 +190,21 @@ export async function openPortForwardSocket(
       timeoutMs: HANDSHAKE_TIMEOUT_MS,
     });
   } catch (error) {
-    if (error instanceof UpgradeRefusedError) throw apiErrorFrom(error.status, error.body, "GET", path, transport.server);
-    if (/chose subprotocol/.test((error as Error).message)) {
-      throw new KtctlError(
-        `port-forward to ${namespace}/${pod}:${port}: API server ${transport.server} speaks none of ${protocols.join(", ")}`,
-        ExitCode.unreachable,
-      );
+    // The kubelet refuses an upgrade offering none of its protocols with 400 ("requested
+    // protocol(s) are not supported"); a server may also pick one that was not offered.
+    const refusedProtocols = error instanceof UpgradeRefusedError && error.status === 400 && /protocol/i.test(error.body);
+    if (refusedProtocols || /chose subprotocol/.test((error as Error).message)) {
+      throw new SubprotocolError(`port-forward to ${namespace}/${pod}:${port}: API server ${transport.server} speaks none of ${protocols.join(", ")}`);
     }
+    if (error instanceof UpgradeRefusedError) throw apiErrorFrom(error.status, error.body, "GET", path, transport.server);
     throw connectionErrorFrom(error, transport.server);
+  }
+}
+
+/** The API server (or the kubelet behind it) speaks none of the port-forward protocols offered. */
+export class SubprotocolError extends KtctlError {
+  constructor(message: string) {
+    super(message, ExitCode.unreachable);
   }
 }
 
@@ -236,17 +243,23 @@ export async function openPortForwardSession(
 /**
  * A SPDY port-forward connection to the pod with no stream on it yet: nothing in the pod is
  * reached until a stream opens (on v4 the upgrade itself connects to the port, so v4 is not
- * offered here). Undefined where SPDY is ruled out (KTCTL_PORT_FORWARD=v4).
+ * offered here). "no-spdy" where SPDY is ruled out (KTCTL_PORT_FORWARD=v4) or the server does not
+ * speak it (an API server before SPDY tunnelling: the pod's streams are then v4 only).
  */
 export async function openIdlePortForwardSession(
   transport: Transport,
   namespace: string,
   pod: string,
   port: number,
-): Promise<PortForwardSession | undefined> {
-  if (!offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL)) return undefined;
-  const ws = await openPortForwardSocket(transport, namespace, pod, port, [SPDY_PORT_FORWARD_PROTOCOL]);
-  return new SpdyPortForwardConnection(ws, `${namespace}/${pod}`);
+): Promise<PortForwardSession | "no-spdy"> {
+  if (!offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL)) return "no-spdy";
+  try {
+    const ws = await openPortForwardSocket(transport, namespace, pod, port, [SPDY_PORT_FORWARD_PROTOCOL]);
+    return new SpdyPortForwardConnection(ws, `${namespace}/${pod}`);
+  } catch (error) {
+    if (error instanceof SubprotocolError) return "no-spdy";
+    throw error;
+  }
 }
 
 const SESSION = Symbol("ktctl.portForwardSession");

@@ -3,6 +3,15 @@ import { createResolver } from "./targets.ts";
 
 /** Pods whose port-forward connection opens at the start (a deployment of 20 does not get 20). */
 const WARM_PODS = 3;
+/** How long the start waits to learn from the warm-up whether the pods can be reached straight. */
+const WARM_WAIT_MS = 3_000;
+
+/** Resolves when `promise` settles or `ms` have passed, whichever comes first. */
+function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([promise.then(() => undefined, () => undefined), bound]).finally(() => clearTimeout(timer));
+}
 
 const forward: CommandFactory = (api) =>
   api.defineCommand({
@@ -35,14 +44,14 @@ const forward: CommandFactory = (api) =>
       const resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
       // Connections to a pod need no shadow: they go through the pod's own port-forward, as
       // kubectl's do. The shadow starts up front only when every connection needs it (--via shadow,
-      // a service reached by its ClusterIP); otherwise only if a connection turns out to need it (an
-      // API server whose port-forward cannot carry TCP's half-close), so a plain forward creates no
-      // pod and is ready as soon as its session is recorded.
+      // a service reached by its ClusterIP, an API server whose port-forward cannot carry TCP's
+      // half-close); otherwise only if a connection turns out to need it, so a plain forward
+      // creates no pod and is ready as soon as its session is recorded.
       const pods = via === "pod" ? kube.podStreams() : undefined;
-      const shadowUpFront = !pods || !resolver.toPods;
       // The first connections take turns over the pods: their port-forward connections open now,
-      // while the listeners and the session start, instead of on each one's first connection.
-      if (pods) for (const pod of resolver.nextPods(WARM_PODS)) pods.warm(pod, mappings[0]!.remote);
+      // while the listeners and the session start, instead of on each one's first connection. It
+      // also tells whether the API server can carry streams straight to the pods (SPDY) at all.
+      const warmed = pods ? Promise.all(resolver.nextPods(WARM_PODS).map((pod) => pods.warm(pod, mappings[0]!.remote))) : undefined;
 
       // Listen before the session exists: a taken port fails before anything changes in the
       // cluster, and clients that connect early simply wait for their path.
@@ -93,8 +102,18 @@ const forward: CommandFactory = (api) =>
 
       const session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
       sessionStarted(session);
+      // Bounded: a warm-up that hangs leaves the choice to the first connection.
+      if (warmed) await settledWithin(warmed, WARM_WAIT_MS);
+      const why =
+        via === "shadow"
+          ? "--via shadow"
+          : !resolver.toPods
+            ? `${resolver.describe(mappings[0]!.remote)} is reached by its ClusterIP`
+            : pods && !pods.usable
+              ? "the API server's port-forward cannot carry TCP's half-close to the pod (v4 only)"
+              : undefined;
       try {
-        if (shadowUpFront) await shadow(via === "shadow" ? "--via shadow" : `${resolver.describe(mappings[0]!.remote)} is reached by its ClusterIP`);
+        if (why) await shadow(why);
       } catch (error) {
         await closeLocal();
         await session.close("shadow failed to start");

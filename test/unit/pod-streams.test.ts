@@ -69,15 +69,16 @@ function opener() {
   return { calls, open };
 }
 
-/** An opener of connections with no stream (warm), answered by hand: a connection, or a failure. */
+/** An opener of connections with no stream (warm), answered by hand: a connection, no SPDY, or a failure. */
 function idleOpener() {
-  const calls: { pod: string; answer(outcome: "spdy" | Error): FakeConnection | undefined }[] = [];
+  const calls: { pod: string; answer(outcome: "spdy" | "no-spdy" | Error): FakeConnection | undefined }[] = [];
   const openIdle = (_t: Transport, _ns: string, pod: string, _port: number) =>
-    new Promise<PortForwardSession | undefined>((resolve, reject) => {
+    new Promise<PortForwardSession | "no-spdy">((resolve, reject) => {
       calls.push({
         pod,
         answer(outcome) {
           if (outcome instanceof Error) return void reject(outcome);
+          if (outcome === "no-spdy") return void resolve("no-spdy");
           const connection = new FakeConnection();
           resolve(connection);
           return connection;
@@ -241,5 +242,19 @@ describe("pod streams", () => {
     expect(unused.closeCalls).toBe(1);
     await opensNewConnection(pods, calls, other, 2);
     pods.close();
+  });
+
+  test("warm(): an API server without SPDY makes the pod streams unusable before any stream is asked for", async () => {
+    const { calls, open } = opener();
+    const idle = idleOpener();
+    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    expect(pods.usable).toBe(true);
+    const warmed = pods.warm(pod, 80);
+    await turn();
+    idle.calls[0]!.answer("no-spdy");
+    await warmed;
+    expect(pods.usable).toBe(false);
+    expect(await pods.open(pod, 80)).toBeUndefined();
+    expect(calls.length).toBe(0);
   });
 });
