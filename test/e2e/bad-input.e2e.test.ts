@@ -135,7 +135,8 @@ describe("bad input", () => {
   });
 
   test("a shadow image that cannot be pulled is reported within seconds", async () => {
-    const r = await ktctl(["-n", DEMO_NS, "--image", "ktctl.local/no-such-image:0", "forward", "svc/echo", "18103:80"]);
+    // Through the shadow: straight to the pods a forward starts none, and never pulls the image.
+    const r = await ktctl(["-n", DEMO_NS, "--image", "ktctl.local/no-such-image:0", "forward", "svc/echo", "18103:80", "--via", "shadow"]);
     expect(r.code).toBe(8);
     expectOneClearLine(r.stderr, /ktctl\.local\/no-such-image:0/);
     expect(r.ms).toBeLessThan(20_000);
