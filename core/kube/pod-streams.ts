@@ -10,7 +10,8 @@
 
 import type { Duplex } from "node:stream";
 import type { PodRef, PodStreams } from "../plugin-api.ts";
-import { openIdlePortForwardSession, openPortForwardSession, type PortForwardSession } from "./portforward.ts";
+import { offeredProtocols, openIdlePortForwardSession, openPortForwardSession, type PortForwardSession } from "./portforward.ts";
+import { SPDY_PORT_FORWARD_PROTOCOL } from "./portforward-spdy.ts";
 import type { Transport } from "./transport.ts";
 
 /**
@@ -55,8 +56,8 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
   const openIdleSession = options.openIdleSession ?? openIdlePortForwardSession;
   const connections = new Map<string, PodConnection>();
   let closed = false;
-  /** The API server answered with v4: it will again. */
-  let v4Only = false;
+  /** The API server answered with v4, or refused SPDY, or SPDY is ruled out here: it will again. */
+  let v4Only = !offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL);
 
   // The uid is in the key: a pod recreated under the same name is another sandbox, which the old
   // pod's connection cannot reach.
@@ -141,15 +142,20 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
       const key = keyOf(pod);
       const known = connections.get(key);
       if (closed || v4Only || known) return void (await known?.session);
-      // A failed warm-up is nobody's failure: the first stream then opens a connection itself.
-      const opening = openIdleSession(transport, pod.namespace, pod.name, port).catch(() => undefined);
-      const entry: PodConnection = { streams: 0, session: opening.then((session) => (session === "no-spdy" ? undefined : session)) };
+      // A failed warm-up is nobody's failure: the first stream then opens a connection itself. A
+      // refusal of SPDY is known before anyone waiting on the entry looks again.
+      const opening = openIdleSession(transport, pod.namespace, pod.name, port).then(
+        (session) => {
+          if (session !== "no-spdy") return session;
+          v4Only = true;
+          return undefined;
+        },
+        () => undefined,
+      );
+      const entry: PodConnection = { streams: 0, session: opening };
       connections.set(key, entry);
       const session = await entry.session;
-      if (!session) {
-        if ((await opening) === "no-spdy") v4Only = true;
-        return forget(key, entry);
-      }
+      if (!session) return forget(key, entry);
       if (closed) return session.close();
       watchLiveness(pod, session);
       void session.closed.then(() => forget(key, entry));

@@ -190,9 +190,13 @@ export async function openPortForwardSocket(
       timeoutMs: HANDSHAKE_TIMEOUT_MS,
     });
   } catch (error) {
-    // The kubelet refuses an upgrade offering none of its protocols with 400 ("requested
-    // protocol(s) are not supported"); a server may also pick one that was not offered.
-    const refusedProtocols = error instanceof UpgradeRefusedError && error.status === 400 && /protocol/i.test(error.body);
+    // A kubelet refuses an upgrade offering none of its protocols in its websocket handshake,
+    // which answers 403 with no body (the API server's own refusals, RBAC included, carry a JSON
+    // Status), or 400 "requested protocol(s) are not supported"; a server may also pick one that
+    // was not offered.
+    const refusedProtocols =
+      error instanceof UpgradeRefusedError &&
+      ((error.status === 403 && error.body.trim() === "") || (error.status === 400 && /requested protocol\(s\) are not supported/.test(error.body)));
     if (refusedProtocols || /chose subprotocol/.test((error as Error).message)) {
       throw new SubprotocolError(`port-forward to ${namespace}/${pod}:${port}: API server ${transport.server} speaks none of ${protocols.join(", ")}`);
     }

@@ -39,23 +39,62 @@ async function kube(global: GlobalOptions): Promise<Kube> {
   return connectKube({ kubeconfig: global.kubeconfig, context: global.context, namespace: global.namespace });
 }
 
+/** When the pages only a start needed go back to the kernel (see startPagesReleaser). */
+interface StartPagesReleaser {
+  /** A session is up: release once the process has been idle a whole interval. */
+  arm(): void;
+  /** A shadow is starting: its wait is no idle time (an image pull can take longer than the interval). */
+  hold(): void;
+  /** The shadow start is over (up or failed): the idle interval starts again from now. */
+  resume(): void;
+}
+
 /**
  * A mode with a session runs until Ctrl-C: the pages only its start needed go back to the kernel
  * (core/protocol/start-pages.ts) once the process is idle, so not in the middle of the traffic a
- * user starts right away. Once per process (the first session; a forward straight to the pods has
- * no shadow to wait for).
+ * user starts right away, nor while a shadow starts (what the tunnel's start loads would stay
+ * resident). Once per process. Armed by the first session, not the first shadow: a forward
+ * straight to the pods has none.
  */
-function startPagesReleaser(logger: ConsolaInstance): () => void {
-  let scheduled = false;
-  return () => {
-    if (scheduled) return;
-    scheduled = true;
-    void import("../protocol/start-pages.ts").then(({ whenIdle, releaseStartPages }) =>
-      whenIdle(async () => {
-        const released = await releaseStartPages().catch(() => undefined);
-        if (released) logger.debug(`start pages released: resident ${Math.round(released.beforeKiB / 1024)} -> ${Math.round(released.afterKiB / 1024)} MiB`);
-      }),
-    );
+function startPagesReleaser(logger: ConsolaInstance): StartPagesReleaser {
+  let wanted = false;
+  let released = false;
+  let holds = 0;
+  /** An idle wait is pending (its module may still be loading). */
+  let waiting = false;
+  /** Bumped by every hold: a wait whose module loads after it is void. */
+  let generation = 0;
+  let cancel: (() => void) | undefined;
+  const schedule = () => {
+    if (!wanted || released || holds > 0 || waiting) return;
+    waiting = true;
+    const mine = generation;
+    void import("../protocol/start-pages.ts").then(({ whenIdle, releaseStartPages }) => {
+      if (mine !== generation) return;
+      cancel = whenIdle(async () => {
+        released = true;
+        cancel = undefined;
+        const result = await releaseStartPages().catch(() => undefined);
+        if (result) logger.debug(`start pages released: resident ${Math.round(result.beforeKiB / 1024)} -> ${Math.round(result.afterKiB / 1024)} MiB`);
+      });
+    });
+  };
+  return {
+    arm() {
+      wanted = true;
+      schedule();
+    },
+    hold() {
+      holds++;
+      generation++;
+      waiting = false;
+      cancel?.();
+      cancel = undefined;
+    },
+    resume() {
+      holds--;
+      schedule();
+    },
   };
 }
 
@@ -81,7 +120,7 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
   };
 
   const { ui, reportShadow } = createUiMembers(logger);
-  const releaseStartPagesWhenSettled = startPagesReleaser(logger);
+  const startPages = startPagesReleaser(logger);
   const api: PluginApi = {
     version: VERSION,
     apiVersion: PLUGIN_API_VERSION,
@@ -96,12 +135,17 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
     kube,
     startSession: async (options) => {
       const session = await (await sessionHost()).startSession(options);
-      releaseStartPagesWhenSettled();
+      startPages.arm();
       return session;
     },
     sessions,
     startShadow: async (session, options) => {
-      return reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger }));
+      startPages.hold();
+      try {
+        return reportShadow(session, await (await import("../shadow/index.ts")).startShadow(session, options, { logger }));
+      } finally {
+        startPages.resume();
+      }
     },
     forwardLocal: async (options) => (await import("../forwarding/local-forward.ts")).forwardLocal(options),
     proxy: {

@@ -57,6 +57,7 @@ const forward: CommandFactory = (api) =>
       // cluster, and clients that connect early simply wait for their path.
       let sessionStarted!: (session: Session) => void;
       const sessionPromise = new Promise<Session>((resolve) => (sessionStarted = resolve));
+      let shadowError: { error: unknown } | undefined;
       let shadowFailed!: (error: unknown) => void;
       const shadowFailure = new Promise<never>((_, reject) => (shadowFailed = reject));
       shadowFailure.catch(() => {});
@@ -66,6 +67,7 @@ const forward: CommandFactory = (api) =>
           api.logger.info(`Starting a shadow pod: ${why}`);
           return api.startShadow(session, { role: "forward" });
         })).catch((error) => {
+          shadowError = { error };
           shadowFailed(error);
           throw error;
         });
@@ -88,7 +90,11 @@ const forward: CommandFactory = (api) =>
               localPort: mapping.local,
               localHost: String(args.address),
               target: () => resolver.resolve(mapping.remote),
-              onError: (error: any) => api.logger.warn(`connection to ${resolver.describe(mapping.remote)} failed: ${error?.message ?? error}`),
+              onError: (error: any) => {
+                // A shadow that could not start ends the forward with its own one-line error.
+                if (shadowError && error === shadowError.error) return;
+                api.logger.warn(`connection to ${resolver.describe(mapping.remote)} failed: ${error?.message ?? error}`);
+              },
               onStream: (path, to) =>
                 api.logger.debug(
                   path === "pod" ? `connection to ${to.pod!.name}:${to.port}, straight to the pod` : `connection to ${to.host}:${to.port}, through the shadow`,
@@ -100,8 +106,16 @@ const forward: CommandFactory = (api) =>
         throw error;
       }
 
-      const session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
+      let session: Session;
+      try {
+        session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
+      } catch (error) {
+        await closeLocal();
+        throw error;
+      }
       sessionStarted(session);
+      let endedEarly = false;
+      void session.ended.then(() => (endedEarly = true));
       // Bounded: a warm-up that hangs leaves the choice to the first connection.
       if (warmed) await settledWithin(warmed, WARM_WAIT_MS);
       const why =
@@ -113,7 +127,8 @@ const forward: CommandFactory = (api) =>
               ? "the API server's port-forward cannot carry TCP's half-close to the pod (v4 only)"
               : undefined;
       try {
-        if (why) await shadow(why);
+        // A Ctrl-C during the warm-up's wait: nothing more to start, the session is ending.
+        if (why && !endedEarly) await shadow(why);
       } catch (error) {
         await closeLocal();
         await session.close("shadow failed to start");

@@ -257,4 +257,17 @@ describe("pod streams", () => {
     expect(await pods.open(pod, 80)).toBeUndefined();
     expect(calls.length).toBe(0);
   });
+
+  test("warm(): a stream asked for while the warm-up learns there is no SPDY opens nothing (no stray connection to the pod)", async () => {
+    const { calls, open } = opener();
+    const idle = idleOpener();
+    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    const warmed = pods.warm(pod, 80);
+    const asked = pods.open(pod, 80, Buffer.from("GET /"));
+    await turn();
+    idle.calls[0]!.answer("no-spdy");
+    expect(await asked).toBeUndefined();
+    await warmed;
+    expect(calls.length).toBe(0);
+  });
 });
