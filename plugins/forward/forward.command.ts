@@ -134,9 +134,11 @@ const forward: CommandFactory = (api) =>
         await session.close("shadow failed to start");
         throw error;
       }
-      for (const [i, listener] of listeners.entries())
-        api.logger.success(`Forwarding ${listener.host}:${listener.port} -> ${resolver.describe(mappings[i]!.remote)}`);
-      api.logger.info("Press Ctrl-C to stop; everything ktctl created is removed on exit.");
+      if (!endedEarly) {
+        for (const [i, listener] of listeners.entries())
+          api.logger.success(`Forwarding ${listener.host}:${listener.port} -> ${resolver.describe(mappings[i]!.remote)}`);
+        api.logger.info("Press Ctrl-C to stop; everything ktctl created is removed on exit.");
+      }
 
       let reason: string;
       try {
