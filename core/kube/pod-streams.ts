@@ -10,8 +10,7 @@
 
 import type { Duplex } from "node:stream";
 import type { PodRef, PodStreams } from "../plugin-api.ts";
-import { offeredProtocols, openIdlePortForwardSession, openPortForwardSession, type PortForwardSession } from "./portforward.ts";
-import { SPDY_PORT_FORWARD_PROTOCOL } from "./portforward-spdy.ts";
+import { openIdlePortForwardSession, openPortForwardSession, spdyOffered, type PortForwardSession } from "./portforward.ts";
 import type { Transport } from "./transport.ts";
 
 /**
@@ -57,7 +56,7 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
   const connections = new Map<string, PodConnection>();
   let closed = false;
   /** The API server answered with v4, or refused SPDY, or SPDY is ruled out here: it will again. */
-  let v4Only = !offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL);
+  let v4Only = !spdyOffered();
 
   // The uid is in the key: a pod recreated under the same name is another sandbox, which the old
   // pod's connection cannot reach.

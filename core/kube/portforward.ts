@@ -165,6 +165,9 @@ export function offeredProtocols(choice: PortForwardProtocolChoice = protocolCho
   return [SPDY_PORT_FORWARD_PROTOCOL, PORT_FORWARD_PROTOCOL];
 }
 
+/** SPDY may be offered here (not ruled out by KTCTL_PORT_FORWARD=v4). */
+export const spdyOffered = (): boolean => offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL);
+
 function protocolChoiceFromEnv(env: Record<string, string | undefined> = process.env): PortForwardProtocolChoice {
   const value = env.KTCTL_PORT_FORWARD?.toLowerCase();
   return value === "v4" || value === "spdy" ? value : "auto";
@@ -256,7 +259,7 @@ export async function openIdlePortForwardSession(
   pod: string,
   port: number,
 ): Promise<PortForwardSession | "no-spdy"> {
-  if (!offeredProtocols().includes(SPDY_PORT_FORWARD_PROTOCOL)) return "no-spdy";
+  if (!spdyOffered()) return "no-spdy";
   try {
     const ws = await openPortForwardSocket(transport, namespace, pod, port, [SPDY_PORT_FORWARD_PROTOCOL]);
     return new SpdyPortForwardConnection(ws, `${namespace}/${pod}`);
