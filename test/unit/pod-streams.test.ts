@@ -101,6 +101,13 @@ async function firstStream(options: { idleCloseMs?: number; livenessMs?: number 
   return { calls, pods, connection, stream: (await asked)! };
 }
 
+/** Pod streams whose openings, with a stream (`calls`) or without (`idle.calls`, warm), the test answers. */
+function warmablePods(options: { idleCloseMs?: number } = {}) {
+  const { calls, open } = opener();
+  const idle = idleOpener();
+  return { calls, idle, pods: createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle, ...options }) };
+}
+
 /** Opens a stream that must ask for a connection of its own (the `count`th), and gets it. */
 async function opensNewConnection(pods: PodStreams, calls: ReturnType<typeof opener>["calls"], ref: PodRef, count: number) {
   const asked = pods.open(ref, 80);
@@ -204,9 +211,7 @@ describe("pod streams", () => {
   });
 
   test("warm(): the first stream rides the connection opened ahead, with its first bytes, and opens none of its own", async () => {
-    const { calls, open } = opener();
-    const idle = idleOpener();
-    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    const { calls, idle, pods } = warmablePods();
     pods.warm(pod, 80);
     pods.warm(pod, 80); // asked twice: still one connection
     const asked = pods.open(pod, 80, Buffer.from("GET /"));
@@ -222,9 +227,7 @@ describe("pod streams", () => {
   });
 
   test("warm(): a failed warm-up fails no stream (the stream opens its own); an unused one closes once idle", async () => {
-    const { calls, open } = opener();
-    const idle = idleOpener();
-    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle, idleCloseMs: 20 });
+    const { calls, idle, pods } = warmablePods({ idleCloseMs: 20 });
     pods.warm(pod, 80);
     const asked = pods.open(pod, 80);
     await turn();
@@ -245,9 +248,7 @@ describe("pod streams", () => {
   });
 
   test("warm(): an API server without SPDY makes the pod streams unusable before any stream is asked for", async () => {
-    const { calls, open } = opener();
-    const idle = idleOpener();
-    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    const { calls, idle, pods } = warmablePods();
     expect(pods.usable).toBe(true);
     const warmed = pods.warm(pod, 80);
     await turn();
@@ -259,9 +260,7 @@ describe("pod streams", () => {
   });
 
   test("warm(): a stream asked for while the warm-up learns there is no SPDY opens nothing (no stray connection to the pod)", async () => {
-    const { calls, open } = opener();
-    const idle = idleOpener();
-    const pods = createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle });
+    const { calls, idle, pods } = warmablePods();
     const warmed = pods.warm(pod, 80);
     const asked = pods.open(pod, 80, Buffer.from("GET /"));
     await turn();
