@@ -6,10 +6,11 @@
 //   2. the shadow and the laptop changes, each a journaled step with its undo;
 //   3. wait; the session's end (signal, lost lease, shadow gone for good) undoes everything.
 
-import type { CommandFactory, OpenStream, Shadow } from "../../core/plugin-api.ts";
+import type { CommandFactory, OpenStream, Session, Shadow, ShadowOptions } from "../../core/plugin-api.ts";
 import { cidrContains, formatCidr, parseIPv4 } from "./net/cidr.ts";
 import { apiServerAddresses, captureRanges, discoverClusterRanges } from "./net/cluster-cidrs.ts";
 import { ClusterIndex } from "./net/cluster-index.ts";
+import { PodPaths } from "./net/pod-paths.ts";
 import { countConnections, publishConnectPanel } from "./ui-panel.ts";
 import { formatPlan, PlanExecutor } from "./net/driver.ts";
 import { selectDriver } from "./net/drivers/index.ts";
@@ -39,6 +40,13 @@ const connect: CommandFactory = (api) =>
       includeIps: { type: "string", description: "Extra addresses or ranges to capture, comma-separated" },
       clusterDomain: { type: "string", default: "cluster.local", description: "The cluster's DNS domain" },
       shareShadow: { type: "boolean", default: false, description: "Share one shadow pod among this user's connects to the namespace (the last to exit removes it)" },
+      via: {
+        type: "string",
+        valueHint: "shadow|pod",
+        default: "shadow",
+        description:
+          "How connections reach the cluster: shadow (through a shadow pod, as a pod of the namespace would) or pod (straight through the pod's port-forward where ktctl knows the pod, as kubefwd does; the shadow only for the rest, started when first needed)",
+      },
       dryRun: { type: "boolean", default: false, description: "Print what would change on this machine, change nothing" },
     },
     async run({ args }) {
@@ -97,14 +105,41 @@ const connect: CommandFactory = (api) =>
       if (apiInside.length) api.logger.info(`the API server ${apiInside.join(", ")} lies in a captured range; it is left out of the capture`);
 
       // The tunnel exists only once the session and shadow do; connections made earlier wait for it.
-      let shadowReady!: (shadow: Shadow) => void;
-      let shadowFailed!: (error: unknown) => void;
-      const shadowPromise = new Promise<Shadow>((resolve, reject) => {
-        shadowReady = resolve;
-        shadowFailed = reject;
-      });
-      shadowPromise.catch(() => undefined);
-      const counter = countConnections(async (host, port) => (await shadowPromise).tunnel.openStream(host, port));
+      // With --via pod a connection goes straight to its pod where the index names one, and the
+      // shadow starts only for the first connection that no pod can take.
+      let sessionStarted!: (session: Session) => void;
+      const sessionReady = new Promise<Session>((resolve) => (sessionStarted = resolve));
+      let sessionEnding = false;
+      const shadowOptions: ShadowOptions = { role: "connect", ...(options.shareShadow ? { share: { key: SHARE_KEY } } : {}) };
+      let shadowStart: Promise<Shadow> | undefined;
+      /** `why` is said when the shadow starts on demand; the default connect starts it in step 2. */
+      const shadow = (why?: string): Promise<Shadow> => {
+        if (!shadowStart) {
+          shadowStart = sessionReady.then((session) => {
+            // A connection that comes while the session ends gets no new pod to be removed again.
+            if (sessionEnding) throw new KtctlError("connect is ending", ExitCode.failure);
+            if (why) api.logger.info(`Starting a shadow pod: ${why}`);
+            return api.startShadow(session, shadowOptions);
+          });
+          shadowStart.catch((error) => {
+            if (why && !sessionEnding) api.logger.warn(`the shadow pod could not start (${errorText(error)}); connections that no pod can take fail until connect starts again`);
+          });
+        }
+        return shadowStart;
+      };
+      const pods = options.via === "pod" ? kube.podStreams() : undefined;
+      const podPaths = new PodPaths(index, context);
+      const throughShadow: OpenStream = async (host, port) =>
+        (await shadow(pods ? `a connection to ${host}:${port} needs it (no pod to go to straight)` : undefined)).tunnel.openStream(host, port);
+      const straightOrShadow: OpenStream = async (host, port) => {
+        const path = pods!.usable ? await podPaths.of(host, port) : undefined;
+        // undefined: the API server cannot carry these streams straight (v4 only); the shadow can.
+        const stream = path && (await pods!.open(path.pod, path.port));
+        if (!stream) return throughShadow(host, port);
+        api.logger.debug(`connection to ${host}:${port}: straight to pod ${path.pod.name}:${path.port}`);
+        return stream;
+      };
+      const counter = countConnections(pods ? straightOrShadow : throughShadow);
       const cluster: OpenStream = counter.open;
 
       const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch(async (error) => {
@@ -115,6 +150,7 @@ const connect: CommandFactory = (api) =>
       api.logger.debug(`start: laptop servers up at ${sinceStart()}`);
       const release = async () => {
         await laptop.close();
+        pods?.close();
         index.close();
       };
 
@@ -146,27 +182,19 @@ const connect: CommandFactory = (api) =>
       api.logger.debug(`start: session ${session.id} recorded, its watchdog started, at ${sinceStart()}`);
       const executor = new PlanExecutor(session, api);
       let spec = { ...laptop.spec, sessionId: session.id };
+      void session.ended.then(() => (sessionEnding = true));
+      sessionStarted(session);
       try {
         // The plan is made now, with the session's id in every name, and checked before anything runs.
         const plan = driver.prepare(spec, laptop.facts);
-        const [shadow] = await Promise.all([
-          api.startShadow(session, { role: "connect", ...(options.shareShadow ? { share: { key: SHARE_KEY } } : {}) }).then(
-            (s) => {
-              shadowReady(s);
-              return s;
-            },
-            (error) => {
-              shadowFailed(error);
-              throw error;
-            },
-          ),
-          executor.apply(plan.actions),
-        ]);
+        await Promise.all([pods ? undefined : shadow(), executor.apply(plan.actions)]);
         // The proxy's notes are its settings, printed below once it is ready.
         if (!laptop.proxy) for (const note of plan.notes) api.logger.info(note);
-        api.logger.debug(`start: shadow ${shadow.podName} (${shadow.podIP}) reached and laptop changed at ${sinceStart()}`);
+        if (!pods) {
+          const { podName, podIP } = await shadow();
+          api.logger.debug(`start: shadow ${podName} (${podIP}) reached and laptop changed at ${sinceStart()}`);
+        } else api.logger.debug(`start: laptop changed at ${sinceStart()} (no shadow yet: --via pod)`);
       } catch (error) {
-        shadowFailed(error);
         await release();
         await session.close(`connect failed: ${errorText(error)}`).catch((closeError) => api.logger.error(errorText(closeError)));
         throw error;
@@ -195,7 +223,7 @@ const connect: CommandFactory = (api) =>
 
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       api.logger.success(
-        `Connected to namespace ${namespace} in ${seconds}s (session ${session.id}, ${driver.name}; capturing ${capture.capture.map(formatCidr).join(", ") || "nothing"})`,
+        `Connected to namespace ${namespace} in ${seconds}s (session ${session.id}, ${driver.name}${pods ? ", straight to the pods" : ""}; capturing ${capture.capture.map(formatCidr).join(", ") || "nothing"})`,
       );
       if (laptop.proxy) {
         api.logger.info(`SOCKS5 and HTTP proxy on ${laptop.proxy.host}:${laptop.proxy.port}. To use it:`);

@@ -8,6 +8,10 @@ import type { LinuxDnsMode } from "./net/drivers/linux.ts";
 
 export const DEFAULT_PROXY_PORT = 2223;
 
+/** How connections reach the cluster: the shadow (the default), or straight to the pod where ktctl knows it. */
+export const CONNECT_PATHS = ["shadow", "pod"] as const;
+export type ConnectPath = (typeof CONNECT_PATHS)[number];
+
 export interface ConnectOptions {
   mode: ConnectMode;
   dnsMode: LinuxDnsMode;
@@ -19,6 +23,7 @@ export interface ConnectOptions {
   exclude: Cidr[];
   clusterDomain: string;
   shareShadow: boolean;
+  via: ConnectPath;
   dryRun: boolean;
 }
 
@@ -57,6 +62,9 @@ export function parseConnectOptions(
   const proxyPort = Number(portText);
   if (!/^\d+$/.test(portText) || proxyPort > 65535) throw usage(`invalid --proxyPort "${portText}": expected 0-65535 (0 picks a free port)`);
 
+  const via = String(args.via ?? "shadow") as ConnectPath;
+  if (!CONNECT_PATHS.includes(via)) throw usage(`invalid --via "${via}": expected ${CONNECT_PATHS.join(" or ")}`);
+
   const clusterDomain = String(args.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN).replace(/\.$/, "").toLowerCase();
   if (!DOMAIN.test(clusterDomain)) throw usage(`invalid --clusterDomain "${args.clusterDomain}"`);
 
@@ -70,6 +78,7 @@ export function parseConnectOptions(
     exclude: parseCidrList(args.excludeIps === undefined ? undefined : String(args.excludeIps), "--excludeIps", errors),
     clusterDomain,
     shareShadow: Boolean(args.shareShadow),
+    via,
     dryRun: Boolean(args.dryRun),
   };
 }

@@ -11,6 +11,8 @@
 //     all, addresses of real pods): time to ready, ktctl's memory, and C connections held open at
 //     once through the tunnel, each to another service by name, without an error.
 // `ktctl forward` to the same pod runs in the same rounds: the tunnel's share of connect's figures.
+// So does `ktctl connect --via pod` (system mode, the same ClusterIP): straight to the pod through
+// its port-forward, no shadow.
 // Everything it creates lives in two namespaces of its own, deleted at the end.
 // New connections are measured apart, with all three paths up at once (fresh-batches.ts):
 // --batches batches of 50 on each in turn; the figure is the median of the batches' p50s.
@@ -207,6 +209,7 @@ try {
   const clusterIp = await clusterIpOf("bench-echo", NS);
   if (!pod) throw new Error("no bench-echo pod");
   const CONNECT = "ktctl connect (system)";
+  const CONNECT_POD = "ktctl connect --via pod";
   const KUBECTL = "kubectl port-forward";
   const FORWARD = "ktctl forward";
   // Through the shadow, connect's own path: the tunnel's share of connect's figures (forward's
@@ -222,8 +225,8 @@ try {
   };
 
   for (let round = 1; round <= rounds; round++) {
-    const order = [KUBECTL, CONNECT, FORWARD];
-    for (const who of [...order.slice(round % 3), ...order.slice(0, round % 3)]) {
+    const order = [KUBECTL, CONNECT, FORWARD, CONNECT_POD];
+    for (const who of [...order.slice(round % order.length), ...order.slice(0, round % order.length)]) {
       console.error(`round ${round}: ${who}`);
       if (who === FORWARD) {
         const ktctl = startKtctl(forwardArgv, { KTCTL_HOME: home });
@@ -234,16 +237,16 @@ try {
         } finally {
           await stop(ktctl);
         }
-      } else if (who === CONNECT) {
-        const { ms, started } = await connectToFirstAnswer(NS, "http://bench-echo/", ["--mode", "system"]);
+      } else if (who === CONNECT || who === CONNECT_POD) {
+        const { ms, started } = await connectToFirstAnswer(NS, "http://bench-echo/", ["--mode", "system", ...(who === CONNECT_POD ? ["--via", "pod"] : [])]);
         record(who, "firstAnswerMs", ms);
         record(who, "reportedReadyMs", started.reportedMs);
         try {
           await loads(who, `${clusterIp}:80`, `${clusterIp}:9090`);
           if (round === rounds) {
             const own = rssKb(started.ktctl.proc.pid);
-            if (own) memory[`ktctl connect, ${NS} (1 service)`] = own;
-            const shadow = await shadowPid(NS);
+            if (own) memory[who === CONNECT ? `ktctl connect, ${NS} (1 service)` : `ktctl connect --via pod, ${NS} (1 service)`] = own;
+            const shadow = who === CONNECT ? await shadowPid(NS) : undefined;
             const shadowMem = shadow ? rssKb(shadow) : undefined;
             if (shadowMem) memory["shadow pod (after the same load)"] = shadowMem;
           }
@@ -268,18 +271,19 @@ try {
     }
   }
 
-  // New connections: the three paths up at once, their batches interleaved.
-  console.error("new connections, interleaved");
-  {
+  // New connections: the three paths up at once, their batches interleaved; once with connect's
+  // default path, once with --via pod (two system-mode connects would capture the same ranges).
+  for (const who of [CONNECT, CONNECT_POD]) {
+    console.error(`new connections, interleaved: ${who}`);
     const kubectlUp = await startKubectl(pod.name);
     const forwardUp = startKtctl(forwardArgv, { KTCTL_HOME: home });
     running.add(forwardUp);
-    const connectUp = await startConnect(NS, ["--mode", "system"]);
+    const connectUp = await startConnect(NS, ["--mode", "system", ...(who === CONNECT_POD ? ["--via", "pod"] : [])]);
     try {
       await forwardUp.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${KUBECTL_TCP + 1}`), 60_000);
       const paths: [string, string][] = [
         [KUBECTL, String(KUBECTL_HTTP)],
-        [CONNECT, `${clusterIp}:80`],
+        [who, `${clusterIp}:80`],
         [FORWARD, String(KUBECTL_HTTP + 1)],
       ];
       await freshInBatches(paths, Number(values.batches), (target, count) => client("fresh", target, count), record);
@@ -357,6 +361,7 @@ try {
 const k = results["kubectl port-forward"]!;
 const c = results["ktctl connect (system)"]!;
 const f = results["ktctl forward"] ?? {};
+const p = results["ktctl connect --via pod"] ?? {};
 const m = (xs: number[] | undefined) => (xs?.length ? median(xs) : NaN);
 // Ratios say how much better ktctl connect is than kubectl (>1: better), whichever way the metric runs.
 const rows: [string, string, boolean][] = [
@@ -371,14 +376,18 @@ const sc = results.scale ?? {};
 const spread = (xs: number[] | undefined) => (xs?.length ? `${(median(xs) / 1000).toFixed(2)} s (${(Math.min(...xs) / 1000).toFixed(2)}-${(Math.max(...xs) / 1000).toFixed(2)})` : "-");
 
 console.log(`\n${rounds} rounds, ${mib} MiB bulk, ${requests} requests; connect to ClusterIP ${"bench-echo"} vs kubectl port-forward to its one pod; medians over rounds`);
-console.log("| metric | kubectl port-forward | ktctl connect | connect advantage (x) | ktctl forward --via shadow, same pod (the tunnel alone) |\n|---|---|---|---|---|");
+console.log(
+  "| metric | kubectl port-forward | ktctl connect | connect advantage (x) | ktctl connect --via pod | --via pod advantage (x) | ktctl forward --via shadow, same pod (the tunnel alone) |\n|---|---|---|---|---|---|---|",
+);
 for (const [label, key, higherIsBetter] of rows) {
-  const [kv, cv, fv] = [m(k[key]), m(c[key]), m(f[key])];
-  console.log(`| ${label} | ${kv.toFixed(2)} | ${cv.toFixed(2)} | ${(higherIsBetter ? cv / kv : kv / cv).toFixed(2)} | ${fv.toFixed(2)} |`);
+  const [kv, cv, pv, fv] = [m(k[key]), m(c[key]), m(p[key]), m(f[key])];
+  const advantage = (v: number) => (higherIsBetter ? v / kv : kv / v).toFixed(2);
+  console.log(`| ${label} | ${kv.toFixed(2)} | ${cv.toFixed(2)} | ${advantage(cv)} | ${pv.toFixed(2)} | ${advantage(pv)} | ${fv.toFixed(2)} |`);
 }
 console.log("\n| start to first successful request | median (min-max) |\n|---|---|");
 console.log(`| ktctl connect, new shadow, by name (curl http://bench-echo/) | ${spread(c.firstAnswerMs)} |`);
 console.log(`| - as ktctl reports it ("Connected ... in") | ${spread(c.reportedReadyMs)} |`);
+console.log(`| ktctl connect --via pod, no shadow, by name | ${spread(p.firstAnswerMs)} |`);
 console.log(`| ktctl connect --shareShadow, shadow already running, by name | ${spread(s.firstAnswerMs)} |`);
 console.log(`| ktctl connect, ${serviceCount} services / ${scale.endpoints} endpoints, by name (${`svc-${String(serviceCount - 1).padStart(3, "0")}`}) | ${spread(sc.firstAnswerMs)} |`);
 console.log(`| kubectl port-forward, to 127.0.0.1 (no name) | ${spread(k.firstAnswerMs)} |`);

@@ -196,6 +196,12 @@ const tools: Tool[] = [
     start: (namespace, url) => toFirstAnswer(url, () => startKtctl(["-n", namespace, "connect", "--mode", "system"], { KTCTL_HOME: home })),
     host: (name, namespace) => `${name}.${namespace}`,
   },
+  {
+    // Straight to the pods through their port-forwards, as kubefwd goes; no shadow pod.
+    name: "ktctl connect --via pod",
+    start: (namespace, url) => toFirstAnswer(url, () => startKtctl(["-n", namespace, "connect", "--mode", "system", "--via", "pod"], { KTCTL_HOME: home })),
+    host: (name, namespace) => `${name}.${namespace}`,
+  },
 ];
 if ("path" in ktBin) {
   tools.push({

@@ -126,6 +126,15 @@ export function rowsOf(o: BenchOutputs): Row[] {
     const ktctlMem = Object.entries(o.connect.memory).find(([name]) => name.startsWith("ktctl connect") && name.includes("(1 service)"))?.[1];
     rows.push(absolute("connect", "ktctl RSS peak after bulk (MiB)", mib(ktctlMem?.peak), { text: GOALS.ktctlBulk, max: 96 }));
     rows.push(absolute("connect", "shadow RSS peak after bulk (MiB)", mib(o.connect.memory["shadow pod (after the same load)"]?.peak), { text: GOALS.shadowBulk, max: 64 }));
+    // --via pod: straight to the pods through their port-forwards, no shadow (runs of older builds have none).
+    const pod = r["ktctl connect --via pod"];
+    if (pod) {
+      const area = "connect --via pod";
+      if (r["kubectl port-forward"]) rows.push(...tunnelRows(area, pod, r["kubectl port-forward"]).slice(0, 3));
+      rows.push(absolute(area, "start to first answer by name (ms)", median(pod.firstAnswerMs), { text: GOALS.connectStart, max: 1500 }));
+      const podMem = Object.entries(o.connect.memory).find(([name]) => name.startsWith("ktctl connect --via pod"))?.[1];
+      rows.push(absolute(area, "ktctl RSS peak after bulk (MiB)", mib(podMem?.peak), { text: GOALS.ktctlBulk, max: 96 }));
+    }
   }
   if (o.exchange?.load) {
     const l = o.exchange.load;
@@ -149,20 +158,25 @@ export function rowsOf(o: BenchOutputs): Row[] {
 
 function peerRows(p: PeersOutput): Row[] {
   const rows: Row[] = [];
-  const ours = p.connect["ktctl connect"] ?? {};
-  for (const peer of ["kt-connect connect", "kubefwd"]) {
-    const theirs = p.connect[peer];
-    if (!theirs) continue;
-    const area = `vs ${peer.split(" ")[0]}`;
-    const better = { text: GOALS.peer, min: 1.0 };
-    rows.push(compare(area, "start to first answer by name (ms)", median(ours.firstAnswerMs), peer, median(theirs.firstAnswerMs), false, better));
-    rows.push(compare(area, "bulk echo throughput, service by name (MB/s)", median(ours.bulkMBps), peer, median(theirs.bulkMBps), true, { text: GOALS.peerThroughput, min: 1.0 }));
-    rows.push(compare(area, "request on one connection, p50 (ms)", median(ours.keepaliveP50ms), peer, median(theirs.keepaliveP50ms), false, better));
-    rows.push(compare(area, "new connection per request, p50 (ms)", median(ours.freshP50ms), peer, median(theirs.freshP50ms), false, better));
-  }
-  const s = p.scale;
-  for (const peer of ["kt-connect connect", "kubefwd"]) {
-    if (s.ms[peer]) rows.push(compare(`vs ${peer.split(" ")[0]}`, `start to first answer by name, ${s.services} services (ms)`, median(s.ms["ktctl connect"]), peer, median(s.ms[peer]), false, { text: GOALS.peer, min: 1.0 }));
+  // connect's default (through its shadow) and --via pod (straight to the pods, as kubefwd goes).
+  for (const who of ["ktctl connect", "ktctl connect --via pod"]) {
+    const ours = p.connect[who];
+    if (!ours) continue;
+    const via = who === "ktctl connect" ? "" : " (--via pod)";
+    for (const peer of ["kt-connect connect", "kubefwd"]) {
+      const theirs = p.connect[peer];
+      if (!theirs) continue;
+      const area = `vs ${peer.split(" ")[0]}${via}`;
+      const better = { text: GOALS.peer, min: 1.0 };
+      rows.push(compare(area, "start to first answer by name (ms)", median(ours.firstAnswerMs), peer, median(theirs.firstAnswerMs), false, better));
+      rows.push(compare(area, "bulk echo throughput, service by name (MB/s)", median(ours.bulkMBps), peer, median(theirs.bulkMBps), true, { text: GOALS.peerThroughput, min: 1.0 }));
+      rows.push(compare(area, "request on one connection, p50 (ms)", median(ours.keepaliveP50ms), peer, median(theirs.keepaliveP50ms), false, better));
+      rows.push(compare(area, "new connection per request, p50 (ms)", median(ours.freshP50ms), peer, median(theirs.freshP50ms), false, better));
+    }
+    const s = p.scale;
+    for (const peer of ["kt-connect connect", "kubefwd"]) {
+      if (s.ms[peer] && s.ms[who]) rows.push(compare(`vs ${peer.split(" ")[0]}${via}`, `start to first answer by name, ${s.services} services (ms)`, median(s.ms[who]), peer, median(s.ms[peer]), false, { text: GOALS.peer, min: 1.0 }));
+    }
   }
   const ex = p.exchange;
   if (ex["kt-connect"]) {

@@ -26,6 +26,19 @@ import {
 } from "./harness.ts";
 
 const JAVA_PROBE = join(REPO, "test/e2e/fixtures/ConnectProbe.java");
+/** A service with no selector and one hand-written endpoint that names no pod (as for a database outside the cluster). */
+const MANUAL_SERVICE = (ip: string) => `apiVersion: v1
+kind: Service
+metadata: { name: connect-manual, namespace: ${DEMO_NS} }
+spec: { ports: [{ port: 80, targetPort: 8080, protocol: TCP }] }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: connect-manual-1, namespace: ${DEMO_NS}, labels: { kubernetes.io/service-name: connect-manual } }
+addressType: IPv4
+endpoints: [{ addresses: ["${ip}"] }]
+ports: [{ port: 8080, protocol: TCP }]
+`;
 const LAPTOP_ETC = `/etc/netns/${LAPTOP_NS}`;
 let home: string;
 let env: Record<string, string>;
@@ -235,6 +248,59 @@ describe("connect", () => {
     await expectUnreachable();
     await eventually(async () => expect(await sessionObjects(id)).toEqual([]), 30_000);
   }, 180_000);
+
+  test("--via pod: straight to the pods with no shadow; a service whose endpoint is no pod starts the shadow on demand; Ctrl-C restores all", async () => {
+    const before = await laptopState();
+    const ktctl = start(["--mode", "system", "--via", "pod"]);
+    let id = "";
+    try {
+      id = await sessionOf(ktctl);
+      expect(ktctl.output()).toContain("straight to the pods");
+      expect(await curlJson("http://echo/via-pod")).toMatchObject({ name: "echo", path: "/via-pod" });
+      expect(await curlJson(`http://${echoIp}/by-cluster-ip`)).toMatchObject({ name: "echo" });
+      const pods = await podsOf("echo");
+      expect((await curlJson(`http://${pods[0]!.ip}:8080/by-pod-ip`)).pod).toBe(pods[0]!.name);
+      expect(await tcpEcho("tcp-echo", "plain-tcp-straight")).toBe("plain-tcp-straight");
+      expect(await curlJson(`http://echo.${DEMO2_NS}/`)).toMatchObject({ namespace: DEMO2_NS });
+      // The laptop namespace reaches nothing but the API server: these answers came through the
+      // pods' own port-forwards, and no shadow pod exists.
+      expect(ktctl.output()).toMatch(new RegExp(`connection to ${echoIp.replace(/\./g, "\\.")}:80: straight to pod echo-\\S+:8080`));
+      expect(ktctl.output()).not.toContain("Starting a shadow pod");
+      expect((await sessionObjects(id)).filter((n) => n.startsWith("pod/"))).toEqual([]);
+
+      // A service without a selector, its one endpoint the echo pod's address with no pod named:
+      // only the cluster knows where that goes, so the shadow starts for it.
+      await kubectlOk(["apply", "-f", "-"], { stdin: MANUAL_SERVICE(echoPod.ip) });
+      const manualIp = await eventually(() => clusterIpOf("connect-manual"), 20_000);
+      expect((await eventually(() => curlJson(`http://${manualIp}/manual`), 60_000)).path).toBe("/manual");
+      expect(ktctl.output()).toContain(`Starting a shadow pod: a connection to ${manualIp}:80 needs it`);
+      expect((await sessionObjects(id)).filter((n) => n.startsWith("pod/"))).toHaveLength(1);
+      // The pods still go straight.
+      expect(await curlJson("http://echo/still-straight")).toMatchObject({ path: "/still-straight" });
+    } finally {
+      expect(await ktctl.stop("SIGINT")).toBe(130);
+      await kubectl(["-n", DEMO_NS, "delete", "service,endpointslice", "connect-manual", "connect-manual-1", "--ignore-not-found"]);
+    }
+    expect(await laptopState()).toEqual(before);
+    await expectUnreachable();
+    await eventually(async () => expect(await sessionObjects(id)).toEqual([]), 30_000);
+  }, 180_000);
+
+  test("--via pod in proxy mode: names resolved by ktctl go straight to the pods, no shadow", async () => {
+    const ktctl = start(["--mode", "proxy", "--proxyPort", "0", "--via", "pod"]);
+    let id = "";
+    try {
+      id = await sessionOf(ktctl);
+      const port = Number(/proxy on 127\.0\.0\.1:(\d+)/.exec(await ktctl.waitForOutput(/proxy on 127\.0\.0\.1:\d+/))![1]);
+      expect(await curlJson(`http://echo.${DEMO_NS}.svc.cluster.local/socks`, ["--socks5-hostname", `127.0.0.1:${port}`])).toMatchObject({ path: "/socks" });
+      expect(await curlJson("http://echo-headless:8080/headless", ["-x", `http://127.0.0.1:${port}`])).toMatchObject({ path: "/headless" });
+      expect(ktctl.output()).toMatch(/connection to echo\.demo\.svc\.cluster\.local:80: straight to pod echo-\S+:8080/);
+      expect((await sessionObjects(id)).filter((n) => n.startsWith("pod/"))).toEqual([]);
+    } finally {
+      expect(await ktctl.stop("SIGINT")).toBe(130);
+    }
+    await eventually(async () => expect(await sessionObjects(id)).toEqual([]), 30_000);
+  }, 120_000);
 
   test("--dryRun prints the plan and changes nothing", async () => {
     const before = await laptopState();

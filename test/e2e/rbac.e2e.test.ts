@@ -101,7 +101,7 @@ interface Outcome {
 async function runMode(name: string): Promise<Outcome> {
   const mode = MODES.find((m) => m.name === name)!;
   const home = mkdtempSync(join(scratch, "home-"));
-  if (name.startsWith("connect-") && name !== "connect-proxy") await laptopQuiet();
+  if (name === "connect-system" || name === "connect-hosts") await laptopQuiet();
   // The laptop's server takes PORT; forward needs a free local port of its own.
   const local = name === "forward" ? PORT + 1 : PORT;
   const proc = Bun.spawn(ktctlArgv(kubeconfig, NS, mode.args(local)), {
@@ -202,17 +202,23 @@ describe("one verb taken away", () => {
     return g;
   };
 
-  test("forward straight to the pods needs no right to create or delete pods, as kubectl port-forward", async () => {
-    const create = grantNamed("create pods");
-    await grant(without(grantNamed("delete pods"), without(create)), create);
-    const outcome = await runMode("forward");
-    expect({ kind: outcome.kind, answer: outcome.answer, output: outcome.kind === "ready" ? "" : outcome.output }).toEqual({
-      kind: "ready",
-      answer: expect.stringMatching(/^echo-/),
-      output: "",
-    });
-    await expectNothingLeft("forward without create and delete pods");
-  }, 180_000);
+  // Straight to the pods, as kubectl port-forward and kubefwd go: no shadow, so no pod to create or delete.
+  for (const [mode, label] of [
+    ["forward", "forward straight to the pods"],
+    ["connect-pod", "connect --via pod"],
+  ] as const) {
+    test(`${label} needs no right to create or delete pods`, async () => {
+      const create = grantNamed("create pods");
+      await grant(without(grantNamed("delete pods"), without(create)), create);
+      const outcome = await runMode(mode);
+      expect({ kind: outcome.kind, answer: outcome.answer, output: outcome.kind === "ready" ? "" : outcome.output }).toEqual({
+        kind: "ready",
+        answer: expect.stringMatching(/^echo-/),
+        output: "",
+      });
+      await expectNothingLeft(`${label} without create and delete pods`);
+    }, 180_000);
+  }
 
   if (!FULL) {
     for (const [mode, name] of REPRESENTATIVE) {

@@ -56,6 +56,8 @@ export const MODES: Mode[] = [
   { name: "connect-system", args: () => ["connect", "--mode", "system"], ready: /Connected to namespace \S+ in [\d.]+s/ },
   { name: "connect-hosts", args: () => ["connect", "--mode", "hosts"], ready: /Connected to namespace \S+ in [\d.]+s/ },
   { name: "connect-proxy", args: () => ["connect", "--mode", "proxy", "--proxyPort", "0"], ready: /Connected to namespace \S+ in [\d.]+s/ },
+  // Straight to the pods: no shadow while every connection finds its pod (proxy mode, so it can run beside a system-mode connect).
+  { name: "connect-pod", args: () => ["connect", "--mode", "proxy", "--proxyPort", "0", "--via", "pod"], ready: /Connected to namespace \S+ in [\d.]+s/ },
   { name: "exchange-selector", args: (port) => ["exchange", "echo", "--expose", `${port}:80`], ready: /exchanged svc\/echo in [\d.]+s/ },
   { name: "exchange-scale", args: (port) => ["exchange", "deployment/echo", "--mode", "scale", "--expose", `${port}:80`], ready: /exchanged deployment\/echo in [\d.]+s/ },
   { name: "mesh", args: (port) => ["mesh", "echo", "--expose", `${port}:80`, "--versionMark", "rel"], ready: /\bMARK \S/ },
@@ -86,7 +88,7 @@ const fromLaptop = async (url: string, extra: string[] = []): Promise<string> =>
 export async function probe(mode: string, namespace: string, port: number, output: string): Promise<string> {
   if (mode === "forward") return fromLaptop(`http://127.0.0.1:${port}/`);
   if (mode === "connect-system" || mode === "connect-hosts") return fromLaptop(`http://echo.${namespace}/`);
-  if (mode === "connect-proxy") {
+  if (mode === "connect-proxy" || mode === "connect-pod") {
     const proxy = /proxy on 127\.0\.0\.1:(\d+)/.exec(output)?.[1];
     if (!proxy) throw new Error("connect printed no proxy port");
     return fromLaptop(`http://echo.${namespace}/`, ["-x", `http://127.0.0.1:${proxy}`]);

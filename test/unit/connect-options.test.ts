@@ -11,7 +11,7 @@ const parse = (args: Record<string, unknown>, host = linuxRoot) => parseConnectO
 
 describe("connect options", () => {
   test("defaults: system as root on Linux, proxy otherwise", () => {
-    expect(parse({})).toMatchObject({ mode: "system", dnsMode: "auto", proxyPort: 2223, clusterDomain: "cluster.local", disablePodIp: false, dryRun: false });
+    expect(parse({})).toMatchObject({ mode: "system", dnsMode: "auto", proxyPort: 2223, clusterDomain: "cluster.local", disablePodIp: false, via: "shadow", dryRun: false });
     expect(parse({}, { platform: "linux", isRoot: false }).mode).toBe("proxy");
     expect(parse({}, { platform: "darwin", isRoot: true }).mode).toBe("proxy");
     expect(parse({}, { platform: "win32", isRoot: true }).mode).toBe("proxy");
@@ -29,6 +29,7 @@ describe("connect options", () => {
     expect(o.exclude.map(formatCidr)).toEqual(["10.96.0.0/24", "192.168.1.1/32"]);
     expect(o.proxyPort).toBe(0);
     expect(o.clusterDomain).toBe("corp.internal");
+    expect(parse({ via: "pod" }).via).toBe("pod");
   });
 
   test("refusals are usage errors that name the flag", () => {
@@ -53,6 +54,7 @@ describe("connect options", () => {
     refused({ proxyPort: "x" }, 'invalid --proxyPort "x"');
     refused({ excludeIps: "10.0.0.0/40" }, 'invalid --excludeIps "10.0.0.0/40"');
     refused({ clusterDomain: "bad domain" }, "invalid --clusterDomain");
+    refused({ via: "pods" }, 'invalid --via "pods": expected shadow or pod');
   });
 
   test("the plugin follows the contract: name, API version, a lazy command", async () => {

@@ -22,6 +22,16 @@ describe("records", () => {
       service: "svc",
       endpoints: [{ ip: "10.244.0.1", ready: false, hostname: "w-0" }],
       ports: [],
+      namedPorts: [],
+    });
+    expect(sliceRecordOf(endpointSlice("demo", "s", "svc", [{ ip: "10.244.0.2", pod: "svc-abc" }], [{ name: "http", port: 8080 }, 9090]))).toEqual({
+      service: "svc",
+      endpoints: [{ ip: "10.244.0.2", ready: true, pod: "svc-abc" }],
+      ports: [8080, 9090],
+      namedPorts: [
+        { name: "http", port: 8080 },
+        { name: "", port: 9090 },
+      ],
     });
     expect(sliceRecordOf({ ...endpointSlice("demo", "s", "svc", []), addressType: "IPv6" })).toBeUndefined();
     expect(sliceRecordOf({ metadata: { name: "orphan" } })).toBeUndefined();

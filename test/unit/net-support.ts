@@ -114,8 +114,8 @@ export function endpointSlice(
   namespace: string,
   name: string,
   serviceName: string,
-  endpoints: { ip: string; ready?: boolean; hostname?: string }[],
-  ports: number[] = [],
+  endpoints: { ip: string; ready?: boolean; hostname?: string; pod?: string }[],
+  ports: (number | { name: string; port: number })[] = [],
 ): any {
   return {
     apiVersion: "discovery.k8s.io/v1",
@@ -126,8 +126,9 @@ export function endpointSlice(
       addresses: [e.ip],
       ...(e.ready === undefined ? {} : { conditions: { ready: e.ready } }),
       ...(e.hostname ? { hostname: e.hostname } : {}),
+      ...(e.pod ? { targetRef: { kind: "Pod", namespace, name: e.pod } } : {}),
     })),
-    ports: ports.map((port) => ({ port, protocol: "TCP" })),
+    ports: ports.map((port) => (typeof port === "number" ? { port, protocol: "TCP" } : { ...port, protocol: "TCP" })),
   };
 }
 

@@ -2,7 +2,7 @@
 // listed and watched from the start; another namespace is watched from the first time a name in it
 // turns out to be a service there, so `svc.other-ns` works without watching the whole cluster.
 
-import type { Kube } from "../../../core/plugin-api.ts";
+import type { Kube, PodRef } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
 import type { EndpointRecord, NameView, ServicePortRecord, ServiceRecord } from "./cluster-names.ts";
 
@@ -30,11 +30,18 @@ export interface ClusterIndexOptions {
   now?: () => number;
 }
 
-interface SliceRecord {
+export interface SliceRecord {
   service: string;
   endpoints: EndpointRecord[];
   /** TCP ports the slice's endpoints serve (the service's target ports). */
   ports: number[];
+  /** The same ports by the service port's name ("" for an unnamed one): how a service port finds its target port. */
+  namedPorts: { name: string; port: number }[];
+}
+
+interface AddressBook {
+  services: Map<string, ServiceRecord>;
+  pods: Map<string, PodRef>;
 }
 
 interface NamespaceState {
@@ -88,13 +95,14 @@ export function sliceRecordOf(obj: any): SliceRecord | undefined {
     const ready = endpoint?.conditions?.ready !== false;
     for (const ip of endpoint?.addresses ?? []) {
       if (!isIPv4(ip)) continue;
-      endpoints.push({ ip, ready, ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}) });
+      const pod = endpoint?.targetRef?.kind === "Pod" && endpoint.targetRef.name ? String(endpoint.targetRef.name) : undefined;
+      endpoints.push({ ip, ready, ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}), ...(pod ? { pod } : {}) });
     }
   }
-  const ports = (obj.ports ?? [])
+  const namedPorts = (obj.ports ?? [])
     .filter((p: any) => (p?.protocol ?? "TCP") === "TCP" && Number.isInteger(p?.port))
-    .map((p: any) => Number(p.port));
-  return { service, endpoints, ports };
+    .map((p: any) => ({ name: String(p.name ?? ""), port: Number(p.port) }));
+  return { service, endpoints, ports: namedPorts.map((p: { port: number }) => p.port), namedPorts };
 }
 
 export class ClusterIndex implements NameView {
@@ -109,6 +117,8 @@ export class ClusterIndex implements NameView {
   private readonly now: () => number;
   /** Every namespace is seen through cluster-wide watches: absent means absent, no lookups needed. */
   private clusterWide = false;
+  /** Dropped on every change; connections ask by address far more often than the index changes. */
+  private addressBook?: AddressBook;
 
   constructor(private readonly options: ClusterIndexOptions) {
     this.kube = options.kube;
@@ -150,6 +160,11 @@ export class ClusterIndex implements NameView {
     return state.ready;
   }
 
+  /** Settles once every namespace being indexed has its first lists in (one found by a name a moment ago included). */
+  async listed(): Promise<void> {
+    await Promise.all([...this.namespacesState.values()].map((state) => state.ready.catch(() => undefined)));
+  }
+
   /** Namespaces being indexed. */
   namespaces(): string[] {
     return [...this.namespacesState.keys()].sort();
@@ -174,6 +189,22 @@ export class ClusterIndex implements NameView {
     const result: EndpointRecord[] = [];
     for (const slice of state.slices.values()) if (slice.service === service) result.push(...slice.endpoints);
     return result;
+  }
+
+  /** The endpoint slices of a service (its endpoints with their pods, and its target ports by name). */
+  slicesOf(namespace: string, service: string): SliceRecord[] {
+    const state = this.namespacesState.get(namespace);
+    return state ? [...state.slices.values()].filter((slice) => slice.service === service) : [];
+  }
+
+  /** The indexed service with this ClusterIP. */
+  serviceAt(ip: string): ServiceRecord | undefined {
+    return this.addresses().services.get(ip);
+  }
+
+  /** The pod an endpoint slice of an indexed namespace names for this address. */
+  podAt(ip: string): PodRef | undefined {
+    return this.addresses().pods.get(ip);
   }
 
   /** Every pod IP:port the endpoint slices of the indexed namespaces name (ready or not). */
@@ -247,7 +278,20 @@ export class ClusterIndex implements NameView {
     return state;
   }
 
+  /** ClusterIP -> service and pod IP -> pod, built on the first question after a change. */
+  private addresses(): AddressBook {
+    if (this.addressBook) return this.addressBook;
+    const book: AddressBook = { services: new Map(), pods: new Map() };
+    for (const [namespace, state] of this.namespacesState) {
+      for (const service of state.services.values()) for (const ip of service.clusterIPs) book.services.set(ip, service);
+      for (const slice of state.slices.values())
+        for (const endpoint of slice.endpoints) if (endpoint.pod) book.pods.set(endpoint.ip, { namespace, name: endpoint.pod });
+    }
+    return (this.addressBook = book);
+  }
+
   private changed(namespace: string) {
+    this.addressBook = undefined;
     for (const listener of this.listeners) {
       try {
         listener(namespace);

@@ -38,6 +38,8 @@ export interface EndpointRecord {
   ip: string;
   hostname?: string;
   ready: boolean;
+  /** The pod behind the address (the slice's targetRef), in the slice's namespace; absent for an endpoint that is no pod. */
+  pod?: string;
 }
 
 export type ClusterName =
