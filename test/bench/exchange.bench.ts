@@ -188,7 +188,7 @@ async function originalService(): Promise<{ name: string; remove(): Promise<void
     metadata: { name, namespace: DEMO_NS },
     spec: { selector: deployment.spec.selector.matchLabels, ports: [{ port: 80, targetPort: 8080 }] },
   };
-  const applied = await run(["kubectl", "apply", "-f", "-"], { stdin: JSON.stringify(service) });
+  const applied = await kubectl(["apply", "-f", "-"], { stdin: JSON.stringify(service) });
   if (applied.code !== 0) throw new Error(`creating service ${name}: ${applied.stderr}`);
   return { name, remove: async () => void (await kubectl(["-n", DEMO_NS, "delete", "service", name, "--ignore-not-found", "--wait=false"])) };
 }

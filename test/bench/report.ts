@@ -123,7 +123,7 @@ export function rowsOf(o: BenchOutputs): Row[] {
     if (r.scale?.readyRssKb) rows.push(absolute("connect", `ktctl RSS at its first answer, ${o.connect.scale.services} services (MiB)`, mib(median(r.scale.readyRssKb))));
     const idleName = r.scale?.readyRssKb ? "ktctl idle RSS" : "ktctl RSS at its first answer";
     rows.push(absolute("connect", `${idleName}, ${o.connect.scale.services} services (MiB)`, mib(median(r.scale?.idleRssKb)), r.scale?.readyRssKb ? { text: GOALS.ktctlIdle, max: 64 } : undefined));
-    const ktctlMem = Object.entries(o.connect.memory).find(([name]) => name.startsWith("ktctl connect") && name.includes("(1 service)"))?.[1];
+    const ktctlMem = Object.entries(o.connect.memory).find(([name]) => name.startsWith("ktctl connect, ") && name.includes("(1 service)"))?.[1];
     rows.push(absolute("connect", "ktctl RSS peak after bulk (MiB)", mib(ktctlMem?.peak), { text: GOALS.ktctlBulk, max: 96 }));
     rows.push(absolute("connect", "shadow RSS peak after bulk (MiB)", mib(o.connect.memory["shadow pod (after the same load)"]?.peak), { text: GOALS.shadowBulk, max: 64 }));
     // --via pod: straight to the pods through their port-forwards, no shadow (runs of older builds have none).
