@@ -114,7 +114,7 @@ export function endpointSlice(
   namespace: string,
   name: string,
   serviceName: string,
-  endpoints: { ip: string; ready?: boolean; hostname?: string; pod?: string }[],
+  endpoints: { ip: string; ready?: boolean; hostname?: string; pod?: string; podUid?: string }[],
   ports: (number | { name: string; port: number })[] = [],
 ): any {
   return {
@@ -126,7 +126,7 @@ export function endpointSlice(
       addresses: [e.ip],
       ...(e.ready === undefined ? {} : { conditions: { ready: e.ready } }),
       ...(e.hostname ? { hostname: e.hostname } : {}),
-      ...(e.pod ? { targetRef: { kind: "Pod", namespace, name: e.pod } } : {}),
+      ...(e.pod ? { targetRef: { kind: "Pod", namespace, name: e.pod, ...(e.podUid ? { uid: e.podUid } : {}) } } : {}),
     })),
     ports: ports.map((port) => (typeof port === "number" ? { port, protocol: "TCP" } : { ...port, protocol: "TCP" })),
   };

@@ -12,7 +12,7 @@ async function pathsOver(extra: any[] = []) {
       "web-a",
       "web",
       [
-        { ip: "10.244.0.11", pod: "web-1" },
+        { ip: "10.244.0.11", pod: "web-1", podUid: "uid-web-1" },
         { ip: "10.244.0.12", pod: "web-2" },
         { ip: "10.244.0.13", pod: "web-3", ready: false },
       ],
@@ -36,7 +36,8 @@ describe("connect --via pod: the pod port a connection lands on", () => {
     const { index, paths } = await pathsOver();
     const picks = [1, 2, 3, 4].map(() => paths.ofAddress("10.96.0.10", 80));
     expect(picks.map((p) => `${p?.pod.name}:${p?.port}`)).toEqual(["web-1:8080", "web-2:8080", "web-1:8080", "web-2:8080"]);
-    expect(paths.ofAddress("10.96.0.10", 9000)).toEqual({ pod: { namespace: "demo", name: "web-1" }, port: 9001 });
+    // The uid goes with the pod: one recreated under the same name gets a connection of its own.
+    expect(paths.ofAddress("10.96.0.10", 9000)).toEqual({ pod: { namespace: "demo", name: "web-1", uid: "uid-web-1" }, port: 9001 });
     index.close();
   });
 

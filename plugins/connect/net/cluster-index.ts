@@ -4,7 +4,7 @@
 
 import type { Kube, PodRef } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
-import type { EndpointRecord, NameView, ServicePortRecord, ServiceRecord } from "./cluster-names.ts";
+import { podRefOf, type EndpointRecord, type NameView, type ServicePortRecord, type ServiceRecord } from "./cluster-names.ts";
 
 export type IndexKube = Pick<Kube, "request" | "watch">;
 
@@ -95,8 +95,13 @@ export function sliceRecordOf(obj: any): SliceRecord | undefined {
     const ready = endpoint?.conditions?.ready !== false;
     for (const ip of endpoint?.addresses ?? []) {
       if (!isIPv4(ip)) continue;
-      const pod = endpoint?.targetRef?.kind === "Pod" && endpoint.targetRef.name ? String(endpoint.targetRef.name) : undefined;
-      endpoints.push({ ip, ready, ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}), ...(pod ? { pod } : {}) });
+      const ref = endpoint?.targetRef?.kind === "Pod" && endpoint.targetRef.name ? endpoint.targetRef : undefined;
+      endpoints.push({
+        ip,
+        ready,
+        ...(endpoint.hostname ? { hostname: String(endpoint.hostname) } : {}),
+        ...(ref ? { pod: String(ref.name), ...(ref.uid ? { podUid: String(ref.uid) } : {}) } : {}),
+      });
     }
   }
   const namedPorts = (obj.ports ?? [])
@@ -285,7 +290,7 @@ export class ClusterIndex implements NameView {
     for (const [namespace, state] of this.namespacesState) {
       for (const service of state.services.values()) for (const ip of service.clusterIPs) book.services.set(ip, service);
       for (const slice of state.slices.values())
-        for (const endpoint of slice.endpoints) if (endpoint.pod) book.pods.set(endpoint.ip, { namespace, name: endpoint.pod });
+        for (const endpoint of slice.endpoints) if (endpoint.pod) book.pods.set(endpoint.ip, podRefOf(namespace, endpoint)!);
     }
     return (this.addressBook = book);
   }

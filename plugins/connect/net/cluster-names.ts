@@ -12,6 +12,7 @@
 // text may be a real name elsewhere (`intranet.corp`, `github.com`). A search-list artefact such as
 // `echo.demo.svc.cluster.local.corp.example` has none of these forms and is forwarded.
 
+import type { PodRef } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
 
 export const DEFAULT_CLUSTER_DOMAIN = "cluster.local";
@@ -40,6 +41,13 @@ export interface EndpointRecord {
   ready: boolean;
   /** The pod behind the address (the slice's targetRef), in the slice's namespace; absent for an endpoint that is no pod. */
   pod?: string;
+  /** That pod's uid: a pod recreated under the same name is another pod. */
+  podUid?: string;
+}
+
+/** The pod an endpoint names, as the pod streams key it; undefined for an endpoint that is no pod. */
+export function podRefOf(namespace: string, endpoint: EndpointRecord): PodRef | undefined {
+  return endpoint.pod ? { namespace, name: endpoint.pod, ...(endpoint.podUid ? { uid: endpoint.podUid } : {}) } : undefined;
 }
 
 export type ClusterName =

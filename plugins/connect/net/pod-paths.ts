@@ -8,7 +8,7 @@
 
 import type { PodRef } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
-import { answerName, classifyName, type EndpointRecord, type NameView, type NamingContext, type ServiceRecord } from "./cluster-names.ts";
+import { answerName, classifyName, podRefOf, type EndpointRecord, type NameView, type NamingContext, type ServiceRecord } from "./cluster-names.ts";
 
 export interface PodPath {
   pod: PodRef;
@@ -69,9 +69,10 @@ export class PodPaths {
       if (!target) continue;
       for (const endpoint of slice.endpoints) {
         if (!endpoint.ready) continue;
+        const pod = podRefOf(service.namespace, endpoint);
         // An endpoint that is no pod (a selector-less service's own addresses): only the cluster reaches it.
-        if (!endpoint.pod) return undefined;
-        ready.push({ pod: { namespace: service.namespace, name: endpoint.pod }, port: target.port });
+        if (!pod) return undefined;
+        ready.push({ pod, port: target.port });
       }
     }
     if (!ready.length) return undefined;
