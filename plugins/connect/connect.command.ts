@@ -19,6 +19,8 @@ import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 
 /** Every --shareShadow connect of a user to a namespace shares the one shadow made for this key. */
 const SHARE_KEY = "connect";
+/** How long --via pod's start waits to learn whether the API server carries streams straight to pods. */
+const WARM_WAIT_MS = 3_000;
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 /** For --debug: how far into the process (its start included) a phase of the start ended. */
@@ -112,17 +114,21 @@ const connect: CommandFactory = (api) =>
       let sessionEnding = false;
       const shadowOptions: ShadowOptions = { role: "connect", ...(options.shareShadow ? { share: { key: SHARE_KEY } } : {}) };
       let shadowStart: Promise<Shadow> | undefined;
-      /** `why` is said when the shadow starts on demand; the default connect starts it in step 2. */
-      const shadow = (why?: string): Promise<Shadow> => {
+      /**
+       * `why` is said when the shadow starts for a reason (--via pod); the default connect starts it
+       * in step 2. A start on demand that fails is said once: the pods stay reachable, so connect
+       * goes on. One in step 2 that fails ends the connect with its own error.
+       */
+      const shadow = (why?: string, onDemand = false): Promise<Shadow> => {
         if (!shadowStart) {
           shadowStart = sessionReady.then((session) => {
             // A connection that comes while the session ends gets no new pod to be removed again.
-            if (sessionEnding) throw new KtctlError("connect is ending", ExitCode.failure);
+            if (sessionEnding) throw new KtctlError("connect is ending", ExitCode.interrupted);
             if (why) api.logger.info(`Starting a shadow pod: ${why}`);
             return api.startShadow(session, shadowOptions);
           });
           shadowStart.catch((error) => {
-            if (why && !sessionEnding) api.logger.warn(`the shadow pod could not start (${errorText(error)}); connections that no pod can take fail until connect starts again`);
+            if (onDemand && !sessionEnding) api.logger.warn(`the shadow pod could not start (${errorText(error)}); connections that no pod can take fail until connect starts again`);
           });
         }
         return shadowStart;
@@ -130,11 +136,13 @@ const connect: CommandFactory = (api) =>
       const pods = options.via === "pod" ? kube.podStreams() : undefined;
       const podPaths = new PodPaths(index, context);
       const throughShadow: OpenStream = async (host, port) =>
-        (await shadow(pods ? `a connection to ${host}:${port} needs it (no pod to go to straight)` : undefined)).tunnel.openStream(host, port);
+        (await (pods ? shadow(`a connection to ${host}:${port} needs it (no pod to go to straight)`, true) : shadow())).tunnel.openStream(host, port);
       const straightOrShadow: OpenStream = async (host, port) => {
         const path = pods!.usable ? await podPaths.of(host, port) : undefined;
         // undefined: the API server cannot carry these streams straight (v4 only); the shadow can.
-        const stream = path && (await pods!.open(path.pod, path.port));
+        // A pod whose connection cannot open (deleted before the index heard of it): the cluster
+        // knows where the address goes now.
+        const stream = path && (await pods!.open(path.pod, path.port).catch((error) => void api.logger.debug(`pod ${path.pod.name}: ${errorText(error)}`)));
         if (!stream) return throughShadow(host, port);
         api.logger.debug(`connection to ${host}:${port}: straight to pod ${path.pod.name}:${path.port}`);
         return stream;
@@ -142,7 +150,14 @@ const connect: CommandFactory = (api) =>
       const counter = countConnections(pods ? straightOrShadow : throughShadow);
       const cluster: OpenStream = counter.open;
 
+      // --via pod: one pod's port-forward connection opens now (offering SPDY only, so nothing in
+      // the pod is reached), which tells before the first connection whether streams can go
+      // straight to the pods, and saves that pod's first connection the API server's upgrade.
+      const firstPod = pods ? podPaths.anyPod(index.services(namespace)) : undefined;
+      const warmed = firstPod ? pods!.warm(firstPod.pod, firstPod.port) : undefined;
+
       const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch(async (error) => {
+        pods?.close();
         index.close();
         await abandonSession(error);
         throw error;
@@ -188,12 +203,16 @@ const connect: CommandFactory = (api) =>
         // The plan is made now, with the session's id in every name, and checked before anything runs.
         const plan = driver.prepare(spec, laptop.facts);
         await Promise.all([pods ? undefined : shadow(), executor.apply(plan.actions)]);
+        // Bounded: a warm-up that hangs leaves the choice to the first connection.
+        if (warmed) await Promise.race([warmed, new Promise<void>((resolve) => AbortSignal.timeout(WARM_WAIT_MS).addEventListener("abort", () => resolve()))]);
+        // Every connection needs the shadow after all: it starts now, as connect's default does.
+        if (pods && !pods.usable) await shadow("the API server's port-forward cannot carry TCP's half-close to the pods (v4 only)");
         // The proxy's notes are its settings, printed below once it is ready.
         if (!laptop.proxy) for (const note of plan.notes) api.logger.info(note);
         if (!pods) {
           const { podName, podIP } = await shadow();
           api.logger.debug(`start: shadow ${podName} (${podIP}) reached and laptop changed at ${sinceStart()}`);
-        } else api.logger.debug(`start: laptop changed at ${sinceStart()} (no shadow yet: --via pod)`);
+        } else api.logger.debug(`start: laptop changed at ${sinceStart()} (--via pod: ${pods.usable ? "no shadow yet" : "shadow up front"})`);
       } catch (error) {
         await release();
         await session.close(`connect failed: ${errorText(error)}`).catch((closeError) => api.logger.error(errorText(closeError)));
@@ -223,7 +242,7 @@ const connect: CommandFactory = (api) =>
 
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       api.logger.success(
-        `Connected to namespace ${namespace} in ${seconds}s (session ${session.id}, ${driver.name}${pods ? ", straight to the pods" : ""}; capturing ${capture.capture.map(formatCidr).join(", ") || "nothing"})`,
+        `Connected to namespace ${namespace} in ${seconds}s (session ${session.id}, ${driver.name}${pods?.usable ? ", straight to the pods" : ""}; capturing ${capture.capture.map(formatCidr).join(", ") || "nothing"})`,
       );
       if (laptop.proxy) {
         api.logger.info(`SOCKS5 and HTTP proxy on ${laptop.proxy.host}:${laptop.proxy.port}. To use it:`);

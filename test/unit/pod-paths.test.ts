@@ -24,6 +24,14 @@ async function pathsOver(extra: any[] = []) {
     endpointSlice("demo", "stateful-x", "stateful", [{ ip: "10.244.0.31", pod: "st-0", hostname: "st-0" }], [7000]),
     service("demo", "ext", { type: "ExternalName", externalName: "db.example.com" }),
     service("demo", "empty", { clusterIP: "10.96.0.40", clusterIPs: ["10.96.0.40"], ports: [{ port: 80 }] }),
+    service("demo", "starting", { clusterIP: "10.96.0.41", clusterIPs: ["10.96.0.41"], ports: [{ port: 80 }] }),
+    endpointSlice("demo", "starting-1", "starting", [{ ip: "10.244.0.41", pod: "starting-0", ready: false }], [8080]),
+    // One unnamed port, and a rolling update whose new pods serve the target port elsewhere (a named targetPort).
+    service("demo", "api", { clusterIP: "10.96.0.50", clusterIPs: ["10.96.0.50"], ports: [{ port: 80 }] }),
+    endpointSlice("demo", "api-old", "api", [{ ip: "10.244.0.51", pod: "api-old-0" }], [8080]),
+    endpointSlice("demo", "api-new", "api", [{ ip: "10.244.0.52", pod: "api-new-0" }], [9080]),
+    service("demo", "sticky", { clusterIP: "10.96.0.60", clusterIPs: ["10.96.0.60"], sessionAffinity: "ClientIP", ports: [{ port: 80 }] }),
+    endpointSlice("demo", "sticky-1", "sticky", [{ ip: "10.244.0.61", pod: "sticky-0" }, { ip: "10.244.0.62", pod: "sticky-1" }], [8080]),
     ...extra,
   ]);
   const index = new ClusterIndex({ kube: store.kube, namespaces: ["demo"] });
@@ -41,6 +49,30 @@ describe("connect --via pod: the pod port a connection lands on", () => {
     index.close();
   });
 
+  test("an unnamed port, its target port per slice: the pods of a rolling update each on their own port", async () => {
+    const { index, paths } = await pathsOver();
+    const picks = [1, 2, 3].map(() => paths.ofAddress("10.96.0.50", 80));
+    expect(picks.map((p) => `${p?.pod.name}:${p?.port}`)).toEqual(["api-old-0:8080", "api-new-0:9080", "api-old-0:8080"]);
+    index.close();
+  });
+
+  test("sessionAffinity ClientIP: this laptop is one client, its connections stick to one pod while it is ready", async () => {
+    const { index, store, paths } = await pathsOver();
+    expect([1, 2, 3].map(() => paths.ofAddress("10.96.0.60", 80)?.pod.name)).toEqual(["sticky-0", "sticky-0", "sticky-0"]);
+    store.put(endpointSlice("demo", "sticky-1", "sticky", [{ ip: "10.244.0.61", pod: "sticky-0", ready: false }, { ip: "10.244.0.62", pod: "sticky-1" }], [8080]));
+    expect([1, 2].map(() => paths.ofAddress("10.96.0.60", 80)?.pod.name)).toEqual(["sticky-1", "sticky-1"]);
+    store.put(endpointSlice("demo", "sticky-1", "sticky", [{ ip: "10.244.0.61", pod: "sticky-0" }, { ip: "10.244.0.62", pod: "sticky-1" }], [8080]));
+    expect(paths.ofAddress("10.96.0.60", 80)?.pod.name).toBe("sticky-1");
+    index.close();
+  });
+
+  test("one pod to open a port-forward connection to at the start: the first service's ready pod", async () => {
+    const { index, paths } = await pathsOver();
+    expect(paths.anyPod(index.services("demo"))).toEqual({ pod: { namespace: "demo", name: "api-old-0" }, port: 8080 });
+    expect(paths.anyPod(index.services("demo").filter((s) => s.name === "starting" || s.name === "empty"))).toBeUndefined();
+    index.close();
+  });
+
   test("a pod IP stays itself, on the port asked for", async () => {
     const { index, paths } = await pathsOver();
     expect(paths.ofAddress("10.244.0.12", 12345)).toEqual({ pod: { namespace: "demo", name: "web-2" }, port: 12345 });
@@ -49,11 +81,12 @@ describe("connect --via pod: the pod port a connection lands on", () => {
     index.close();
   });
 
-  test("left to the shadow: a port the service lacks, an endpoint that is no pod, no ready pod, an unknown address", async () => {
+  test("left to the shadow: a port the service lacks, an endpoint that is no pod, no endpoint or no ready one, an unknown address", async () => {
     const { index, paths } = await pathsOver();
     expect(paths.ofAddress("10.96.0.10", 81)).toBeUndefined();
     expect(paths.ofAddress("10.96.0.20", 5432)).toBeUndefined();
     expect(paths.ofAddress("10.96.0.40", 80)).toBeUndefined();
+    expect(paths.ofAddress("10.96.0.41", 80)).toBeUndefined();
     expect(paths.ofAddress("10.244.9.9", 80)).toBeUndefined();
     expect(paths.ofAddress("192.168.1.5", 5432)).toBeUndefined();
     index.close();

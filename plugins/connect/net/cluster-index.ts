@@ -81,6 +81,7 @@ export function serviceRecordOf(obj: any): ServiceRecord {
     headless: !externalName && (spec.clusterIP === "None" || (!ips.length && spec.type !== "ExternalName")),
     ...(externalName ? { externalName } : {}),
     publishNotReadyAddresses: spec.publishNotReadyAddresses === true,
+    ...(spec.sessionAffinity === "ClientIP" ? { clientIpAffinity: true } : {}),
     ports,
   };
 }

@@ -32,6 +32,8 @@ export interface ServiceRecord {
   /** Set for type ExternalName: the name answers as a CNAME to it. */
   externalName?: string;
   publishNotReadyAddresses: boolean;
+  /** `sessionAffinity: ClientIP`: every connection of one client goes to the same pod. */
+  clientIpAffinity?: boolean;
   ports: ServicePortRecord[];
 }
 

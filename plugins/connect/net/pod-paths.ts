@@ -1,7 +1,8 @@
 // `connect --via pod`: which pod port a connection lands on when ktctl takes it straight through
 // the pod's own port-forward instead of through the shadow. The answer must be the one the cluster
 // would give, or none: a ClusterIP's service port becomes its target port on one of the service's
-// ready pods (in turn, as kube-proxy spreads them), a pod IP stays itself. Anything ktctl cannot
+// ready pods (in turn, as kube-proxy spreads them; always the same one for a service with
+// `sessionAffinity: ClientIP`, the laptop being one client), a pod IP stays itself. Anything ktctl cannot
 // answer that way for certain (an ExternalName, a service port that does not exist, a service
 // with an endpoint that is no pod, an address no endpoint slice names) is left to the shadow, which
 // asks the cluster itself.
@@ -27,6 +28,8 @@ export interface PodPathView extends NameView {
 export class PodPaths {
   /** Per service port, how many connections it has sent: the next goes to the next ready pod. */
   private readonly turns = new Map<string, number>();
+  /** Per service with ClientIP affinity, the pod this laptop's connections stick to while it is ready. */
+  private readonly stuck = new Map<string, string>();
 
   constructor(
     private readonly view: PodPathView,
@@ -76,7 +79,24 @@ export class PodPaths {
       }
     }
     if (!ready.length) return undefined;
-    return ready[this.nextTurn(`${service.namespace}/${service.name}:${port}`) % ready.length];
+    const key = `${service.namespace}/${service.name}`;
+    if (service.clientIpAffinity) {
+      const chosen = ready.find((path) => path.pod.name === this.stuck.get(key)) ?? ready[0]!;
+      this.stuck.set(key, chosen.pod.name);
+      return chosen;
+    }
+    return ready[this.nextTurn(`${key}:${port}`) % ready.length];
+  }
+
+  /** A ready pod behind one of these services, to learn early how the API server reaches pods. */
+  anyPod(services: readonly ServiceRecord[]): PodPath | undefined {
+    for (const service of services) {
+      for (const slice of this.view.slicesOf(service.namespace, service.name)) {
+        const endpoint = slice.endpoints.find((e) => e.ready && e.pod);
+        if (endpoint && slice.namedPorts.length) return { pod: podRefOf(service.namespace, endpoint)!, port: slice.namedPorts[0]!.port };
+      }
+    }
+    return undefined;
   }
 
   private nextTurn(key: string): number {
