@@ -130,8 +130,9 @@ export interface PodStreams {
    * Opens the pod's port-forward connection ahead of its first stream (SPDY only: nothing in the
    * pod is reached until a stream opens), so that the first connection does not wait for the
    * API server's TLS and upgrade. Unused, it closes like any idle one. `port` only names the
-   * connection's purpose in the URL. Settles (never fails) once the attempt is over: `usable` is
-   * false by then if the API server turned out not to speak SPDY.
+   * connection's purpose in the URL. Settles (never fails) once the attempt is over, or after 3 s
+   * at most (the attempt goes on, and a stream asked for meanwhile waits for it): `usable` is false
+   * once the API server turned out not to speak SPDY.
    */
   warm(pod: PodRef, port: number): Promise<void>;
   /** Closes the pods' connections (and the streams on them). */

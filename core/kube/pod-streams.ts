@@ -28,6 +28,12 @@ export const POD_CONNECTION_IDLE_MS = 30_000;
  */
 export const POD_LIVENESS_MS = 2_000;
 
+/**
+ * The longest warm() keeps its caller waiting: an upgrade that hangs leaves the choice of path to
+ * the first stream (the attempt itself goes on).
+ */
+export const POD_WARM_WAIT_MS = 3_000;
+
 /** A pod's connection, or its opening, which streams asked for meanwhile wait on. */
 interface PodConnection {
   session: Promise<PortForwardSession | undefined>;
@@ -46,6 +52,7 @@ export interface PodStreamsOptions {
   openSession?: typeof openPortForwardSession;
   /** Opens a port-forward connection with no stream, for warm() (tests give their own). */
   openIdleSession?: typeof openIdlePortForwardSession;
+  warmWaitMs?: number;
 }
 
 export function createPodStreams(transport: Transport, options: PodStreamsOptions = {}): PodStreams {
@@ -53,6 +60,7 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
   const livenessMs = options.livenessMs ?? POD_LIVENESS_MS;
   const openSession = options.openSession ?? openPortForwardSession;
   const openIdleSession = options.openIdleSession ?? openIdlePortForwardSession;
+  const warmWaitMs = options.warmWaitMs ?? POD_WARM_WAIT_MS;
   const connections = new Map<string, PodConnection>();
   let closed = false;
   /** The API server answered with v4, or refused SPDY, or SPDY is ruled out here: it will again. */
@@ -133,32 +141,38 @@ export function createPodStreams(transport: Transport, options: PodStreamsOption
     return track(key, entry, session, stream);
   }
 
+  async function warmUp(pod: PodRef, port: number): Promise<void> {
+    const key = keyOf(pod);
+    const known = connections.get(key);
+    if (closed || v4Only || known) return void (await known?.session);
+    // A failed warm-up is nobody's failure: the first stream then opens a connection itself. A
+    // refusal of SPDY is known before anyone waiting on the entry looks again.
+    const opening = openIdleSession(transport, pod.namespace, pod.name, port).then(
+      (session) => {
+        if (session !== "no-spdy") return session;
+        v4Only = true;
+        return undefined;
+      },
+      () => undefined,
+    );
+    const entry: PodConnection = { streams: 0, session: opening };
+    connections.set(key, entry);
+    const session = await entry.session;
+    if (!session) return forget(key, entry);
+    if (closed) return session.close();
+    watchLiveness(pod, session);
+    void session.closed.then(() => forget(key, entry));
+    if (entry.streams === 0) closeWhenIdle(key, entry, session);
+  }
+
   return {
     get usable() {
       return !closed && !v4Only;
     },
     async warm(pod, port) {
-      const key = keyOf(pod);
-      const known = connections.get(key);
-      if (closed || v4Only || known) return void (await known?.session);
-      // A failed warm-up is nobody's failure: the first stream then opens a connection itself. A
-      // refusal of SPDY is known before anyone waiting on the entry looks again.
-      const opening = openIdleSession(transport, pod.namespace, pod.name, port).then(
-        (session) => {
-          if (session !== "no-spdy") return session;
-          v4Only = true;
-          return undefined;
-        },
-        () => undefined,
-      );
-      const entry: PodConnection = { streams: 0, session: opening };
-      connections.set(key, entry);
-      const session = await entry.session;
-      if (!session) return forget(key, entry);
-      if (closed) return session.close();
-      watchLiveness(pod, session);
-      void session.closed.then(() => forget(key, entry));
-      if (entry.streams === 0) closeWhenIdle(key, entry, session);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, warmWaitMs)));
+      await Promise.race([warmUp(pod, port).catch(() => undefined), waited]).finally(() => clearTimeout(timer));
     },
     async open(pod, port, first) {
       const key = keyOf(pod);

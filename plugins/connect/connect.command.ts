@@ -19,8 +19,6 @@ import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 
 /** Every --shareShadow connect of a user to a namespace shares the one shadow made for this key. */
 const SHARE_KEY = "connect";
-/** How long --via pod's start waits to learn whether the API server carries streams straight to pods. */
-const WARM_WAIT_MS = 3_000;
 
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 /** For --debug: how far into the process (its start included) a phase of the start ended. */
@@ -203,8 +201,8 @@ const connect: CommandFactory = (api) =>
         // The plan is made now, with the session's id in every name, and checked before anything runs.
         const plan = driver.prepare(spec, laptop.facts);
         await Promise.all([pods ? undefined : shadow(), executor.apply(plan.actions)]);
-        // Bounded: a warm-up that hangs leaves the choice to the first connection.
-        if (warmed) await Promise.race([warmed, new Promise<void>((resolve) => AbortSignal.timeout(WARM_WAIT_MS).addEventListener("abort", () => resolve()))]);
+        // Bounded by warm() itself: a warm-up that hangs leaves the choice to the first connection.
+        await warmed;
         // Every connection needs the shadow after all: it starts now, as connect's default does.
         if (pods && !pods.usable) await shadow("the API server's port-forward cannot carry TCP's half-close to the pods (v4 only)");
         // The proxy's notes are its settings, printed below once it is ready.

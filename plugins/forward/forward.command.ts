@@ -3,15 +3,6 @@ import { createResolver } from "./targets.ts";
 
 /** Pods whose port-forward connection opens at the start (a deployment of 20 does not get 20). */
 const WARM_PODS = 3;
-/** How long the start waits to learn from the warm-up whether the pods can be reached straight. */
-const WARM_WAIT_MS = 3_000;
-
-/** Resolves when `promise` settles or `ms` have passed, whichever comes first. */
-function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([promise.then(() => undefined, () => undefined), bound]).finally(() => clearTimeout(timer));
-}
 
 const forward: CommandFactory = (api) =>
   api.defineCommand({
@@ -116,8 +107,8 @@ const forward: CommandFactory = (api) =>
       sessionStarted(session);
       let endedEarly = false;
       void session.ended.then(() => (endedEarly = true));
-      // Bounded: a warm-up that hangs leaves the choice to the first connection.
-      if (warmed) await settledWithin(warmed, WARM_WAIT_MS);
+      // Bounded by warm() itself: a warm-up that hangs leaves the choice to the first connection.
+      if (warmed) await warmed;
       const why =
         via === "shadow"
           ? "--via shadow"

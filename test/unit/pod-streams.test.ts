@@ -102,7 +102,7 @@ async function firstStream(options: { idleCloseMs?: number; livenessMs?: number 
 }
 
 /** Pod streams whose openings, with a stream (`calls`) or without (`idle.calls`, warm), the test answers. */
-function warmablePods(options: { idleCloseMs?: number } = {}) {
+function warmablePods(options: { idleCloseMs?: number; warmWaitMs?: number } = {}) {
   const { calls, open } = opener();
   const idle = idleOpener();
   return { calls, idle, pods: createPodStreams(transport, { openSession: open, openIdleSession: idle.openIdle, ...options }) };
@@ -244,6 +244,22 @@ describe("pod streams", () => {
     await unused.closed;
     expect(unused.closeCalls).toBe(1);
     await opensNewConnection(pods, calls, other, 2);
+    pods.close();
+  });
+
+  test("warm(): an upgrade that hangs keeps its caller waiting only so long; a stream asked for then still rides it", async () => {
+    const { calls, idle, pods } = warmablePods({ warmWaitMs: 30 });
+    const started = performance.now();
+    await pods.warm(pod, 80);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(25);
+    expect(idle.calls.length).toBe(1);
+    expect(pods.usable).toBe(true);
+    const asked = pods.open(pod, 80, Buffer.from("GET"));
+    await turn();
+    const connection = idle.calls[0]!.answer("spdy")!;
+    expect(await asked).toBeDefined();
+    expect(calls.length).toBe(0);
+    expect(connection.streams.map((s) => [s.port, s.first?.toString()])).toEqual([[80, "GET"]]);
     pods.close();
   });
 
