@@ -1,6 +1,7 @@
 // A session: every change goes in as a journaled step with an undo, and close() takes them all back,
-// last first. The journal is written (local file and Lease) BEFORE a step is applied, so whichever
-// way the process ends (close, signal, SIGKILL, a lost laptop) something can finish the undo.
+// last first. The journal is written BEFORE a step is applied (the local file always, the Lease too
+// for a cluster step), so whichever way the process ends (close, signal, SIGKILL, a lost laptop)
+// something can finish the undo.
 
 import { hostname } from "node:os";
 import type { ConsolaInstance } from "consola";
@@ -93,10 +94,20 @@ export async function startSession(options: StartSessionOptions): Promise<LocalS
   let closeFromLoss: ((reason: string) => void) | undefined;
   const loss: { reason?: string } = {};
   const steps: JournalStep[] = [];
-  const { meta, lease } = await recordSession(kube, options, settings, steps, (reason) => {
-    loss.reason = reason;
-    closeFromLoss?.(reason);
-  });
+  // Until the session's state exists, the watchdog's pid goes straight to the local file (no step
+  // can be in it yet) and a watchdog that dies is started again.
+  const link: WatchdogLink = { closing: () => false, persistMeta: (meta) => writeLocalJournal(settings.home, { version: 1, meta, steps }) };
+  const { meta, lease, watchdog } = await recordSession(
+    kube,
+    options,
+    settings,
+    steps,
+    (reason) => {
+      loss.reason = reason;
+      closeFromLoss?.(reason);
+    },
+    link,
+  );
   const state: SessionState = {
     meta,
     lease,
@@ -107,8 +118,9 @@ export async function startSession(options: StartSessionOptions): Promise<LocalS
     },
   };
 
-  const journal = journalWriter(settings.home, state);
-  const watchdog = await guardWithWatchdog(options, settings, state, journal);
+  const journal = journalWriter(settings.home, state, logger);
+  link.closing = () => state.closing;
+  link.persistMeta = () => journal.persist(false);
   const stopRenewal = renewLease(settings, state);
   const runner = stepRunner(kube, settings, state, journal, watchdog);
 
@@ -173,7 +185,10 @@ function settingsOf(options: StartSessionOptions): SessionSettings {
 
 /**
  * Writes the journal in both places before anything else happens: the local file, then the Lease.
- * A Lease name already taken (a 409) means the id is someone else's: another id is drawn.
+ * The watchdog starts as soon as the file exists, so that its process start (tens of ms) overlaps
+ * the rights check and the Lease's creation instead of following them; a session that does not
+ * come about dismisses it. A Lease name already taken (a 409) means the id is someone else's:
+ * another id is drawn.
  */
 async function recordSession(
   kube: Kube,
@@ -181,16 +196,11 @@ async function recordSession(
   settings: SessionSettings,
   steps: JournalStep[],
   onLost: (reason: string) => void,
-): Promise<{ meta: SessionMeta; lease: SessionLease }> {
+  link: WatchdogLink,
+): Promise<{ meta: SessionMeta; lease: SessionLease; watchdog: WatchdogGuard }> {
   const namespace = kube.namespace;
   for (let attempt = 1; ; attempt++) {
     const id = newSessionId();
-    // The Lease is renewed (patch) and removed at the end (delete): both, or no session at all.
-    const leaseRef = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace, name: leaseName(id) };
-    await settings.rights.require(
-      (["patch", "delete"] as const).map((verb) => ({ verb, ref: leaseRef })),
-      `record session ${id} in a Lease`,
-    );
     const meta: SessionMeta = {
       id,
       owner: settings.owner,
@@ -211,12 +221,20 @@ async function recordSession(
       },
     };
     await writeLocalJournal(settings.home, { version: 1, meta, steps });
+    const watchdog = await guardWithWatchdog(options, settings, meta, link);
     const lease = new SessionLease(kube, meta, onLost, Math.max(2, settings.renewSeconds) * 1000);
     try {
+      // The Lease is renewed (patch) and removed at the end (delete): both, or no session at all.
+      const leaseRef = { apiVersion: "coordination.k8s.io/v1", kind: "Lease", namespace, name: leaseName(id) };
+      await settings.rights.require(
+        (["patch", "delete"] as const).map((verb) => ({ verb, ref: leaseRef })),
+        `record session ${id} in a Lease`,
+      );
       const created = await lease.create(steps);
       if (typeof created?.metadata?.creationTimestamp === "string") meta.started = created.metadata.creationTimestamp;
-      return { meta, lease };
+      return { meta, lease, watchdog };
     } catch (error) {
+      await watchdog.dismiss();
       await removeLocalJournal(settings.home, id);
       if (httpStatus(error) === 409 && attempt < MAX_ID_ATTEMPTS) continue;
       throw isKtctlError(error) ? error : new KtctlError(`cannot record the session in namespace ${namespace}: ${errorText(error)}`, ExitCode.failure);
@@ -227,24 +245,40 @@ async function recordSession(
 interface JournalWriter {
   /** Writes the current steps to the local file and, with toLease, to the Lease (unless it is lost). */
   persist(toLease: boolean): Promise<void>;
+  /**
+   * Brings the Lease's copy up to date without anyone waiting on it. For laptop steps: only this
+   * machine can undo them, from the local file (the watchdog, `clean`); the Lease only counts them
+   * for a `clean` elsewhere, so a round trip to the API server before each is time for nothing.
+   */
+  copyToLease(): void;
   /** Resolves when every write asked for so far has finished. */
   drained(): Promise<unknown>;
 }
 
-/** One queue, so the file and the Lease always get the latest state, in order. */
-function journalWriter(home: string, state: SessionState): JournalWriter {
-  let queue: Promise<unknown> = Promise.resolve();
+/** One queue per place, so the file and the Lease each always get the latest state, in order. */
+function journalWriter(home: string, state: SessionState, logger: ConsolaInstance): JournalWriter {
+  let files: Promise<unknown> = Promise.resolve();
+  let leases: Promise<unknown> = Promise.resolve();
+  const snapshot = () => state.steps.map((s) => ({ ...s }));
+  /** A Lease write queued behind `after` (a file write it must not overtake). */
+  const toLease = (after?: Promise<unknown>) => {
+    const run = leases.then(async () => {
+      await after;
+      if (!state.lostReason) await state.lease.writeSteps(snapshot());
+    });
+    leases = run.catch(() => undefined);
+    return run;
+  };
   return {
-    persist(toLease) {
-      const run = queue.then(async () => {
-        const snapshot = state.steps.map((s) => ({ ...s }));
-        await writeLocalJournal(home, { version: 1, meta: state.meta, steps: snapshot });
-        if (toLease && !state.lostReason) await state.lease.writeSteps(snapshot);
-      });
-      queue = run.catch(() => undefined);
-      return run;
+    persist(withLease) {
+      const file = files.then(() => writeLocalJournal(home, { version: 1, meta: state.meta, steps: snapshot() }));
+      files = file.catch(() => undefined);
+      return withLease ? toLease(file) : file;
     },
-    drained: () => queue,
+    copyToLease() {
+      toLease().catch((error) => logger.debug(`the Lease's copy of the journal lags: ${errorText(error)}`));
+    },
+    drained: () => Promise.all([files, leases]),
   };
 }
 
@@ -252,18 +286,28 @@ interface WatchdogGuard {
   /** Steps wait for this: resolves when the watchdog is armed, or when it is known not to be. */
   ready(): Promise<void>;
   handle(): WatchdogHandle | undefined;
+  /** For a session that did not come about: the watchdog exits without doing anything, its log goes. */
+  dismiss(): Promise<void>;
+}
+
+/** What the watchdog guard needs of the session, which does not exist yet when the guard starts. */
+interface WatchdogLink {
+  /** True once close() has begun: a watchdog that exits then is not started again. */
+  closing(): boolean;
+  /** Writes the meta (with the watchdog's pid) to the local journal. */
+  persistMeta(meta: SessionMeta): Promise<unknown>;
 }
 
 /**
  * The watchdog: a process of its own that finishes the undo if this one is killed outright. One that
  * dies while the session lives is started again a few times.
  */
-async function guardWithWatchdog(options: StartSessionOptions, settings: SessionSettings, state: SessionState, journal: JournalWriter): Promise<WatchdogGuard> {
+async function guardWithWatchdog(options: StartSessionOptions, settings: SessionSettings, meta: SessionMeta, link: WatchdogLink): Promise<WatchdogGuard> {
   const { logger, home } = settings;
-  const meta = state.meta;
   let watchdog: WatchdogHandle | undefined;
   let watchdogReady: Promise<void> = Promise.resolve();
   let respawns = 0;
+  let dismissed = false;
   const startWatchdog = async () => {
     if (options.watchdog === false) return;
     const argv = (options.watchdog ?? watchdogArgv)(meta.id);
@@ -279,20 +323,33 @@ async function guardWithWatchdog(options: StartSessionOptions, settings: Session
     meta.watchdogPidStart = processIdentity(handle.pid);
     watchdogReady = handle.armed.then(
       () => logger.debug(`watchdog ${handle.pid} armed`),
-      (error) => logger.warn(`the session watchdog is not running (${errorText(error)}); if ktctl is killed, run ktctl clean`),
+      (error) => {
+        if (!dismissed) logger.warn(`the session watchdog is not running (${errorText(error)}); if ktctl is killed, run ktctl clean`);
+      },
     );
     handle.onExit((code) => {
-      if (state.closing || watchdog !== handle) return;
+      if (dismissed || link.closing() || watchdog !== handle) return;
       // A watchdog that dies while the session lives leaves it unguarded against SIGKILL.
       if (respawns++ < MAX_WATCHDOG_RESPAWNS) {
         logger.warn(`the session watchdog exited (${code}); starting it again`);
         void startWatchdog();
       } else logger.warn("the session watchdog keeps exiting; if ktctl is killed, run ktctl clean");
     });
-    await journal.persist(false);
+    await link.persistMeta(meta);
   };
   await startWatchdog();
-  return { ready: () => watchdogReady, handle: () => watchdog };
+  return {
+    ready: () => watchdogReady,
+    handle: () => watchdog,
+    dismiss: async () => {
+      dismissed = true;
+      if (!watchdog) return;
+      // Armed (or gone) first: one told "closed" before it has read the journal could log a miss.
+      await watchdogReady;
+      await watchdog.notifyClosed();
+      await rm(watchdogLogPath(home, meta.id), { force: true });
+    },
+  };
 }
 
 /** Renews the Lease while the session lives; returns the function that stops renewing. */
@@ -364,7 +421,8 @@ function stepRunner(kube: Kube, settings: SessionSettings, state: SessionState, 
     };
     state.steps.push(entry);
     try {
-      await journal.persist(true);
+      await journal.persist(entry.where === "cluster");
+      if (entry.where !== "cluster") journal.copyToLease();
     } catch (error) {
       state.steps.splice(state.steps.indexOf(entry), 1);
       throw isKtctlError(error) ? error : new KtctlError(`cannot journal "${spec.describe}": ${errorText(error)}`);

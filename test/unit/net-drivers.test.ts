@@ -332,4 +332,40 @@ describe("PlanExecutor with the real undo runners", () => {
     expect((await readFile(log, "utf8")).split("\n").filter(Boolean)).toEqual(["did", "undone"]);
     expect(session.journal).toEqual([]);
   });
+
+  // Each waits (at most 5 s) for the other's mark: run one after the other, the first would fail.
+  const meetsOther = (dir: string, mine: string, other: string) => [
+    "sh",
+    "-c",
+    `touch ${join(dir, mine)}; for i in $(seq 500); do [ -e ${join(dir, other)} ] && exit 0; sleep 0.01; done; echo "never met ${other}" >&2; exit 1`,
+  ];
+
+  test("independent neighbours run at the same time; the next action waits for all of them", async () => {
+    const log = join(dir, "log");
+    const session = localSession();
+    await new PlanExecutor(session, connectApi).apply([
+      { kind: "run", describe: "a", commands: [meetsOther(dir, "a", "b"), ["sh", "-c", `echo a >> ${log}`]], undo: [], independent: true },
+      { kind: "run", describe: "b", commands: [meetsOther(dir, "b", "a"), ["sh", "-c", `echo b >> ${log}`]], undo: [], independent: true },
+      { kind: "run", describe: "after", commands: [["sh", "-c", `echo after >> ${log}`]], undo: [] },
+    ]);
+    const lines = (await readFile(log, "utf8")).split("\n").filter(Boolean);
+    expect(lines.slice(0, 2).sort()).toEqual(["a", "b"]);
+    expect(lines[2]).toBe("after");
+    expect(session.journal.map((s) => s.describe).sort()).toEqual(["a", "after", "b"]);
+  });
+
+  test("when one of a batch fails, apply answers only once the others are done, and nothing after them runs", async () => {
+    const log = join(dir, "log");
+    const session = localSession();
+    const applying = new PlanExecutor(session, connectApi).apply([
+      { kind: "run", describe: "fails", commands: [["sh", "-c", `touch ${join(dir, "failed")}; echo 'no such table' >&2; exit 1`]], undo: [], independent: true },
+      { kind: "run", describe: "slow", commands: [meetsOther(dir, "slow", "failed"), ["sh", "-c", `echo slow >> ${log}`]], undo: [["sh", "-c", `echo undo-slow >> ${log}`]], independent: true },
+      { kind: "run", describe: "never", commands: [["sh", "-c", `echo never >> ${log}`]], undo: [] },
+    ]);
+    await expect(applying).rejects.toThrow("no such table");
+    expect((await readFile(log, "utf8")).split("\n").filter(Boolean)).toEqual(["slow"]);
+    expect(session.journal.map((s) => s.describe)).toEqual(["slow"]);
+    await session.close();
+    expect((await readFile(log, "utf8")).split("\n").filter(Boolean)).toEqual(["slow", "undo-slow"]);
+  });
 });

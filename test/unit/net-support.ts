@@ -177,7 +177,7 @@ export function localSession() {
         return await apply();
       } catch (error) {
         await registry.run({ sessionId: "unittest" }, recorded);
-        journal.pop();
+        journal.splice(journal.indexOf(recorded), 1); // not pop(): steps may run side by side
         throw error;
       }
     },

@@ -9,7 +9,17 @@ import type { ErrorsApi, KtctlErrorInstance, PluginApi, Session, StepSpec } from
 import type { CaptureRanges } from "./cluster-cidrs.ts";
 import type { HostsEntry } from "./hosts-file.ts";
 
-export type NetAction =
+/** What every action may say of itself. */
+interface NetActionOrder {
+  /**
+   * Needs nothing of the actions before it, and no later action needs it first: neighbours that all
+   * say so are applied at the same time (each is a process start on connect's way to ready).
+   */
+  independent?: boolean;
+}
+
+/** A change itself: commands with their undo, or a file's new content. */
+type NetChange =
   | {
       kind: "run";
       describe: string;
@@ -28,6 +38,8 @@ export type NetAction =
       /** The whole new content; the original bytes are journaled before the first write. */
       content: string;
     };
+
+export type NetAction = NetChange & NetActionOrder;
 
 export interface NetPlan {
   driver: string;
@@ -174,7 +186,15 @@ export class PlanExecutor {
   ) {}
 
   async apply(actions: NetAction[]): Promise<void> {
-    for (const action of actions) await this.applyOne(action);
+    for (let start = 0; start < actions.length; ) {
+      let end = start + 1;
+      if (actions[start]!.independent) while (end < actions.length && actions[end]!.independent) end++;
+      // All of a batch settle before apply() answers, so a failure never leaves a change running.
+      const outcomes = await Promise.allSettled(actions.slice(start, end).map((action) => this.applyOne(action)));
+      const failed = outcomes.find((outcome) => outcome.status === "rejected");
+      if (failed) throw failed.reason;
+      start = end;
+    }
   }
 
   private async applyOne(action: NetAction): Promise<void> {

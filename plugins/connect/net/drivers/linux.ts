@@ -67,8 +67,12 @@ export function createLinuxDriver(options: LinuxDriverOptions): NetDriver {
         throw new errors.KtctlError("connect in system or hosts mode needs root on Linux", errors.ExitCode.forbidden, "run it with sudo, or use --mode proxy (no root needed)");
       }
       if (spec.transparentPort === undefined) throw new Error("linux driver: the transparent listener port is missing");
-      const actions: NetAction[] = [captureAction(spec, facts, errors)];
-      for (const cidr of facts.unroutedCidrs ?? []) actions.push(loopbackRouteAction(cidr));
+      // The capture and the routes go in together; DNS turns to ktctl only after them (the capture
+      // carries its queries), so that no name fails to resolve in between.
+      const actions: NetAction[] = [captureAction(spec, facts, errors), ...(facts.unroutedCidrs ?? []).map(loopbackRouteAction)].map((action) => ({
+        ...action,
+        independent: true,
+      }));
       const notes: string[] = [];
       const method = dnsMethod(dnsMode, facts, errors);
       if (method === "resolvconf") actions.push(resolvConfAction(spec, facts, errors));
@@ -154,14 +158,15 @@ export function loopbackRouteAction(cidr: string): NetAction {
 }
 
 async function unrouted(spec: ConnectNetSpec, runner: CommandRunner): Promise<string[]> {
-  const result: string[] = [];
-  for (const cidr of spec.capture.capture) {
-    // A host address inside the range (the network address itself is not a valid destination).
-    const probe = cidr.prefix >= 31 ? cidrBounds(cidr).first : cidrBounds({ base: cidr.base + 1, prefix: 32 }).first;
-    const answer = await runner(["ip", "-4", "route", "get", probe]);
-    if (answer.code !== 0) result.push(formatCidr(cidr));
-  }
-  return result;
+  // One `ip route get` per range, all at once: each is a process start on connect's way to ready.
+  const answers = await Promise.all(
+    spec.capture.capture.map((cidr) => {
+      // A host address inside the range (the network address itself is not a valid destination).
+      const probe = cidr.prefix >= 31 ? cidrBounds(cidr).first : cidrBounds({ base: cidr.base + 1, prefix: 32 }).first;
+      return runner(["ip", "-4", "route", "get", probe]);
+    }),
+  );
+  return spec.capture.capture.filter((_, i) => answers[i]!.code !== 0).map(formatCidr);
 }
 
 // --- DNS -------------------------------------------------------------------------------------
