@@ -5,7 +5,7 @@
 // the Role is needed by some mode.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadAll } from "js-yaml";
@@ -95,6 +95,8 @@ interface Outcome {
   code: number;
   output: string;
   answer?: string;
+  /** The run's KTCTL_HOME. */
+  home: string;
 }
 
 /** Runs one mode as the ServiceAccount: up to ready (then a request and Ctrl-C) or to its own exit. */
@@ -122,7 +124,7 @@ async function runMode(name: string): Promise<Outcome> {
     if (proc.exitCode === null) proc.kill("SIGINT");
     const code = await proc.exited;
     await pumped;
-    return { kind: "refused", code, output };
+    return { kind: "refused", code, output, home };
   }
   let answer: string | undefined;
   try {
@@ -137,7 +139,7 @@ async function runMode(name: string): Promise<Outcome> {
   proc.kill("SIGINT");
   const code = await proc.exited;
   await pumped;
-  return { kind: "ready", code, output, answer };
+  return { kind: "ready", code, output, answer, home };
 }
 
 /** Nothing of ktctl's in the namespace, and every object as it was; repaired (and reported) if not. */
@@ -156,6 +158,9 @@ function expectRefusal(outcome: Outcome, missing: Grant): void {
   const resource = missing.group ? `${missing.resource}.${missing.group}` : missing.resource;
   expect(errors[0]).toContain(`cannot ${missing.verb} ${resource} in namespace ${NS}`);
   expect(outcome.output).not.toMatch(/\n\s+at /);
+  // Nor on the laptop: a session begun before the refusal (its journal, its watchdog's log) is gone.
+  const sessions = join(outcome.home, "sessions");
+  expect(existsSync(sessions) ? readdirSync(sessions) : []).toEqual([]);
 }
 
 beforeAll(async () => {
