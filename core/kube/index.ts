@@ -2,16 +2,7 @@
 // requests over Bun's fetch (the only HTTPS path that honours the kubeconfig's TLS under Bun and in a
 // compiled binary), watches, and port-forward streams.
 
-import {
-  AppsV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  ResponseContext,
-  ServerConfiguration,
-  createConfiguration,
-  wrapHttpLibrary,
-  type RequestContext,
-} from "@kubernetes/client-node";
+import type { RequestContext, ResponseContext } from "@kubernetes/client-node";
 import type { Kube } from "../plugin-api.ts";
 import { loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
 import { getOrUndefined, mergePatch, objectPath } from "./objects.ts";
@@ -26,22 +17,38 @@ export { waitForObject, waitForPod, imageFailure, isPodReady, podSummary, type W
 
 /** Resolves kubeconfig, context and namespace like kubectl and returns a client bound to them. */
 export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
-  const { kc, context, namespace, server } = loadKubeconfig(opts);
-  const transport = createTransport(kc, server);
-  const configuration = createConfiguration({
-    baseServer: new ServerConfiguration(server, {}),
-    httpApi: wrapHttpLibrary({ send: (request) => sendTyped(transport, request) }),
-    authMethods: {},
-  });
+  const resolved = loadKubeconfig(opts);
+  const { context, namespace, server } = resolved;
+  const transport = createTransport(resolved);
   const request: Kube["request"] = (method, path, body, contentType) => requestJson(transport, method, path, body, contentType);
+  // client-node's typed APIs, for plugins that want them: client-node loads on first use.
+  let typed: Pick<Kube, "core" | "apps" | "coordination"> | undefined;
+  const typedApis = () => {
+    if (typed) return typed;
+    const client: typeof import("@kubernetes/client-node") = require("@kubernetes/client-node");
+    const configuration = client.createConfiguration({
+      baseServer: new client.ServerConfiguration(server, {}),
+      httpApi: client.wrapHttpLibrary({ send: (request) => sendTyped(client, transport, request) }),
+      authMethods: {},
+    });
+    return (typed = { core: new client.CoreV1Api(configuration), apps: new client.AppsV1Api(configuration), coordination: new client.CoordinationV1Api(configuration) });
+  };
   return {
-    kc,
+    get kc() {
+      return resolved.kc;
+    },
     context,
     namespace,
     server,
-    core: new CoreV1Api(configuration),
-    apps: new AppsV1Api(configuration),
-    coordination: new CoordinationV1Api(configuration),
+    get core() {
+      return typedApis().core;
+    },
+    get apps() {
+      return typedApis().apps;
+    },
+    get coordination() {
+      return typedApis().coordination;
+    },
     request,
     watch: (path, query, onEvent, signal) => watchCollection(transport, path, query, onEvent, signal),
     portForward: (ns, pod, port) => openPortForward(transport, ns, pod, port),
@@ -53,7 +60,7 @@ export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
 }
 
 /** client-node's typed APIs call this instead of undici; failures arrive as KtctlErrors. */
-async function sendTyped(transport: Transport, request: RequestContext): Promise<ResponseContext> {
+async function sendTyped(client: typeof import("@kubernetes/client-node"), transport: Transport, request: RequestContext): Promise<ResponseContext> {
   const response = await transport.fetch(request.getUrl(), {
     method: request.getHttpMethod(),
     headers: request.getHeaders(),
@@ -63,7 +70,7 @@ async function sendTyped(transport: Transport, request: RequestContext): Promise
   const data = Buffer.from(await response.arrayBuffer());
   const headers: Record<string, string> = {};
   response.headers.forEach((value, name) => (headers[name] = value));
-  return new ResponseContext(response.status, headers, {
+  return new client.ResponseContext(response.status, headers, {
     text: async () => data.toString("utf8"),
     binary: async () => data,
     stream: () => null,

@@ -1,16 +1,18 @@
-// Finds, merges and selects kubeconfig the way kubectl does, then hands the result to client-node.
-// client-node's own loader differs from kubectl where it matters: it throws on a name defined in two
-// KUBECONFIG files (kubectl: the first file wins), lets a later file's current-context win (kubectl:
-// the first file that sets one), fails on listed-but-missing files (kubectl skips them), and reads
-// token-file relative to the working directory. So the files are merged here and client-node only
-// receives the merged result.
+// Finds, merges and selects kubeconfig the way kubectl does. client-node's own loader differs from
+// kubectl where it matters: it throws on a name defined in two KUBECONFIG files (kubectl: the first
+// file wins), lets a later file's current-context win (kubectl: the first file that sets one), fails
+// on listed-but-missing files (kubectl skips them), and reads token-file relative to the working
+// directory. So the files are merged here; credentials come from the merged entries
+// (credentials.ts), and client-node's KubeConfig is built from the merged result only when asked
+// for (plugins, completion, an auth-provider): loading client-node costs about 30 ms and a few MiB.
 
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { load as parseYaml } from "js-yaml";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { kubeconfigError } from "./errors.ts";
+import { credentialSource, credentialsFromClientNode, type Credentials } from "./credentials.ts";
 
 export interface KubeconfigOptions {
   kubeconfig?: string;
@@ -19,13 +21,25 @@ export interface KubeconfigOptions {
 }
 
 export interface ResolvedKubeconfig {
-  kc: KubeConfig;
+  /** client-node's KubeConfig for the same context, built (and client-node loaded) on first use. */
+  readonly kc: KubeConfig;
   context: string;
   namespace: string;
   server: string;
+  /** The cluster's proxy-url, if any. */
+  proxyUrl?: string;
+  /** Headers and TLS for one request; runs exec plugins (their credential cached until it expires). */
+  credentials(): Promise<Credentials>;
+  /** The context's user, for messages ("" without one). */
+  userName: string;
+  /** The user's exec command or auth-provider name, for messages. */
+  credentialPlugin?: string;
   /** The files that were read, in precedence order (empty for in-cluster config). */
   files: string[];
 }
+
+/** client-node, loaded when first needed (a `require` is evaluated where it runs, not at start). */
+const clientNode = (): typeof import("@kubernetes/client-node") => require("@kubernetes/client-node");
 
 /** Where kubectl looks: the flag, else every file in KUBECONFIG, else ~/.kube/config. */
 export function kubeconfigFiles(flag: string | undefined, env: NodeJS.ProcessEnv): { files: string[]; explicit: boolean } {
@@ -157,18 +171,40 @@ export function loadKubeconfig(opts: KubeconfigOptions, env: NodeJS.ProcessEnv =
     ctx.user = ANONYMOUS_USER;
   }
 
-  const kc = new KubeConfig();
-  try {
-    // JSON is YAML: client-node parses the merged document like any kubeconfig. Entries that do not
-    // concern the chosen context are only filtered when invalid, as kubectl ignores them too.
-    kc.loadFromString(JSON.stringify({ ...merged, "current-context": contextName }), { onInvalidEntry: "filter" });
-  } catch (e) {
-    throw kubeconfigError(`kubeconfig ${source} is invalid: ${(e as Error).message}`);
-  }
-  kc.setCurrentContext(contextName);
-  if (!kc.getCurrentCluster()) throw kubeconfigError(`cluster "${String(clusterName)}" in kubeconfig ${source} is invalid`);
+  // JSON is YAML: client-node parses the merged document like any kubeconfig. Entries that do not
+  // concern the chosen context are only filtered when invalid, as kubectl ignores them too.
+  const document = JSON.stringify({ ...merged, "current-context": contextName });
+  let kc: KubeConfig | undefined;
+  const legacy = (): KubeConfig => {
+    if (kc) return kc;
+    const loading = new (clientNode().KubeConfig)();
+    try {
+      loading.loadFromString(document, { onInvalidEntry: "filter" });
+    } catch (e) {
+      throw kubeconfigError(`kubeconfig ${source} is invalid: ${(e as Error).message}`);
+    }
+    loading.setCurrentContext(contextName);
+    if (!loading.getCurrentCluster()) throw kubeconfigError(`cluster "${String(clusterName)}" in kubeconfig ${source} is invalid`);
+    return (kc = loading);
+  };
+  const clusterFields = cluster.cluster as Record<string, unknown>;
+  const user = merged.users.find((u) => u.name === ctx.user);
+  const userFields = user?.name === ANONYMOUS_USER ? undefined : (user?.user as Record<string, unknown> | undefined);
   const namespace = opts.namespace || (typeof ctx.namespace === "string" && ctx.namespace) || "default";
-  return { kc, context: contextName, namespace, server: kc.getCurrentCluster()!.server, files: loaded.map((l) => l.file) };
+  const plugin = (userFields?.exec as { command?: unknown } | undefined)?.command ?? (userFields?.["auth-provider"] as { name?: unknown } | undefined)?.name;
+  return {
+    get kc() {
+      return legacy();
+    },
+    context: contextName,
+    namespace,
+    server,
+    ...(typeof clusterFields["proxy-url"] === "string" && clusterFields["proxy-url"] ? { proxyUrl: clusterFields["proxy-url"] } : {}),
+    credentials: credentialSource({ cluster: clusterFields, user: userFields, legacy }),
+    userName: userFields ? String(userName) : "",
+    ...(typeof plugin === "string" ? { credentialPlugin: plugin } : {}),
+    files: loaded.map((l) => l.file),
+  };
 }
 
 /** Checks what client-node would otherwise fail on silently, and gives exec plugins what kubectl gives them. */
@@ -196,10 +232,20 @@ function prepareUser(entry: Named, name: string): void {
   }
 }
 
+/** Inside a pod: client-node reads the service account's token and CA (rare enough to load it). */
 function inCluster(opts: KubeconfigOptions): ResolvedKubeconfig {
-  const kc = new KubeConfig();
+  const kc = new (clientNode().KubeConfig)();
   kc.loadFromCluster();
   const context = kc.getCurrentContext();
   const namespace = opts.namespace || kc.getContextObject(context)?.namespace?.trim() || "default";
-  return { kc, context, namespace, server: kc.getCurrentCluster()!.server, files: [] };
+  const user = kc.getCurrentUser();
+  return {
+    kc,
+    context,
+    namespace,
+    server: kc.getCurrentCluster()!.server,
+    credentials: credentialsFromClientNode(() => kc),
+    userName: user?.name ?? "",
+    files: [],
+  };
 }

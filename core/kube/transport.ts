@@ -1,28 +1,18 @@
 // The one HTTPS path to the API server. client-node hands its TLS settings to undici, which under
 // Bun is a stub that ignores them, so every call (typed APIs, raw requests, watches) goes through
-// Bun's fetch with the TLS material client-node computes, and the WebSocket of port-forward takes
-// the same material.
+// Bun's fetch with the kubeconfig's TLS material (credentials.ts), and the WebSocket of port-forward
+// takes the same material.
 
-import type { KubeConfig } from "@kubernetes/client-node";
 import { ExitCode, KtctlError, isKtctlError } from "../errors.ts";
+import { CredentialFailure, type Credentials } from "./credentials.ts";
+import type { ResolvedKubeconfig } from "./kubeconfig.ts";
 import { apiErrorFrom, assertSafePath, connectionErrorFrom, describeRequest } from "./errors.ts";
 
-export interface TlsMaterial {
-  ca?: string | Buffer;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  rejectUnauthorized: boolean;
-  serverName?: string;
-}
-
-export interface Credentials {
-  headers: Record<string, string>;
-  tls: TlsMaterial;
-}
+export type { Credentials, TlsMaterial } from "./credentials.ts";
 
 export interface Transport {
   server: string;
-  /** Headers and TLS for one request; runs exec plugins (client-node caches their tokens until expiry). */
+  /** Headers and TLS for one request; runs exec plugins (their credential cached until it expires). */
   credentials(): Promise<Credentials>;
   /**
    * A request to `pathOrUrl` (absolute, or a path on the server). Non-2xx answers become KubeApiErrors,
@@ -31,38 +21,33 @@ export interface Transport {
   fetch(pathOrUrl: string, init: { method?: string; headers?: Record<string, string>; body?: RequestInit["body"]; signal?: AbortSignal }): Promise<Response>;
 }
 
+/** What the transport needs of a resolved kubeconfig. */
+export type KubeAccess = Pick<ResolvedKubeconfig, "server" | "credentials" | "proxyUrl" | "userName" | "credentialPlugin">;
+
 const USER_AGENT = "ktctl";
 
-export function createTransport(kc: KubeConfig, server: string): Transport {
+export function createTransport(access: KubeAccess): Transport {
+  const { server } = access;
   // One keep-alive pool per distinct TLS identity; exec plugins may hand out new client certs.
   let session: { fingerprint: string; value: Bun.FetchSession } | undefined;
 
-  const sessionFor = (tls: TlsMaterial) => {
+  const sessionFor = (tls: Credentials["tls"]) => {
     const fingerprint = String(Bun.hash([tls.ca, tls.cert, tls.key, tls.serverName, tls.rejectUnauthorized].map(String).join("\0")));
     if (session?.fingerprint !== fingerprint) {
       session?.value.close();
-      const proxy = kc.getCurrentCluster()?.proxyUrl;
-      session = { fingerprint, value: new Bun.FetchSession({ tls, ...(proxy ? { proxy } : {}) }) };
+      session = { fingerprint, value: new Bun.FetchSession({ tls, ...(access.proxyUrl ? { proxy: access.proxyUrl } : {}) }) };
     }
     return session.value;
   };
 
   const credentials = async (): Promise<Credentials> => {
-    const opts: Record<string, any> = {};
+    let found: Credentials;
     try {
-      await kc.applyToHTTPSOptions(opts);
+      found = await access.credentials();
     } catch (e) {
-      throw credentialError(kc, e);
+      throw credentialError(access, e);
     }
-    const headers: Record<string, string> = { "User-Agent": USER_AGENT };
-    for (const [k, v] of Object.entries((opts.headers ?? {}) as Record<string, unknown>)) if (v !== undefined) headers[k] = String(v);
-    if (opts.auth) headers.Authorization = `Basic ${Buffer.from(String(opts.auth)).toString("base64")}`;
-    const tls: TlsMaterial = { rejectUnauthorized: opts.rejectUnauthorized !== false };
-    if (opts.ca) tls.ca = opts.ca;
-    if (opts.cert) tls.cert = opts.cert;
-    if (opts.key) tls.key = opts.key;
-    if (opts.servername) tls.serverName = opts.servername;
-    return { headers, tls };
+    return { headers: { "User-Agent": USER_AGENT, ...found.headers }, tls: found.tls };
   };
 
   const fetchApi: Transport["fetch"] = async (pathOrUrl, init) => {
@@ -90,18 +75,17 @@ export function createTransport(kc: KubeConfig, server: string): Transport {
   return { server, credentials, fetch: fetchApi };
 }
 
-function credentialError(kc: KubeConfig, e: unknown): KtctlError {
+function credentialError(access: KubeAccess, e: unknown): KtctlError {
   if (isKtctlError(e)) return e;
-  const user = kc.getCurrentUser();
-  const err = e as NodeJS.ErrnoException;
-  const detail = (err?.message || String(e)).split("\n").find((l) => l.trim())?.trim() ?? "";
-  if (user?.exec || user?.authProvider) {
-    const command = (user.exec as { command?: string } | undefined)?.command ?? user.authProvider?.name;
-    const reason = err?.code === "ENOENT" ? "command not found" : detail || "failed";
-    return new KtctlError(`credential plugin "${command}" of user "${user.name}" failed: ${reason}`, ExitCode.kubeconfig);
+  const failure = e instanceof CredentialFailure ? e : undefined;
+  const detail = ((e as Error)?.message || String(e)).split("\n").find((l) => l.trim())?.trim() ?? "";
+  if (failure?.code && failure.path) return new KtctlError(`cannot read ${failure.path} named in kubeconfig: ${failure.code}`, ExitCode.kubeconfig);
+  const plugin = failure?.plugin ?? access.credentialPlugin;
+  if (plugin) {
+    const reason = failure?.code === "ENOENT" ? "command not found" : detail || "failed";
+    return new KtctlError(`credential plugin "${plugin}" of user "${access.userName}" failed: ${reason}`, ExitCode.kubeconfig);
   }
-  if (err?.code && err.path) return new KtctlError(`cannot read ${err.path} named in kubeconfig: ${err.code}`, ExitCode.kubeconfig);
-  return new KtctlError(`kubeconfig credentials of user "${user?.name}" are unusable: ${detail}`, ExitCode.kubeconfig);
+  return new KtctlError(`kubeconfig credentials of user "${access.userName}" are unusable: ${detail}`, ExitCode.kubeconfig);
 }
 
 const PATCH_TYPES: Record<string, string> = {

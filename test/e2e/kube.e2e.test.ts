@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import type { V1Pod } from "@kubernetes/client-node";
-import { connectKube, isPodReady, waitForObject, waitForPod } from "../../core/kube/index.ts";
+import { connectKube, isPodReady, loadKubeconfig, waitForObject, waitForPod } from "../../core/kube/index.ts";
 import { ExitCode, isKtctlError } from "../../core/errors.ts";
 import type { Kube } from "../../core/plugin-api.ts";
 import { createTransport } from "../../core/kube/transport.ts";
@@ -31,7 +31,7 @@ const nodeImages = new Set((await kube.core.listNode()).items.flatMap((n) => n.s
 // A watch from resourceVersion 1 gets 410 Gone once the server's watch window has moved past it;
 // a young server may replay history instead. Only the former exercises the relist.
 const versionOneGone = await (async () => {
-  const transport = createTransport(kube.kc, kube.server);
+  const transport = createTransport(loadKubeconfig({ kubeconfig: ADMIN }));
   const response = await transport.fetch(`/api/v1/namespaces/${NS}/configmaps?watch=1&resourceVersion=1&timeoutSeconds=1`, {});
   return (await response.text()).split("\n").some((line) => line.includes('"code":410'));
 })();

@@ -3,6 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { loadKubeconfig, mergeKubeconfigs } from "../../core/kube/kubeconfig.ts";
+import { credentialSource } from "../../core/kube/credentials.ts";
+import { createTransport } from "../../core/kube/transport.ts";
 import { ExitCode, isKtctlError } from "../../core/errors.ts";
 
 let dir: string;
@@ -152,11 +154,15 @@ users:
       expect(opts.ca.toString()).toBe("CA-PEM");
       expect(opts.cert.toString()).toBe("CERT-PEM");
       expect(opts.key.toString()).toBe("KEY-PEM");
+      const ours = await r.credentials();
+      expect([ours.tls.ca, ours.tls.cert, ours.tls.key].map(String)).toEqual(["CA-PEM", "CERT-PEM", "KEY-PEM"]);
+      expect(ours.tls.rejectUnauthorized).toBe(true);
 
       const t = loadKubeconfig({ kubeconfig: f, context: "t" }, {});
       const topts: any = {};
       await t.kc.applyToHTTPSOptions(topts);
       expect(topts.headers.Authorization).toBe("Bearer file-token");
+      expect((await t.credentials()).headers.Authorization).toBe("Bearer file-token");
     } finally {
       process.chdir(cwd);
     }
@@ -187,12 +193,20 @@ users:
     const anon: any = {};
     await loadKubeconfig({ kubeconfig: f }, {}).kc.applyToHTTPSOptions(anon);
     expect(anon.ca.toString()).toBe("INLINE-CA");
+    const ours = await loadKubeconfig({ kubeconfig: f }, {}).credentials();
+    expect({ ca: String(ours.tls.ca), headers: ours.headers }).toEqual({ ca: "INLINE-CA", headers: {} });
 
     const skip: any = {};
     await loadKubeconfig({ kubeconfig: f, context: "skip" }, {}).kc.applyToHTTPSOptions(skip);
     expect(skip.rejectUnauthorized).toBe(false);
     expect(skip.cert.toString()).toBe("INLINE-CERT");
     expect(skip.key.toString()).toBe("INLINE-KEY");
+    const oursSkip = await loadKubeconfig({ kubeconfig: f, context: "skip" }, {}).credentials();
+    expect({ reject: oursSkip.tls.rejectUnauthorized, cert: String(oursSkip.tls.cert), key: String(oursSkip.tls.key) }).toEqual({
+      reject: false,
+      cert: "INLINE-CERT",
+      key: "INLINE-KEY",
+    });
   });
 
   test("exec plugins: a relative command resolves against the kubeconfig dir, and the token reaches the headers", async () => {
@@ -223,6 +237,90 @@ users:
     const opts: any = {};
     await r.kc.applyToHTTPSOptions(opts);
     expect(opts.headers.Authorization).toBe("Bearer exec-ok");
+    expect((await r.credentials()).headers.Authorization).toBe("Bearer exec-ok");
+  });
+});
+
+describe("credentials without client-node (credentials.ts)", () => {
+  const noLegacy = () => {
+    throw new Error("client-node was asked");
+  };
+
+  /** An exec plugin that counts its runs in a file and answers with `status`. */
+  const countingPlugin = (name: string, status: Record<string, unknown>) => {
+    const runs = path.join(dir, `${name}.runs`);
+    const plugin = write(`exec-${name}.sh`, `#!/bin/sh\necho run >> ${runs}\necho '${JSON.stringify({ kind: "ExecCredential", status })}'\n`);
+    fs.chmodSync(plugin, 0o755);
+    return { plugin, runs: () => (fs.existsSync(runs) ? fs.readFileSync(runs, "utf8").split("\n").filter(Boolean).length : 0) };
+  };
+
+  test("an exec credential is reused until it expires; requests at once share one run", async () => {
+    let clock = Date.parse("2030-01-01T00:00:00Z");
+    const { plugin, runs } = countingPlugin("expiring", {
+      token: "t1",
+      clientCertificateData: "EXEC-CERT",
+      clientKeyData: "EXEC-KEY",
+      expirationTimestamp: "2030-01-01T00:10:00Z",
+    });
+    const credentials = credentialSource({ cluster: {}, user: { exec: { command: plugin } }, legacy: noLegacy, now: () => clock });
+    const [first] = await Promise.all([credentials(), credentials(), credentials()]);
+    expect(first).toEqual({ headers: { Authorization: "Bearer t1" }, tls: { rejectUnauthorized: true, cert: "EXEC-CERT", key: "EXEC-KEY" } });
+    expect(runs()).toBe(1);
+    clock += 9 * 60_000;
+    await credentials();
+    expect(runs()).toBe(1);
+    clock += 2 * 60_000;
+    await credentials();
+    expect(runs()).toBe(2);
+  });
+
+  test("a token in the kubeconfig wins over the plugin's; basic auth over both; impersonation is passed on", async () => {
+    const { plugin } = countingPlugin("token-wins", { token: "from-plugin" });
+    const withToken = credentialSource({ cluster: {}, user: { exec: { command: plugin }, token: "from-file", as: "alice" }, legacy: noLegacy });
+    expect((await withToken()).headers).toEqual({ Authorization: "Bearer from-file", "Impersonate-User": "alice" });
+    const basic = credentialSource({ cluster: {}, user: { token: "t", username: "bob", password: "pw" }, legacy: noLegacy });
+    expect((await basic()).headers.Authorization).toBe(`Basic ${Buffer.from("bob:pw").toString("base64")}`);
+  });
+
+  test("a token-file is read again once a minute has passed (projected tokens rotate)", async () => {
+    let clock = 0;
+    const file = write("rotating-token", "one");
+    const credentials = credentialSource({ cluster: {}, user: { "token-file": file }, legacy: noLegacy, now: () => clock });
+    expect((await credentials()).headers.Authorization).toBe("Bearer one");
+    fs.writeFileSync(file, "two");
+    clock += 30_000;
+    expect((await credentials()).headers.Authorization).toBe("Bearer one");
+    clock += 31_000;
+    expect((await credentials()).headers.Authorization).toBe("Bearer two");
+  });
+
+  test("an auth-provider is left to client-node, and only then is it asked", async () => {
+    let asked = 0;
+    const legacy = () => {
+      asked++;
+      return { applyToHTTPSOptions: async (opts: any) => Object.assign(opts, { headers: { Authorization: "Bearer legacy" }, rejectUnauthorized: false }) } as any;
+    };
+    const credentials = credentialSource({ cluster: {}, user: { "auth-provider": { name: "oidc", config: {} } }, legacy });
+    expect(asked).toBe(0);
+    expect(await credentials()).toEqual({ headers: { Authorization: "Bearer legacy" }, tls: { rejectUnauthorized: false } });
+    expect(asked).toBe(1);
+  });
+
+  test("failures are one line with the kubeconfig exit code: a missing plugin, a failing one, an unreadable file", async () => {
+    const failing = write("exec-failing.sh", "#!/bin/sh\necho 'token expired, run: login' >&2\nexit 1\n");
+    fs.chmodSync(failing, 0o755);
+    const cases: [Record<string, unknown>, string][] = [
+      [{ exec: { command: path.join(dir, "no-such-plugin") } }, `credential plugin "${path.join(dir, "no-such-plugin")}" of user "u" failed: command not found`],
+      [{ exec: { command: failing } }, `credential plugin "${failing}" of user "u" failed: token expired, run: login`],
+      [{ "client-key": path.join(dir, "no-such-key") }, `cannot read ${path.join(dir, "no-such-key")} named in kubeconfig: ENOENT`],
+    ];
+    for (const [user, message] of cases) {
+      const credentials = credentialSource({ cluster: {}, user, legacy: noLegacy });
+      const transport = createTransport({ server: "https://unused.example", credentials, userName: "u" });
+      const error: any = await transport.credentials().catch((e) => e);
+      expect(isKtctlError(error)).toBe(true);
+      expect({ code: error.exitCode, message: error.message }).toEqual({ code: ExitCode.kubeconfig, message });
+    }
   });
 });
 
