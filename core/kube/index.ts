@@ -4,7 +4,7 @@
 
 import type { RequestContext, ResponseContext } from "@kubernetes/client-node";
 import type { Kube } from "../plugin-api.ts";
-import { loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
+import { clientNode, loadKubeconfig, type KubeconfigOptions } from "./kubeconfig.ts";
 import { getOrUndefined, mergePatch, objectPath } from "./objects.ts";
 import { createPodStreams } from "./pod-streams.ts";
 import { openPortForward } from "./portforward.ts";
@@ -25,7 +25,7 @@ export async function connectKube(opts: KubeconfigOptions): Promise<Kube> {
   let typed: Pick<Kube, "core" | "apps" | "coordination"> | undefined;
   const typedApis = () => {
     if (typed) return typed;
-    const client: typeof import("@kubernetes/client-node") = require("@kubernetes/client-node");
+    const client = clientNode();
     const configuration = client.createConfiguration({
       baseServer: new client.ServerConfiguration(server, {}),
       httpApi: client.wrapHttpLibrary({ send: (request) => sendTyped(client, transport, request) }),

@@ -39,7 +39,7 @@ export interface ResolvedKubeconfig {
 }
 
 /** client-node, loaded when first needed (a `require` is evaluated where it runs, not at start). */
-const clientNode = (): typeof import("@kubernetes/client-node") => require("@kubernetes/client-node");
+export const clientNode = (): typeof import("@kubernetes/client-node") => require("@kubernetes/client-node");
 
 /** Where kubectl looks: the flag, else every file in KUBECONFIG, else ~/.kube/config. */
 export function kubeconfigFiles(flag: string | undefined, env: NodeJS.ProcessEnv): { files: string[]; explicit: boolean } {
