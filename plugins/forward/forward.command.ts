@@ -1,6 +1,8 @@
 import type { CommandFactory, LocalForward, Session, Shadow, Tunnel } from "../../core/plugin-api.ts";
 import { createResolver } from "./targets.ts";
 
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
+
 /** Pods whose port-forward connection opens at the start (a deployment of 20 does not get 20). */
 const WARM_PODS = 3;
 
@@ -32,7 +34,21 @@ const forward: CommandFactory = (api) =>
       const via = String(args.via);
       if (via !== "pod" && via !== "shadow") throw new api.errors.KtctlError(`--via must be pod or shadow, not "${via}"`, api.errors.ExitCode.usage);
       const kube = await api.kube(global);
-      const resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
+      // The session (its journal, watchdog and Lease) starts while the target is resolved and the
+      // ports are taken; a refusal of either closes it again before the forward exits.
+      const sessionStarting = api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
+      sessionStarting.catch(() => undefined); // its own failure is reported below, after any refusal
+      const abandonSession = async (error: unknown) => {
+        const started = await sessionStarting.catch(() => undefined);
+        await started?.close(`forward refused: ${errorText(error)}`).catch((closeError) => api.logger.warn(errorText(closeError)));
+      };
+      let resolver: Awaited<ReturnType<typeof createResolver>>;
+      try {
+        resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
+      } catch (error) {
+        await abandonSession(error);
+        throw error;
+      }
       // Connections to a pod need no shadow: they go through the pod's own port-forward, as
       // kubectl's do. The shadow starts up front only when every connection needs it (--via shadow,
       // a service reached by its ClusterIP, an API server whose port-forward cannot carry TCP's
@@ -44,8 +60,8 @@ const forward: CommandFactory = (api) =>
       // also tells whether the API server can carry streams straight to the pods (SPDY) at all.
       const warmed = pods ? Promise.all(resolver.nextPods(WARM_PODS).map((pod) => pods.warm(pod, mappings[0]!.remote))) : undefined;
 
-      // Listen before the session exists: a taken port fails before anything changes in the
-      // cluster, and clients that connect early simply wait for their path.
+      // Listen before the session is used: a taken port fails before anything changes in the
+      // cluster but the session's own records, and clients that connect early wait for their path.
       let sessionStarted!: (session: Session) => void;
       const sessionPromise = new Promise<Session>((resolve) => (sessionStarted = resolve));
       let shadowError: { error: unknown } | undefined;
@@ -94,12 +110,13 @@ const forward: CommandFactory = (api) =>
           );
       } catch (error) {
         await closeLocal();
+        await abandonSession(error);
         throw error;
       }
 
       let session: Session;
       try {
-        session = await api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
+        session = await sessionStarting;
       } catch (error) {
         await closeLocal();
         throw error;
