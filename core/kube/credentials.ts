@@ -84,7 +84,7 @@ export function credentialSource(options: CredentialOptions): () => Promise<Cred
     const tls: TlsMaterial = { rejectUnauthorized: cluster["insecure-skip-tls-verify"] !== true };
     const headers: Record<string, string> = {};
     if (typeof cluster["tls-server-name"] === "string" && cluster["tls-server-name"]) tls.serverName = cluster["tls-server-name"];
-    // client-node applies the cluster's TLS settings only with a user; connect always gives one.
+    // The cluster's TLS settings apply with or without a user (client-node needed a user for them).
     const ca = fileOrData(cluster["certificate-authority"], cluster["certificate-authority-data"]);
     if (ca) tls.ca = ca;
     if (!user) return { headers, tls };
@@ -102,7 +102,7 @@ export function credentialSource(options: CredentialOptions): () => Promise<Cred
     // A token in the kubeconfig wins over the plugin's, as in client-node.
     if (typeof user.token === "string" && user.token) headers.Authorization = `Bearer ${user.token}`;
     else if (typeof user["token-file"] === "string" && user["token-file"]) {
-      if (!tokenFile || now() - tokenFile.readAt > TOKEN_FILE_REREAD_MS) tokenFile = { token: readText(user["token-file"]), readAt: now() };
+      if (!tokenFile || now() - tokenFile.readAt > TOKEN_FILE_REREAD_MS) tokenFile = { token: readToken(user["token-file"]), readAt: now() };
       headers.Authorization = `Bearer ${tokenFile.token}`;
     }
     if (typeof user.username === "string" && user.username) {
@@ -157,7 +157,8 @@ function readBytes(file: string): Buffer {
   }
 }
 
-const readText = (file: string) => readBytes(file).toString();
+/** A token file's token: without the newline an editor or `echo` leaves (client-go trims it too). */
+const readToken = (file: string) => readBytes(file).toString().trim();
 
 interface ExecStatus {
   token?: string;

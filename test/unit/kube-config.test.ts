@@ -282,12 +282,12 @@ describe("credentials without client-node (credentials.ts)", () => {
     expect((await basic()).headers.Authorization).toBe(`Basic ${Buffer.from("bob:pw").toString("base64")}`);
   });
 
-  test("a token-file is read again once a minute has passed (projected tokens rotate)", async () => {
+  test("a token-file is read again once a minute has passed (projected tokens rotate), its newline trimmed", async () => {
     let clock = 0;
-    const file = write("rotating-token", "one");
+    const file = write("rotating-token", "one\n"); // the newline of `echo one > file` is no part of the token
     const credentials = credentialSource({ cluster: {}, user: { "token-file": file }, legacy: noLegacy, now: () => clock });
     expect((await credentials()).headers.Authorization).toBe("Bearer one");
-    fs.writeFileSync(file, "two");
+    fs.writeFileSync(file, "two\n");
     clock += 30_000;
     expect((await credentials()).headers.Authorization).toBe("Bearer one");
     clock += 31_000;
