@@ -51,15 +51,24 @@ const time = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false }) + ".
 const bytes = (n) => n < 1024 ? n + " B" : n < 1048576 ? (n / 1024).toFixed(1) + " KiB" : (n / 1048576).toFixed(1) + " MiB";
 const statusClass = (r) => r.error && r.status === undefined ? "err" : r.status ? "s" + String(r.status)[0] : "";
 
+// The list is read again every few seconds (ages and renewals change each time). A session's row
+// and its End button stay the same elements while it is listed: a button replaced under the
+// pointer would lose the click that was meant for it.
 function renderSessions() {
   const body = $("#sessions tbody");
-  body.replaceChildren(...state.sessions.map((s) => el("tr", { data: { session: s.id } },
-    el("td", {}, s.id), el("td", {}, s.mode), el("td", {}, s.target || "-"), el("td", {}, s.namespace), el("td", {}, s.owner),
-    el("td", {}, age(s.ageSeconds)),
-    el("td", { class: s.state === "alive" ? "s2" : "err" }, s.state + (s.renewedSecondsAgo !== undefined ? " (renewed " + age(s.renewedSecondsAgo) + " ago)" : "")),
-    el("td", { class: s.tunnel === "connected" ? "s2" : s.tunnel ? "err" : "muted", title: s.tunnelDetail || "" }, s.tunnel || (s.reporting ? "no shadow" : "-")),
-    el("td", {}, s.state === "alive" && s.pid ? el("button", { class: "end", onclick: () => endSession(s.id) }, "End") : ""),
-  )));
+  const rows = new Map([...body.children].map((tr) => [tr.dataset.session, tr]));
+  body.replaceChildren(...state.sessions.map((s) => {
+    const tr = rows.get(s.id) || el("tr", { data: { session: s.id } });
+    const button = s.state === "alive" && s.pid ? tr.querySelector("button.end") || el("button", { class: "end", onclick: () => endSession(s.id) }, "End") : "";
+    tr.replaceChildren(
+      el("td", {}, s.id), el("td", {}, s.mode), el("td", {}, s.target || "-"), el("td", {}, s.namespace), el("td", {}, s.owner),
+      el("td", {}, age(s.ageSeconds)),
+      el("td", { class: s.state === "alive" ? "s2" : "err" }, s.state + (s.renewedSecondsAgo !== undefined ? " (renewed " + age(s.renewedSecondsAgo) + " ago)" : "")),
+      el("td", { class: s.tunnel === "connected" ? "s2" : s.tunnel ? "err" : "muted", title: s.tunnelDetail || "" }, s.tunnel || (s.reporting ? "no shadow" : "-")),
+      el("td", {}, button),
+    );
+    return tr;
+  }));
   $("#sessions-empty").hidden = state.sessions.length > 0;
 }
 
