@@ -471,10 +471,23 @@ describe("takeover", () => {
     });
     sessionIds.add(session.id);
     const { created } = await makeSteps(session, kube, NS, target, file);
-    // As clean does after judging it expired: compare-and-swap on the version it read.
+    // As clean does after judging it expired: compare-and-swap on the version it read. The Lease's
+    // copy of a laptop step is written behind the step, so a version read at once may be one
+    // write old: read again on a conflict, as clean's next run would.
     const path = `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`;
-    const lease = await kube.request<any>("GET", path);
-    await kube.request("PATCH", path, { metadata: { resourceVersion: lease.metadata.resourceVersion }, spec: { holderIdentity: "ktctl-clean@elsewhere/1" } }, "application/merge-patch+json");
+    for (let attempt = 1; ; attempt++) {
+      const lease = await kube.request<any>("GET", path);
+      const claimed = await kube
+        .request("PATCH", path, { metadata: { resourceVersion: lease.metadata.resourceVersion }, spec: { holderIdentity: "ktctl-clean@elsewhere/1" } }, "application/merge-patch+json")
+        .then(
+          () => true,
+          (error) => {
+            if ((error as { status?: number }).status !== 409 || attempt >= 5) throw error;
+            return false;
+          },
+        );
+      if (claimed) break;
+    }
     const reason = await session.ended;
     expect(reason).toContain("taken over by ktctl-clean@elsewhere/1");
     // It puts its laptop back, leaves the cluster steps and the claimed lease to the claimant (undoing
