@@ -20,7 +20,6 @@ import { DEFAULT_PROXY_PORT, parseConnectOptions } from "./options.ts";
 /** Every --shareShadow connect of a user to a namespace shares the one shadow made for this key. */
 const SHARE_KEY = "connect";
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 /** For --debug: how far into the process (its start included) a phase of the start ended. */
 const sinceStart = () => `${Math.round(performance.now())} ms`;
 
@@ -66,7 +65,7 @@ const connect: CommandFactory = (api) =>
       /** Closes the session begun above, if it began, when a refusal ends the connect before step 2. */
       const abandonSession = async (error: unknown) => {
         const started = await sessionStarting?.catch(() => undefined);
-        await started?.close(`connect refused: ${errorText(error)}`).catch((closeError) => api.logger.warn(errorText(closeError)));
+        await started?.close(`connect refused: ${api.errors.text(error)}`).catch((closeError) => api.logger.warn(api.errors.text(closeError)));
       };
 
       // Drivers that write names or mappings up front need every namespace; DNS and the proxy ask as they go.
@@ -126,7 +125,7 @@ const connect: CommandFactory = (api) =>
             return api.startShadow(session, shadowOptions);
           });
           shadowStart.catch((error) => {
-            if (onDemand && !sessionEnding) api.logger.warn(`the shadow pod could not start (${errorText(error)}); connections that no pod can take fail until connect starts again`);
+            if (onDemand && !sessionEnding) api.logger.warn(`the shadow pod could not start (${api.errors.text(error)}); connections that no pod can take fail until connect starts again`);
           });
         }
         return shadowStart;
@@ -140,7 +139,7 @@ const connect: CommandFactory = (api) =>
         // undefined: the API server cannot carry these streams straight (v4 only); the shadow can.
         // A pod whose connection cannot open (deleted before the index heard of it): the cluster
         // knows where the address goes now.
-        const stream = path && (await pods!.open(path.pod, path.port).catch((error) => void api.logger.debug(`pod ${path.pod.name}: ${errorText(error)}`)));
+        const stream = path && (await pods!.open(path.pod, path.port).catch((error) => void api.logger.debug(`pod ${path.pod.name}: ${api.errors.text(error)}`)));
         if (!stream) return throughShadow(host, port);
         api.logger.debug(`connection to ${host}:${port}: straight to pod ${path.pod.name}:${path.port}`);
         return stream;
@@ -213,7 +212,7 @@ const connect: CommandFactory = (api) =>
         } else api.logger.debug(`start: laptop changed at ${sinceStart()} (--via pod: ${pods.usable ? "no shadow yet" : "shadow up front"})`);
       } catch (error) {
         await release();
-        await session.close(`connect failed: ${errorText(error)}`).catch((closeError) => api.logger.error(errorText(closeError)));
+        await session.close(`connect failed: ${api.errors.text(error)}`).catch((closeError) => api.logger.error(api.errors.text(closeError)));
         throw error;
       }
 
@@ -232,7 +231,7 @@ const connect: CommandFactory = (api) =>
             await executor.apply(driver.refresh(spec, laptop.facts));
           } while (again);
         })()
-          .catch((error) => api.logger.warn(`could not bring the laptop up to date: ${errorText(error)}`))
+          .catch((error) => api.logger.warn(`could not bring the laptop up to date: ${api.errors.text(error)}`))
           .finally(() => (refreshing = undefined));
       };
       index.onChange(() => refresh());

@@ -1,8 +1,6 @@
 import type { CommandFactory, LocalForward, Session, Shadow, Tunnel } from "../../core/plugin-api.ts";
 import { createResolver } from "./targets.ts";
 
-const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
-
 /** Pods whose port-forward connection opens at the start (a deployment of 20 does not get 20). */
 const WARM_PODS = 3;
 
@@ -40,7 +38,7 @@ const forward: CommandFactory = (api) =>
       sessionStarting.catch(() => undefined); // its own failure is reported below, after any refusal
       const abandonSession = async (error: unknown) => {
         const started = await sessionStarting.catch(() => undefined);
-        await started?.close(`forward refused: ${errorText(error)}`).catch((closeError) => api.logger.warn(errorText(closeError)));
+        await started?.close(`forward refused: ${api.errors.text(error)}`).catch((closeError) => api.logger.warn(api.errors.text(closeError)));
       };
       let resolver: Awaited<ReturnType<typeof createResolver>>;
       try {
