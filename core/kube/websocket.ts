@@ -122,11 +122,14 @@ export class FrameReader {
     while (at < chunk.length) {
       if (!this.inFrame) {
         // The header: 2 bytes, then 0, 2 or 8 bytes of extended length (server frames carry no mask).
+        // A header split between reads resumes here with some of it (maybe more than 2 bytes) kept.
         const need = (n: number) => {
-          const k = Math.min(n - this.headerFill, chunk.length - at);
-          chunk.copy(this.header, this.headerFill, at, at + k);
-          this.headerFill += k;
-          at += k;
+          if (this.headerFill < n) {
+            const k = Math.min(n - this.headerFill, chunk.length - at);
+            chunk.copy(this.header, this.headerFill, at, at + k);
+            this.headerFill += k;
+            at += k;
+          }
           return this.headerFill >= n;
         };
         if (!need(2)) return;

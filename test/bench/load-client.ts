@@ -70,16 +70,28 @@ async function bulk(mib: number) {
   const block = Buffer.alloc(256 * 1024, 0x61);
   const started = performance.now();
   let received = 0;
-  const done = new Promise<void>((resolve) =>
+  let stalled: Timer | undefined;
+  // A connection that ends, or goes quiet, before every byte came back is a failure to report with
+  // where it stopped, not a wait until the caller's timeout that says nothing.
+  const done = new Promise<void>((resolve, reject) => {
+    const fail = (why: string) => reject(new Error(`bulk: the connection ${why} after ${received} of ${total} bytes came back`));
+    // Nothing back for this long on a link that moves 100+ MB/s is a stall.
+    stalled = setTimeout(() => fail("stalled for 30 s"), 30_000);
     socket.on("data", (chunk: Buffer) => {
       received += chunk.length;
+      stalled!.refresh();
       if (received >= total) resolve();
-    }),
-  );
-  for (let sent = 0; sent < total; sent += block.length) {
-    if (!socket.write(block)) await new Promise((r) => socket.once("drain", r));
-  }
-  await done;
+    });
+    socket.once("end", () => fail("was ended by the other side"));
+    socket.once("close", () => fail("closed"));
+    socket.once("error", (error) => fail(`failed (${error.message})`));
+  }).finally(() => clearTimeout(stalled));
+  const send = async () => {
+    for (let sent = 0; sent < total; sent += block.length) {
+      if (!socket.write(block)) await Promise.race([new Promise((r) => socket.once("drain", r)), done]);
+    }
+  };
+  await Promise.all([send(), done]);
   const seconds = (performance.now() - started) / 1000;
   socket.destroy();
   // Bytes crossed the link twice (up and back).

@@ -49,6 +49,33 @@ describe("framing", () => {
     expect(seen.map((s) => s.split(":")[1]).join("")).toBe("abpcdenext");
   });
 
+  test("headers with 16- and 64-bit lengths split anywhere between reads, byte by byte too", () => {
+    // Server frames of each length form: 7-bit, 16-bit (126) and 64-bit (127).
+    const frame = (payload: Buffer) => {
+      const n = payload.length;
+      const head = n < 126 ? Buffer.from([0x82, n]) : n < 65536 ? Buffer.from([0x82, 126, n >> 8, n & 0xff]) : Buffer.concat([Buffer.from([0x82, 127]), Buffer.alloc(4), Buffer.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff])]);
+      return Buffer.concat([head, payload]);
+    };
+    const payloads = [randomBytes(5), randomBytes(300), randomBytes(70_000), randomBytes(3)].map((b) => Buffer.from(b));
+    const stream = Buffer.concat(payloads.map(frame));
+    const expected = Buffer.concat(payloads);
+    const readOut = (chunks: Buffer[]) => {
+      const got: Buffer[] = [];
+      const reader = new FrameReader((payload) => got.push(Buffer.from(payload)), () => {});
+      for (const chunk of chunks) reader.push(chunk);
+      return Buffer.concat(got);
+    };
+    // Every cut within and around the three headers after the first frame, and one byte at a time.
+    const starts = [7, 7 + 304, 7 + 304 + 70_010];
+    for (const start of starts) {
+      for (let cut = start - 1; cut <= start + 11; cut++) {
+        expect(sha(readOut([stream.subarray(0, cut), stream.subarray(cut)]))).toBe(sha(expected));
+        expect(sha(readOut([stream.subarray(0, cut), stream.subarray(cut, cut + 1), stream.subarray(cut + 1)]))).toBe(sha(expected));
+      }
+    }
+    expect(sha(readOut([...stream.subarray(0, 400)].map((b) => Buffer.from([b])).concat(stream.subarray(400))))).toBe(sha(expected));
+  });
+
   test("a masked server frame or a stray continuation is a protocol error", () => {
     const reader = () => new FrameReader(() => {}, () => {});
     expect(() => reader().push(Buffer.from([0x82, 0x81, 0, 0, 0, 0, 1]))).toThrow(/masked/);
