@@ -386,6 +386,17 @@ export interface SessionOptions {
   leaseDurationSeconds?: number;
 }
 
+/** A session on its way (`api.beginSession`). */
+export interface SessionStart {
+  /** The session once it is recorded; rejects with why it could not start (await it to report that). */
+  readonly session: Promise<Session>;
+  /**
+   * After a refusal: closes the session once it has started (nothing to do if it could not), noting
+   * the refusal as the reason. A failure to close is logged, not thrown: the refusal is the error.
+   */
+  abandon(refusal: unknown): Promise<void>;
+}
+
 /** A port-forwarded, multiplexed, authenticated link to this session's shadow. */
 export interface Tunnel {
   /** A new stream to host:port as seen from inside the cluster. */
@@ -977,6 +988,11 @@ export interface PluginApi extends ServingMembers {
   globalOptions(args: Record<string, unknown>): GlobalOptions;
   kube(global: GlobalOptions): Promise<Kube>;
   startSession(options: SessionOptions): Promise<Session>;
+  /**
+   * Starts a session while the command still checks what it was asked (targets, ports, rights),
+   * so the two overlap. `abandon` closes the session again when one of those checks refuses.
+   */
+  beginSession(options: SessionOptions): SessionStart;
   sessions: SessionsApi;
   /** Starts a shadow pod for the session and opens its tunnel. */
   startShadow(session: Session, options: ShadowOptions): Promise<Shadow>;

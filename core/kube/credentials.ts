@@ -37,8 +37,11 @@ export class CredentialFailure extends Error {
 
 type Entry = Record<string, unknown>;
 
-/** client-go re-reads a token-file about once a minute (projected tokens rotate); so do we. */
-const TOKEN_FILE_REREAD_MS = 60_000;
+/**
+ * client-go re-reads a token-file about once a minute (projected tokens rotate); so do we, and the
+ * certificate, key and CA files too (renewed in place, e.g. by kubeadm), instead of on every request.
+ */
+const FILE_REREAD_MS = 60_000;
 
 export interface CredentialOptions {
   /** The cluster entry's `cluster` mapping (paths already absolute). */
@@ -57,7 +60,16 @@ export function credentialSource(options: CredentialOptions): () => Promise<Cred
   const now = options.now ?? Date.now;
   if (user?.["auth-provider"] && !execOfAuthProvider(user)) return credentialsFromClientNode(options.legacy);
 
-  let tokenFile: { token: string; readAt: number } | undefined;
+  const files = new FileReader(now);
+  const decoded = new Map<string, Buffer>();
+  /** A path's bytes (re-read once a minute) or inline base64 data (decoded once). */
+  const fileOrData = (file: unknown, data: unknown): Buffer | undefined => {
+    if (typeof file === "string" && file) return files.bytes(file);
+    if (typeof data !== "string" || !data) return undefined;
+    let bytes = decoded.get(data);
+    if (!bytes) decoded.set(data, (bytes = Buffer.from(data, "base64")));
+    return bytes;
+  };
   let execCredential: { status: ExecStatus; expires?: number } | undefined;
   let execRunning: Promise<ExecStatus> | undefined;
 
@@ -102,8 +114,8 @@ export function credentialSource(options: CredentialOptions): () => Promise<Cred
     // A token in the kubeconfig wins over the plugin's, as in client-node.
     if (typeof user.token === "string" && user.token) headers.Authorization = `Bearer ${user.token}`;
     else if (typeof user["token-file"] === "string" && user["token-file"]) {
-      if (!tokenFile || now() - tokenFile.readAt > TOKEN_FILE_REREAD_MS) tokenFile = { token: readToken(user["token-file"]), readAt: now() };
-      headers.Authorization = `Bearer ${tokenFile.token}`;
+      // Without the newline an editor or `echo` leaves (client-go trims it too).
+      headers.Authorization = `Bearer ${files.bytes(user["token-file"]).toString().trim()}`;
     }
     if (typeof user.username === "string" && user.username) {
       headers.Authorization = `Basic ${Buffer.from(`${user.username}:${String(user.password ?? "")}`).toString("base64")}`;
@@ -142,10 +154,23 @@ function execOfAuthProvider(user: Entry): Entry | undefined {
   return (config?.exec as Entry | undefined) ?? undefined;
 }
 
-function fileOrData(file: unknown, data: unknown): Buffer | undefined {
-  if (typeof file === "string" && file) return readBytes(file);
-  if (typeof data === "string" && data) return Buffer.from(data, "base64");
-  return undefined;
+/**
+ * Files named by the kubeconfig, read at most once a minute each. A file read again with the same
+ * bytes gives back the same Buffer, so the transport sees the same TLS identity without hashing it.
+ */
+class FileReader {
+  private readonly read = new Map<string, { bytes: Buffer; readAt: number }>();
+
+  constructor(private readonly now: () => number) {}
+
+  bytes(file: string): Buffer {
+    const known = this.read.get(file);
+    if (known && this.now() - known.readAt <= FILE_REREAD_MS) return known.bytes;
+    const fresh = readBytes(file);
+    const bytes = known?.bytes.equals(fresh) ? known.bytes : fresh;
+    this.read.set(file, { bytes, readAt: this.now() });
+    return bytes;
+  }
 }
 
 function readBytes(file: string): Buffer {
@@ -156,9 +181,6 @@ function readBytes(file: string): Buffer {
     throw new CredentialFailure(err.message, undefined, err.code, file);
   }
 }
-
-/** A token file's token: without the newline an editor or `echo` leaves (client-go trims it too). */
-const readToken = (file: string) => readBytes(file).toString().trim();
 
 interface ExecStatus {
   token?: string;

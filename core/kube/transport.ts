@@ -29,14 +29,16 @@ const USER_AGENT = "ktctl";
 export function createTransport(access: KubeAccess): Transport {
   const { server } = access;
   // One keep-alive pool per distinct TLS identity; exec plugins may hand out new client certs.
-  let session: { fingerprint: string; value: Bun.FetchSession } | undefined;
+  let session: { tls: Credentials["tls"]; fingerprint: string; value: Bun.FetchSession } | undefined;
 
   const sessionFor = (tls: Credentials["tls"]) => {
+    // The credentials hand back the same objects while nothing changed: no need to hash them then.
+    if (session && sameTls(session.tls, tls)) return session.value;
     const fingerprint = String(Bun.hash([tls.ca, tls.cert, tls.key, tls.serverName, tls.rejectUnauthorized].map(String).join("\0")));
     if (session?.fingerprint !== fingerprint) {
       session?.value.close();
-      session = { fingerprint, value: new Bun.FetchSession({ tls, ...(access.proxyUrl ? { proxy: access.proxyUrl } : {}) }) };
-    }
+      session = { tls, fingerprint, value: new Bun.FetchSession({ tls, ...(access.proxyUrl ? { proxy: access.proxyUrl } : {}) }) };
+    } else session.tls = tls;
     return session.value;
   };
 
@@ -74,6 +76,9 @@ export function createTransport(access: KubeAccess): Transport {
 
   return { server, credentials, fetch: fetchApi };
 }
+
+const sameTls = (a: Credentials["tls"], b: Credentials["tls"]) =>
+  a.ca === b.ca && a.cert === b.cert && a.key === b.key && a.serverName === b.serverName && a.rejectUnauthorized === b.rejectUnauthorized;
 
 function credentialError(access: KubeAccess, e: unknown): KtctlError {
   if (isKtctlError(e)) return e;

@@ -138,6 +138,17 @@ export function createHostApi({ config, logger }: PluginApiDeps): HostApi {
       startPages.arm();
       return session;
     },
+    beginSession: (options) => {
+      const session = api.startSession(options);
+      session.catch(() => undefined); // reported by whoever awaits it, after any refusal
+      return {
+        session,
+        abandon: async (refusal) => {
+          const started = await session.catch(() => undefined);
+          await started?.close(`${options.mode} refused: ${errorText(refusal)}`).catch((error) => logger.warn(errorText(error)));
+        },
+      };
+    },
     sessions,
     startShadow: async (session, options) => {
       startPages.hold();

@@ -59,14 +59,8 @@ const connect: CommandFactory = (api) =>
       const context = { namespace, domain: options.clusterDomain };
       const driver = selectDriver({ mode: options.mode, platform: process.platform, dnsMode: options.dnsMode }, api);
 
-      // --- 1. read the cluster (the session starts meanwhile) -----------------------------------
-      const sessionStarting = options.dryRun ? undefined : api.startSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
-      sessionStarting?.catch(() => undefined); // its failure is reported in step 2, after any refusal of step 1
-      /** Closes the session begun above, if it began, when a refusal ends the connect before step 2. */
-      const abandonSession = async (error: unknown) => {
-        const started = await sessionStarting?.catch(() => undefined);
-        await started?.close(`connect refused: ${api.errors.text(error)}`).catch((closeError) => api.logger.warn(api.errors.text(closeError)));
-      };
+      // --- 1. read the cluster (the session starts meanwhile; a refusal here abandons it) ----------
+      const sessionStart = options.dryRun ? undefined : api.beginSession({ kube, mode: "connect", target: `namespace/${namespace}`, global });
 
       // Drivers that write names or mappings up front need every namespace; DNS and the proxy ask as they go.
       const upFront = driver.name !== "linux-system" && driver.name !== "proxy";
@@ -82,7 +76,7 @@ const connect: CommandFactory = (api) =>
         apiServerAddresses(kube.server),
       ]).catch(async (error) => {
         index.close();
-        await abandonSession(error);
+        await sessionStart?.abandon(error);
         throw error;
       });
       api.logger.debug(`start: cluster read at ${sinceStart()}`);
@@ -94,7 +88,7 @@ const connect: CommandFactory = (api) =>
           ExitCode.failure,
           "pass the ranges with --includeIps (e.g. 10.96.0.0/12), or use --mode proxy",
         );
-        await abandonSession(error);
+        await sessionStart?.abandon(error);
         throw error;
       }
       api.logger.debug(
@@ -156,7 +150,7 @@ const connect: CommandFactory = (api) =>
       const laptop = await startLaptopSide({ api, driver, options, sessionId: "pending", context, index, capture, cluster, logger: api.logger }).catch(async (error) => {
         pods?.close();
         index.close();
-        await abandonSession(error);
+        await sessionStart?.abandon(error);
         throw error;
       });
       api.logger.debug(`start: laptop servers up at ${sinceStart()}`);
@@ -179,14 +173,14 @@ const connect: CommandFactory = (api) =>
         driver.prepare(laptop.spec, laptop.facts);
       } catch (error) {
         await release();
-        await abandonSession(error);
+        await sessionStart?.abandon(error);
         throw error;
       }
 
       // --- 2. the shadow, the laptop changes ------------------------------------------------------
       let session;
       try {
-        session = await sessionStarting!;
+        session = await sessionStart!.session;
       } catch (error) {
         await release();
         throw error;

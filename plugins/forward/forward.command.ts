@@ -34,17 +34,12 @@ const forward: CommandFactory = (api) =>
       const kube = await api.kube(global);
       // The session (its journal, watchdog and Lease) starts while the target is resolved and the
       // ports are taken; a refusal of either closes it again before the forward exits.
-      const sessionStarting = api.startSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
-      sessionStarting.catch(() => undefined); // its own failure is reported below, after any refusal
-      const abandonSession = async (error: unknown) => {
-        const started = await sessionStarting.catch(() => undefined);
-        await started?.close(`forward refused: ${api.errors.text(error)}`).catch((closeError) => api.logger.warn(api.errors.text(closeError)));
-      };
+      const sessionStart = api.beginSession({ kube, mode: "forward", target: `${target.kind}/${target.name}`, global });
       let resolver: Awaited<ReturnType<typeof createResolver>>;
       try {
         resolver = await createResolver(kube, kube.namespace, target, mappings.map((m) => m.remote), api, { servicesToPods: via === "pod" });
       } catch (error) {
-        await abandonSession(error);
+        await sessionStart.abandon(error);
         throw error;
       }
       // Connections to a pod need no shadow: they go through the pod's own port-forward, as
@@ -108,13 +103,13 @@ const forward: CommandFactory = (api) =>
           );
       } catch (error) {
         await closeLocal();
-        await abandonSession(error);
+        await sessionStart.abandon(error);
         throw error;
       }
 
       let session: Session;
       try {
-        session = await sessionStarting;
+        session = await sessionStart.session;
       } catch (error) {
         await closeLocal();
         throw error;

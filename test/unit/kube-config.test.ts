@@ -294,6 +294,29 @@ describe("credentials without client-node (credentials.ts)", () => {
     expect((await credentials()).headers.Authorization).toBe("Bearer two");
   });
 
+  test("certificate, key and CA files are read once a minute; unchanged bytes come back as the same Buffer", async () => {
+    let clock = 0;
+    const cert = write("rotating.crt", "CERT-1");
+    const ca = write("rotating-ca.crt", "CA-1");
+    const credentials = credentialSource({
+      cluster: { "certificate-authority": ca },
+      user: { "client-certificate": cert, "client-key-data": Buffer.from("KEY").toString("base64") },
+      legacy: noLegacy,
+      now: () => clock,
+    });
+    const first = (await credentials()).tls;
+    expect([String(first.cert), String(first.ca), String(first.key)]).toEqual(["CERT-1", "CA-1", "KEY"]);
+    fs.writeFileSync(cert, "CERT-2");
+    clock += 30_000;
+    const within = (await credentials()).tls;
+    expect(within.cert).toBe(first.cert); // not read again within the minute
+    expect(within.key).toBe(first.key); // inline data decoded once
+    clock += 31_000;
+    const after = (await credentials()).tls;
+    expect(String(after.cert)).toBe("CERT-2"); // renewed in place: picked up
+    expect(after.ca).toBe(first.ca); // read again, same bytes: the same Buffer, the same TLS identity
+  });
+
   test("an auth-provider is left to client-node, and only then is it asked", async () => {
     let asked = 0;
     const legacy = () => {

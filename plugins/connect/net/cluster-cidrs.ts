@@ -13,6 +13,7 @@
 import { lookup } from "node:dns/promises";
 import type { Kube } from "../../../core/plugin-api.ts";
 import { cidrCovers, cidrOf, formatCidr, isIPv4, normalizeCidrs, parseIPv4, tryParseCidr, type Cidr } from "./cidr.ts";
+import { errorText } from "./error-text.ts";
 
 export type RangeSource = "service-cidr-objects" | "dry-run-message" | "node-pod-cidrs" | "pod-ip-fallback" | "none";
 
@@ -93,7 +94,6 @@ const statusOf = (error: unknown): number | undefined => {
   const s = (error as { status?: unknown })?.status;
   return typeof s === "number" ? s : undefined;
 };
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 export type RangeKube = Pick<Kube, "request">;
 
@@ -103,7 +103,7 @@ export async function discoverServiceCidrs(kube: RangeKube, namespace: string, l
     const cidrs = serviceCidrsFromObjects(list?.items ?? []);
     if (cidrs.length) return { cidrs, source: "service-cidr-objects" };
   } catch (error) {
-    logger?.debug(`service ranges from ServiceCIDR objects unavailable (${messageOf(error)})`);
+    logger?.debug(`service ranges from ServiceCIDR objects unavailable (${errorText(error)})`);
   }
   const probe = {
     apiVersion: "v1",
@@ -116,9 +116,9 @@ export async function discoverServiceCidrs(kube: RangeKube, namespace: string, l
     logger?.debug("the API server accepted the range probe; it names no range");
   } catch (error) {
     // The refusal is the answer. The message survives in the KtctlError text.
-    const cidrs = serviceCidrsFromMessage(messageOf(error));
+    const cidrs = serviceCidrsFromMessage(errorText(error));
     if (cidrs.length) return { cidrs, source: "dry-run-message" };
-    logger?.debug(`the range probe told nothing (${statusOf(error) ?? ""} ${messageOf(error)})`);
+    logger?.debug(`the range probe told nothing (${statusOf(error) ?? ""} ${errorText(error)})`);
   }
   return { cidrs: [], source: "none" };
 }
@@ -129,7 +129,7 @@ export async function discoverPodCidrs(kube: RangeKube, namespace: string, logge
     const cidrs = podCidrsFromNodes(nodes?.items ?? []);
     if (cidrs.length) return { cidrs, source: "node-pod-cidrs" };
   } catch (error) {
-    logger?.debug(`node pod ranges unavailable (${messageOf(error)})`);
+    logger?.debug(`node pod ranges unavailable (${errorText(error)})`);
   }
   try {
     const pods = await kube.request<any>("GET", `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`);
@@ -141,7 +141,7 @@ export async function discoverPodCidrs(kube: RangeKube, namespace: string, logge
       return { cidrs, source: "pod-ip-fallback" };
     }
   } catch (error) {
-    logger?.debug(`cannot list pods of ${namespace} (${messageOf(error)})`);
+    logger?.debug(`cannot list pods of ${namespace} (${errorText(error)})`);
   }
   return { cidrs: [], source: "none" };
 }

@@ -5,6 +5,7 @@
 import type { Kube, PodRef } from "../../../core/plugin-api.ts";
 import { isIPv4 } from "./cidr.ts";
 import { podRefOf, type EndpointRecord, type NameView, type ServicePortRecord, type ServiceRecord } from "./cluster-names.ts";
+import { errorText } from "./error-text.ts";
 
 export type IndexKube = Pick<Kube, "request" | "watch">;
 
@@ -141,7 +142,7 @@ export class ClusterIndex implements NameView {
         return;
       } catch (error) {
         if (status(error) !== 403) throw error;
-        this.logger?.warn(`cannot list services in all namespaces (${describe(error)}); indexing ${this.options.namespaces.join(", ")} only`);
+        this.logger?.warn(`cannot list services in all namespaces (${errorText(error)}); indexing ${this.options.namespaces.join(", ")} only`);
       }
     }
     await Promise.all(this.options.namespaces.map((ns) => this.watchNamespace(ns)));
@@ -311,7 +312,7 @@ export class ClusterIndex implements NameView {
     try {
       const obj = await this.kube.request<any>("GET", `${SERVICES(namespace)}/${encodeURIComponent(name)}`);
       // A service there: from now on the namespace is indexed like the connect namespace.
-      this.watchNamespace(namespace).catch((error) => this.logger?.warn(`cannot watch namespace ${namespace}: ${describe(error)}`));
+      this.watchNamespace(namespace).catch((error) => this.logger?.warn(`cannot watch namespace ${namespace}: ${errorText(error)}`));
       return serviceRecordOf({ ...obj, metadata: { ...obj?.metadata, namespace } });
     } catch (error) {
       const code = status(error);
@@ -319,7 +320,7 @@ export class ClusterIndex implements NameView {
         this.negative.set(`${namespace}/${name}`, this.now() + this.negativeCacheMs);
         return undefined;
       }
-      this.logger?.debug(`looking up service ${namespace}/${name} failed: ${describe(error)}`);
+      this.logger?.debug(`looking up service ${namespace}/${name} failed: ${errorText(error)}`);
       return undefined;
     }
   }
@@ -339,7 +340,7 @@ export class ClusterIndex implements NameView {
     const signal = this.stop.signal;
     const query: Record<string, string> = version ? { resourceVersion: version } : {};
     this.kube.watch(path, query, (type, obj) => apply(type, obj), signal).catch((error) => {
-      if (!signal.aborted) this.logger?.warn(`watch of ${path} ended: ${describe(error)}; names there may go stale`);
+      if (!signal.aborted) this.logger?.warn(`watch of ${path} ended: ${errorText(error)}; names there may go stale`);
     });
   }
 
@@ -352,7 +353,7 @@ export class ClusterIndex implements NameView {
       this.kube.request<any>("GET", SERVICES(namespace)),
       this.kube.request<any>("GET", SLICES(namespace)).catch((error) => {
         // Without EndpointSlices headless names have no addresses; everything else still works.
-        this.logger?.warn(`cannot list endpoint slices in ${namespace} (${describe(error)}); headless services will not resolve`);
+        this.logger?.warn(`cannot list endpoint slices in ${namespace} (${errorText(error)}); headless services will not resolve`);
         return undefined;
       }),
     ]);
@@ -364,4 +365,3 @@ export class ClusterIndex implements NameView {
   }
 }
 
-const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
