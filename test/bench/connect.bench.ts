@@ -43,7 +43,7 @@ import {
   type RunningKtctl,
 } from "../e2e/harness.ts";
 import { freshInBatches } from "./fresh-batches.ts";
-import { rssKbOf as rssKb, shadowPidIn as shadowPid } from "./processes.ts";
+import { keepingOutputOnFailure, rssKbOf as rssKb, shadowPidIn as shadowPid } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -233,7 +233,7 @@ try {
         running.add(ktctl);
         try {
           await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${KUBECTL_TCP + 1}`), 60_000);
-          await loads(who, String(KUBECTL_HTTP + 1), String(KUBECTL_TCP + 1));
+          await keepingOutputOnFailure(who, ktctl.output, () => loads(who, String(KUBECTL_HTTP + 1), String(KUBECTL_TCP + 1)));
         } finally {
           await stop(ktctl);
         }
@@ -242,7 +242,7 @@ try {
         record(who, "firstAnswerMs", ms);
         record(who, "reportedReadyMs", started.reportedMs);
         try {
-          await loads(who, `${clusterIp}:80`, `${clusterIp}:9090`);
+          await keepingOutputOnFailure(who, started.ktctl.output, () => loads(who, `${clusterIp}:80`, `${clusterIp}:9090`));
           if (round === rounds) {
             const own = rssKb(started.ktctl.proc.pid);
             if (own) memory[who === CONNECT ? `ktctl connect, ${NS} (1 service)` : `ktctl connect --via pod, ${NS} (1 service)`] = own;

@@ -23,7 +23,7 @@ import { relative } from "node:path";
 import { parseArgs } from "node:util";
 import { KTCTL, KUBECONFIG, REPO, inLaptop, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInLaptop, startWatched, ktctlInLaptop, type RunningKtctl } from "../e2e/harness.ts";
 import { freshInBatches } from "./fresh-batches.ts";
-import { cpuDuring, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
+import { cpuDuring, keepingOutputOnFailure, rssKbOf as rssKb, shadowPidIn } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -106,6 +106,8 @@ async function freePorts(): Promise<[number, number]> {
 
 interface Running {
   stop(): Promise<void>;
+  /** What it printed so far (ktctl only), kept when a load fails. */
+  output?(): string;
   pid: number;
   httpPort: number;
   tcpPort: number;
@@ -152,7 +154,7 @@ function ktctlForwarder(name: string, env: Record<string, string>): Forwarder {
       const argv = binary ? inLaptop([binary, "--kubeconfig", KUBECONFIG, ...args]) : ktctlInLaptop(args);
       const ktctl: RunningKtctl = startWatched(argv, environment);
       await ktctl.waitForOutput(new RegExp(`Forwarding 127\\.0\\.0\\.1:${tcpPort}`));
-      return { pid: ktctl.proc.pid, httpPort, tcpPort, stop: async () => void (await ktctl.stop("SIGINT")) };
+      return { pid: ktctl.proc.pid, httpPort, tcpPort, output: () => ktctl.output(), stop: async () => void (await ktctl.stop("SIGINT")) };
     },
     shadowPid,
   };
@@ -209,29 +211,31 @@ try {
       record(forwarder.name, "firstAnswerMs", await firstAnswer(forwarder));
       const running = await forwarder.start();
       try {
-        // Warm-up, the same for every forwarder: a JIT (ktctl's and the shadow's) has to see a
-        // code path before it runs fast, and the figures are for a forward in use, not its first
-        // seconds (those are the "start to first answer" row).
-        await client("bulk", running.tcpPort, 4);
-        await client("keepalive", running.httpPort, 50);
-        await client("fresh", running.httpPort, 30);
-        const processes: Record<string, number | undefined> = { forwarder: running.pid, shadow: await forwarder.shadowPid?.(), ...system };
-        const bulk = await cpuDuring(processes, () => client("bulk", running.tcpPort, mib));
-        record(forwarder.name, "bulkMBps", bulk.result.mbPerSecond);
-        for (const [k, ms] of Object.entries(bulk.cpuMs)) record(forwarder.name, `cpu:${k}`, ms / mib);
-        const keep = await client("keepalive", running.httpPort, requests);
-        record(forwarder.name, "keepaliveP50ms", keep.p50ms);
-        record(forwarder.name, "keepaliveP99ms", keep.p99ms);
-        // What a new connection costs the path, message by message through every hop: sequential,
-        // so the processes' CPU meanwhile is theirs (the machine's background included, alike for all).
-        const fresh = await cpuDuring(processes, () => client("fresh", running.httpPort, requests));
-        for (const [k, ms] of Object.entries(fresh.cpuMs)) record(forwarder.name, `cpuFresh:${k}`, ms / requests);
-        if (round === rounds) {
-          const own = rssKb(running.pid);
-          if (own) memory[forwarder.name] = own;
-          const shadow = processes.shadow ? rssKb(processes.shadow) : undefined;
-          if (shadow) memory[`${forwarder.name}: shadow pod`] = shadow;
-        }
+        await keepingOutputOnFailure(forwarder.name, running.output, async () => {
+          // Warm-up, the same for every forwarder: a JIT (ktctl's and the shadow's) has to see a
+          // code path before it runs fast, and the figures are for a forward in use, not its first
+          // seconds (those are the "start to first answer" row).
+          await client("bulk", running.tcpPort, 4);
+          await client("keepalive", running.httpPort, 50);
+          await client("fresh", running.httpPort, 30);
+          const processes: Record<string, number | undefined> = { forwarder: running.pid, shadow: await forwarder.shadowPid?.(), ...system };
+          const bulk = await cpuDuring(processes, () => client("bulk", running.tcpPort, mib));
+          record(forwarder.name, "bulkMBps", bulk.result.mbPerSecond);
+          for (const [k, ms] of Object.entries(bulk.cpuMs)) record(forwarder.name, `cpu:${k}`, ms / mib);
+          const keep = await client("keepalive", running.httpPort, requests);
+          record(forwarder.name, "keepaliveP50ms", keep.p50ms);
+          record(forwarder.name, "keepaliveP99ms", keep.p99ms);
+          // What a new connection costs the path, message by message through every hop: sequential,
+          // so the processes' CPU meanwhile is theirs (the machine's background included, alike for all).
+          const fresh = await cpuDuring(processes, () => client("fresh", running.httpPort, requests));
+          for (const [k, ms] of Object.entries(fresh.cpuMs)) record(forwarder.name, `cpuFresh:${k}`, ms / requests);
+          if (round === rounds) {
+            const own = rssKb(running.pid);
+            if (own) memory[forwarder.name] = own;
+            const shadow = processes.shadow ? rssKb(processes.shadow) : undefined;
+            if (shadow) memory[`${forwarder.name}: shadow pod`] = shadow;
+          }
+        });
       } finally {
         await running.stop();
       }

@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CTR, KTCTL, KUBECONFIG, REPO, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
 import { BENCH_LAPTOP_NS, KT_ROUTER_IMAGE, KT_SHADOW_IMAGE, anchorBinary, anchorsDir, ktImageArchives } from "./anchors/paths.ts";
-import { rssKbOf, shadowPidIn } from "./processes.ts";
+import { keepOutput, rssKbOf, shadowPidIn } from "./processes.ts";
 import type { PeersOutput } from "./report.ts";
 
 const { values } = parseArgs({
@@ -273,7 +273,8 @@ async function connectRounds(): Promise<void> {
           }
         }
       } catch (e) {
-        out.unavailable[`${t.name} loads`] = String(e).slice(0, 1500);
+        const kept = keepOutput(t.name, started.tool.output);
+        out.unavailable[`${t.name} loads`] = `${String(e).slice(0, 1500)} (its output: ${kept})`;
       } finally {
         await stopTool(started.tool);
       }

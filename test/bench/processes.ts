@@ -1,6 +1,8 @@
 // What the benchmarks read about processes on this machine, which is also the cluster's node: the
 // shadow's pid (through its container's cgroup), CPU time and memory from /proc.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { kubectl, kubectlJson, run } from "../e2e/harness.ts";
 
 /** The pid of the live ktctl shadow in a namespace, found through its container's cgroup. */
@@ -50,5 +52,26 @@ export function rssKbOf(pid: number): { rss: number; peak: number } | undefined 
     return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), peak: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) };
   } catch {
     return undefined;
+  }
+}
+
+/** Writes what a tool printed so far to a file (its warnings say when a tunnel broke, and why); returns the file. */
+export function keepOutput(who: string, output: () => string): string {
+  const file = join(tmpdir(), `ktctl-bench-failure-${new Date().toISOString().replace(/[:.]/g, "-")}.log`);
+  writeFileSync(file, output());
+  console.error(`${who}: a load failed; what it printed is in ${file}`);
+  return file;
+}
+
+/**
+ * Runs a load; if it fails, keeps what the tool under test printed (keepOutput) before the failure
+ * goes on, so a rare failure can be read afterwards instead of guessed at.
+ */
+export async function keepingOutputOnFailure<T>(who: string, output: (() => string) | undefined, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    if (output) keepOutput(who, output);
+    throw error;
   }
 }
