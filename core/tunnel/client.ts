@@ -379,6 +379,8 @@ class ReconnectingTunnel implements SshTunnel {
   private deliver(link: Link, details: TcpConnectionDetails, accept: () => ClientChannel, reject: () => void): void {
     const listener = this.listeners.get(details.destPort);
     if (!listener) return reject();
+    // The fallback path: no reverse stream was waiting in the shadow (a burst beyond the pool, an old shadow).
+    this.log.debug(`tunnel: a cluster connection from ${details.srcIP}:${details.srcPort} came over SSH`);
     this.connectLocal(link, listener, { address: details.srcIP, port: details.srcPort }, accept, reject);
   }
 
