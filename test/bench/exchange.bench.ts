@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod } from "../e2e/harness.ts";
+import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod, trackedConnections } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 import { cpuDuring, keepOutput, shadowPidIn } from "./processes.ts";
 
@@ -334,12 +334,9 @@ async function clearStaleTracking(serviceIps: string[]): Promise<{ removed: numb
   const live = new Set<string>(pods.items.flatMap((p: any) => (p.status?.podIPs ?? []).map((ip: any) => ip.ip)));
   const dead = new Set<string>();
   for (const ip of serviceIps) {
-    const listed = await run(["conntrack", "-L", "-p", "tcp", "--orig-dst", ip], { timeoutMs: 10_000 });
-    if (listed.code !== 0) return { removed: 0, deadPods: 0, unavailable: listed.stderr.trim().split("\n")[0] || "conntrack failed" };
-    for (const line of listed.stdout.split("\n")) {
-      const replySource = [...line.matchAll(/src=(\S+)/g)][1]?.[1];
-      if (replySource && !live.has(replySource)) dead.add(replySource);
-    }
+    const tracked = await trackedConnections(ip);
+    if (!("entries" in tracked)) return { removed: 0, deadPods: 0, unavailable: tracked.unavailable };
+    for (const { replySource } of tracked.entries) if (!live.has(replySource)) dead.add(replySource);
   }
   let removed = 0;
   for (const ip of serviceIps) {

@@ -136,6 +136,28 @@ export async function laptopCanConnect(host: string, port: number, timeoutSecond
   return ![6, 7, 28].includes(r.code);
 }
 
+/** One of the node's TCP connection-tracking entries toward a service address. */
+export interface TrackedConnection {
+  /** conntrack's TCP state: SYN_SENT, ESTABLISHED, TIME_WAIT, ... */
+  state: string;
+  /** The address the service address was translated to (the endpoint the entry sends to). */
+  replySource: string;
+}
+
+/** The node's TCP conntrack entries toward `serviceIp` (as root, on the node); why not, when they cannot be read. */
+export async function trackedConnections(serviceIp: string): Promise<{ entries: TrackedConnection[] } | { unavailable: string }> {
+  const r = await run(["conntrack", "-L", "-p", "tcp", "--orig-dst", serviceIp], { timeoutMs: 10_000 });
+  if (r.code !== 0) return { unavailable: r.stderr.trim().split("\n")[0] || `conntrack exited ${r.code}` };
+  const entries: TrackedConnection[] = [];
+  for (const line of r.stdout.split("\n")) {
+    // "tcp 6 117 TIME_WAIT src=CLIENT dst=SERVICE ... src=ENDPOINT dst=CLIENT ...": the second src is the reply's.
+    const replySource = [...line.matchAll(/src=(\S+)/g)][1]?.[1];
+    const state = /^\S+\s+\d+\s+\d+\s+([A-Z_]+)/.exec(line)?.[1];
+    if (replySource && state) entries.push({ state, replySource });
+  }
+  return { entries };
+}
+
 /**
  * How e2e tests run ktctl: the compiled binary when KTCTL_E2E_BIN names it (test/run does), so
  * the product itself is tested; otherwise from source.

@@ -482,7 +482,7 @@ describe("takeover", () => {
         .then(
           () => true,
           (error) => {
-            if ((error as { status?: number }).status !== 409 || attempt >= 5) throw error;
+            if (httpStatus(error) !== 409 || attempt >= 5) throw error;
             return false;
           },
         );

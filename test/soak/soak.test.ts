@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SHADOW_BINARY_PATH } from "../../build/shadow.ts";
 import { DEFAULT_SHADOW_IMAGE } from "../../core/protocol/version.ts";
-import { KTCTL, REPO, eventually, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, type RunningKtctl } from "../e2e/harness.ts";
+import { KTCTL, REPO, eventually, kubectl, kubectlJson, kubectlOk, requireCluster, run, runInPod, startWatched, trackedConnections, type RunningKtctl } from "../e2e/harness.ts";
 import { KUBECONFIG, deployWorkspace, removeHome, scratchHome, tidyWorkspace } from "../e2e/reliability-harness.ts";
 import { change, failuresOutside, healWindows, medianSample, percentile, splitByControl, type Deletion, type HealWindow, type RequestRecord, type Sample } from "./soak-analysis.ts";
 import { SOAK_LAPTOP, childrenOf, executableOf, inSoakLaptop, laptopDown, laptopUp, podProcess, processStats } from "./soak-harness.ts";
@@ -181,16 +181,11 @@ async function sampleShadows(at: number): Promise<void> {
  * address and port match such an entry follows it to the dead address instead of a live endpoint.
  */
 async function sampleStaleTracking(serviceIp: string, at: number): Promise<void> {
-  const r = await run(["conntrack", "-L", "-p", "tcp", "--orig-dst", serviceIp], { timeoutMs: 10_000 });
-  if (r.code !== 0) return;
-  let synSent = 0;
-  let all = 0;
-  for (const line of r.stdout.split("\n")) {
-    const replySource = [...line.matchAll(/src=(\S+)/g)][1]?.[1];
-    if (!replySource || !deletedShadowIps.has(replySource)) continue;
-    all++;
-    if (/\bSYN_SENT\b/.test(line)) synSent++;
-  }
+  const tracked = await trackedConnections(serviceIp);
+  if (!("entries" in tracked)) return;
+  const stale = tracked.entries.filter((entry) => deletedShadowIps.has(entry.replySource));
+  const all = stale.length;
+  const synSent = stale.filter((entry) => entry.state === "SYN_SENT").length;
   staleTracking.push({ at, synSent, all });
 }
 
