@@ -142,9 +142,16 @@ export interface RelayOptions {
    * Given for a reusable stream: as soon as the connection has ended cleanly (EOF both ways),
    * `socket` is handed back (paused, with every listener of the relay's removed) with the bytes
    * not parsed yet, its DONE still owed ("early-reuse" in tunnel.ts): it comes later, in front of
-   * the stream's next use.
+   * the stream's next use. `eofOwed`: the EOF of this connection was kept (holdLateEof) and is the
+   * next owner's to send, first.
    */
-  reuse?(rest: Buffer): void;
+  reuse?(rest: Buffer, eofOwed: boolean): void;
+  /**
+   * With reuse: a target that ends its side after the host's side has ended (its EOF then only
+   * tells the host's reading end) hands the stream back with that EOF owed, instead of sending it
+   * as a message of its own ("late-eof", tunnel.ts).
+   */
+  holdLateEof?: boolean;
   /**
    * The stream's last connection still owes its DONE: until it comes, the host's frames are that
    * connection's leftovers (CREDIT, BLOCKED), dropped.
@@ -157,12 +164,14 @@ export interface RelayOptions {
  * frames, each way under the other side's credit. Ends each way on EOF; resets both on any error.
  * (Exported for shadow/reverse-server.ts: a reverse stream relays exactly the same way.)
  */
-export function relay({ socket, target, window, early, framePool, reset, reuse, donePending }: RelayOptions): void {
+export function relay({ socket, target, window, early, framePool, reset, reuse, donePending, holdLateEof }: RelayOptions): void {
   let sendCredit = window;
   const queued: Buffer[] = []; // target bytes waiting for credit
   let targetEnded = false;
   let eofSent = false;
   let eofReceived = false;
+  /** Our EOF was kept for the stream's next owner (holdLateEof). */
+  let eofHeld = false;
   let written = 0;
   const incoming = new CreditReturn(window);
   const lastDone = new OwedDone(donePending === true);
@@ -258,7 +267,8 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
   const sendEof = () => {
     if (eofSent || socket.destroyed) return;
     eofSent = true;
-    socket.write(encodeFrameHeader(FrameType.Eof, 0));
+    if (holdLateEof && reuse && eofReceived) eofHeld = true;
+    else socket.write(encodeFrameHeader(FrameType.Eof, 0));
     finishIfDone();
   };
   target.on("data", (chunk: Buffer) => {
@@ -301,7 +311,7 @@ export function relay({ socket, target, window, early, framePool, reset, reuse, 
     handedOn = true;
     socket.off("data", onSocketData).off("end", onSocketEnd).off("close", onSocketClose);
     socket.pause();
-    reuse!(rest);
+    reuse!(rest, eofHeld);
   };
 
   socket.on("data", onSocketData);

@@ -5,7 +5,7 @@
 
 import net from "node:net";
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { DIRECT_TOKEN_BYTES, FrameType, OwedDone, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
+import { DIRECT_TOKEN_BYTES, FrameType, LATE_EOF_HOLD_MS, OwedDone, directFramePool, encodeFrameHeader } from "../core/protocol/direct-streams.ts";
 import { REVERSE_IDLE_MS, decodeReversePreamble, encodeAssignment } from "../core/protocol/reverse-streams.ts";
 import { relay } from "./direct-server.ts";
 import type { ShadowLog } from "./log.ts";
@@ -34,8 +34,12 @@ interface Waiting {
   window: number;
   /** Waits again after each connection that ends cleanly ("KTR2"). */
   reusable: boolean;
+  /** Its host takes a late EOF in front of the next assignment ("KTR3"). */
+  lateEof: boolean;
   /** Back before the host's DONE of its last connection ("early-reuse"): that DONE, awaited. */
   lastDone: OwedDone;
+  /** Back with its last connection's EOF kept: sent in front of the next assignment, or alone when this fires. */
+  eofOwed: ReturnType<typeof setTimeout> | undefined;
   timer: ReturnType<typeof setTimeout>;
   /** Stops watching the stream as a waiting one. */
   release(): void;
@@ -64,7 +68,7 @@ export class ReverseServer {
         if (connection === undefined) return "wrong token";
         // Nothing may follow the preamble until the stream is assigned: the host waits for us.
         if (rest.length > 0) return "data on a waiting reverse stream";
-        reverse.wait(connection, socket, preamble.window, preamble.reusable === true);
+        reverse.wait(connection, socket, preamble.window, { reusable: preamble.reusable === true, lateEof: preamble.lateEof === true });
         return undefined;
       },
     });
@@ -82,10 +86,15 @@ export class ReverseServer {
     return token;
   }
 
-  /** A stream of `connection`'s that waits for a cluster connection, if there is one. */
+  /**
+   * A stream of `connection`'s that waits for a cluster connection, if there is one: one that owes
+   * its last connection's EOF first (it then leaves with this assignment), else the longest waiting.
+   */
   take(connection: number): ReverseCarrier | undefined {
     const queue = this.waiting.get(connection);
-    const entry = queue?.shift();
+    if (!queue?.length) return undefined;
+    const owing = queue.findLastIndex((waiting) => waiting.eofOwed !== undefined);
+    const entry = owing >= 0 ? queue.splice(owing, 1)[0] : queue.shift();
     if (!entry) return undefined;
     entry.release();
     return { carry: (client, listenerPort) => this.carry(entry, client, listenerPort) };
@@ -112,8 +121,12 @@ export class ReverseServer {
     return found;
   }
 
-  /** `rest`: the stream is back from a connection, whose DONE it still owes; what arrived unparsed. */
-  private wait(connection: number, socket: net.Socket, window: number, reusable: boolean, rest?: Buffer): void {
+  /**
+   * `back`: the stream is back from a connection, whose DONE the host still owes: what arrived
+   * unparsed, and whether that connection's EOF is still ours to send.
+   */
+  private wait(connection: number, socket: net.Socket, window: number, kind: { reusable: boolean; lateEof: boolean }, back?: { rest: Buffer; eofOwed: boolean }): void {
+    const rest = back?.rest;
     if (socket.destroyed) return;
     if (!this.tokens.has(connection)) return void socket.destroy(); // its SSH connection is gone
     const queue = this.waiting.get(connection) ?? [];
@@ -144,11 +157,13 @@ export class ReverseServer {
       connection,
       socket,
       window,
-      reusable,
+      ...kind,
       lastDone: new OwedDone(rest !== undefined),
+      eofOwed: back?.eofOwed ? setTimeout(() => this.sendOwedEof(entry), LATE_EOF_HOLD_MS) : undefined,
       timer: setTimeout(drop, this.options.idleMs ?? REVERSE_IDLE_MS),
       release: () => {
         clearTimeout(entry.timer);
+        clearTimeout(entry.eofOwed);
         socket.off("data", onData).off("end", drop).off("close", drop);
         socket.pause(); // until the relay reads it
       },
@@ -160,16 +175,24 @@ export class ReverseServer {
     queue.push(entry);
   }
 
+  /** The late EOF a waiting stream kept found no next connection in time: it leaves alone. */
+  private sendOwedEof(entry: Waiting): void {
+    entry.eofOwed = undefined;
+    if (!entry.socket.destroyed) entry.socket.write(encodeFrameHeader(FrameType.Eof, 0));
+  }
+
   private carry(entry: Waiting, client: net.Socket, listenerPort: number): void {
-    const { connection, socket, window, reusable, lastDone } = entry;
+    const { connection, socket, window, reusable, lateEof, lastDone } = entry;
     if (socket.destroyed) return void client.destroy();
     client.setNoDelay(true);
     // The assignment leaves in one write with the client's first bytes, which a client that speaks
-    // first (HTTP) has usually sent before we accepted. A client that waits for the server to speak
-    // first gets the assignment alone, a moment later.
+    // first (HTTP) has usually sent before we accepted, and after the last connection's EOF if the
+    // stream kept it. A client that waits for the server to speak first gets the assignment alone,
+    // a moment later.
     socket.cork();
     socket.write(
       Buffer.concat([
+        ...(entry.eofOwed !== undefined ? [encodeFrameHeader(FrameType.Eof, 0)] : []),
         encodeAssignment({ listenerPort, originAddress: client.remoteAddress ?? "0.0.0.0", originPort: client.remotePort ?? 0 }),
         encodeFrameHeader(FrameType.Opened, 0),
       ]),
@@ -185,8 +208,9 @@ export class ReverseServer {
       // Back to waiting as soon as both EOFs are behind: the host's DONE (which tells its last
       // frames of this connection from those of the next) may come later, even with the next
       // connection's first frame. Anything else on a waiting stream is wrong.
-      reuse: reusable ? (rest) => this.wait(connection, socket, window, true, rest) : undefined,
+      reuse: reusable ? (rest, eofOwed) => this.wait(connection, socket, window, { reusable, lateEof }, { rest, eofOwed }) : undefined,
       donePending: lastDone.owed,
+      holdLateEof: lateEof,
     });
     // Registered after the relay's own listener: runs once the relay has written the first frame.
     uncorkWithFirstBytes(socket, client);

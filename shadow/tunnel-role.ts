@@ -24,7 +24,7 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
   const { port } = listener.address() as net.AddressInfo;
   log.info("tunnel.listening", { host: config.tunnel.host, port });
 
-  const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT, FEATURE_EARLY_REUSE, FEATURE_REVERSE, FEATURE_REUSE }, { ReverseServer }] =
+  const [{ TunnelServer, explainStreamFailure }, { createHostKey, fingerprint, parseAuthorizedKey }, { DirectServer }, { FEATURE_DIRECT, FEATURE_EARLY_REUSE, FEATURE_LATE_EOF, FEATURE_REVERSE, FEATURE_REUSE }, { ReverseServer }] =
     await Promise.all([
       import("./tunnel-server.ts"),
       import("../core/protocol/keys.ts"),
@@ -51,7 +51,7 @@ export async function start(ctx: ShadowContext): Promise<RunningRole> {
     hostKey: createHostKey(),
     log,
     control: ctx.control,
-    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, podIP: config.podIP, features: [FEATURE_DIRECT, FEATURE_REVERSE, FEATURE_REUSE, FEATURE_EARLY_REUSE] },
+    identity: { version: ctx.version, roles: config.roles, session: config.sessionId, podIP: config.podIP, features: [FEATURE_DIRECT, FEATURE_REVERSE, FEATURE_REUSE, FEATURE_EARLY_REUSE, FEATURE_LATE_EOF] },
     reverse,
   });
   hand = (socket) => server.accept(socket);

@@ -58,6 +58,12 @@ export const DIRECT_MAX_FRAME = 256 * 1024;
  * stays silent this long (and one whose preamble stalls half-way much sooner).
  */
 export const DIRECT_IDLE_MS = 5 * 60_000;
+/**
+ * How long a late EOF (FEATURE_LATE_EOF in tunnel.ts) may wait for the stream's next use before it
+ * leaves alone. A client that opens a connection per request opens the next one well within it
+ * (about 1-2 ms here); all it delays is when the side that already ended sees the other's EOF.
+ */
+export const LATE_EOF_HOLD_MS = 10;
 /** Credit is returned in batches of at least a quarter of the window (or when it runs low). */
 const CREDIT_BATCH_SHARE = 4;
 const MAX_HOST_BYTES = 255;

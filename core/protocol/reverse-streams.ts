@@ -14,7 +14,7 @@
 // channels carry the connection as before.
 //
 // Wire format, on one port-forward stream to the reverse port:
-//   host -> shadow, first:   preamble   = "KTR1" or "KTR2" | token (32 bytes) | window (u32)
+//   host -> shadow, first:   preamble   = "KTR1", "KTR2" or "KTR3" | token (32 bytes) | window (u32)
 //   shadow -> host, first:   assignment = "A" | listener port (u16) | origin port (u16) | address length (u8) | origin address
 //   then both ways: the frames of direct-streams.ts, the shadow's starting with OPENED.
 // A "KTR2" stream is reusable, as a "KTD2" direct stream is: once the connection has ended cleanly
@@ -26,12 +26,20 @@
 // (CREDIT, BLOCKED: dropped; afterOwedDone in direct-streams.ts). Such a host then keeps the DONE
 // until the stream's next connection and sends it in front of that connection's first frame: a
 // connection then costs the port-forward's hops one message fewer.
+// A "KTR3" stream is a "KTR2" one whose host also takes a late EOF (to a shadow with "late-eof",
+// tunnel.ts): when the cluster client ends its side after the host's side has already ended (an
+// HTTP client closing once it has its answer), the shadow may keep that EOF, put the stream back
+// to waiting, and send the EOF in front of the stream's next assignment, or alone after
+// LATE_EOF_HOLD_MS (direct-streams.ts). The host's side has said all it will say by then: only
+// its reading end waits for the EOF.
 
 import { DIRECT_MAX_WINDOW, DIRECT_TOKEN_BYTES, DirectProtocolError } from "./direct-streams.ts";
 
 export const REVERSE_MAGIC = Buffer.from("KTR1", "latin1");
 /** The preamble of a reverse stream that goes back to waiting after each connection (the host's DONE frames). */
 export const REVERSE_MAGIC_REUSABLE = Buffer.from("KTR2", "latin1");
+/** A reusable reverse stream whose host takes the shadow's late EOF in front of the next assignment. */
+export const REVERSE_MAGIC_LATE_EOF = Buffer.from("KTR3", "latin1");
 const ASSIGNMENT_TYPE = 0x41;
 const PREAMBLE_BYTES = REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES + 4;
 const ASSIGNMENT_FIXED_BYTES = 6;
@@ -48,6 +56,8 @@ export interface ReversePreamble {
   window: number;
   /** The stream waits again after each connection that ends cleanly ("KTR2"). */
   reusable?: boolean;
+  /** Reusable, and the host takes a late EOF in front of the next assignment ("KTR3"). */
+  lateEof?: boolean;
 }
 
 /** Which listener a cluster connection arrived at, and where from. */
@@ -61,7 +71,9 @@ export function encodeReversePreamble(preamble: ReversePreamble): Buffer {
   if (preamble.token.length !== DIRECT_TOKEN_BYTES) throw new DirectProtocolError("token of the wrong size");
   if (preamble.window < 1 || preamble.window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${preamble.window} bytes`);
   const out = Buffer.allocUnsafe(PREAMBLE_BYTES);
-  let at = (preamble.reusable ? REVERSE_MAGIC_REUSABLE : REVERSE_MAGIC).copy(out, 0);
+  if (preamble.lateEof && !preamble.reusable) throw new DirectProtocolError("a late EOF needs a reusable stream");
+  const magic = preamble.lateEof ? REVERSE_MAGIC_LATE_EOF : preamble.reusable ? REVERSE_MAGIC_REUSABLE : REVERSE_MAGIC;
+  let at = magic.copy(out, 0);
   at += preamble.token.copy(out, at);
   out.writeUInt32BE(preamble.window, at);
   return out;
@@ -70,13 +82,15 @@ export function encodeReversePreamble(preamble: ReversePreamble): Buffer {
 /** Reads the preamble off the front of `data`: undefined while incomplete, throws if malformed. */
 export function decodeReversePreamble(data: Buffer): { preamble: ReversePreamble; rest: Buffer } | undefined {
   const magic = data.subarray(0, REVERSE_MAGIC.length);
-  const reusable = REVERSE_MAGIC_REUSABLE.subarray(0, magic.length).equals(magic);
-  if (!reusable && !REVERSE_MAGIC.subarray(0, magic.length).equals(magic)) throw new DirectProtocolError("not a reverse stream");
+  const startsAs = (known: Buffer) => known.subarray(0, magic.length).equals(magic);
+  const lateEof = startsAs(REVERSE_MAGIC_LATE_EOF);
+  const reusable = lateEof || startsAs(REVERSE_MAGIC_REUSABLE);
+  if (!reusable && !startsAs(REVERSE_MAGIC)) throw new DirectProtocolError("not a reverse stream");
   if (data.length < PREAMBLE_BYTES) return undefined;
   const token = Buffer.from(data.subarray(REVERSE_MAGIC.length, REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES));
   const window = data.readUInt32BE(REVERSE_MAGIC.length + DIRECT_TOKEN_BYTES);
   if (window < 1 || window > DIRECT_MAX_WINDOW) throw new DirectProtocolError(`window of ${window} bytes`);
-  return { preamble: { token, window, reusable }, rest: data.subarray(PREAMBLE_BYTES) };
+  return { preamble: { token, window, reusable, lateEof }, rest: data.subarray(PREAMBLE_BYTES) };
 }
 
 export function encodeAssignment(assignment: ReverseAssignment): Buffer {

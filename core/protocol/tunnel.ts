@@ -76,6 +76,15 @@ export const FEATURE_REUSE = "reuse";
  * that DONE with the stream's next use instead of as a message of its own.
  */
 export const FEATURE_EARLY_REUSE = "early-reuse";
+/**
+ * "late-eof" = with "early-reuse", either side may keep the EOF it owes for a connection whose
+ * other side has already ended (the server has answered and closed; the client closes after it)
+ * and send it in front of the stream's next use, or alone after LATE_EOF_HOLD_MS
+ * (direct-streams.ts): the shadow on reverse streams whose host said "KTR3"
+ * (reverse-streams.ts), the host on direct streams. Such a connection then costs the
+ * port-forward's hops one message fewer.
+ */
+export const FEATURE_LATE_EOF = "late-eof";
 
 /** Roles a shadow can play. The tunnel role is always on: every other role is reached through it. */
 export const SHADOW_ROLES = ["tunnel", "dns", "router"] as const;

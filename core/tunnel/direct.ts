@@ -13,6 +13,7 @@ import {
   encodeDataFrames,
   encodeFrameHeader,
   encodePreamble,
+  LATE_EOF_HOLD_MS,
 } from "../protocol/direct-streams.ts";
 import { StreamOpenError } from "./stream-error.ts";
 
@@ -75,7 +76,8 @@ export class CarrierPool {
    * A stream to the direct port with `first` written on it: a waiting one if there is one, the one
    * back most recently first (so those a burst left over age, and `renew` lets them go). With
    * `hold`, a waiting one keeps `first` corked (`held`): its taker uncorks it with its first bytes.
-   * A DONE the carrier's last connection still owes leaves in the same write, just before `first`.
+   * What the carrier's last connection still owes (its EOF, then its DONE) leaves in the same
+   * write, just before `first`.
    */
   take(first: Buffer, hold = false): TakenCarrier {
     const entry = this.idle.pop();
@@ -84,24 +86,36 @@ export class CarrierPool {
       carrier = entry.carrier;
       carrier.off("close", entry.drop).off("end", entry.drop).off("error", entry.drop).off("data", entry.collect);
       carrier.pause();
+      clearTimeout(entry.eofOwed);
       if (entry.leftovers.length > 0) carrier.unshift(Buffer.concat(entry.leftovers));
       if (hold) carrier.cork();
-      carrier.write(entry.doneOwed ? Buffer.concat([encodeFrameHeader(FrameType.Done, 0), first]) : first);
+      const owed = [
+        ...(entry.eofOwed !== undefined ? [encodeFrameHeader(FrameType.Eof, 0)] : []),
+        ...(entry.doneOwed ? [encodeFrameHeader(FrameType.Done, 0)] : []),
+      ];
+      carrier.write(owed.length > 0 ? Buffer.concat([...owed, first]) : first);
     } else carrier = this.siblings.open(this.port, first);
     if (this.idle.length <= this.lowWater) this.refillAfter(carrier);
     return { carrier, held: hold && entry !== undefined };
   }
 
-  /** A reusable stream whose connection has ended cleanly: it waits again (or closes, past the bound). */
-  give(carrier: Duplex, doneOwed: boolean): void {
+  /**
+   * A reusable stream whose connection has ended cleanly: it waits again (or closes, past the
+   * bound). `eofOwed`: that connection's EOF was kept (lateEof), to leave with the next use, or
+   * alone after LATE_EOF_HOLD_MS.
+   */
+  give(carrier: Duplex, doneOwed: boolean, eofOwed = false): void {
     if (this.closed || this.idle.length >= CARRIER_POOL_MAX || !this.siblings.accepting) return void carrier.destroy();
-    this.keep(carrier, doneOwed);
+    this.keep(carrier, doneOwed, eofOwed);
   }
 
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
-    for (const { carrier } of this.idle.splice(0)) carrier.destroy();
+    for (const { carrier, eofOwed } of this.idle.splice(0)) {
+      clearTimeout(eofOwed);
+      carrier.destroy();
+    }
   }
 
   /** Refills once `carrier` has had its first answer or closed; at once when nothing waits. */
@@ -137,13 +151,20 @@ export class CarrierPool {
    * it: a late reset of its last target, or the idle limit), not by the connection that takes it.
    * What arrives is its last connection's CREDIT and BLOCKED, kept for its next taker to drop.
    */
-  private keep(carrier: Duplex, doneOwed = false): void {
-    const entry: IdleCarrier = { carrier, since: Date.now(), doneOwed, leftovers: [], drop: () => {}, collect: () => {} };
+  private keep(carrier: Duplex, doneOwed = false, eofOwed = false): void {
+    const entry: IdleCarrier = { carrier, since: Date.now(), doneOwed, eofOwed: undefined, leftovers: [], drop: () => {}, collect: () => {} };
     entry.drop = () => {
       const at = this.idle.indexOf(entry);
       if (at >= 0) this.idle.splice(at, 1);
+      clearTimeout(entry.eofOwed);
       carrier.destroy();
     };
+    if (eofOwed) {
+      entry.eofOwed = setTimeout(() => {
+        entry.eofOwed = undefined;
+        if (!carrier.destroyed) carrier.write(encodeFrameHeader(FrameType.Eof, 0));
+      }, LATE_EOF_HOLD_MS);
+    }
     let kept = 0;
     entry.collect = (chunk: Buffer) => {
       entry.leftovers.push(chunk);
@@ -157,7 +178,7 @@ export class CarrierPool {
 
   private renew(): void {
     const stale = Date.now() - CARRIER_IDLE_MS;
-    while (this.idle.length > 0 && this.idle[0]!.since < stale) this.idle.shift()!.carrier.destroy();
+    while (this.idle.length > 0 && this.idle[0]!.since < stale) this.idle.shift()!.drop();
     this.refill();
   }
 }
@@ -167,6 +188,8 @@ interface IdleCarrier {
   since: number;
   /** Its last connection's DONE is still to be sent (in front of its next preamble). */
   doneOwed: boolean;
+  /** Its last connection's EOF was kept: it leaves in front of the DONE, or alone when this fires. */
+  eofOwed: ReturnType<typeof setTimeout> | undefined;
   /** What arrived while it waited. */
   leftovers: Buffer[];
   drop: () => void;
@@ -226,6 +249,13 @@ export interface DirectStreamOptions {
   /** The carrier's last connection still owes the shadow its DONE: it leaves with this stream's first frame. */
   doneOwed?: boolean;
   /**
+   * With deferDone, to a shadow with "late-eof": our EOF, when the shadow's came first (the target
+   * has answered and closed; the client closes after it), goes back with the carrier to leave in
+   * front of its next use (CarrierPool.take), or alone after LATE_EOF_HOLD_MS. Only the target's
+   * reading end waits for it: its side has ended.
+   */
+  lateEof?: boolean;
+  /**
    * The carrier is corked with the preamble on it: the first bytes written leave with it, in one
    * piece through the port-forward's hops (or it leaves alone after PREAMBLE_HOLD_MS).
    */
@@ -242,9 +272,10 @@ export interface DirectStreamOptions {
 /**
  * Where a reusable stream's carrier goes once its connection has ended cleanly (see DONE in
  * direct-streams.ts): back to the pool it came from, paused, with whatever followed the end put
- * back on it for its next owner, and whether the DONE is still owed (deferDone).
+ * back on it for its next owner, whether the DONE is still owed (deferDone), and whether the EOF
+ * is (lateEof).
  */
-export type ReturnCarrier = (carrier: Duplex, doneOwed: boolean) => void;
+export type ReturnCarrier = (carrier: Duplex, doneOwed: boolean, eofOwed: boolean) => void;
 
 export class DirectStream extends Duplex {
   readonly opened: Promise<void>;
@@ -279,6 +310,9 @@ export class DirectStream extends Duplex {
 
   private readonly reuse: ReturnCarrier | undefined;
   private readonly deferDone: boolean;
+  private readonly lateEof: boolean;
+  /** Our EOF was kept for the carrier's next use (lateEof). */
+  private eofHeld = false;
   /** The last connection's DONE, corked on the carrier until this stream's first frame joins it. */
   private doneHeld = false;
   private preambleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -295,6 +329,7 @@ export class DirectStream extends Duplex {
     const window = options.window ?? DIRECT_WINDOW;
     this.reuse = options.reuse;
     this.deferDone = options.deferDone ?? false;
+    this.lateEof = this.deferDone && this.reuse !== undefined && (options.lateEof ?? false);
     if (options.doneOwed) {
       carrier.cork();
       carrier.write(encodeFrameHeader(FrameType.Done, 0));
@@ -361,7 +396,7 @@ export class DirectStream extends Duplex {
     this.carrier.off("data", this.onCarrierData).off("error", this.onCarrierError).off("end", this.onCarrierEnd).off("close", this.onCarrierClose);
     this.carrier.pause();
     if (rest.length > 0) this.carrier.unshift(rest);
-    this.reuse!(this.carrier, this.deferDone);
+    this.reuse!(this.carrier, this.deferDone, this.eofHeld);
   }
 
   private lost(error: Error): void {
@@ -462,6 +497,11 @@ export class DirectStream extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.eofSent = true;
+    if (this.lateEof && this.eofReceived && !this.carrier.destroyed) {
+      this.eofHeld = true;
+      this.finishIfDone();
+      return callback();
+    }
     // EOF and (when it is due and not deferred) DONE in one write.
     this.carrier.cork();
     this.toCarrier(encodeFrameHeader(FrameType.Eof, 0), (error?: Error | null) => callback(error));

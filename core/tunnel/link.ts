@@ -13,6 +13,7 @@ import {
   CONTROL_SUBSYSTEM,
   FEATURE_DIRECT,
   FEATURE_EARLY_REUSE,
+  FEATURE_LATE_EOF,
   FEATURE_REUSE,
   FEATURE_REVERSE,
   MAX_STREAM_REF,
@@ -87,6 +88,8 @@ interface DirectPath {
   reuse: ReturnCarrier | undefined;
   /** Their DONE waits for their next use (the shadow takes them back before it: "early-reuse"). */
   deferDone: boolean;
+  /** So may their EOF when the shadow's came first ("late-eof"). */
+  lateEof: boolean;
 }
 
 /** A failure that retrying cannot fix (wrong key, wrong protocol); carries the user-facing error. */
@@ -200,7 +203,7 @@ export class Link {
     // To a warm target nothing waits for the shadow's word, so the preamble can wait (a moment) for
     // the connection's first bytes and leave with them.
     const warm = this.warmTargets.isWarm(key);
-    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse, deferDone: direct.deferDone });
+    const stream = startDirectStream((preamble) => direct.carriers.take(preamble, warm), direct.endpoint, host, port, { reuse: direct.reuse, deferDone: direct.deferDone, lateEof: direct.lateEof });
     // Its failure reaches whoever listens (splice, carry); unheard, it must not end the process.
     stream.on("error", () => {});
     this.directStreams.add(stream);
@@ -324,13 +327,14 @@ export class Link {
     }
     const reusable = reuse && welcome.features?.includes(FEATURE_REUSE) === true;
     const earlyReuse = reusable && welcome.features?.includes(FEATURE_EARLY_REUSE) === true;
+    const lateEof = earlyReuse && welcome.features?.includes(FEATURE_LATE_EOF) === true;
     if (this.siblings && welcome.features?.includes(FEATURE_DIRECT)) {
       // Without direct streams the tunnel still works (over SSH channels), so a refusal is no failure.
       const ready = await this.control!.request({ type: "direct" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
         const carriers = new CarrierPool(this.siblings, endpoint.port);
-        this.direct = { endpoint, carriers, reuse: reusable ? (carrier, doneOwed) => carriers.give(carrier, doneOwed) : undefined, deferDone: earlyReuse };
+        this.direct = { endpoint, carriers, reuse: reusable ? (carrier, doneOwed, eofOwed) => carriers.give(carrier, doneOwed, eofOwed) : undefined, deferDone: earlyReuse, lateEof };
       }
     }
     if (this.siblings && onReverse && welcome.features?.includes(FEATURE_REVERSE)) {
@@ -338,7 +342,7 @@ export class Link {
       const ready = await this.control!.request({ type: "reverse" }, timing.requestTimeoutMs).catch(() => undefined);
       if (ready) {
         const endpoint = { port: ready.port, token: Buffer.from(ready.token, "hex") };
-        this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable, earlyReuse });
+        this.reverse = new ReversePool(this.siblings, endpoint, onReverse, { reusable, earlyReuse, lateEof });
       }
     }
     this.shadow = {

@@ -41,6 +41,12 @@ export interface ReversePoolOptions {
    * DONE then waits on the host and leaves with the next connection's first frame.
    */
   earlyReuse?: boolean;
+  /**
+   * The shadow may keep a connection's late EOF for the stream's next assignment ("late-eof";
+   * "KTR3" preambles): the stream's DirectStream hands the carrier back on that EOF with what
+   * followed it, the assignment, as it does for an EOF that arrives alone.
+   */
+  lateEof?: boolean;
   size?: ReversePoolSize;
   window?: number;
 }
@@ -54,6 +60,7 @@ export class ReversePool {
   private closed = false;
   private readonly reusable: boolean;
   private readonly earlyReuse: boolean;
+  private readonly lateEof: boolean;
   private readonly size: ReversePoolSize;
   private readonly window: number;
 
@@ -65,6 +72,7 @@ export class ReversePool {
   ) {
     this.reusable = options.reusable ?? false;
     this.earlyReuse = this.reusable && (options.earlyReuse ?? false);
+    this.lateEof = this.earlyReuse && (options.lateEof ?? false);
     this.size = options.size ?? REVERSE_POOL_SIZE;
     this.window = options.window ?? DIRECT_WINDOW;
     this.refill();
@@ -85,7 +93,7 @@ export class ReversePool {
 
   private refill(): void {
     this.refilling = false;
-    const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window, reusable: this.reusable });
+    const preamble = encodeReversePreamble({ token: this.endpoint.token, window: this.window, reusable: this.reusable, lateEof: this.lateEof });
     while (!this.closed && this.siblings.accepting && this.waiting.size < this.target()) {
       let carrier: Duplex;
       try {

@@ -3,7 +3,9 @@
 // reverse streams), the client closing first in half of them and the server in the other half.
 // Every answer must be whole, and the streams must be reused, not opened per connection. What the
 // host writes on its streams is recorded write by write: a connection's DONE never travels alone,
-// and an answer followed at once by the server's FIN leaves with its EOF.
+// and an answer followed at once by the server's FIN leaves with its EOF. A client that closes
+// after the server has (half the connections) sends its EOF late: it waits for the stream's next
+// use and leaves with it, from the host on direct streams and from the shadow on reverse streams.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import net from "node:net";
@@ -20,6 +22,8 @@ const keys = createSessionKeyPair("ktctl-test");
 const opened = { streams: 0 };
 /** Every write the host made on its streams to the shadow, as one buffer each (what one syscall carries). */
 const carrierWrites: Buffer[] = [];
+/** Everything the shadow sent on each of the host's streams, in order. */
+const carrierReads: Buffer[][] = [];
 
 /** Records each write the socket hands the kernel (a corked batch is one _writev). */
 function recordWrites(socket: net.Socket): void {
@@ -45,12 +49,42 @@ function recordWrites(socket: net.Socket): void {
   };
 }
 
-/** How many writes were a DONE frame and nothing else, and how many DONE frames led a write. */
-function doneWrites(writes: Buffer[]): { alone: number; leading: number } {
-  const done = encodeFrameHeader(FrameType.Done, 0);
-  const alone = writes.filter((w) => w.equals(done)).length;
-  const leading = writes.filter((w) => w.length > done.length && w.subarray(0, done.length).equals(done)).length;
-  return { alone, leading };
+/** Records what the socket reads, without becoming a reader of its own (that would set it flowing). */
+function recordReads(socket: net.Socket): void {
+  const reads: Buffer[] = [];
+  carrierReads.push(reads);
+  const emit = socket.emit.bind(socket);
+  socket.emit = ((event: string, ...args: unknown[]) => {
+    if (event === "data") reads.push(Buffer.from(args[0] as Buffer));
+    return emit(event, ...args);
+  }) as typeof socket.emit;
+}
+
+const EOF = encodeFrameHeader(FrameType.Eof, 0);
+const DONE = encodeFrameHeader(FrameType.Done, 0);
+
+/**
+ * How many writes were a DONE frame and nothing else, and how many DONE frames led a write (alone,
+ * or behind a late EOF); of those, how many came behind a late EOF.
+ */
+function doneWrites(writes: Buffer[]): { alone: number; leading: number; behindLateEof: number } {
+  const startsWith = (w: Buffer, head: Buffer) => w.length > head.length && w.subarray(0, head.length).equals(head);
+  const lateEofDone = Buffer.concat([EOF, DONE]);
+  const alone = writes.filter((w) => w.equals(DONE)).length;
+  const behindLateEof = writes.filter((w) => startsWith(w, lateEofDone)).length;
+  const leading = writes.filter((w) => startsWith(w, DONE)).length + behindLateEof;
+  return { alone, leading, behindLateEof };
+}
+
+/** How many times the shadow sent an EOF right in front of a stream's next assignment (a late EOF). */
+function lateEofsBeforeAssignments(): number {
+  const lateEof = Buffer.concat([EOF, Buffer.from("A", "latin1")]);
+  let count = 0;
+  for (const reads of carrierReads) {
+    const all = Buffer.concat(reads);
+    for (let at = all.indexOf(lateEof); at >= 0; at = all.indexOf(lateEof, at + 1)) count++;
+  }
+  return count;
 }
 
 /** Of the writes that carried an answer, how many carried its EOF too (the answer was held for it). */
@@ -82,6 +116,7 @@ beforeAll(async () => {
         opened.streams++;
         const socket = net.connect({ port, host: "127.0.0.1", noDelay: true });
         recordWrites(socket);
+        recordReads(socket);
         if (first) socket.write(first);
         return socket;
       },
@@ -132,6 +167,9 @@ test(`${CONNECTIONS} connections cluster -> laptop, ${PARALLEL} at a time, on re
   const { alone, leading } = doneWrites(carrierWrites);
   expect(alone).toBe(0);
   expect(leading).toBeGreaterThan(CONNECTIONS / 2);
+  // A client's EOF after the server's end waited for the stream's next assignment (the rest left
+  // alone once the stream had waited LATE_EOF_HOLD_MS, or when another stream was taken).
+  expect(lateEofsBeforeAssignments()).toBeGreaterThan(CONNECTIONS / 4);
   // The server answers and closes at once: its answer waited for the FIN, and both left as one write.
   const { answers, withEof } = answersWithEof(carrierWrites);
   expect(answers).toBeGreaterThan(CONNECTIONS * 0.95); // the first few may ride SSH while the pool fills
@@ -143,8 +181,10 @@ test(`${CONNECTIONS} connections laptop -> cluster, ${PARALLEL} at a time, on re
   carrierWrites.length = 0;
   expect(await load(() => tunnel.openStream("127.0.0.1", server.port))).toEqual([]);
   expect(opened.streams - before).toBeLessThan(CONNECTIONS / 10);
-  // Each DONE waited for the stream's next use and left in front of its preamble.
-  const { alone, leading } = doneWrites(carrierWrites);
+  // Each DONE waited for the stream's next use and left in front of its preamble, and so did a
+  // client's EOF that came after the server's.
+  const { alone, leading, behindLateEof } = doneWrites(carrierWrites);
   expect(alone).toBe(0);
   expect(leading).toBeGreaterThan(CONNECTIONS / 2);
+  expect(behindLateEof).toBeGreaterThan(CONNECTIONS / 4);
 }, 60_000);

@@ -10,6 +10,7 @@ import { REVERSE_POOL_SIZE } from "../../core/tunnel/reverse.ts";
 import { decodeAssignment, decodeReversePreamble, encodeAssignment, encodeReversePreamble } from "../../core/protocol/reverse-streams.ts";
 import { createSessionKeyPair } from "../../core/protocol/keys.ts";
 import { ENDPOINT_LINGER_MS } from "../../core/protocol/tunnel.ts";
+import { LATE_EOF_HOLD_MS } from "../../core/protocol/direct-streams.ts";
 import { ShadowProcess, StateLog, connectTcp, echoServer, exchange, freePort, localServer, memoryLogger, readAll, type LocalServer } from "./tunnel-harness.ts";
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -77,10 +78,18 @@ describe("the reverse-stream wire format", () => {
     const token = Buffer.alloc(32, 5);
     const reusable = encodeReversePreamble({ token, window: 4096, reusable: true });
     expect(reusable.subarray(0, 4).toString("latin1")).toBe("KTR2");
-    expect(decodeReversePreamble(reusable)!.preamble).toEqual({ token, window: 4096, reusable: true });
+    expect(decodeReversePreamble(reusable)!.preamble).toEqual({ token, window: 4096, reusable: true, lateEof: false });
     const once = encodeReversePreamble({ token, window: 4096 });
     expect(once.subarray(0, 4).toString("latin1")).toBe("KTR1");
     expect(decodeReversePreamble(once)!.preamble.reusable).toBe(false);
+  });
+
+  test("a stream whose host takes a late EOF says KTR3, and is reusable", () => {
+    const token = Buffer.alloc(32, 6);
+    const late = encodeReversePreamble({ token, window: 4096, reusable: true, lateEof: true });
+    expect(late.subarray(0, 4).toString("latin1")).toBe("KTR3");
+    expect(decodeReversePreamble(late)!.preamble).toEqual({ token, window: 4096, reusable: true, lateEof: true });
+    expect(() => encodeReversePreamble({ token, window: 4096, lateEof: true })).toThrow(/reusable/);
   });
 
   test("malformed input is refused, not guessed at", () => {
@@ -148,6 +157,51 @@ describe("reverse streams through a real shadow process", () => {
     // Every one of them rode a reverse stream (SSH channels are not logged as reverse.open).
     await shadow.waitFor(new RegExp(`reverse\\.open port=${remotePort} from=127\\.0\\.0\\.1:${last}$`));
     expect(shadow.count(new RegExp(`reverse\\.open port=${remotePort} `))).toBe(logged + 10);
+  });
+
+  test("a client's FIN after the server's end waits for the stream's next connection, or LATE_EOF_HOLD_MS at most", async () => {
+    const port = await freePort();
+    const requests: { text: string; at: number }[] = [];
+    const ends: number[] = [];
+    const ended = (count: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => (ends.length >= count ? resolve() : setTimeout(check, 1));
+        check();
+      });
+    const server = await localServer((socket) => {
+      socket.on("error", () => {});
+      socket.once("data", (request: Buffer) => {
+        requests.push({ text: request.toString(), at: performance.now() });
+        socket.end(`answer to ${request}`); // the server's side ends first
+      });
+      socket.once("end", () => ends.push(performance.now()));
+    });
+    await tunnel.addRemoteListener(port, "127.0.0.1", server.port);
+    // Streams wait at the shadow (a connection before that rides SSH, which has no late EOF).
+    for (let i = 0; !(await ridesReverseStream(shadow, remotePort, `warm ${i}`)); i++) expect(i).toBeLessThan(50);
+    const ask = async (text: string) => {
+      const client = await connectTcp(port);
+      client.write(text);
+      expect((await readAll(client)).toString()).toBe(`answer to ${text}`);
+      return client;
+    };
+    // No connection follows: the EOF leaves alone, once the hold is over.
+    const alone = await ask("alone");
+    const closedAt = performance.now();
+    alone.end();
+    await ended(1);
+    expect(ends[0]! - closedAt).toBeGreaterThanOrEqual(LATE_EOF_HOLD_MS - 1);
+    // The next connection comes at once: the EOF leaves with it, in front of its request.
+    const first = await ask("first");
+    first.end();
+    const next = await ask("next");
+    next.end();
+    await ended(3);
+    const nextArrived = requests.find((r) => r.text === "next")!.at;
+    expect(ends[1]!).toBeLessThanOrEqual(nextArrived);
+    expect(ends[1]! - requests.find((r) => r.text === "first")!.at).toBeLessThan(1_000);
+    await tunnel.removeRemoteListener(port);
+    await server.close();
   });
 
   test("one connection, request after request: each answer arrives while the connection stays open", async () => {
