@@ -105,7 +105,11 @@ export class CarrierPool {
    * alone after LATE_EOF_HOLD_MS.
    */
   give(carrier: Duplex, doneOwed: boolean, eofOwed = false): void {
-    if (this.closed || this.idle.length >= CARRIER_POOL_MAX || !this.siblings.accepting) return void carrier.destroy();
+    if (this.closed || this.idle.length >= CARRIER_POOL_MAX || !this.siblings.accepting) {
+      // Not kept: the connection still ends cleanly at the shadow (its target gets a FIN, not a reset).
+      if (eofOwed && !carrier.destroyed && !carrier.writableEnded) return void carrier.end(encodeFrameHeader(FrameType.Eof, 0));
+      return void carrier.destroy();
+    }
     this.keep(carrier, doneOwed, eofOwed);
   }
 
