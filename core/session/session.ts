@@ -481,6 +481,10 @@ async function unwind(
   const meta = state.meta;
   logger.debug(`closing session ${meta.id}: ${reason}`);
   await steps.settle(settings.settleTimeoutMs);
+  // A mode that ends its session because what it set up is gone (mesh: the mesh was removed) may be
+  // seeing a `clean` from elsewhere before the renewals saw the lease go: one more renewal tells,
+  // and the session then ends as lost (exit 10, the cluster left to whoever cleaned it).
+  if (!state.lostReason) await state.lease.renew().catch(() => undefined);
   const failed: JournalStep[] = [];
   const lost = state.lostReason;
   const handedOver: JournalStep[] = [];

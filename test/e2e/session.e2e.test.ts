@@ -514,6 +514,35 @@ describe("takeover", () => {
     expect(await leaseExists(session.id)).toBe(false);
   });
 
+  test("a mode that closes its session after a clean elsewhere deleted the lease (no renewal saw it yet) ends it as lost", async () => {
+    const { home, target, file } = await scene();
+    const session = await startSession({
+      kube,
+      mode: "e2e",
+      global: { namespace: NS },
+      logger,
+      registry,
+      home,
+      handleSignals: false,
+      watchdog: false,
+    });
+    sessionIds.add(session.id);
+    const { created } = await makeSteps(session, kube, NS, target, file);
+    // As clean elsewhere does once it has restored the cluster: the lease goes. The mode notices
+    // first (mesh: its mesh was removed) and closes the session, well before the next renewal.
+    await kube.request("DELETE", `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases/${leaseName(session.id)}`);
+    const closing = await session.close("the mesh was removed").then(
+      () => undefined,
+      (error) => error,
+    );
+    expect(closing?.exitCode).toBe(10);
+    expect(closing?.message).toMatch(new RegExp(`^session ${session.id} ended: the session's lease was deleted \\(cleaned up from elsewhere\\); .*its 2 cluster change\\(s\\) were left to whoever took the session over$`));
+    // The laptop is put back; the cluster steps are the cleaner's (undoing them too would fight it).
+    await fileRestored(file);
+    expect(await kube.request<any>("GET", `${cmPath}/${created}`)).toMatchObject({ data: { made: "by the session" } });
+    await kube.request("DELETE", `${cmPath}/${created}`);
+  });
+
   test("a stale claim fails: clean backs off when the session renewed after the plan", async () => {
     const { home } = await scene();
     const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false, leaseDurationSeconds: 3 });
