@@ -516,16 +516,7 @@ describe("takeover", () => {
 
   test("a mode that closes its session after a clean elsewhere deleted the lease (no renewal saw it yet) ends it as lost", async () => {
     const { home, target, file } = await scene();
-    const session = await startSession({
-      kube,
-      mode: "e2e",
-      global: { namespace: NS },
-      logger,
-      registry,
-      home,
-      handleSignals: false,
-      watchdog: false,
-    });
+    const session = await startSession({ kube, mode: "e2e", global: { namespace: NS }, logger, registry, home, handleSignals: false, watchdog: false });
     sessionIds.add(session.id);
     const { created } = await makeSteps(session, kube, NS, target, file);
     // As clean elsewhere does once it has restored the cluster: the lease goes. The mode notices
