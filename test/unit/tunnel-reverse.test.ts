@@ -163,9 +163,11 @@ describe("reverse streams through a real shadow process", () => {
     const port = await freePort();
     const requests: { text: string; at: number }[] = [];
     const ends: number[] = [];
+    const endWaiters = new Set<() => void>();
     const ended = (count: number) =>
       new Promise<void>((resolve) => {
-        const check = () => (ends.length >= count ? resolve() : setTimeout(check, 1));
+        const check = () => ends.length >= count && (endWaiters.delete(check), resolve());
+        endWaiters.add(check);
         check();
       });
     const server = await localServer((socket) => {
@@ -174,7 +176,10 @@ describe("reverse streams through a real shadow process", () => {
         requests.push({ text: request.toString(), at: performance.now() });
         socket.end(`answer to ${request}`); // the server's side ends first
       });
-      socket.once("end", () => ends.push(performance.now()));
+      socket.once("end", () => {
+        ends.push(performance.now());
+        for (const check of [...endWaiters]) check();
+      });
     });
     await tunnel.addRemoteListener(port, "127.0.0.1", server.port);
     // Streams wait at the shadow (a connection before that rides SSH, which has no late EOF).
