@@ -9,10 +9,12 @@
 //   bun test/bench/exchange-cpu.bench.ts [--requests 1600] [--parallel 8] [--turns 2]
 // KTCTL_E2E_BIN names the ktctl to run (default: from source). Needs the test cluster.
 
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { DEMO_NS, clusterIpOf, kubectl, requireCluster, run, runInPod } from "../e2e/harness.ts";
 import { startKtctl, startLaptopServer, tempHome } from "../e2e/exchange-harness.ts";
+import { wgetLoad } from "./pod-wget-load.ts";
+import { everyProcessStat } from "./processes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,20 +33,8 @@ const SHOWN = 8;
 
 /** CPU ticks so far of every process, by "pid:command" (a pid reused meanwhile is another key). */
 function processTicks(): Map<string, number> {
-  const ticks = new Map<string, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // utime, stime, and what reaped children used (the wget processes count for their shell)
-      ticks.set(`${entry}:${command}`, Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return ticks;
+  // utime, stime, and what reaped children used (the wget processes count for their shell)
+  return new Map(everyProcessStat().map(({ pid, command, fields }) => [`${pid}:${command}`, Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])]));
 }
 
 /** Busy ticks of the whole machine so far (all CPUs, idle and iowait left out). */
@@ -63,20 +53,11 @@ interface Turn {
 async function load(url: string): Promise<Turn> {
   // Earlier turns' connections to this address (some toward pods since deleted) must not catch this one's.
   await run(["conntrack", "-D", "-p", "tcp", "--orig-dst", new URL(url).hostname], { timeoutMs: 10_000 });
-  const each = Math.ceil(requests / parallel);
-  const script = `
-    one() { i=0; f=0; while [ $i -lt ${each} ]; do wget -qO- ${url} >/dev/null 2>&1 || f=$((f+1)); i=$((i+1)); done; echo $f; }
-    start=$(cut -d' ' -f1 /proc/uptime)
-    for p in $(seq ${parallel}); do one > /tmp/ktctl-cpu-bench-$p & done; wait
-    end=$(cut -d' ' -f1 /proc/uptime)
-    echo "$start $end $(cat /tmp/ktctl-cpu-bench-* | awk '{s+=$1} END {print s}')"; rm -f /tmp/ktctl-cpu-bench-*`;
   const before = processTicks();
   const machineBefore = machineTicks();
-  const r = await runInPod(["sh", "-c", script], "toolbox", DEMO_NS, { timeoutMs: 600_000 });
+  const { requests: done, rps, failures } = await wgetLoad(url, requests, parallel);
   const machineAfter = machineTicks();
   const after = processTicks();
-  const [start, end, failures] = r.stdout.trim().split(/\s+/).map(Number) as [number, number, number];
-  const done = each * parallel;
   const byCommand = new Map<string, number>();
   for (const [key, ticks] of after) {
     const spent = ticks - (before.get(key) ?? 0);
@@ -84,7 +65,7 @@ async function load(url: string): Promise<Turn> {
     const command = key.slice(key.indexOf(":") + 1);
     byCommand.set(command, (byCommand.get(command) ?? 0) + (spent * TICK_MS) / done);
   }
-  return { rps: done / (end - start), failures, machineMs: ((machineAfter - machineBefore) * TICK_MS) / done, byCommand };
+  return { rps, failures, machineMs: ((machineAfter - machineBefore) * TICK_MS) / done, byCommand };
 }
 
 await requireCluster();

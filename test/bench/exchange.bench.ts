@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { DEMO2_NS, DEMO_NS, REPO, clusterIpOf, inLaptop, kubectl, kubectlJson, requireCluster, run, runInLaptop, runInPod, trackedConnections } from "../e2e/harness.ts";
 import { startKtctl, tempHome, type KtctlProcess } from "../e2e/exchange-harness.ts";
 import { cpuDuring, keepOutput, shadowPidIn } from "./processes.ts";
+import { wgetLoad } from "./pod-wget-load.ts";
 
 const { values } = parseArgs({
   options: {
@@ -100,18 +101,8 @@ async function probeLoop(tag: string): Promise<{ stop(): Promise<{ requests: num
 
 /** Sequential requests from the toolbox pod in `parallel` loops; wall time by the pod's clock. */
 async function load(url: string, total: number, parallel: number): Promise<{ rps: number; meanMs: number; failures: number }> {
-  const each = Math.ceil(total / parallel);
-  const script = `
-    one() { i=0; f=0; while [ $i -lt ${each} ]; do wget -qO- ${url} >/dev/null 2>&1 || f=$((f+1)); i=$((i+1)); done; echo $f; }
-    start=$(cut -d' ' -f1 /proc/uptime)
-    for p in $(seq ${parallel}); do one > /tmp/ktctl-bench-$p & done; wait
-    end=$(cut -d' ' -f1 /proc/uptime)
-    echo "$start $end $(cat /tmp/ktctl-bench-* | awk '{s+=$1} END {print s}')"; rm -f /tmp/ktctl-bench-*`;
-  const r = await runInPod(["sh", "-c", script], "toolbox", DEMO_NS, { timeoutMs: 600_000 });
-  const [start, end, failures] = r.stdout.trim().split(/\s+/).map(Number) as [number, number, number];
-  const seconds = end - start;
-  const done = each * parallel;
-  return { rps: done / seconds, meanMs: (seconds * 1000 * parallel) / done, failures };
+  const { rps, meanMs, failures } = await wgetLoad(url, total, parallel);
+  return { rps, meanMs, failures };
 }
 
 /**

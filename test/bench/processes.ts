@@ -1,6 +1,6 @@
 // What the benchmarks read about processes on this machine, which is also the cluster's node: the
 // shadow's pid (through its container's cgroup), CPU time and memory from /proc.
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { kubectl, kubectlJson, run } from "../e2e/harness.ts";
@@ -24,14 +24,38 @@ export async function shadowPidIn(namespace: string): Promise<number | undefined
   return Number(readFileSync(`${dir}/cgroup.procs`, "utf8").split("\n")[0]) || undefined;
 }
 
+/**
+ * A process's /proc/PID/stat: its command name, and the fields after it (`fields[0]` is the state,
+ * field 3 of proc(5); utime is `fields[11]`). Undefined once the process is gone.
+ */
+export interface ProcessStat {
+  pid: number;
+  command: string;
+  fields: string[];
+}
+
+export function processStat(pid: number): ProcessStat | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may hold spaces and parentheses: it ends at the last ")".
+    return { pid, command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), fields: stat.slice(stat.lastIndexOf(")") + 2).split(" ") };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The stat of every process on the machine (those gone while it reads are left out). */
+export function everyProcessStat(): ProcessStat[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => processStat(Number(entry)) ?? []);
+}
+
 /** CPU time (user+system, ms) a process has used so far; NaN once it is gone. */
 export function cpuMsOf(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks of 10 ms
-  } catch {
-    return NaN;
-  }
+  const stat = processStat(pid);
+  if (!stat) return NaN;
+  return ((Number(stat.fields[11]) + Number(stat.fields[12])) * 1000) / 100; // clock ticks of 10 ms
 }
 
 /** The CPU (ms) each of `processes` spent while `body` ran (processes without a pid are left out). */

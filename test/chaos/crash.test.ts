@@ -14,13 +14,14 @@
 // Needs the test cluster (test/cluster/up) and root (the laptop network namespace).
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connectKube } from "../../core/kube/index.ts";
 import { EXPIRY_GRACE_SECONDS, isLeaseExpired, listLeases, readLease, serverNow } from "../../core/session/lease.ts";
 import { leaseSelector } from "../../core/session/labels.ts";
 import type { Kube } from "../../core/plugin-api.ts";
 import { inLaptop, KTCTL, requireCluster, run } from "../e2e/harness.ts";
 import { startLaptopServer } from "../e2e/exchange-harness.ts";
+import { everyProcessStat } from "../bench/processes.ts";
 import {
   KUBECONFIG,
   MODES,
@@ -146,20 +147,9 @@ async function crashOnce(mode: (typeof MODES)[number], phase: Phase): Promise<Ru
   return { mode: mode.name, kind: "single", phase, killAtMs, restored: !left.length && ms <= RESTORE_LIMIT_MS, restoreMs: ms, detail: left.join("; ") };
 }
 
-/** The parent pid of every process, from /proc. */
+/** The parent pid of every process, from /proc (field 4 of proc(5)). */
 function parentPids(): Map<number, number> {
-  const parents = new Map<number, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      // Field 4, after the command name (which may hold spaces and parentheses).
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return parents;
+  return new Map(everyProcessStat().map((stat) => [stat.pid, Number(stat.fields[1])]));
 }
 
 /** Every process descending from `pid`: ktctl's watchdog (spawned detached, but still its child) and helpers. */
